@@ -1,0 +1,91 @@
+//! Raw command-line flags (clap derive). The doc comments are the help text. No logic lives here:
+//! `policy.rs` turns these into a checked `Policy`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run AI coding agents in a bubblewrap sandbox: the project writable, the system read-only, the
+/// home empty, secrets masked, the environment scrubbed and the network off.
+#[derive(Debug, Parser)]
+#[command(name = "agentbox", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run COMMAND inside the sandbox.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetArg {
+    /// No network at all: the sandbox has its own empty network namespace.
+    None,
+    /// The host's network, unfiltered.
+    Host,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The directory the agent may write [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+
+    /// Accept a project directory that is /, $HOME, an ancestor of $HOME or a system directory.
+    /// The whole of it becomes writable to the agent.
+    #[arg(long)]
+    pub allow_broad_project: bool,
+
+    /// Network mode.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub net: Option<NetArg>,
+
+    /// Share the host network (short for --net host).
+    #[arg(long, conflicts_with = "net")]
+    pub allow_net: bool,
+
+    /// Mask secret files (.env, keys, credential files) in the project [default: on].
+    #[arg(long, overrides_with = "no_hide_env")]
+    pub hide_env: bool,
+
+    /// Do not mask secret files in the project.
+    #[arg(long, overrides_with = "hide_env")]
+    pub no_hide_env: bool,
+
+    /// Also mask files or directories matching GLOB (a name at any depth, or a path with '/').
+    #[arg(long, value_name = "GLOB")]
+    pub hide: Vec<String>,
+
+    /// Do not mask files or directories matching GLOB, even if a secret pattern matches them.
+    #[arg(long, value_name = "GLOB")]
+    pub unhide: Vec<String>,
+
+    /// Make PATH visible read-only at the same place (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub ro: Vec<PathBuf>,
+
+    /// Make PATH visible read-write at the same place (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub rw: Vec<PathBuf>,
+
+    /// Pass the host variable NAME, or set NAME=VALUE, inside the sandbox (repeatable).
+    #[arg(long, value_name = "NAME[=VALUE]")]
+    pub env: Vec<OsString>,
+
+    /// Use this bwrap executable instead of the one found on PATH.
+    #[arg(long, value_name = "PATH")]
+    pub bwrap: Option<PathBuf>,
+
+    /// Print the bwrap command as a commented shell script and exit, changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The command to run, with its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}

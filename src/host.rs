@@ -1,0 +1,480 @@
+//! `HostFacts::probe`: the one place that looks at the host for planning (environment, $HOME,
+//! PATH, the filesystem, bwrap). It reads and never writes. Everything it returns is plain data
+//! that `bwrap::plan` turns into the argv without further I/O.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::error::Fail;
+use crate::policy::{Access, Policy};
+use crate::rules::{GIT_RUNS_LATER, SYSTEM_SECRETS};
+use crate::secrets::{self, Found, Kind};
+
+/// System paths considered for the read-only root, in mount order.
+pub const SYSTEM_PATHS: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/opt",
+    "/nix/store",
+];
+
+/// How a system path exists on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SysEntry {
+    Dir(PathBuf),
+    /// A symlink: where it is, what it says, and where it ends (canonical).
+    Symlink {
+        path: PathBuf,
+        target: PathBuf,
+        canonical: PathBuf,
+    },
+}
+
+/// A git directory found in a writable root, resolved through `.git` files and `commondir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRepo {
+    /// The `.git` entry itself.
+    pub dot_git: PathBuf,
+    pub dot_git_kind: Kind,
+    /// The common git dir (holds hooks, config, objects), canonical.
+    pub common: PathBuf,
+    /// The runs-later entries inside it and inside its submodules' git dirs; `kind` is `None`
+    /// where the entry does not exist.
+    pub entries: Vec<(PathBuf, Option<Kind>, &'static str)>,
+}
+
+/// A writable root (the project or a `--rw` path) and what its scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    pub path: PathBuf,
+    /// Secrets to mask. Symlinked secrets are already resolved to their (canonical) targets.
+    pub secrets: Vec<Found>,
+    /// Runs-later entries, as found (a symlink stays a symlink: it cannot be made read-only).
+    pub runs_later: Vec<Found>,
+    /// The canonical targets of symlinked runs-later entries.
+    pub runs_later_targets: Vec<Found>,
+    pub git: Vec<GitRepo>,
+}
+
+/// A place on PATH where the command exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub path: PathBuf,
+    pub canonical: PathBuf,
+    pub dir_canonical: PathBuf,
+    pub executable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bwrap {
+    pub path: PathBuf,
+    pub version: (u32, u32, u32),
+    pub setuid: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    pub home: PathBuf,
+    pub cwd: PathBuf,
+    pub project: PathBuf,
+    pub env: Vec<(OsString, OsString)>,
+    pub system: Vec<SysEntry>,
+    /// `/run/current-system` on NixOS, where PATH points.
+    pub nixos_current_system: Option<PathBuf>,
+    /// The canonical target of `/etc/resolv.conf` when it is a symlink.
+    pub resolv_conf: Option<PathBuf>,
+    /// (source, destination) of the user's git configuration.
+    pub git_config: Vec<(PathBuf, PathBuf)>,
+    /// `--ro` and `--rw` paths, canonical, in the order given.
+    pub extra: Vec<(PathBuf, Access)>,
+    /// The project first, then each `--rw` path.
+    pub roots: Vec<Root>,
+    pub system_secrets: Vec<PathBuf>,
+    /// Where the command exists on the host, in PATH order.
+    pub command: Vec<Candidate>,
+    pub bwrap: Bwrap,
+}
+
+impl HostFacts {
+    pub fn probe(policy: &Policy) -> Result<HostFacts> {
+        let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let home_raw = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .or_else(dirs::home_dir)
+            .context("cannot tell the home directory: HOME is not set")?;
+        let home = canonical(&home_raw, "home directory")?;
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let cwd = canonical(&cwd, "current directory")?;
+        let project_raw = policy.project.clone().unwrap_or_else(|| cwd.clone());
+        let project = canonical(&project_raw, "project directory")?;
+        if !project.is_dir() {
+            bail!(Fail::hint(
+                format!("project {} is not a directory", project.display()),
+                "--project DIR names the directory the agent may write",
+            ));
+        }
+        let extra = policy
+            .extra
+            .iter()
+            .map(|e| Ok((canonical(&e.path, "path given to --ro/--rw")?, e.access)))
+            .collect::<Result<Vec<_>>>()?;
+        let matcher = secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide)?;
+        let writable: Vec<&Path> = std::iter::once(project.as_path())
+            .chain(
+                extra
+                    .iter()
+                    .filter(|e| e.1 == Access::ReadWrite)
+                    .map(|e| e.0.as_path()),
+            )
+            .collect();
+        let roots = writable.iter().map(|r| probe_root(r, &matcher)).collect();
+        let xdg_config = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| home.join(".config"));
+        let git_config = [
+            (home.join(".gitconfig"), home.join(".gitconfig")),
+            (xdg_config.join("git"), home.join(".config/git")),
+        ]
+        .into_iter()
+        .filter_map(|(src, dest)| Some((fs::canonicalize(src).ok()?, dest)))
+        .collect();
+        let path_var = std::env::var_os("PATH");
+        let bwrap = find_bwrap(policy.bwrap.as_deref(), path_var.as_deref(), &project)?;
+        Ok(HostFacts {
+            command: find_command(&policy.command[0], path_var.as_deref(), &cwd),
+            system: SYSTEM_PATHS.iter().filter_map(|p| sys_entry(p)).collect(),
+            nixos_current_system: fs::read_link("/run/current-system").ok(),
+            resolv_conf: fs::symlink_metadata("/etc/resolv.conf")
+                .is_ok_and(|m| m.file_type().is_symlink())
+                .then(|| fs::canonicalize("/etc/resolv.conf").ok())
+                .flatten(),
+            system_secrets: SYSTEM_SECRETS
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+                .collect(),
+            home,
+            cwd,
+            project,
+            env,
+            git_config,
+            extra,
+            roots,
+            bwrap,
+        })
+    }
+
+    /// The host value of an environment variable.
+    pub fn var(&self, name: &OsStr) -> Option<&OsStr> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_os_str())
+    }
+}
+
+fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
+    fs::canonicalize(path).map_err(|e| {
+        Fail::hint(
+            format!("{what} {}: {e}", path.display()),
+            "check the path exists and is spelled as intended",
+        )
+        .into()
+    })
+}
+
+fn kind_at(path: &Path) -> Option<Kind> {
+    let ft = fs::symlink_metadata(path).ok()?.file_type();
+    Some(if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    })
+}
+
+fn sys_entry(p: &str) -> Option<SysEntry> {
+    let path = PathBuf::from(p);
+    match kind_at(&path)? {
+        Kind::Dir => Some(SysEntry::Dir(path)),
+        Kind::Symlink => Some(SysEntry::Symlink {
+            target: fs::read_link(&path).ok()?,
+            canonical: fs::canonicalize(&path).ok()?,
+            path,
+        }),
+        _ => None,
+    }
+}
+
+/// Follows a symlinked entry to its canonical target; `None` when it dangles.
+fn resolve(found: &Found) -> Option<Found> {
+    let target = fs::canonicalize(&found.path).ok()?;
+    let kind = kind_at(&target)?;
+    Some(Found {
+        why: format!("{} (target of symlink {})", found.why, found.path.display()),
+        path: target,
+        kind,
+    })
+}
+
+fn probe_root(root: &Path, matcher: &secrets::Matcher) -> Root {
+    let report = secrets::scan(root, matcher);
+    let secrets = report
+        .secrets
+        .into_iter()
+        .filter_map(|f| match f.kind {
+            Kind::Symlink => resolve(&f),
+            _ => Some(f),
+        })
+        .collect();
+    let runs_later_targets = report
+        .runs_later
+        .iter()
+        .filter(|f| f.kind == Kind::Symlink)
+        .filter_map(resolve)
+        .collect();
+    Root {
+        path: root.to_owned(),
+        secrets,
+        runs_later: report.runs_later,
+        runs_later_targets,
+        git: report.git.iter().filter_map(probe_git).collect(),
+    }
+}
+
+/// Reads a `.git` file (`gitdir: PATH`) or a `commondir` file: a path relative to `base`.
+fn read_pointer(file: &Path, prefix: &[u8], base: &Path) -> Option<PathBuf> {
+    let content = fs::read(file).ok()?;
+    let rest = content.strip_prefix(prefix)?;
+    let line = rest.split(|&b| b == b'\n').next()?;
+    let target = Path::new(OsStr::from_bytes(line.trim_ascii()));
+    fs::canonicalize(base.join(target)).ok()
+}
+
+fn probe_git(dot_git: &Found) -> Option<GitRepo> {
+    let gitdir = match dot_git.kind {
+        Kind::Dir => dot_git.path.clone(),
+        Kind::File => read_pointer(&dot_git.path, b"gitdir:", dot_git.path.parent()?)?,
+        _ => return None,
+    };
+    let common = read_pointer(&gitdir.join("commondir"), b"", &gitdir).unwrap_or(gitdir.clone());
+    let mut entries = Vec::new();
+    let mut dirs = vec![common.clone()];
+    if gitdir != common {
+        entries.push(protected(&gitdir, GIT_RUNS_LATER.last()?));
+    }
+    // Submodules keep their git dirs under modules/, nested as deep as the submodules are.
+    while let Some(dir) = dirs.pop() {
+        entries.extend(GIT_RUNS_LATER.iter().map(|r| protected(&dir, r)));
+        if let Ok(rd) = fs::read_dir(dir.join("modules")) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let p = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    if p.join("HEAD").is_file() {
+                        dirs.push(p);
+                    } else if let Ok(sub) = fs::read_dir(&p) {
+                        // Submodule names may contain '/': modules/a/b.
+                        dirs.extend(
+                            sub.filter_map(|e| e.ok())
+                                .map(|e| e.path())
+                                .filter(|p| p.join("HEAD").is_file()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Some(GitRepo {
+        dot_git: dot_git.path.clone(),
+        dot_git_kind: dot_git.kind,
+        common,
+        entries,
+    })
+}
+
+fn protected(dir: &Path, rule: &crate::rules::RunsLater) -> (PathBuf, Option<Kind>, &'static str) {
+    let path = dir.join(rule.path);
+    let kind = kind_at(&path);
+    (path, kind, rule.why)
+}
+
+fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candidate> {
+    let candidate = |path: PathBuf| -> Option<Candidate> {
+        let meta = fs::metadata(&path).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        Some(Candidate {
+            canonical: fs::canonicalize(&path).ok()?,
+            dir_canonical: fs::canonicalize(path.parent()?).ok()?,
+            executable: meta.permissions().mode() & 0o111 != 0,
+            path,
+        })
+    };
+    if name.as_bytes().contains(&b'/') {
+        return candidate(cwd.join(name)).into_iter().collect();
+    }
+    let Some(path_var) = path_var else {
+        return Vec::new();
+    };
+    std::env::split_paths(path_var)
+        .filter(|d| d.is_absolute())
+        .filter_map(|d| candidate(d.join(name)))
+        .collect()
+}
+
+/// Finds bwrap: the explicit path, else the first on PATH that is not inside the project
+/// (a planted `./bwrap` would run unsandboxed with the user's rights) and is not writable by
+/// group or others (anyone who can rewrite it owns every sandbox).
+fn find_bwrap(explicit: Option<&Path>, path_var: Option<&OsStr>, project: &Path) -> Result<Bwrap> {
+    let hint = "install bubblewrap (apt-get install bubblewrap) or pass --bwrap PATH";
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(p) => vec![p.to_owned()],
+        None => path_var
+            .map(|v| std::env::split_paths(v).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| d.is_absolute() && d.components().all(|c| c != Component::ParentDir))
+            .map(|d| d.join("bwrap"))
+            .collect(),
+    };
+    let mut refused = Vec::new();
+    for cand in candidates {
+        let Ok(canon) = fs::canonicalize(&cand) else {
+            continue;
+        };
+        let Ok(meta) = fs::metadata(&canon) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        let why = if canon.starts_with(project) {
+            Some("it is inside the project, where the agent can replace it")
+        } else if mode & 0o022 != 0 {
+            Some("it is writable by group or others")
+        } else if mode & 0o111 == 0 {
+            Some("it is not executable")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            refused.push(format!("{} ({why})", canon.display()));
+            continue;
+        }
+        let version = bwrap_version(&canon)?;
+        return Ok(Bwrap {
+            path: canon,
+            version,
+            setuid: mode & 0o4000 != 0,
+        });
+    }
+    let message = if refused.is_empty() {
+        "bwrap (bubblewrap) not found".to_owned()
+    } else {
+        format!("refusing to use bwrap: {}", refused.join(", "))
+    };
+    Err(Fail::hint(message, hint).into())
+}
+
+fn bwrap_version(path: &Path) -> Result<(u32, u32, u32)> {
+    let out = Command::new(path)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .with_context(|| format!("running {} --version", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_version(&text).ok_or_else(|| {
+        Fail::hint(
+            format!(
+                "{} --version printed {:?}, not a bubblewrap version",
+                path.display(),
+                text.trim()
+            ),
+            "pass the real bubblewrap with --bwrap PATH",
+        )
+        .into()
+    })
+}
+
+/// "bubblewrap 0.8.0" -> (0, 8, 0).
+pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let v = text.trim().strip_prefix("bubblewrap ")?;
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>());
+    let major = parts.next()?.ok()?;
+    let minor = parts.next()?.ok()?;
+    let patch = parts.next().and_then(|p| p.ok()).unwrap_or(0);
+    Some((major, minor, patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("bubblewrap 0.8.0\n"), Some((0, 8, 0)));
+        assert_eq!(parse_version("bubblewrap 0.11.1"), Some((0, 11, 1)));
+        assert_eq!(parse_version("bubblewrap 0.6"), Some((0, 6, 0)));
+        assert_eq!(parse_version("bwrap 0.8.0"), None);
+        assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn git_worktree_and_submodules() {
+        let t = tempfile::tempdir().unwrap();
+        let main = t.path().join("main");
+        let wt = t.path().join("wt");
+        fs::create_dir_all(main.join(".git/hooks")).unwrap();
+        fs::write(main.join(".git/config"), "").unwrap();
+        fs::create_dir_all(main.join(".git/worktrees/wt")).unwrap();
+        fs::write(main.join(".git/worktrees/wt/commondir"), "../..\n").unwrap();
+        fs::create_dir_all(main.join(".git/modules/sub")).unwrap();
+        fs::write(main.join(".git/modules/sub/HEAD"), "").unwrap();
+        fs::create_dir_all(&wt).unwrap();
+        let gitdir = main.join(".git/worktrees/wt");
+        fs::write(wt.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
+        let found = Found {
+            path: wt.join(".git"),
+            kind: Kind::File,
+            why: String::new(),
+        };
+        let repo = probe_git(&found).unwrap();
+        let common = fs::canonicalize(main.join(".git")).unwrap();
+        assert_eq!(repo.common, common);
+        let got: Vec<_> = repo
+            .entries
+            .iter()
+            .map(|(p, k, _)| (p.strip_prefix(&common).unwrap().to_owned(), *k))
+            .collect();
+        let want: Vec<(PathBuf, Option<Kind>)> = vec![
+            ("worktrees/wt/config.worktree".into(), None),
+            ("hooks".into(), Some(Kind::Dir)),
+            ("config".into(), Some(Kind::File)),
+            ("config.worktree".into(), None),
+            ("modules/sub/hooks".into(), None),
+            ("modules/sub/config".into(), None),
+            ("modules/sub/config.worktree".into(), None),
+        ];
+        assert_eq!(got, want);
+    }
+}

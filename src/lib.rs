@@ -1,0 +1,13 @@
+//! agentbox as a library: the pipeline `Cli -> Policy -> HostFacts -> plan -> argv -> exec`,
+//! one concept per module. The binary (`main.rs`) only parses, dispatches and reports.
+#![deny(unsafe_code)]
+
+pub mod bwrap;
+pub mod cli;
+pub mod error;
+pub mod host;
+pub mod launch;
+pub mod policy;
+pub mod rules;
+pub mod secrets;
+mod sys;

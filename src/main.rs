@@ -1,0 +1,52 @@
+//! agentbox: parse, dispatch, print the error once, exit with the right code.
+#![deny(unsafe_code)]
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use agentbox::cli::{Cli, Command, RunArgs};
+use agentbox::error::{EXIT_AGENTBOX, classify};
+use agentbox::{bwrap, host, launch, policy};
+use anyhow::Result;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_AGENTBOX } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let (code, hint) = classify(&err);
+            eprintln!("agentbox: error: {err:#}");
+            if let Some(hint) = hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let policy = policy::Policy::from_run_args(args)?;
+    let facts = host::HostFacts::probe(&policy)?;
+    let plan = bwrap::plan(&policy, &facts)?;
+    for w in &plan.warnings {
+        eprintln!("agentbox: warning: {w}");
+    }
+    if policy.dry_run {
+        std::io::stdout().write_all(bwrap::script(&plan).as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for n in &plan.notes {
+        eprintln!("agentbox: note: {n}");
+    }
+    match launch::exec(&plan)? {}
+}

@@ -1,0 +1,214 @@
+//! The checked configuration: what the user asked for, validated, as plain data. Built from the
+//! raw flags (and, later, config files and profiles). It touches nothing on the host; rules that
+//! need host facts (is this path $HOME?) live in `bwrap::plan`.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::cli::{NetArg, RunArgs};
+use crate::error::Fail;
+
+/// How the sandbox reaches the network. A filtered mode (allowlist proxy) slots in here later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetMode {
+    /// A fresh, empty network namespace: no interfaces but a down loopback.
+    None,
+    /// The host's network namespace, unfiltered.
+    Host,
+}
+
+/// Whether an extra bind is writable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraBind {
+    pub path: PathBuf,
+    pub access: Access,
+}
+
+/// A variable the user passes in with `--env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvPass {
+    /// `--env NAME`: the host's value, if it has one.
+    Inherit(OsString),
+    /// `--env NAME=VALUE`.
+    Set(OsString, OsString),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// As given; `HostFacts` canonicalises it.
+    pub project: Option<PathBuf>,
+    pub allow_broad_project: bool,
+    pub net: NetMode,
+    pub hide_secrets: bool,
+    pub hide: Vec<String>,
+    pub unhide: Vec<String>,
+    pub extra: Vec<ExtraBind>,
+    pub env: Vec<EnvPass>,
+    pub bwrap: Option<PathBuf>,
+    pub dry_run: bool,
+    pub command: Vec<OsString>,
+}
+
+impl Policy {
+    pub fn from_run_args(args: RunArgs) -> Result<Policy> {
+        let net = match (args.net, args.allow_net) {
+            (Some(NetArg::Host), _) | (None, true) => NetMode::Host,
+            (Some(NetArg::None), _) | (None, false) => NetMode::None,
+        };
+        let mut extra: Vec<ExtraBind> = Vec::new();
+        extra.extend(args.ro.into_iter().map(|path| ExtraBind {
+            path,
+            access: Access::ReadOnly,
+        }));
+        extra.extend(args.rw.into_iter().map(|path| ExtraBind {
+            path,
+            access: Access::ReadWrite,
+        }));
+        let env = args
+            .env
+            .iter()
+            .map(|e| parse_env(e))
+            .collect::<Result<Vec<_>>>()?;
+        let policy = Policy {
+            project: args.project,
+            allow_broad_project: args.allow_broad_project,
+            net,
+            hide_secrets: !args.no_hide_env,
+            hide: args.hide,
+            unhide: args.unhide,
+            extra,
+            env,
+            bwrap: args.bwrap,
+            dry_run: args.dry_run,
+            command: args.command,
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Cross-option rules, one per line.
+    pub fn validate(&self) -> Result<()> {
+        if self.command.first().is_none_or(|c| c.is_empty()) {
+            return Err(
+                Fail::hint("no command to run", "agentbox run -- COMMAND [ARGS...]").into(),
+            );
+        }
+        for glob in self.hide.iter().chain(&self.unhide) {
+            crate::secrets::check_glob(glob)?;
+        }
+        Ok(())
+    }
+}
+
+/// `NAME` or `NAME=VALUE`, with NAME a portable variable name.
+fn parse_env(raw: &OsStr) -> Result<EnvPass> {
+    let bytes = raw.as_bytes();
+    let (name, value) = match bytes.iter().position(|&b| b == b'=') {
+        Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),
+        None => (bytes, None),
+    };
+    let valid = !name.is_empty()
+        && !name[0].is_ascii_digit()
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(Fail::hint(
+            format!("--env {:?}: not a valid variable name", raw),
+            "--env NAME or --env NAME=VALUE, NAME made of letters, digits and _",
+        )
+        .into());
+    }
+    let name = OsStr::from_bytes(name).to_owned();
+    Ok(match value {
+        Some(v) => EnvPass::Set(name, OsStr::from_bytes(v).to_owned()),
+        None => EnvPass::Inherit(name),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn policy(args: &[&str]) -> Result<Policy> {
+        let mut argv = vec!["agentbox", "run"];
+        argv.extend_from_slice(args);
+        let cli = crate::cli::Cli::try_parse_from(argv)?;
+        let crate::cli::Command::Run(run) = cli.command;
+        Policy::from_run_args(run)
+    }
+
+    #[test]
+    fn flags_to_policy() {
+        let p = policy(&["--", "claude", "-p", "hi"]).unwrap();
+        assert_eq!(p.net, NetMode::None);
+        assert!(p.hide_secrets);
+        assert_eq!(p.command, ["claude", "-p", "hi"]);
+
+        let cases: &[(&[&str], NetMode, bool)] = &[
+            (&["--allow-net", "x"], NetMode::Host, true),
+            (&["--net", "host", "x"], NetMode::Host, true),
+            (&["--net", "none", "x"], NetMode::None, true),
+            (&["--no-hide-env", "x"], NetMode::None, false),
+            (&["--no-hide-env", "--hide-env", "x"], NetMode::None, true),
+            (&["--hide-env", "--no-hide-env", "x"], NetMode::None, false),
+        ];
+        for (args, net, hide) in cases {
+            let p = policy(args).unwrap();
+            assert_eq!((p.net, p.hide_secrets), (*net, *hide), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn env_flags() {
+        let p = policy(&["--env", "A", "--env", "B=x=y", "--env", "C=", "true"]).unwrap();
+        assert_eq!(
+            p.env,
+            [
+                EnvPass::Inherit("A".into()),
+                EnvPass::Set("B".into(), "x=y".into()),
+                EnvPass::Set("C".into(), "".into()),
+            ]
+        );
+        for bad in ["", "=x", "1A", "A-B", "A B=1"] {
+            assert!(policy(&["--env", bad, "true"]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn extra_binds_keep_access() {
+        let p = policy(&["--ro", "/a", "--rw", "/b", "--ro", "/c", "x"]).unwrap();
+        let got: Vec<_> = p.extra.iter().map(|e| (e.path.clone(), e.access)).collect();
+        assert_eq!(
+            got,
+            [
+                ("/a".into(), Access::ReadOnly),
+                ("/c".into(), Access::ReadOnly),
+                ("/b".into(), Access::ReadWrite),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(policy(&["--allow-net", "--net", "none", "x"]).is_err());
+        assert!(policy(&["--hide", "a[", "x"]).is_err());
+        assert!(policy(&[]).is_err());
+    }
+
+    #[test]
+    fn agent_flags_are_not_ours() {
+        let p = policy(&["claude", "--dry-run", "--project", "/"]).unwrap();
+        assert!(!p.dry_run);
+        assert_eq!(p.project, None);
+        assert_eq!(p.command, ["claude", "--dry-run", "--project", "/"]);
+    }
+}
