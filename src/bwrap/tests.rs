@@ -1,1 +1,454 @@
+//! Planner tests: `Policy` + `HostFacts` (made up, no I/O) -> whole argv.
 
+use super::*;
+use crate::host::{Bwrap, Candidate, GitRepo, Root};
+
+fn policy(command: &[&str]) -> Policy {
+    Policy {
+        project: None,
+        allow_broad_project: false,
+        net: NetMode::None,
+        hide_secrets: true,
+        hide: vec![],
+        unhide: vec![],
+        extra: vec![],
+        env: vec![],
+        bwrap: None,
+        dry_run: false,
+        command: command.iter().map(OsString::from).collect(),
+    }
+}
+
+fn found(path: &str, kind: Kind, why: &str) -> Found {
+    Found {
+        path: path.into(),
+        kind,
+        why: why.into(),
+    }
+}
+
+fn exe(path: &str) -> Candidate {
+    Candidate {
+        path: path.into(),
+        canonical: path.into(),
+        dir_canonical: Path::new(path).parent().unwrap().into(),
+        executable: true,
+    }
+}
+
+fn facts() -> HostFacts {
+    HostFacts {
+        home: "/home/u".into(),
+        cwd: "/home/u/p/src".into(),
+        project: "/home/u/p".into(),
+        env: vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("HOME".into(), "/home/u".into()),
+            ("TERM".into(), "xterm".into()),
+            ("LC_ALL".into(), "C".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into()),
+            ("TOKEN".into(), "t0k3n".into()),
+        ],
+        system: vec![
+            SysEntry::Dir("/usr".into()),
+            SysEntry::Symlink {
+                path: "/bin".into(),
+                target: "usr/bin".into(),
+                canonical: "/usr/bin".into(),
+            },
+            SysEntry::Dir("/etc".into()),
+        ],
+        nixos_current_system: None,
+        resolv_conf: Some("/run/systemd/resolve/stub-resolv.conf".into()),
+        git_config: vec![("/home/u/.gitconfig".into(), "/home/u/.gitconfig".into())],
+        extra: vec![],
+        roots: vec![Root {
+            path: "/home/u/p".into(),
+            secrets: vec![found("/home/u/p/a/.env", Kind::File, "dotenv")],
+            runs_later: vec![found("/home/u/p/.envrc", Kind::File, "direnv")],
+            runs_later_targets: vec![],
+            git: vec![GitRepo {
+                dot_git: "/home/u/p/.git".into(),
+                dot_git_kind: Kind::Dir,
+                common: "/home/u/p/.git".into(),
+                entries: vec![
+                    ("/home/u/p/.git/hooks".into(), None, "hooks"),
+                    ("/home/u/p/.git/config".into(), Some(Kind::File), "config"),
+                    ("/home/u/p/.git/config.worktree".into(), None, "wt"),
+                ],
+            }],
+        }],
+        system_secrets: vec!["/etc/shadow".into()],
+        command: vec![exe("/usr/bin/claude")],
+        bwrap: Bwrap {
+            path: "/usr/bin/bwrap".into(),
+            version: (0, 8, 0),
+            setuid: false,
+        },
+    }
+}
+
+fn argv(policy: &Policy, facts: &HostFacts) -> Vec<String> {
+    let plan = plan(policy, facts).unwrap();
+    let (argv, _) = to_argv(&plan);
+    argv.iter()
+        .map(|a| a.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn pos(argv: &[String], window: &[&str]) -> usize {
+    argv.windows(window.len())
+        .position(|w| w == window)
+        .unwrap_or_else(|| panic!("{window:?} not in {argv:?}"))
+}
+
+#[test]
+fn default_plan_whole_argv() {
+    let got = argv(&policy(&["claude", "-p", "hi"]), &facts());
+    let want = [
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        "agentbox",
+        "--unshare-cgroup-try",
+        "--unshare-net",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "HOME",
+        "/home/u",
+        "--setenv",
+        "TERM",
+        "xterm",
+        "--setenv",
+        "LC_ALL",
+        "C",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--ro-bind",
+        "/etc",
+        "/etc",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        "4294967296",
+        "--tmpfs",
+        "/tmp",
+        "--size",
+        "4294967296",
+        "--tmpfs",
+        "/var/tmp",
+        "--size",
+        "67108864",
+        "--tmpfs",
+        "/run",
+        "--size",
+        "4294967296",
+        "--tmpfs",
+        "/home/u",
+        "--ro-bind",
+        "/home/u/.gitconfig",
+        "/home/u/.gitconfig",
+        "--bind",
+        "/home/u/p",
+        "/home/u/p",
+        "--bind",
+        "/home/u/p/.git",
+        "/home/u/p/.git",
+        "--ro-bind",
+        "/home/u/p/.envrc",
+        "/home/u/p/.envrc",
+        "--ro-bind",
+        "/home/u/p/.git/config",
+        "/home/u/p/.git/config",
+        "--ro-bind",
+        "/home/u/p/.git/hooks",
+        "/home/u/p/.git/hooks",
+        "--ro-bind-data",
+        "3",
+        "/home/u/p/a/.env",
+        "--ro-bind-data",
+        "4",
+        "/etc/shadow",
+        "--chdir",
+        "/home/u/p/src",
+        "--",
+        "claude",
+        "-p",
+        "hi",
+    ];
+    assert_eq!(got, want);
+    let plan = plan(&policy(&["claude"]), &facts()).unwrap();
+    assert_eq!(plan.prep, [Prep::CreateDir("/home/u/p/.git/hooks".into())]);
+    assert_eq!(to_argv(&plan).1, 2);
+}
+
+#[test]
+fn masks_come_after_the_binds_they_mask() {
+    let got = argv(&policy(&["claude"]), &facts());
+    assert!(pos(&got, &["--tmpfs", "/home/u"]) < pos(&got, &["--bind", "/home/u/p"]));
+    assert!(pos(&got, &["--bind", "/home/u/p"]) < pos(&got, &["--ro-bind-data", "3"]));
+    assert!(pos(&got, &["--bind", "/home/u/p"]) < pos(&got, &["--bind", "/home/u/p/.git"]));
+    let pin = pos(&got, &["--bind", "/home/u/p/.git"]);
+    assert!(pin < pos(&got, &["--ro-bind", "/home/u/p/.git/hooks"]));
+    assert!(pos(&got, &["--ro-bind", "/etc"]) < pos(&got, &["--ro-bind-data", "4"]));
+    assert_eq!(got[got.len() - 2..], ["--", "claude"]);
+}
+
+#[test]
+fn environment_is_an_allowlist() {
+    let mut p = policy(&["claude"]);
+    p.env = vec![
+        EnvPass::Inherit("TOKEN".into()),
+        EnvPass::Set("TERM".into(), "dumb".into()),
+        EnvPass::Inherit("UNSET".into()),
+    ];
+    let got = argv(&p, &facts()).join(" ");
+    assert!(!got.contains("AWS_SECRET_ACCESS_KEY") && !got.contains("hunter2"));
+    assert!(got.contains("--setenv TOKEN t0k3n"));
+    assert!(got.contains("--setenv TERM dumb") && !got.contains("TERM xterm"));
+    let plan = plan(&p, &facts()).unwrap();
+    assert!(plan.warnings.iter().any(|w| w.contains("UNSET")));
+    // The script reads host values from its environment: no token on the screen.
+    let s = script(&plan);
+    assert!(s.contains(r#"--setenv TOKEN "${TOKEN-}""#), "{s}");
+    assert!(!s.contains("t0k3n"));
+}
+
+#[test]
+fn host_network_shares_the_namespace_and_the_resolver() {
+    let mut p = policy(&["claude"]);
+    p.net = NetMode::Host;
+    let got = argv(&p, &facts());
+    assert!(!got.contains(&"--unshare-net".to_owned()));
+    let resolv = "/run/systemd/resolve/stub-resolv.conf";
+    let at = pos(&got, &["--ro-bind", resolv, resolv]);
+    assert!(pos(&got, &["--tmpfs", "/run"]) < at);
+}
+
+#[test]
+fn broad_projects_are_refused() {
+    for (project, cwd) in [
+        ("/", "/"),
+        ("/home/u", "/home/u"),
+        ("/home", "/home"),
+        ("/usr", "/usr"),
+        ("/proc/self", "/proc/self"),
+    ] {
+        let mut f = facts();
+        f.project = project.into();
+        f.cwd = cwd.into();
+        let err = plan(&policy(&["claude"]), &f).unwrap_err();
+        let fail = err.downcast_ref::<Fail>().unwrap();
+        assert_eq!(fail.code, 125, "{project}");
+        assert!(
+            fail.hint.as_deref().unwrap().contains("--project"),
+            "{project}"
+        );
+        let mut p = policy(&["claude"]);
+        p.allow_broad_project = true;
+        let plan = plan(&p, &f).unwrap();
+        assert!(
+            plan.warnings[0].contains("--allow-broad-project"),
+            "{project}"
+        );
+    }
+    let mut f = facts();
+    f.extra = vec![("/home/u".into(), Access::ReadWrite)];
+    assert!(plan(&policy(&["claude"]), &f).is_err());
+    f.extra = vec![("/home/u".into(), Access::ReadOnly)];
+    assert!(plan(&policy(&["claude"]), &f).is_ok());
+}
+
+#[test]
+fn binds_go_parents_first() {
+    let mut f = facts();
+    f.extra = vec![
+        ("/home/u/p/vendor".into(), Access::ReadOnly),
+        ("/home/u/.nvm".into(), Access::ReadOnly),
+        ("/home/u".into(), Access::ReadOnly),
+    ];
+    let got = argv(&policy(&["claude"]), &f);
+    let home = pos(&got, &["--ro-bind", "/home/u", "/home/u"]);
+    let project = pos(&got, &["--bind", "/home/u/p", "/home/u/p"]);
+    let vendor = pos(&got, &["--ro-bind", "/home/u/p/vendor"]);
+    assert!(home < project && project < vendor);
+    assert!(home < pos(&got, &["--ro-bind", "/home/u/.nvm"]));
+}
+
+#[test]
+fn cwd_outside_the_project_starts_in_the_project() {
+    let mut f = facts();
+    f.cwd = "/elsewhere".into();
+    let got = argv(&policy(&["claude"]), &f);
+    pos(&got, &["--chdir", "/home/u/p", "--"]);
+}
+
+#[test]
+fn command_the_sandbox_cannot_see() {
+    let mut f = facts();
+    f.command = vec![Candidate {
+        path: "/home/u/.local/bin/claude".into(),
+        canonical: "/home/u/.local/share/claude/versions/2.0".into(),
+        dir_canonical: "/home/u/.local/bin".into(),
+        executable: true,
+    }];
+    let err = plan(&policy(&["claude"]), &f).unwrap_err();
+    let fail = err.downcast_ref::<Fail>().unwrap();
+    assert_eq!(fail.code, 127);
+    assert!(fail.message.contains("cannot see"), "{}", fail.message);
+    let hint = fail.hint.as_deref().unwrap();
+    assert!(hint.contains("--ro /home/u/.local/bin --ro /home/u/.local/share/claude/versions"));
+
+    // With the hinted binds it resolves, and a visible later PATH entry is named in a warning.
+    f.extra = vec![
+        ("/home/u/.local/bin".into(), Access::ReadOnly),
+        (
+            "/home/u/.local/share/claude/versions".into(),
+            Access::ReadOnly,
+        ),
+    ];
+    assert!(plan(&policy(&["claude"]), &f).is_ok());
+    f.extra.clear();
+    f.command.push(exe("/usr/bin/claude"));
+    let plan = plan(&policy(&["claude"]), &f).unwrap();
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("inside it runs /usr/bin/claude"))
+    );
+}
+
+#[test]
+fn missing_and_non_executable_commands() {
+    let mut f = facts();
+    f.command.clear();
+    let err = plan(&policy(&["nope"]), &f).unwrap_err();
+    assert_eq!(err.downcast_ref::<Fail>().unwrap().code, 127);
+    let mut c = exe("/home/u/p/run.sh");
+    c.executable = false;
+    f.command = vec![c];
+    let err = plan(&policy(&["./run.sh"]), &f).unwrap_err();
+    assert_eq!(err.downcast_ref::<Fail>().unwrap().code, 126);
+}
+
+#[test]
+fn symlinked_secret_targets_are_masked_only_where_visible() {
+    let mut f = facts();
+    f.roots[0].secrets = vec![
+        found("/home/u/p/config/real.txt", Kind::File, "via link"),
+        found("/home/u/.aws/credentials", Kind::File, "via link"),
+        found("/home/u/p/secrets", Kind::Dir, "dir"),
+        found(
+            "/home/u/p/secrets/inner.key",
+            Kind::File,
+            "inside a masked dir",
+        ),
+    ];
+    let got = argv(&policy(&["claude"]), &f);
+    pos(&got, &["--ro-bind-data", "3", "/home/u/p/config/real.txt"]);
+    assert!(!got.contains(&"/home/u/.aws/credentials".to_owned()));
+    let t = pos(&got, &["--size", "4096", "--tmpfs", "/home/u/p/secrets"]);
+    assert_eq!(got[t + 4..t + 6], ["--remount-ro", "/home/u/p/secrets"]);
+    assert!(!got.contains(&"/home/u/p/secrets/inner.key".to_owned()));
+}
+
+#[test]
+fn runs_later_symlinks_warn_and_are_not_bound() {
+    let mut f = facts();
+    f.roots[0].git[0].entries[0] = ("/home/u/p/.git/hooks".into(), Some(Kind::Symlink), "hooks");
+    let plan = plan(&policy(&["claude"]), &f).unwrap();
+    let got: Vec<_> = to_argv(&plan).0;
+    assert!(!got.contains(&OsString::from("/home/u/p/.git/hooks")));
+    assert!(plan.prep.is_empty());
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains(".git/hooks is a symlink"))
+    );
+}
+
+#[test]
+fn worktree_common_dir_is_bound_and_protected() {
+    let mut f = facts();
+    f.roots[0].git = vec![GitRepo {
+        dot_git: "/home/u/p/.git".into(),
+        dot_git_kind: Kind::File,
+        common: "/home/u/main/.git".into(),
+        entries: vec![
+            ("/home/u/main/.git/hooks".into(), Some(Kind::Dir), "hooks"),
+            (
+                "/home/u/main/.git/config".into(),
+                Some(Kind::File),
+                "config",
+            ),
+        ],
+    }];
+    let got = argv(&policy(&["claude"]), &f);
+    let common = pos(&got, &["--bind", "/home/u/main/.git", "/home/u/main/.git"]);
+    assert!(common < pos(&got, &["--ro-bind", "/home/u/main/.git/hooks"]));
+    assert!(common < pos(&got, &["--ro-bind", "/home/u/main/.git/config"]));
+}
+
+#[test]
+fn old_bwrap_is_refused_and_features_follow_the_version() {
+    let mut f = facts();
+    f.bwrap.version = (0, 5, 0);
+    assert!(plan(&policy(&["claude"]), &f).is_err());
+    f.bwrap.version = (0, 6, 1);
+    let got = argv(&policy(&["claude"]), &f);
+    assert!(!got.contains(&"--size".to_owned()));
+    f.bwrap.version = (0, 11, 0);
+    f.bwrap.setuid = true;
+    let plan = plan(&policy(&["claude"]), &f).unwrap();
+    assert!(!to_argv(&plan).0.contains(&OsString::from("--size")));
+    assert!(plan.warnings.iter().any(|w| w.contains("setuid")));
+}
+
+#[test]
+fn seen_replays_mounts() {
+    let plan = plan(&policy(&["claude"]), &facts()).unwrap();
+    let s = |p: &str| seen(&plan.steps, Path::new(p));
+    assert_eq!(s("/usr/bin/sh"), Seen::Visible);
+    assert_eq!(s("/bin/sh"), Seen::Visible);
+    assert_eq!(s("/home/u/.ssh/id_rsa"), Seen::Absent);
+    assert_eq!(s("/home/u/.gitconfig"), Seen::Visible);
+    assert_eq!(s("/home/u/p/x.rs"), Seen::Visible);
+    assert_eq!(s("/home/u/p/a/.env"), Seen::Masked);
+    assert_eq!(s("/tmp/x"), Seen::Absent);
+    assert_eq!(s("/srv/x"), Seen::Absent);
+}
+
+#[test]
+fn script_quotes_every_word() {
+    use std::os::unix::ffi::OsStringExt;
+    let mut f = facts();
+    let odd = OsString::from_vec(b"/home/u/it's a \xff dir".to_vec());
+    f.project = PathBuf::from(&odd);
+    f.cwd = PathBuf::from(&odd);
+    f.roots[0].path = PathBuf::from(&odd);
+    f.roots[0].git.clear();
+    f.roots[0].runs_later.clear();
+    f.roots[0].secrets.clear();
+    let plan = plan(&policy(&["claude", "a b", "$HOME"]), &f).unwrap();
+    let s = script(&plan);
+    assert!(s.contains(r"--bind $'/home/u/it\'s a \xff dir' $'/home/u/it\'s a \xff dir'"));
+    assert!(s.contains(r#"-- claude 'a b' '$HOME'"#), "{s}");
+    assert!(s.contains("3</dev/null"));
+    // The argv itself keeps the raw bytes.
+    assert!(to_argv(&plan).0.contains(&odd));
+}

@@ -1,0 +1,678 @@
+//! Integration tests: the real agentbox binary runs the real bwrap, as the current user and,
+//! when that is root, also as an unprivileged user (`agentbox-test`, made by `.ci/run`; set
+//! AGENTBOX_TEST_USER to use another). Every "blocked" check has its positive control beside it.
+//!
+//! HOME and the XDG dirs point into a temp dir, so a developer's real files never leak in.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentbox");
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Who runs agentbox in a scenario.
+#[derive(Clone, Copy, Debug)]
+struct User {
+    uid: u32,
+    gid: u32,
+}
+
+fn current_uid() -> u32 {
+    fs::metadata("/proc/self").unwrap().uid_of()
+}
+
+trait UidOf {
+    fn uid_of(&self) -> u32;
+}
+impl UidOf for fs::Metadata {
+    fn uid_of(&self) -> u32 {
+        std::os::unix::fs::MetadataExt::uid(self)
+    }
+}
+
+fn lookup_user(name: &str) -> Option<User> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name)).then(|| User {
+            uid: f[2].parse().unwrap(),
+            gid: f[3].parse().unwrap(),
+        })
+    })
+}
+
+/// The users every scenario runs as: the current one, plus the unprivileged test user when the
+/// current one is root. A root run without that user fails: it would silently skip half the
+/// proof.
+fn users() -> Vec<Option<User>> {
+    let mut v = vec![None];
+    if current_uid() == 0 {
+        let name = std::env::var("AGENTBOX_TEST_USER").unwrap_or_else(|_| "agentbox-test".into());
+        let user = lookup_user(&name).unwrap_or_else(|| {
+            panic!(
+                "running as root, but the unprivileged test user {name:?} does not exist: \
+                 create it (useradd -m {name}) or set AGENTBOX_TEST_USER"
+            )
+        });
+        v.push(Some(user));
+    } else {
+        eprintln!("note: not root, so the root half of the scenarios is not run here");
+    }
+    v
+}
+
+/// A temp world: a home and a project, owned by the scenario's user.
+struct World {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    home: PathBuf,
+    project: PathBuf,
+    user: Option<User>,
+}
+
+impl World {
+    fn new(user: Option<User>) -> World {
+        Self::with_project_name(user, OsStr::new("project"))
+    }
+
+    fn with_project_name(user: Option<User>, name: &OsStr) -> World {
+        let dir = tempfile::Builder::new()
+            .prefix("agentbox-it-")
+            .tempdir()
+            .unwrap();
+        let base = fs::canonicalize(dir.path()).unwrap();
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+        let home = base.join("home");
+        let project = home.join("src").join(name);
+        fs::create_dir_all(&project).unwrap();
+        fs::create_dir_all(home.join(".config")).unwrap();
+        let w = World {
+            _dir: dir,
+            base,
+            home,
+            project,
+            user,
+        };
+        w.chown_all();
+        w
+    }
+
+    fn chown_all(&self) {
+        if let Some(u) = self.user {
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{}:{}", u.uid, u.gid))
+                .arg(&self.home)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    }
+
+    /// Writes a file (relative to the base dir), owned by the scenario's user.
+    fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.base.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+        self.chown_all();
+        p
+    }
+
+    /// `program` as the scenario's user, with the scrubbed test environment, in the project.
+    fn program(&self, program: &OsStr) -> Command {
+        let mut c = match self.user {
+            None => Command::new(program),
+            Some(u) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={}", u.uid))
+                    .arg(format!("--regid={}", u.gid))
+                    .arg("--clear-groups")
+                    .arg("--")
+                    .arg(program);
+                c
+            }
+        };
+        c.current_dir(&self.project)
+            .env_clear()
+            .env("PATH", PATH)
+            .env("HOME", &self.home)
+            .env("USER", "tester")
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("XDG_STATE_HOME", self.home.join(".local/state"))
+            .env("AWS_SECRET_ACCESS_KEY", "leaked-aws-secret")
+            .env("MY_TOKEN", "token-value-123")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn cmd(&self, args: &[&OsStr]) -> Command {
+        let mut c = self.program(OsStr::new(BIN));
+        c.args(args);
+        c
+    }
+
+    fn run_args(&self, args: &[&OsStr]) -> Out {
+        Out(self.cmd(args).output().unwrap())
+    }
+
+    /// `agentbox run [flags] -- sh -c SCRIPT`.
+    fn sh(&self, flags: &[&str], script: &str) -> Out {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("run")];
+        args.extend(flags.iter().map(OsStr::new));
+        args.extend(["--", "sh", "-c", script].map(OsStr::new));
+        self.run_args(&args)
+    }
+
+    /// Every path below the base dir, for leftover checks.
+    fn listing(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.base.clone()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                let p = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(p.clone());
+                }
+                out.push(p);
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+struct Out(Output);
+
+impl Out {
+    fn code(&self) -> i32 {
+        self.0.status.code().expect("agentbox itself was killed")
+    }
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    #[track_caller]
+    fn ok(&self) -> String {
+        assert_eq!(
+            self.code(),
+            0,
+            "stdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        self.stdout()
+    }
+}
+
+/// Runs `f` once per user; names the user in any failure.
+fn each_user(f: impl Fn(&World)) {
+    for user in users() {
+        eprintln!(
+            "scenario as {:?}",
+            user.map_or("current user".into(), |u| u.uid.to_string())
+        );
+        f(&World::new(user));
+    }
+}
+
+#[test]
+fn project_is_writable_and_the_rest_is_not() {
+    each_user(|w| {
+        let out = w
+            .sh(
+                &[],
+                "echo made > made.txt && echo project-ok; \
+                 touch /usr/agentbox-x 2>/dev/null && echo usr-writable; \
+                 touch /etc/agentbox-x 2>/dev/null && echo etc-writable; \
+                 echo x > ~/inside-home && echo home-tmpfs-ok",
+            )
+            .ok();
+        assert!(out.contains("project-ok"), "{out}");
+        assert!(
+            !out.contains("usr-writable") && !out.contains("etc-writable"),
+            "{out}"
+        );
+        assert!(out.contains("home-tmpfs-ok"), "{out}");
+        assert_eq!(
+            fs::read_to_string(w.project.join("made.txt")).unwrap(),
+            "made\n"
+        );
+        assert!(
+            !w.home.join("inside-home").exists(),
+            "the home tmpfs leaked to the host"
+        );
+        assert!(!Path::new("/usr/agentbox-x").exists());
+    });
+}
+
+#[test]
+fn home_secrets_are_invisible_but_git_config_is_there() {
+    each_user(|w| {
+        w.write("home/.ssh/id_rsa", "PRIVATE KEY");
+        w.write("home/.aws/credentials", "aws_secret");
+        w.write("home/.gitconfig", "[user]\n\tname = Tester\n");
+        let out = w
+            .sh(
+                &[],
+                "cat ~/.ssh/id_rsa 2>&1; cat ~/.aws/credentials 2>&1; cat ~/.gitconfig",
+            )
+            .ok();
+        assert!(
+            !out.contains("PRIVATE KEY") && !out.contains("aws_secret"),
+            "{out}"
+        );
+        assert!(out.contains("name = Tester"), "{out}");
+        // Writing the git config fails; the host copy stays as it was.
+        let out = w
+            .sh(&[], "echo evil >> ~/.gitconfig && echo wrote; true")
+            .ok();
+        assert!(!out.contains("wrote"));
+        assert!(
+            !fs::read_to_string(w.home.join(".gitconfig"))
+                .unwrap()
+                .contains("evil")
+        );
+    });
+}
+
+#[test]
+fn project_secrets_are_masked_at_any_depth() {
+    each_user(|w| {
+        w.write("home/src/project/a/b/c/.env", "DEEP_SECRET=1");
+        w.write("home/src/project/.env.example", "EXAMPLE=1");
+        w.write("home/src/project/keys/server.pem", "PEM SECRET");
+        w.write("home/src/project/src/main.rs", "fn main() {}");
+        let out = w
+            .sh(
+                &[],
+                "printf '[%s]' \"$(cat a/b/c/.env)\"; cat .env.example; cat keys/server.pem; \
+                 cat src/main.rs; echo x > a/b/c/.env && echo wrote-env; \
+                 rm a/b/c/.env 2>/dev/null && echo removed-env; echo",
+            )
+            .ok();
+        assert!(out.contains("[]"), "{out}");
+        assert!(
+            out.contains("EXAMPLE=1") && out.contains("fn main"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("PEM SECRET") && !out.contains("DEEP_SECRET"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("wrote-env") && !out.contains("removed-env"),
+            "{out}"
+        );
+        let env = w.project.join("a/b/c/.env");
+        assert_eq!(fs::read_to_string(env).unwrap(), "DEEP_SECRET=1");
+
+        // --no-hide-env shows it (the control), --unhide one pattern, --hide adds one.
+        let out = w.sh(&["--no-hide-env"], "cat a/b/c/.env").ok();
+        assert_eq!(out, "DEEP_SECRET=1");
+        let out = w
+            .sh(&["--unhide", "*.pem"], "cat keys/server.pem a/b/c/.env")
+            .ok();
+        assert_eq!(out, "PEM SECRET");
+        let out = w.sh(&["--hide", "src/*.rs"], "cat src/main.rs").ok();
+        assert_eq!(out, "");
+    });
+}
+
+#[test]
+fn a_symlinked_secret_is_masked_not_followed() {
+    each_user(|w| {
+        w.write("home/src/project/config/real-secrets.txt", "LINKED SECRET");
+        symlink("config/real-secrets.txt", w.project.join(".env")).unwrap();
+        let out = w
+            .sh(&[], "cat .env; cat config/real-secrets.txt; echo end")
+            .ok();
+        assert_eq!(out, "end\n");
+        // Control: the same files without masking.
+        let out = w.sh(&["--no-hide-env"], "cat .env").ok();
+        assert_eq!(out, "LINKED SECRET");
+    });
+}
+
+#[test]
+fn environment_is_scrubbed() {
+    each_user(|w| {
+        let out = w.sh(&[], "env").ok();
+        assert!(
+            !out.contains("leaked-aws-secret") && !out.contains("MY_TOKEN"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("HOME={}", w.home.display())), "{out}");
+        let out = w.sh(&["--env", "MY_TOKEN", "--env", "X=1"], "env").ok();
+        assert!(
+            out.contains("MY_TOKEN=token-value-123") && out.contains("X=1"),
+            "{out}"
+        );
+        assert!(!out.contains("leaked-aws-secret"));
+    });
+}
+
+#[test]
+fn git_hooks_and_config_are_read_only() {
+    each_user(|w| {
+        w.write("home/src/project/.git/config", "[core]\n");
+        w.write("home/src/project/.git/HEAD", "ref: refs/heads/main\n");
+        w.write("home/src/project/.envrc", "export A=1\n");
+        let script = "echo x > .git/hooks/pre-commit 2>/dev/null && echo hook-written; \
+             echo '[core] hooksPath=/tmp' >> .git/config 2>/dev/null && echo config-written; \
+             echo x >> .envrc 2>/dev/null && echo envrc-written; \
+             mv .git .git-old 2>/dev/null && echo git-moved; \
+             echo ref > .git/ORIG_HEAD && echo git-writable";
+        let out = w.sh(&[], script).ok();
+        assert!(out.contains("git-writable"), "{out}");
+        for bad in [
+            "hook-written",
+            "config-written",
+            "envrc-written",
+            "git-moved",
+        ] {
+            assert!(!out.contains(bad), "{bad}: {out}");
+        }
+        // .git/hooks did not exist: it was created empty, as git does, and stays empty.
+        let hooks = w.project.join(".git/hooks");
+        assert!(hooks.is_dir() && fs::read_dir(&hooks).unwrap().next().is_none());
+        assert_eq!(
+            fs::read_to_string(w.project.join(".envrc")).unwrap(),
+            "export A=1\n"
+        );
+    });
+}
+
+#[test]
+fn host_processes_are_invisible() {
+    each_user(|w| {
+        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = sleeper.id();
+        let out = w
+            .sh(
+                &[],
+                &format!(
+                    "test -e /proc/{pid} && echo host-pid-visible; \
+                     kill -0 {pid} 2>/dev/null && echo host-pid-signalled; \
+                     test -e /proc/self/status && echo own-proc-ok; echo $$"
+                ),
+            )
+            .ok();
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(out.contains("own-proc-ok"), "{out}");
+        assert!(!out.contains("host-pid"), "{out}");
+        // The command is a low pid in its own namespace.
+        let own: u32 = out.lines().last().unwrap().trim().parse().unwrap();
+        assert!(own < 10, "{out}");
+    });
+}
+
+/// A loopback server that accepts a bounded number of connections for a bounded time.
+fn loopback_server(max_conns: usize) -> (u16, std::thread::JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut served = 0;
+        while served < max_conns && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.write_all(b"hello-from-host\n");
+                    served += 1;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        served
+    });
+    (port, handle)
+}
+
+#[test]
+fn network_is_off_unless_allowed() {
+    each_user(|w| {
+        let (port, server) = loopback_server(1);
+        let probe = format!(
+            "if exec 3<>/dev/tcp/127.0.0.1/{port}; then head -n1 <&3; else echo no-connect; fi"
+        );
+        let script = format!("bash -c '{probe}' 2>/dev/null");
+        let out = w.sh(&[], &script).ok();
+        assert!(
+            out.contains("no-connect") && !out.contains("hello"),
+            "{out}"
+        );
+        let out = w.sh(&["--allow-net"], &script).ok();
+        assert!(out.contains("hello-from-host"), "{out}");
+        let out = w
+            .sh(
+                &["--net", "host"],
+                "cat /etc/resolv.conf >/dev/null && echo ok",
+            )
+            .ok();
+        assert!(out.contains("ok"));
+        assert_eq!(server.join().unwrap(), 1);
+    });
+}
+
+#[test]
+fn exit_codes_propagate() {
+    each_user(|w| {
+        assert_eq!(w.sh(&[], "exit 0").code(), 0);
+        assert_eq!(w.sh(&[], "exit 7").code(), 7);
+        assert_eq!(w.sh(&[], "kill -TERM $$").code(), 128 + 15);
+        assert_eq!(w.sh(&[], "kill -KILL $$").code(), 128 + 9);
+        let out = w.run_args(&["run", "--", "no-such-command-xyz"].map(OsStr::new));
+        assert_eq!(out.code(), 127, "{}", out.stderr());
+        assert!(out.stderr().contains("command not found"));
+        w.write("home/src/project/notexec.sh", "#!/bin/sh\n");
+        let out = w.run_args(&["run", "--", "./notexec.sh"].map(OsStr::new));
+        assert_eq!(out.code(), 126, "{}", out.stderr());
+    });
+}
+
+#[test]
+fn a_command_in_the_hidden_home_is_named_with_its_fix() {
+    each_user(|w| {
+        let tool = w.write("home/.local/bin/mytool", "#!/bin/sh\necho tool-ran\n");
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{PATH}", w.home.join(".local/bin").display());
+        let out = Out(w
+            .cmd(&["run", "--", "mytool"].map(OsStr::new))
+            .env("PATH", &path)
+            .output()
+            .unwrap());
+        assert_eq!(out.code(), 127, "{}", out.stderr());
+        assert!(out.stderr().contains("cannot see"), "{}", out.stderr());
+        assert!(
+            out.stderr().contains("hint: agentbox run --ro"),
+            "{}",
+            out.stderr()
+        );
+        // Following the hint works.
+        let ro = w.home.join(".local/bin");
+        let out = Out(w
+            .cmd(&[
+                OsStr::new("run"),
+                OsStr::new("--ro"),
+                ro.as_os_str(),
+                OsStr::new("mytool"),
+            ])
+            .env("PATH", &path)
+            .output()
+            .unwrap());
+        assert_eq!(out.ok(), "tool-ran\n");
+    });
+}
+
+#[test]
+fn broad_projects_exit_125_with_a_hint() {
+    each_user(|w| {
+        let out = Out(w
+            .cmd(&["run", "--", "true"].map(OsStr::new))
+            .current_dir(&w.home)
+            .output()
+            .unwrap());
+        assert_eq!(out.code(), 125);
+        assert!(out.stderr().contains("home directory"), "{}", out.stderr());
+        assert!(out.stderr().contains("hint:"), "{}", out.stderr());
+        let out = w.run_args(&["run", "--project", "/", "--", "true"].map(OsStr::new));
+        assert_eq!(out.code(), 125);
+        // Control: the same from the project works.
+        assert_eq!(w.run_args(&["run", "--", "true"].map(OsStr::new)).code(), 0);
+    });
+}
+
+#[test]
+fn bad_input_exits_125_and_leaves_nothing_behind() {
+    each_user(|w| {
+        let before = w.listing();
+        for args in [
+            &["run"][..],
+            &["run", "--net", "sideways", "--", "true"],
+            &["run", "--env", "1BAD", "--", "true"],
+            &["run", "--hide", "a[", "--", "true"],
+            &["run", "--ro", "/does/not/exist", "--", "true"],
+            &["run", "--bwrap", "/does/not/exist", "--", "true"],
+            &["frobnicate"],
+        ] {
+            let out = w.run_args(&args.iter().map(OsStr::new).collect::<Vec<_>>());
+            assert_eq!(out.code(), 125, "{args:?}: {}", out.stderr());
+            assert!(!out.stderr().is_empty());
+        }
+        assert_eq!(before, w.listing());
+    });
+}
+
+#[test]
+fn odd_project_paths_work() {
+    for user in users() {
+        let name = OsString::from_vec(b"my proj 'q\" \xff $x".to_vec());
+        let w = World::with_project_name(user, &name);
+        let out = w.sh(&[], "echo hi > out.txt && pwd");
+        assert_eq!(out.code(), 0, "{}", out.stderr());
+        let mut want = w.project.as_os_str().as_bytes().to_vec();
+        want.push(b'\n');
+        assert_eq!(out.0.stdout, want);
+        assert_eq!(
+            fs::read_to_string(w.project.join("out.txt")).unwrap(),
+            "hi\n"
+        );
+        // The --dry-run script, saved and run with bash, starts the same sandbox.
+        let script = w.run_args(&["run", "--dry-run", "--", "cat", "out.txt"].map(OsStr::new));
+        let file = w.base.join("sandbox.sh");
+        fs::write(&file, script.ok()).unwrap();
+        let out = Out(w.program(OsStr::new("bash")).arg(&file).output().unwrap());
+        assert_eq!(out.ok(), "hi\n");
+    }
+}
+
+#[test]
+fn dry_run_changes_nothing_and_a_run_leaves_no_stubs() {
+    each_user(|w| {
+        w.write("home/src/project/.git/config", "[core]\n");
+        w.write("home/src/project/.env", "S=1");
+        let before = w.listing();
+        let out = w.run_args(&["run", "--dry-run", "--", "true"].map(OsStr::new));
+        let script = out.ok();
+        assert!(script.contains("--ro-bind-data 3"), "{script}");
+        assert!(script.contains("mkdir -p --"), "{script}");
+        assert_eq!(before, w.listing(), "--dry-run changed the host");
+        w.sh(&[], "true").ok();
+        let mut after = w.listing();
+        after.retain(|p| !p.ends_with(".git/hooks"));
+        assert_eq!(before, after, "a run left files behind");
+    });
+}
+
+#[test]
+fn inherited_fds_do_not_reach_the_sandbox() {
+    each_user(|w| {
+        let inner = "ls /proc/$$/fd";
+        // Control: without agentbox the inner shell sees fd 7.
+        let direct = w
+            .program(OsStr::new("bash"))
+            .arg("-c")
+            .arg(format!("exec 7</etc/hostname; sh -c '{inner}'"))
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&direct.stdout).contains('7'));
+        let line = format!("exec 7</etc/hostname; exec {BIN} run -- sh -c '{inner}'");
+        let out = Out(w
+            .program(OsStr::new("bash"))
+            .arg("-c")
+            .arg(line)
+            .output()
+            .unwrap());
+        let fds: Vec<String> = out.ok().split_whitespace().map(String::from).collect();
+        assert_eq!(fds, ["0", "1", "2"]);
+    });
+}
+
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(mut f) = fs::File::open(e.path().join("cmdline")) else {
+            continue;
+        };
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        if buf.split(|&b| b == 0).any(|a| a == marker.as_bytes()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+#[test]
+fn sigkill_of_agentbox_leaves_no_sandboxed_process() {
+    each_user(|w| {
+        let marker = format!(
+            "{}.{}",
+            4000 + std::process::id() % 1000,
+            w.user.map_or(0, |u| u.uid)
+        );
+        let script = format!("sleep {marker} & sleep {marker}; wait");
+        let mut child = w
+            .cmd(&["run", "--", "sh", "-c", &script].map(OsStr::new))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while processes_with(&marker).len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            processes_with(&marker).len(),
+            2,
+            "the sandboxed sleeps never started"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_with(&marker).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            processes_with(&marker),
+            Vec::<u32>::new(),
+            "sandboxed processes outlived agentbox"
+        );
+    });
+}
