@@ -12,7 +12,11 @@ use crate::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, Fail};
 use crate::host::{Candidate, HostFacts, SysEntry};
 use crate::policy::{Access, EnvPass, NetMode, Policy};
 use crate::rules::{ENV_ALLOWED_PREFIXES, ENV_ALLOWLIST, PINNED_PARENTS};
+use crate::seccomp;
 use crate::secrets::{Found, Kind};
+
+/// Where `agentbox test` finds agentbox itself inside the sandbox.
+pub const SELF_INSIDE: &str = "/run/agentbox/agentbox";
 
 /// One bubblewrap setup operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +31,10 @@ pub enum Op {
     DieWithParent,
     NewSession,
     CapDropAll,
+    /// `--disable-userns`: the kernel refuses new user namespaces inside (bwrap 0.8).
+    DisableUserns,
+    /// A seccomp program, handed to bwrap on a file descriptor.
+    Seccomp(Vec<u8>),
     ClearEnv,
     /// `from_host`: the value is the host's own (the script then reads it from its environment,
     /// so a token passed with `--env NAME` is not printed by `--dry-run`).
@@ -87,12 +95,17 @@ pub struct Plan {
 pub struct Features {
     /// `--size` for tmpfs (0.7.0; refused when bwrap is setuid).
     pub tmpfs_size: bool,
+    /// `--disable-userns` (0.8.0).
+    pub disable_userns: bool,
 }
 
+// `--add-seccomp-fd` and `--clearenv` came with 0.6.0, the oldest version agentbox accepts, so
+// they need no gate.
 impl Features {
     pub fn of(version: (u32, u32, u32), setuid: bool) -> Features {
         Features {
             tmpfs_size: version >= (0, 7, 0) && !setuid,
+            disable_userns: version >= (0, 8, 0),
         }
     }
 }
@@ -178,11 +191,15 @@ impl Builder {
 ///
 ///  1. Namespaces: user, pid, ipc, uts (hostname `agentbox`), cgroup where the kernel has it,
 ///     and net unless the host network was asked for.
-///  2. Process: die with the parent, a new terminal session, every capability dropped.
+///  2. Process: die with the parent, a new terminal session when stdin is not a terminal,
+///     every capability dropped, nested user namespaces disabled (bwrap 0.8+), and the seccomp
+///     programs (see `seccomp.rs`).
 ///  3. Environment: cleared, then the allowlist and each `--env`.
 ///  4. System, read-only: `/usr`; `/bin`, `/sbin`, `/lib*` as the same symlinks as on the host
 ///     (merged /usr) or as binds; `/etc`; `/opt` and `/nix/store` when present.
-///  5. A fresh `/proc` for the new pid namespace and a minimal `/dev`.
+///  5. A fresh `/proc` for the new pid namespace and a minimal `/dev`; when started as root,
+///     `/proc/sys` and `/proc/sysrq-trigger` read-only (root owns them even without
+///     capabilities).
 ///  6. Empty tmpfs on `/tmp`, `/var/tmp` and `/run`; then, inside `/run`, NixOS's
 ///     `current-system` link and, with the host network, the real target of `/etc/resolv.conf`.
 ///  7. `$HOME`: an empty tmpfs, then `~/.gitconfig` and `~/.config/git` read-only.
@@ -193,8 +210,9 @@ impl Builder {
 /// 10. Files the host runs later, read-only (after creating a missing `.git/hooks`, as git does).
 /// 11. Secrets masked: a file becomes an empty read-only file, a directory an empty read-only
 ///     tmpfs; the system's own secrets (`/etc/shadow`...) too.
-/// 12. The working directory: the current one when it is inside the project, else the project.
-/// 13. A literal `--`, then the command.
+/// 12. The sandbox's own root read-only (a tmpfs of bwrap's; the mounts in it keep their mode).
+/// 13. The working directory: the current one when it is inside the project, else the project.
+/// 14. A literal `--`, then the command.
 pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     if facts.bwrap.version < MIN_BWRAP {
         let (a, b, c) = facts.bwrap.version;
@@ -219,7 +237,8 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
             facts.bwrap.path.display()
         ));
     }
-    namespaces(policy, &mut b);
+    namespaces(policy, facts, features, &mut b);
+    filters(policy, &mut b)?;
     environment(policy, facts, &mut b);
     system(facts, &mut b);
     scratch(policy, facts, features, &mut b);
@@ -227,6 +246,10 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     binds(facts, &mut b);
     protect(facts, &mut b);
     mask(facts, features, &mut b);
+    b.push(
+        Op::RemountRo("/".into()),
+        "the sandbox's own root read-only (the mounts in it keep their mode)",
+    );
     let command = check_command(policy, facts, &b.steps)?;
     let cwd = if facts.cwd.starts_with(&facts.project) {
         &facts.cwd
@@ -278,7 +301,7 @@ fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -> Result<()
     Ok(())
 }
 
-fn namespaces(policy: &Policy, b: &mut Builder) {
+fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
     b.push(
         Op::UnshareUser,
         "own user namespace: no privileges over the host",
@@ -313,11 +336,43 @@ fn namespaces(policy: &Policy, b: &mut Builder) {
         Op::DieWithParent,
         "the sandbox dies when agentbox's parent does",
     );
-    b.push(
-        Op::NewSession,
-        "new terminal session: TIOCSTI cannot type into your shell (CVE-2017-5226)",
-    );
+    // --new-session stops TIOCSTI typing into the parent terminal, but it also detaches the
+    // terminal, so a full-screen program never hears of a window resize. On a terminal the
+    // seccomp filter refuses TIOCSTI instead.
+    if !facts.stdin_tty {
+        b.push(
+            Op::NewSession,
+            "no terminal: a new session, so nothing can type into a parent terminal",
+        );
+    }
     b.push(Op::CapDropAll, "no capabilities, even when started as root");
+    if f.disable_userns && !policy.allow.nested {
+        b.push(
+            Op::DisableUserns,
+            "no nested user namespaces, enforced by the kernel as well as by seccomp",
+        );
+    }
+}
+
+fn filters(policy: &Policy, b: &mut Builder) -> Result<()> {
+    if policy.allow.debug {
+        b.notes.push(
+            "--allow-debug: ptrace, process_vm_readv/writev and perf_event_open are allowed; \
+             the agent can read and change the memory of any process in the sandbox"
+                .to_owned(),
+        );
+    }
+    if policy.allow.nested {
+        b.notes.push(
+            "--allow-nested: user namespaces and mounts are allowed inside; more of the \
+             kernel is reachable, and a kernel bug there is a way out"
+                .to_owned(),
+        );
+    }
+    for p in seccomp::programs(policy.allow)? {
+        b.push(Op::Seccomp(p.bytes), format!("seccomp: {}", p.why));
+    }
+    Ok(())
 }
 
 fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
@@ -436,6 +491,17 @@ fn system(facts: &HostFacts, b: &mut Builder) {
         Op::Dev("/dev".into()),
         "a minimal /dev: null, zero, random, tty, no disks",
     );
+    if facts.uid == 0 {
+        // Started by root, the sandbox still owns root's files: with no capability at all it
+        // could write /proc/sys/kernel/core_pattern (a command the host runs as root on the
+        // next crash) or register a binfmt handler. Cover them read-only.
+        for p in &facts.proc_writable_by_root {
+            b.push(
+                Op::RoBind(p.clone()),
+                "started as root: host kernel settings read-only",
+            );
+        }
+    }
 }
 
 fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
@@ -455,6 +521,15 @@ fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
                 size: size(s),
             },
             why,
+        );
+    }
+    if let Some(exe) = &facts.self_exe {
+        b.push(
+            Op::RoBindAt {
+                src: exe.clone(),
+                dest: SELF_INSIDE.into(),
+            },
+            "agentbox itself, read-only, to run the probes",
         );
     }
     if let Some(target) = &facts.nixos_current_system {
@@ -787,14 +862,23 @@ fn check_command(
     }
 }
 
-/// bwrap's argv for the plan (without the program name), and how many data fds it reads:
-/// `EmptyFile` steps read fds 3, 4, ... in order, each of which must read as empty.
-pub fn to_argv(plan: &Plan) -> (Vec<OsString>, usize) {
+/// What bwrap reads from a data fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdData<'a> {
+    /// Nothing (an empty masked file).
+    Empty,
+    /// These bytes (a seccomp program).
+    Bytes(&'a [u8]),
+}
+
+/// bwrap's argv for the plan (without the program name), and what each data fd it reads must
+/// hold: the steps that need one read fds 3, 4, ... in order.
+pub fn to_argv(plan: &Plan) -> (Vec<OsString>, Vec<FdData<'_>>) {
     let mut argv: Vec<OsString> = Vec::new();
-    let mut fds = 0;
+    let mut fds = Vec::new();
     for step in &plan.steps {
-        let (opts, fd) = op_args(&step.op, FIRST_DATA_FD + fds as i32);
-        fds += usize::from(fd);
+        let (opts, fd) = op_args(&step.op, FIRST_DATA_FD + fds.len() as i32);
+        fds.extend(fd);
         argv.extend(opts);
     }
     argv.push("--".into());
@@ -805,8 +889,8 @@ pub fn to_argv(plan: &Plan) -> (Vec<OsString>, usize) {
 /// The first fd number `EmptyFile` steps read.
 pub const FIRST_DATA_FD: i32 = 3;
 
-/// The options for one op; `true` when it consumes the data fd `fd`.
-fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, bool) {
+/// The options for one op, and what the data fd `fd` must hold when it reads one.
+fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, Option<FdData<'_>>) {
     let p = |s: &Path| s.as_os_str().to_owned();
     let o = |s: &str| OsString::from(s);
     let v = match op {
@@ -820,6 +904,11 @@ fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, bool) {
         Op::DieWithParent => vec![o("--die-with-parent")],
         Op::NewSession => vec![o("--new-session")],
         Op::CapDropAll => vec![o("--cap-drop"), o("ALL")],
+        Op::DisableUserns => vec![o("--disable-userns")],
+        Op::Seccomp(bytes) => {
+            let args = vec![o("--add-seccomp-fd"), o(&fd.to_string())];
+            return (args, Some(FdData::Bytes(bytes)));
+        }
         Op::ClearEnv => vec![o("--clearenv")],
         Op::SetEnv { name, value, .. } => vec![o("--setenv"), name.clone(), value.clone()],
         Op::RoBind(d) => vec![o("--ro-bind"), p(d), p(d)],
@@ -837,10 +926,13 @@ fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, bool) {
             v
         }
         Op::RemountRo(d) => vec![o("--remount-ro"), p(d)],
-        Op::EmptyFile(d) => return (vec![o("--ro-bind-data"), o(&fd.to_string()), p(d)], true),
+        Op::EmptyFile(d) => {
+            let args = vec![o("--ro-bind-data"), o(&fd.to_string()), p(d)];
+            return (args, Some(FdData::Empty));
+        }
         Op::Chdir(d) => vec![o("--chdir"), p(d)],
     };
-    (v, false)
+    (v, None)
 }
 
 /// Quotes for a POSIX-ish shell; bytes that are not UTF-8 or not printable use bash's `$'...'`.
@@ -894,11 +986,17 @@ pub fn script(plan: &Plan) -> String {
     let mut fd = FIRST_DATA_FD;
     let mut redirects = Vec::new();
     for step in &plan.steps {
-        let (opts, uses_fd) = op_args(&step.op, fd);
-        if uses_fd {
-            redirects.push(format!("{fd}</dev/null"));
-            fd += 1;
+        let (opts, data) = op_args(&step.op, fd);
+        match data {
+            Some(FdData::Empty) => redirects.push(format!("{fd}</dev/null")),
+            Some(FdData::Bytes(bytes)) => {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                redirects.push(format!("{fd}< <(base64 -d <<<'{b64}')"));
+            }
+            None => {}
         }
+        fd += i32::from(data.is_some());
         let mut words: Vec<String> = opts.iter().map(|w| shell_quote(w)).collect();
         if let Op::SetEnv {
             name,
@@ -919,9 +1017,9 @@ pub fn script(plan: &Plan) -> String {
         shell_quote(plan.bwrap.as_os_str()),
         cmd.join(" ")
     );
-    if !redirects.is_empty() {
-        line.push_str("  \\\n  ");
-        line.push_str(&redirects.join(" "));
+    for r in redirects {
+        line.push_str(" \\\n  ");
+        line.push_str(&r);
     }
     out.push_str(&line);
     out.push('\n');

@@ -19,6 +19,22 @@ pub struct Cli {
 pub enum Command {
     /// Run COMMAND inside the sandbox.
     Run(RunArgs),
+    /// Prove the sandbox holds: run the escape probes inside exactly the sandbox `run` with
+    /// the same options would build, and report each one.
+    Test(TestArgs),
+    /// (internal) The probe runner, started inside the sandbox by `agentbox test`.
+    #[command(name = "__probe", hide = true)]
+    Probe {
+        /// The probe context, as JSON.
+        ctx: String,
+        /// Run only this probe, in this process (each probe gets its own process, so one that
+        /// changes its namespaces or personality cannot colour the next).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// (internal) A process that sleeps, detached, for the leftover probe.
+    #[command(name = "__sleeper", hide = true)]
+    Sleeper { marker: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -31,6 +47,36 @@ pub enum NetArg {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// Print the bwrap command as a commented shell script and exit, changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// (internal, for `agentbox test`) Bind agentbox itself read-only at /run/agentbox/agentbox.
+    #[arg(long, hide = true)]
+    pub bind_self: bool,
+
+    /// The command to run, with its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// Print the results as one JSON document (for CI).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The options that shape the sandbox, shared by `run` and `test`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
     /// The directory the agent may write [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
@@ -80,12 +126,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub bwrap: Option<PathBuf>,
 
-    /// Print the bwrap command as a commented shell script and exit, changing nothing.
+    /// Allow ptrace, process_vm_readv/writev and perf_event_open (debuggers, profilers): the
+    /// agent can then read and steer the memory of every process in the sandbox.
     #[arg(long)]
-    pub dry_run: bool,
+    pub allow_debug: bool,
 
-    /// The command to run, with its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    #[arg(value_name = "COMMAND")]
-    pub command: Vec<OsString>,
+    /// Allow user namespaces and mounts inside (for agents that run their own sandbox, such
+    /// as Codex): more kernel attack surface is reachable.
+    #[arg(long)]
+    pub allow_nested: bool,
 }

@@ -86,6 +86,10 @@ pub struct Bwrap {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFacts {
+    /// The effective uid agentbox runs as.
+    pub uid: u32,
+    /// Kernel settings under /proc that root owns, as far as this kernel has them.
+    pub proc_writable_by_root: Vec<PathBuf>,
     pub home: PathBuf,
     pub cwd: PathBuf,
     pub project: PathBuf,
@@ -105,6 +109,10 @@ pub struct HostFacts {
     /// Where the command exists on the host, in PATH order.
     pub command: Vec<Candidate>,
     pub bwrap: Bwrap,
+    /// Whether stdin is a terminal (decides between `--new-session` and the TIOCSTI filter).
+    pub stdin_tty: bool,
+    /// agentbox's own executable (canonical), when the policy binds it inside.
+    pub self_exe: Option<PathBuf>,
 }
 
 impl HostFacts {
@@ -153,8 +161,37 @@ impl HostFacts {
         .collect();
         let path_var = std::env::var_os("PATH");
         let bwrap = find_bwrap(policy.bwrap.as_deref(), path_var.as_deref(), &project)?;
+        let self_exe = match policy.bind_self {
+            true => Some(
+                std::env::current_exe()
+                    .and_then(fs::canonicalize)
+                    .context("finding agentbox's own executable")?,
+            ),
+            false => None,
+        };
         Ok(HostFacts {
-            command: find_command(&policy.command[0], path_var.as_deref(), &cwd),
+            uid: std::os::unix::fs::MetadataExt::uid(
+                &fs::metadata("/proc/self").context("reading /proc/self")?,
+            ),
+            proc_writable_by_root: ["/proc/sys", "/proc/sysrq-trigger"]
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+                .collect(),
+            stdin_tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+            self_exe,
+            command: if policy.bind_self && policy.command[0] == crate::bwrap::SELF_INSIDE {
+                // agentbox itself, bound inside by the plan.
+                let inside = PathBuf::from(crate::bwrap::SELF_INSIDE);
+                vec![Candidate {
+                    dir_canonical: inside.parent().unwrap_or(&inside).to_owned(),
+                    canonical: inside.clone(),
+                    path: inside,
+                    executable: true,
+                }]
+            } else {
+                find_command(&policy.command[0], path_var.as_deref(), &cwd)
+            },
             system: SYSTEM_PATHS.iter().filter_map(|p| sys_entry(p)).collect(),
             nixos_current_system: fs::read_link("/run/current-system").ok(),
             resolv_conf: fs::symlink_metadata("/etc/resolv.conf")

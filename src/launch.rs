@@ -25,8 +25,8 @@ pub fn exec(plan: &Plan) -> Result<std::convert::Infallible> {
                 .with_context(|| format!("creating {}", dir.display()))?,
         }
     }
-    let (argv, data_fds) = to_argv(plan);
-    sys::prepare_exec_fds(FIRST_DATA_FD, data_fds)?;
+    let (argv, data) = to_argv(plan);
+    sys::prepare_exec_fds(FIRST_DATA_FD, &data)?;
     // bwrap needs no environment of its own; the sandbox's is set with --clearenv/--setenv.
     let err = Command::new(&plan.bwrap).args(&argv).env_clear().exec();
     Err(anyhow!(err).context(format!("starting {}", plan.bwrap.display())))

@@ -9,5 +9,7 @@ pub mod host;
 pub mod launch;
 pub mod policy;
 pub mod rules;
+pub mod seccomp;
 pub mod secrets;
+pub mod selftest;
 mod sys;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use agentbox::cli::{Cli, Command, RunArgs};
 use agentbox::error::{EXIT_AGENTBOX, classify};
-use agentbox::{bwrap, host, launch, policy};
+use agentbox::{bwrap, host, launch, policy, selftest};
 use anyhow::Result;
 use clap::Parser;
 
@@ -20,6 +20,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Test(args) => selftest::run(args),
+        Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
+        Command::Sleeper { marker } => selftest::sleeper_main(&marker),
     };
     match result {
         Ok(code) => code,
@@ -35,13 +38,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let policy = policy::Policy::from_run_args(args)?;
+    let policy = policy::Policy::new(args.sandbox, args.command, args.bind_self)?;
     let facts = host::HostFacts::probe(&policy)?;
     let plan = bwrap::plan(&policy, &facts)?;
     for w in &plan.warnings {
         eprintln!("agentbox: warning: {w}");
     }
-    if policy.dry_run {
+    if args.dry_run {
         std::io::stdout().write_all(bwrap::script(&plan).as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::{NetArg, RunArgs};
+use crate::cli::{NetArg, SandboxArgs};
 use crate::error::Fail;
+use crate::seccomp;
 
 /// How the sandbox reaches the network. A filtered mode (allowlist proxy) slots in here later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +55,16 @@ pub struct Policy {
     pub extra: Vec<ExtraBind>,
     pub env: Vec<EnvPass>,
     pub bwrap: Option<PathBuf>,
-    pub dry_run: bool,
+    /// What the seccomp filter lets through beyond the default.
+    pub allow: seccomp::Allow,
+    /// Bind agentbox itself inside (the probe runner of `agentbox test`).
+    pub bind_self: bool,
     pub command: Vec<OsString>,
 }
 
 impl Policy {
-    pub fn from_run_args(args: RunArgs) -> Result<Policy> {
+    /// From the sandbox flags and the command to run.
+    pub fn new(args: SandboxArgs, command: Vec<OsString>, bind_self: bool) -> Result<Policy> {
         let net = match (args.net, args.allow_net) {
             (Some(NetArg::Host), _) | (None, true) => NetMode::Host,
             (Some(NetArg::None), _) | (None, false) => NetMode::None,
@@ -88,8 +93,12 @@ impl Policy {
             extra,
             env,
             bwrap: args.bwrap,
-            dry_run: args.dry_run,
-            command: args.command,
+            allow: seccomp::Allow {
+                debug: args.allow_debug,
+                nested: args.allow_nested,
+            },
+            bind_self,
+            command,
         };
         policy.validate()?;
         Ok(policy)
@@ -142,8 +151,10 @@ mod tests {
         let mut argv = vec!["agentbox", "run"];
         argv.extend_from_slice(args);
         let cli = crate::cli::Cli::try_parse_from(argv)?;
-        let crate::cli::Command::Run(run) = cli.command;
-        Policy::from_run_args(run)
+        let crate::cli::Command::Run(run) = cli.command else {
+            unreachable!()
+        };
+        Policy::new(run.sandbox, run.command, run.bind_self)
     }
 
     #[test]
@@ -151,7 +162,10 @@ mod tests {
         let p = policy(&["--", "claude", "-p", "hi"]).unwrap();
         assert_eq!(p.net, NetMode::None);
         assert!(p.hide_secrets);
+        assert_eq!(p.allow, seccomp::Allow::default());
         assert_eq!(p.command, ["claude", "-p", "hi"]);
+        let p = policy(&["--allow-debug", "--allow-nested", "x"]).unwrap();
+        assert!(p.allow.debug && p.allow.nested);
 
         let cases: &[(&[&str], NetMode, bool)] = &[
             (&["--allow-net", "x"], NetMode::Host, true),
@@ -206,9 +220,9 @@ mod tests {
 
     #[test]
     fn agent_flags_are_not_ours() {
-        let p = policy(&["claude", "--dry-run", "--project", "/"]).unwrap();
-        assert!(!p.dry_run);
+        let p = policy(&["claude", "--allow-debug", "--project", "/"]).unwrap();
+        assert!(!p.allow.debug);
         assert_eq!(p.project, None);
-        assert_eq!(p.command, ["claude", "--dry-run", "--project", "/"]);
+        assert_eq!(p.command, ["claude", "--allow-debug", "--project", "/"]);
     }
 }

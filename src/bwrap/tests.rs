@@ -14,7 +14,8 @@ fn policy(command: &[&str]) -> Policy {
         extra: vec![],
         env: vec![],
         bwrap: None,
-        dry_run: false,
+        allow: seccomp::Allow::default(),
+        bind_self: false,
         command: command.iter().map(OsString::from).collect(),
     }
 }
@@ -85,6 +86,10 @@ fn facts() -> HostFacts {
             version: (0, 8, 0),
             setuid: false,
         },
+        uid: 1000,
+        proc_writable_by_root: vec!["/proc/sys".into()],
+        stdin_tty: false,
+        self_exe: None,
     }
 }
 
@@ -118,6 +123,8 @@ fn default_plan_whole_argv() {
         "--new-session",
         "--cap-drop",
         "ALL",
+        "--disable-userns",
+        "SECCOMP",
         "--clearenv",
         "--setenv",
         "PATH",
@@ -179,11 +186,13 @@ fn default_plan_whole_argv() {
         "/home/u/p/.git/hooks",
         "/home/u/p/.git/hooks",
         "--ro-bind-data",
-        "3",
+        "MASK1",
         "/home/u/p/a/.env",
         "--ro-bind-data",
-        "4",
+        "MASK2",
         "/etc/shadow",
+        "--remount-ro",
+        "/",
         "--chdir",
         "/home/u/p/src",
         "--",
@@ -191,21 +200,44 @@ fn default_plan_whole_argv() {
         "-p",
         "hi",
     ];
-    assert_eq!(got, want);
+    // The seccomp programs take the first fds (one per errno group, plus the x32 guard on
+    // x86_64), the masks the next ones.
+    let programs = seccomp::programs(seccomp::Allow::default()).unwrap();
+    let n = programs.len();
+    let mut expanded: Vec<String> = Vec::new();
+    for w in want {
+        match w {
+            "SECCOMP" => {
+                for i in 0..n {
+                    expanded.extend(["--add-seccomp-fd".into(), (3 + i).to_string()]);
+                }
+            }
+            "MASK1" => expanded.push((3 + n).to_string()),
+            "MASK2" => expanded.push((4 + n).to_string()),
+            w => expanded.push(w.to_owned()),
+        }
+    }
+    assert_eq!(got, expanded);
     let plan = plan(&policy(&["claude"]), &facts()).unwrap();
     assert_eq!(plan.prep, [Prep::CreateDir("/home/u/p/.git/hooks".into())]);
-    assert_eq!(to_argv(&plan).1, 2);
+    let (_, fds) = to_argv(&plan);
+    assert_eq!(fds.len(), n + 2);
+    for (fd, p) in fds.iter().zip(&programs) {
+        assert_eq!(*fd, FdData::Bytes(&p.bytes));
+    }
+    assert_eq!(fds[n..], [FdData::Empty, FdData::Empty]);
 }
 
 #[test]
 fn masks_come_after_the_binds_they_mask() {
     let got = argv(&policy(&["claude"]), &facts());
     assert!(pos(&got, &["--tmpfs", "/home/u"]) < pos(&got, &["--bind", "/home/u/p"]));
-    assert!(pos(&got, &["--bind", "/home/u/p"]) < pos(&got, &["--ro-bind-data", "3"]));
+    assert!(pos(&got, &["--bind", "/home/u/p"]) < pos(&got, &["/home/u/p/a/.env"]));
     assert!(pos(&got, &["--bind", "/home/u/p"]) < pos(&got, &["--bind", "/home/u/p/.git"]));
     let pin = pos(&got, &["--bind", "/home/u/p/.git"]);
     assert!(pin < pos(&got, &["--ro-bind", "/home/u/p/.git/hooks"]));
-    assert!(pos(&got, &["--ro-bind", "/etc"]) < pos(&got, &["--ro-bind-data", "4"]));
+    assert!(pos(&got, &["--ro-bind", "/etc"]) < pos(&got, &["/etc/shadow"]));
+    assert!(pos(&got, &["/etc/shadow"]) < pos(&got, &["--remount-ro", "/"]));
     assert_eq!(got[got.len() - 2..], ["--", "claude"]);
 }
 
@@ -360,7 +392,8 @@ fn symlinked_secret_targets_are_masked_only_where_visible() {
         ),
     ];
     let got = argv(&policy(&["claude"]), &f);
-    pos(&got, &["--ro-bind-data", "3", "/home/u/p/config/real.txt"]);
+    let at = pos(&got, &["/home/u/p/config/real.txt"]);
+    assert_eq!(got[at - 2], "--ro-bind-data");
     assert!(!got.contains(&"/home/u/.aws/credentials".to_owned()));
     let t = pos(&got, &["--size", "4096", "--tmpfs", "/home/u/p/secrets"]);
     assert_eq!(got[t + 4..t + 6], ["--remount-ro", "/home/u/p/secrets"]);
@@ -448,7 +481,8 @@ fn script_quotes_every_word() {
     let s = script(&plan);
     assert!(s.contains(r"--bind $'/home/u/it\'s a \xff dir' $'/home/u/it\'s a \xff dir'"));
     assert!(s.contains(r#"-- claude 'a b' '$HOME'"#), "{s}");
-    assert!(s.contains("3</dev/null"));
+    assert!(s.contains("3< <(base64 -d <<<'"), "{s}");
+    assert!(s.contains("</dev/null"), "{s}");
     // The argv itself keeps the raw bytes.
     assert!(to_argv(&plan).0.contains(&odd));
 }

@@ -1,37 +1,46 @@
-//! The only module with `unsafe`: file-descriptor plumbing right before `exec` of bwrap.
-//! It must not do anything else; every block says why it is sound.
+//! The only module with `unsafe`: file-descriptor plumbing right before `exec` of bwrap, and
+//! (in `probe`) the raw system calls the escape probes make on purpose. Nothing else belongs
+//! here; every block says why it is sound.
 #![allow(unsafe_code)]
 
+pub mod probe;
+
 use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use anyhow::{Context, Result, bail};
 
+use crate::bwrap::FdData;
 use crate::error::Fail;
 
 /// `CLOSE_RANGE_CLOEXEC` from <linux/close_range.h> (kernel 5.11).
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 
-/// Leaves exactly fds 0-2 and `first..first+count` open across exec, the latter each reading
-/// /dev/null (bwrap copies each into an empty read-only file). Every other fd this process
-/// inherited (a `3</` from the caller, a leaked socket) is marked close-on-exec, so it never
-/// reaches bwrap or the sandbox.
-pub fn prepare_exec_fds(first: RawFd, count: usize) -> Result<()> {
+/// A pipe's capacity is at least this, so writing it all before exec cannot block.
+const PIPE_MIN_CAPACITY: usize = 4096 * 16;
+
+/// Leaves exactly fds 0-2 and `first..first+data.len()` open across exec, each of the latter
+/// reading what `data` says (bwrap reads them: empty files for masks, seccomp programs). Every
+/// other fd this process inherited (a `3</` from the caller, a leaked socket) is marked
+/// close-on-exec, so it never reaches bwrap or the sandbox.
+pub fn prepare_exec_fds(first: RawFd, data: &[FdData]) -> Result<()> {
     cloexec_from(3)?;
-    let end = first as u64 + count as u64;
+    let end = first as u64 + data.len() as u64;
     raise_nofile(end + 8)?;
-    let null = File::open("/dev/null").context("opening /dev/null")?;
-    // Move our /dev/null out of the way of the target range before filling it.
-    // SAFETY: F_DUPFD_CLOEXEC only reads its integer arguments; `null` is open for the call.
-    let src = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, end as libc::c_int) };
-    if src < 0 {
-        return Err(io::Error::last_os_error()).context("duplicating /dev/null");
+    // Open every source first, then move each above the target range: a source may have
+    // landed inside it, and placing the targets must not close a source still to be used.
+    let mut high: Vec<RawFd> = Vec::with_capacity(data.len());
+    for d in data {
+        let src = source(d)?;
+        // SAFETY: F_DUPFD_CLOEXEC only reads its integer arguments; `src` is open for the call.
+        let fd = unsafe { libc::fcntl(src.as_raw_fd(), libc::F_DUPFD_CLOEXEC, end as libc::c_int) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error()).context("duplicating a data fd");
+        }
+        high.push(fd);
     }
-    // Close the original now: it may sit inside the target range, and closing it later would
-    // close the copy placed there.
-    drop(null);
-    for i in 0..count {
+    for (i, &src) in high.iter().enumerate() {
         let target = first + i as RawFd;
         // SAFETY: dup2 onto a number in our reserved range; whatever was there was marked
         // close-on-exec above and is not used again by this process, which execs next. The new
@@ -41,6 +50,25 @@ pub fn prepare_exec_fds(first: RawFd, count: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An fd that reads as `data` says.
+fn source(data: &FdData) -> Result<OwnedFd> {
+    match data {
+        FdData::Empty => Ok(File::open("/dev/null").context("opening /dev/null")?.into()),
+        FdData::Bytes(bytes) => {
+            if bytes.len() > PIPE_MIN_CAPACITY {
+                bail!(
+                    "a seccomp program of {} bytes does not fit in a pipe",
+                    bytes.len()
+                );
+            }
+            let (reader, mut writer) = io::pipe().context("creating a pipe")?;
+            writer.write_all(bytes).context("filling a pipe")?;
+            drop(writer);
+            Ok(reader.into())
+        }
+    }
 }
 
 fn cloexec_from(first: RawFd) -> Result<()> {
