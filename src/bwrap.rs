@@ -83,6 +83,9 @@ pub enum Prep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub bwrap: PathBuf,
+    /// On a terminal: bwrap ignores Ctrl-C and agentbox's shim inside restores it for the
+    /// command (bwrap's death on Ctrl-C would take the whole sandbox down).
+    pub interactive: bool,
     pub steps: Vec<Step>,
     pub command: Vec<OsString>,
     pub prep: Vec<Prep>,
@@ -263,10 +266,24 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     if let Some(w) = command.1 {
         b.warnings.push(w);
     }
+    let interactive = facts.stdin_tty && facts.self_exe.is_some();
+    let mut argv = command.0;
+    if interactive {
+        let shim = [SELF_INSIDE, "__exec", "--"].map(OsString::from);
+        argv.splice(0..0, shim);
+    }
+    if policy.limits.any() {
+        b.notes.push(
+            "--memory/--pids are enforced by agentbox (a cgroup or a systemd scope); \
+             a --dry-run script runs without them"
+                .to_owned(),
+        );
+    }
     Ok(Plan {
         bwrap: facts.bwrap.path.clone(),
+        interactive,
         steps: b.steps,
-        command: command.0,
+        command: argv,
         prep: b.prep,
         warnings: b.warnings,
         notes: b.notes,
@@ -529,7 +546,7 @@ fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
                 src: exe.clone(),
                 dest: SELF_INSIDE.into(),
             },
-            "agentbox itself, read-only, to run the probes",
+            "agentbox itself, read-only (the probe runner, or the Ctrl-C shim on a terminal)",
         );
     }
     if let Some(target) = &facts.nixos_current_system {
@@ -1011,6 +1028,14 @@ pub fn script(plan: &Plan) -> String {
         out.push_str(&format!("  {}  # {}\n", words.join(" "), why));
     }
     out.push_str(")\n");
+    for n in &plan.notes {
+        out.push_str(&format!("# note: {}\n", n.replace('\n', " ")));
+    }
+    if plan.interactive {
+        out.push_str(
+            "trap '' INT QUIT  # Ctrl-C is for the agent: bwrap ignores it, the shim restores it\n",
+        );
+    }
     let cmd: Vec<String> = plan.command.iter().map(|w| shell_quote(w)).collect();
     let mut line = format!(
         "exec {} \"${{args[@]}}\" -- {}",

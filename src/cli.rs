@@ -32,6 +32,12 @@ pub enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// (internal) Inside the sandbox on a terminal: restore Ctrl-C, then become COMMAND.
+    #[command(name = "__exec", hide = true)]
+    Exec {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
     /// (internal) A process that sleeps, detached, for the leftover probe.
     #[command(name = "__sleeper", hide = true)]
     Sleeper { marker: String },
@@ -135,4 +141,14 @@ pub struct SandboxArgs {
     /// as Codex): more kernel attack surface is reachable.
     #[arg(long)]
     pub allow_nested: bool,
+
+    /// Limit the sandbox's total memory (e.g. 4G, 512M; bytes without a suffix), through a
+    /// cgroup. agentbox then stays as the sandbox's parent to remove the cgroup afterwards.
+    #[arg(long, value_name = "SIZE", value_parser = crate::limits::parse_size)]
+    pub memory: Option<u64>,
+
+    /// Limit how many processes and threads the sandbox may have at once (a fork bomb stops
+    /// there), through a cgroup.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pids: Option<u64>,
 }

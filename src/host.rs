@@ -111,7 +111,8 @@ pub struct HostFacts {
     pub bwrap: Bwrap,
     /// Whether stdin is a terminal (decides between `--new-session` and the TIOCSTI filter).
     pub stdin_tty: bool,
-    /// agentbox's own executable (canonical), when the policy binds it inside.
+    /// agentbox's own executable (canonical), when it runs inside: for `agentbox test`, and
+    /// on a terminal (the shim that gives Ctrl-C back to the agent).
     pub self_exe: Option<PathBuf>,
 }
 
@@ -161,7 +162,8 @@ impl HostFacts {
         .collect();
         let path_var = std::env::var_os("PATH");
         let bwrap = find_bwrap(policy.bwrap.as_deref(), path_var.as_deref(), &project)?;
-        let self_exe = match policy.bind_self {
+        let stdin_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+        let self_exe = match policy.bind_self || stdin_tty {
             true => Some(
                 std::env::current_exe()
                     .and_then(fs::canonicalize)
@@ -178,7 +180,7 @@ impl HostFacts {
                 .map(PathBuf::from)
                 .filter(|p| p.exists())
                 .collect(),
-            stdin_tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+            stdin_tty,
             self_exe,
             command: if policy.bind_self && policy.command[0] == crate::bwrap::SELF_INSIDE {
                 // agentbox itself, bound inside by the plan.
@@ -431,7 +433,13 @@ fn find_bwrap(explicit: Option<&Path>, path_var: Option<&OsStr>, project: &Path)
     Err(Fail::hint(message, hint).into())
 }
 
+/// bwrap's version: read from the string `--version` prints, which the binary carries
+/// ("bubblewrap X.Y.Z"), or, when that is not found exactly once, by running `--version`.
+/// Reading costs a fraction of spawning a process, and this runs on every launch.
 fn bwrap_version(path: &Path) -> Result<(u32, u32, u32)> {
+    if let Some(v) = fs::read(path).ok().and_then(|b| embedded_version(&b)) {
+        return Ok(v);
+    }
     let out = Command::new(path)
         .arg("--version")
         .env_clear()
@@ -449,6 +457,31 @@ fn bwrap_version(path: &Path) -> Result<(u32, u32, u32)> {
         )
         .into()
     })
+}
+
+/// The one "bubblewrap X.Y[.Z]" string, NUL-terminated, in a binary.
+fn embedded_version(binary: &[u8]) -> Option<(u32, u32, u32)> {
+    let needle = b"bubblewrap ";
+    let mut found = None;
+    let mut rest = binary;
+    while let Some(i) = rest.windows(needle.len()).position(|w| w == needle) {
+        let tail = &rest[i..];
+        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+        let text = std::str::from_utf8(&tail[..end]).ok();
+        let is_version = text.is_some_and(|t| {
+            t[needle.len()..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.')
+        });
+        if let (true, Some(v)) = (is_version, text.and_then(parse_version)) {
+            if found.is_some_and(|f| f != v) {
+                return None;
+            }
+            found = Some(v);
+        }
+        rest = &rest[i + needle.len()..];
+    }
+    found
 }
 
 /// "bubblewrap 0.8.0" -> (0, 8, 0).
@@ -474,6 +507,24 @@ mod tests {
         assert_eq!(parse_version("bubblewrap 0.6"), Some((0, 6, 0)));
         assert_eq!(parse_version("bwrap 0.8.0"), None);
         assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn version_from_the_binary() {
+        let bin = b"\x7fELF..bubblewrap \0..bubblewrap 0.8.0\0../bubblewrap.c\0";
+        assert_eq!(embedded_version(bin), Some((0, 8, 0)));
+        assert_eq!(embedded_version(b"nothing here"), None);
+        let two = b"bubblewrap 0.8.0\0bubblewrap 0.9.0\0";
+        assert_eq!(embedded_version(two), None);
+        // The real one, when installed, agrees with what it prints.
+        if let Ok(bin) = fs::read("/usr/bin/bwrap") {
+            let out = Command::new("/usr/bin/bwrap")
+                .arg("--version")
+                .output()
+                .unwrap();
+            let printed = parse_version(&String::from_utf8_lossy(&out.stdout));
+            assert_eq!(embedded_version(&bin), printed);
+        }
     }
 
     #[test]

@@ -1,18 +1,34 @@
 //! Starts the planned sandbox: the host preparations git would do, the fds bwrap reads, then
-//! `exec` of bwrap, so no agentbox process stays around and the exit status is the command's.
+//! bwrap. Without limits agentbox `exec`s bwrap, so no agentbox process stays around and the
+//! exit status is the command's. With `--memory`/`--pids` it either execs through a systemd
+//! scope or stays as bwrap's parent to remove the cgroup it made.
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitCode, ExitStatus};
 
 use anyhow::{Context, Result, anyhow};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::bwrap::{FIRST_DATA_FD, Plan, Prep, to_argv};
+use crate::limits::{self, Cgroup, Enforcer, Limits};
 use crate::sys;
 
-/// Replaces this process with bwrap. Returns only on failure.
-pub fn exec(plan: &Plan) -> Result<std::convert::Infallible> {
+/// Runs the plan. Returns only when agentbox stays as the parent, or on failure.
+pub fn run(plan: &Plan, limits: &Limits, uid: u32) -> Result<ExitCode> {
+    prepare(plan)?;
+    if !limits.any() {
+        return exec(plan, &[]);
+    }
+    match limits::enforce(limits, uid)? {
+        Enforcer::Systemd(prefix) => exec(plan, &prefix),
+        Enforcer::Cgroup(cg) => supervise(plan, cg),
+    }
+}
+
+fn prepare(plan: &Plan) -> Result<()> {
     for prep in &plan.prep {
         match prep {
             Prep::CreateDir(dir) => fs::DirBuilder::new()
@@ -25,9 +41,93 @@ pub fn exec(plan: &Plan) -> Result<std::convert::Infallible> {
                 .with_context(|| format!("creating {}", dir.display()))?,
         }
     }
-    let (argv, data) = to_argv(plan);
+    Ok(())
+}
+
+/// The command bwrap runs under, and whether it needs our environment (systemd-run does, to
+/// reach the user's service manager; bwrap itself needs none).
+fn command(plan: &Plan, prefix: &[std::ffi::OsString]) -> Command {
+    let (argv, _) = to_argv(plan);
+    let mut c = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&plan.bwrap);
+            c
+        }
+        None => {
+            let mut c = Command::new(&plan.bwrap);
+            c.env_clear();
+            c
+        }
+    };
+    c.args(argv);
+    c
+}
+
+/// Replaces this process with bwrap (through `prefix`, if any).
+fn exec(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
+    let (_, data) = to_argv(plan);
     sys::prepare_exec_fds(FIRST_DATA_FD, &data)?;
-    // bwrap needs no environment of its own; the sandbox's is set with --clearenv/--setenv.
-    let err = Command::new(&plan.bwrap).args(&argv).env_clear().exec();
+    if plan.interactive {
+        // Ctrl-C must reach the agent, not kill bwrap (whose death takes the whole sandbox
+        // down): bwrap inherits "ignore", agentbox's shim inside restores it for the agent.
+        sys::ignore_interrupts()?;
+    }
+    let err = command(plan, prefix).exec();
     Err(anyhow!(err).context(format!("starting {}", plan.bwrap.display())))
+}
+
+/// Runs bwrap as a child inside the cgroup, forwards termination signals, waits, and removes
+/// the cgroup. Ctrl-C from the terminal reaches the sandbox directly (same process group).
+fn supervise(plan: &Plan, cg: Cgroup) -> Result<ExitCode> {
+    let (_, data) = to_argv(plan);
+    sys::prepare_exec_fds(FIRST_DATA_FD, &data)?;
+    if plan.interactive {
+        sys::ignore_interrupts()?;
+    }
+    let mut child = command(plan, &[])
+        .spawn()
+        .with_context(|| format!("starting {}", plan.bwrap.display()))?;
+    sys::close_data_fds(FIRST_DATA_FD, data.len());
+    let forwarded: &[i32] = if plan.interactive {
+        &[SIGTERM, SIGHUP]
+    } else {
+        &[SIGTERM, SIGHUP, SIGINT, SIGQUIT]
+    };
+    let mut signals = Signals::new(forwarded).context("installing signal handlers")?;
+    let handle = signals.handle();
+    let pid = child.id() as i32;
+    let forwarder = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            sys::send_signal(pid, sig);
+        }
+    });
+    let status = child.wait().context("waiting for bwrap")?;
+    handle.close();
+    let _ = forwarder.join();
+    drop(cg);
+    Ok(exit_code(status))
+}
+
+/// The command's status as ours: its code, or 128+N when killed by signal N.
+pub fn exit_code(status: ExitStatus) -> ExitCode {
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        (None, None) => 1,
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Inside the sandbox, on a terminal: undo the "ignore Ctrl-C" bwrap needed, then become the
+/// command. Its exit codes follow `env`: 127 not found, 126 not executable.
+pub fn exec_shim(command: &[std::ffi::OsString]) -> Result<ExitCode> {
+    sys::default_interrupts()?;
+    let (prog, args) = command.split_first().context("no command")?;
+    let err = Command::new(prog).args(args).exec();
+    eprintln!("agentbox: {}: {err}", prog.to_string_lossy());
+    Ok(ExitCode::from(match err.kind() {
+        std::io::ErrorKind::NotFound => crate::error::EXIT_NOT_FOUND,
+        _ => crate::error::EXIT_NOT_EXECUTABLE,
+    }))
 }

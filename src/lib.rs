@@ -7,6 +7,7 @@ pub mod cli;
 pub mod error;
 pub mod host;
 pub mod launch;
+pub mod limits;
 pub mod policy;
 pub mod rules;
 pub mod seccomp;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Test(args) => selftest::run(args),
         Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
+        Command::Exec { command } => launch::exec_shim(&command),
     };
     match result {
         Ok(code) => code,
@@ -51,5 +52,5 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for n in &plan.notes {
         eprintln!("agentbox: note: {n}");
     }
-    match launch::exec(&plan)? {}
+    launch::run(&plan, &policy.limits, facts.uid)
 }

@@ -59,6 +59,7 @@ pub struct Policy {
     pub allow: seccomp::Allow,
     /// Bind agentbox itself inside (the probe runner of `agentbox test`).
     pub bind_self: bool,
+    pub limits: crate::limits::Limits,
     pub command: Vec<OsString>,
 }
 
@@ -98,6 +99,10 @@ impl Policy {
                 nested: args.allow_nested,
             },
             bind_self,
+            limits: crate::limits::Limits {
+                memory: args.memory,
+                pids: args.pids,
+            },
             command,
         };
         policy.validate()?;

@@ -383,10 +383,7 @@ mod tests {
             verdict(SYS_ioctl, [0, super::TIOCLINUX, 0, 0, 0, 0], d),
             Some(EPERM)
         );
-        assert_eq!(
-            verdict(SYS_ioctl, [0, TIOCGWINSZ, 0, 0, 0, 0], d),
-            None
-        );
+        assert_eq!(verdict(SYS_ioctl, [0, TIOCGWINSZ, 0, 0, 0, 0], d), None);
         for fam in [AF_UNIX, AF_INET, AF_INET6, AF_NETLINK] {
             assert_eq!(verdict(SYS_socket, [fam as u64, 1, 0, 0, 0, 0], d), None);
         }

@@ -587,7 +587,10 @@ fn dry_run_changes_nothing_and_a_run_leaves_no_stubs() {
         let before = w.listing();
         let out = w.run_args(&["run", "--dry-run", "--", "true"].map(OsStr::new));
         let script = out.ok();
-        assert!(script.contains("--ro-bind-data") && script.contains("/.env"), "{script}");
+        assert!(
+            script.contains("--ro-bind-data") && script.contains("/.env"),
+            "{script}"
+        );
         assert!(script.contains("mkdir -p --"), "{script}");
         assert_eq!(before, w.listing(), "--dry-run changed the host");
         w.sh(&[], "true").ok();
@@ -674,5 +677,381 @@ fn sigkill_of_agentbox_leaves_no_sandboxed_process() {
             Vec::<u32>::new(),
             "sandboxed processes outlived agentbox"
         );
+    });
+}
+
+/// Runs `agentbox test --json [flags]` and returns its exit code and the ids per result.
+fn escape_suite(w: &World, flags: &[&str]) -> (i32, Vec<String>, serde_json::Value) {
+    let mut args = vec!["test", "--json"];
+    args.extend_from_slice(flags);
+    let out = w.run_args(&args.iter().map(OsStr::new).collect::<Vec<_>>());
+    let doc: serde_json::Value = serde_json::from_slice(&out.0.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout(), out.stderr()));
+    let not_passing: Vec<String> = doc["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["result"] != "PASS")
+        .map(|p| {
+            format!(
+                "{}:{}",
+                p["result"].as_str().unwrap(),
+                p["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    (out.code(), not_passing, doc)
+}
+
+#[test]
+fn escape_suite_passes_on_the_default_sandbox() {
+    each_user(|w| {
+        w.write("home/.ssh/id_rsa", "PRIVATE KEY");
+        w.write("home/src/project/.env", "S=1");
+        let (code, not_passing, doc) = escape_suite(w, &[]);
+        assert_eq!(not_passing, Vec::<String>::new());
+        assert_eq!(code, 0);
+        assert!(doc["total"].as_u64().unwrap() >= 50, "{doc}");
+        assert_eq!(doc["passed"], true);
+        // Every class that blocks something also has a positive control somewhere.
+        let probes = doc["probes"].as_array().unwrap();
+        let allowed = probes.iter().filter(|p| p["expected"] == "allowed").count();
+        assert!(allowed >= 15, "only {allowed} positive controls");
+    });
+}
+
+/// Whether the host itself has a route to `addr` (UDP connect sends nothing).
+fn host_route(addr: &str) -> bool {
+    let bind = if addr.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| s.connect(addr))
+        .is_ok()
+}
+
+fn host_interfaces_beyond_lo() -> bool {
+    fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .any(|l| l.split(':').next().unwrap().trim() != "lo")
+}
+
+fn leaks(ids: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ids.iter().map(|i| format!("LEAK:{i}")).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn escape_suite_reports_exactly_the_weakening() {
+    each_user(|w| {
+        w.write("home/.ssh/id_rsa", "PRIVATE KEY");
+        w.write("home/src/project/.env", "S=1");
+        let check = |flags: &[&str], expected: Vec<String>| {
+            let (code, mut got, _) = escape_suite(w, flags);
+            got.sort();
+            assert_eq!(got, expected, "flags {flags:?}");
+            assert_eq!(code, 1, "flags {flags:?}");
+        };
+
+        let ssh = w.home.join(".ssh");
+        check(&["--ro", ssh.to_str().unwrap()], leaks(&["home-ssh"]));
+
+        check(
+            &["--no-hide-env"],
+            leaks(&[
+                "canary-env",
+                "canary-env-deep",
+                "canary-key",
+                "canary-secret-dir",
+                "canary-symlink",
+                "canary-env-write",
+                "project-secrets",
+            ]),
+        );
+
+        // perf_event_open is still refused by the kernel where perf_event_paranoid > 2.
+        let paranoid: i32 = fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+            .map_or(4, |s| s.trim().parse().unwrap_or(4));
+        let mut debug = vec!["ptrace", "process-vm-readv", "process-vm-writev"];
+        if paranoid <= 2 {
+            debug.push("perf-event-open");
+        }
+        check(&["--allow-debug"], leaks(&debug));
+
+        // Route probes only look up routes; what the host network offers decides them.
+        let mut net = vec!["net-host-loopback", "unix-abstract-host"];
+        let routes = [
+            ("net-route", "192.0.2.1:9"),
+            ("net-route-v6", "[2001:db8::1]:9"),
+            ("net-metadata", "169.254.169.254:80"),
+        ];
+        for (id, addr) in routes {
+            if host_route(addr) {
+                net.push(id);
+            }
+        }
+        if host_interfaces_beyond_lo() {
+            net.push("net-interfaces");
+        }
+        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let external = resolv
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .map(str::trim)
+            .find(|s| !s.starts_with("127.") && *s != "::1");
+        let dns = match external {
+            Some(s) if s.contains(':') => host_route(&format!("[{s}]:53")),
+            Some(s) => host_route(&format!("{s}:53")),
+            None => host_interfaces_beyond_lo(),
+        };
+        if dns {
+            net.push("net-dns");
+        }
+        check(&["--allow-net"], leaks(&net));
+    });
+}
+
+/// Polls for a file with content, bounded in time.
+fn wait_for(path: &Path, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(s) = fs::read_to_string(path)
+            && !s.is_empty()
+        {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// On a terminal (tmux), a full-screen program inside hears of a window resize (no
+/// --new-session), while TIOCSTI is refused by the filter; the same TIOCSTI outside the
+/// sandbox, in the same terminal, is the control.
+#[test]
+fn on_a_terminal_resize_reaches_the_sandbox_and_tiocsti_does_not() {
+    each_user(|w| {
+        let socket = w.home.join("tmux.sock");
+        let tmux = |args: &[&str]| {
+            let st = w
+                .program(OsStr::new("tmux"))
+                .arg("-S")
+                .arg(&socket)
+                .args(args)
+                .env("TERM", "xterm")
+                .status()
+                .unwrap();
+            assert!(st.success(), "tmux {args:?}");
+        };
+        let tiocsti = r#"perl -e 'my $c = "x"; if (ioctl(STDIN, 0x5412, $c)) { print "INJECTED\n" } else { print "refused: $!\n" }'"#;
+        let inner = format!(
+            "trap 'stty size > cols.txt' WINCH; {tiocsti} > inside.txt; echo ready > ready.txt; \
+             i=0; while [ $i -lt 200 ] && [ ! -s cols.txt ]; do sleep 0.05; i=$((i+1)); done"
+        );
+        let pane = format!(
+            "{tiocsti} > outside.txt; {BIN} run -- sh -c {}; sleep 30",
+            shell_quote(&inner)
+        );
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &pane,
+        ]);
+        let ready = wait_for(&w.project.join("ready.txt"), Duration::from_secs(20));
+        if ready.is_none() {
+            let screen = w
+                .program(OsStr::new("tmux"))
+                .arg("-S")
+                .arg(&socket)
+                .args(["capture-pane", "-p", "-t", "t"])
+                .output()
+                .unwrap();
+            panic!(
+                "never started:\n{}",
+                String::from_utf8_lossy(&screen.stdout)
+            );
+        }
+        tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+        let cols = wait_for(&w.project.join("cols.txt"), Duration::from_secs(10));
+        let _ = w
+            .program(OsStr::new("tmux"))
+            .arg("-S")
+            .arg(&socket)
+            .arg("kill-server")
+            .status();
+        assert_eq!(cols.as_deref(), Some("40 120\n"), "no SIGWINCH inside");
+        let inside = fs::read_to_string(w.project.join("inside.txt")).unwrap();
+        assert_eq!(inside, "refused: Operation not permitted\n");
+        // The control: outside the sandbox the same call works, unless this kernel refuses
+        // TIOCSTI for everyone (dev.tty.legacy_tiocsti = 0).
+        let outside = fs::read_to_string(w.project.join("outside.txt")).unwrap();
+        let legacy = fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti")
+            .map_or(true, |s| s.trim() == "1");
+        if legacy {
+            assert_eq!(outside, "INJECTED\n");
+        } else {
+            eprintln!("note: legacy_tiocsti is 0 here; outside: {outside}");
+        }
+    });
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A symlink planted in the project (by an earlier run, say) is never followed to a host path
+/// outside the sandbox on the next run; a link within the project is the control.
+#[test]
+fn planted_symlinks_lead_nowhere() {
+    each_user(|w| {
+        w.write("home/.ssh/id_rsa", "PRIVATE KEY");
+        w.write("home/src/project/.git/config", "[core]\n");
+        w.write("home/src/project/real.txt", "project file");
+        let ssh = w.home.join(".ssh");
+        fs::create_dir_all(w.project.join(".git")).unwrap();
+        symlink(&ssh, w.project.join(".git/hooks")).unwrap();
+        symlink(ssh.join("id_rsa"), w.project.join(".env")).unwrap();
+        symlink(&ssh, w.project.join("notes")).unwrap();
+        symlink("real.txt", w.project.join("link.txt")).unwrap();
+        let out = w.sh(
+            &[],
+            "cat .git/hooks/id_rsa .env notes/id_rsa 2>&1; ls .git/hooks/ 2>&1; cat link.txt",
+        );
+        let stdout = out.ok();
+        assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+        assert!(stdout.ends_with("project file"), "{stdout}");
+        assert!(
+            out.stderr().contains(".git/hooks is a symlink"),
+            "{}",
+            out.stderr()
+        );
+        // Nothing was created on the host where the links point.
+        assert_eq!(fs::read_dir(&ssh).unwrap().count(), 1);
+    });
+}
+
+/// `--pids` stops a fork bomb and `--memory` a memory hog, each beside the same run without
+/// the limit. Where this user cannot make cgroups and systemd is absent, agentbox refuses with
+/// exit 125 and a hint, and never runs without the limit.
+#[test]
+fn limits_hold_or_agentbox_refuses() {
+    each_user(|w| {
+        let bomb = "i=0; while [ $i -lt 100 ]; do sleep 5 & i=$((i+1)); echo $i > count.txt; \
+                    done 2>/dev/null; true";
+        let out = w.sh(&["--pids", "30"], bomb);
+        if out.code() == 125 {
+            assert!(
+                out.stderr().contains("cannot enforce --memory/--pids"),
+                "{}",
+                out.stderr()
+            );
+            assert!(out.stderr().contains("hint:"));
+            assert!(
+                !w.project.join("count.txt").exists(),
+                "it ran without the limit"
+            );
+            eprintln!(
+                "note: limits not available to this user here: {}",
+                out.stderr()
+            );
+            return;
+        }
+        let count: u32 = fs::read_to_string(w.project.join("count.txt"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(count < 30, "{count} processes started under --pids 30");
+        // Control: without the limit all 100 start.
+        w.sh(&[], bomb).ok();
+        let count = fs::read_to_string(w.project.join("count.txt")).unwrap();
+        assert_eq!(count.trim(), "100");
+
+        let hog = "head -c 300M /dev/zero | tail -n 1 > /dev/null; echo $?";
+        assert_eq!(w.sh(&["--memory", "64M"], hog).ok(), "137\n");
+        assert_eq!(w.sh(&["--memory", "1G"], hog).ok(), "0\n");
+        // The cgroups are gone afterwards.
+        let leftovers = Command::new("find")
+            .args(["/sys/fs/cgroup", "-maxdepth", "4", "-name", "agentbox-*"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&leftovers.stdout), "");
+    });
+}
+
+/// On a terminal, Ctrl-C reaches the agent (its handler runs and it carries on) instead of
+/// killing bwrap and with it the whole sandbox; an agent without a handler still dies of it.
+#[test]
+fn ctrl_c_belongs_to_the_agent() {
+    each_user(|w| {
+        let socket = w.home.join("tmux.sock");
+        let tmux = |args: &[&str]| {
+            w.program(OsStr::new("tmux"))
+                .arg("-S")
+                .arg(&socket)
+                .args(args)
+                .env("TERM", "xterm")
+                .status()
+                .unwrap()
+        };
+        let agent = "trap 'echo got-int >> int.txt; stop=1' INT; echo ready > ready.txt; i=0; \
+                     while [ $i -lt 300 ] && [ -z \"$stop\" ]; do sleep 0.05; i=$((i+1)); done; \
+                     echo finished >> int.txt";
+        // One terminal per case, each an interactive shell (with job control, as a user has)
+        // that is given the command line: an agent with a Ctrl-C handler, and one without.
+        let cases = [
+            (
+                "a",
+                format!(
+                    "{BIN} run -- sh -c {}; echo $? > exit1.txt",
+                    shell_quote(agent)
+                ),
+            ),
+            (
+                "b",
+                format!(
+                    "{BIN} run -- sh -c 'echo ready > ready2.txt; sleep 20'; echo $? > exit2.txt"
+                ),
+            ),
+        ];
+        for (name, line) in &cases {
+            let st = tmux(&[
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "100",
+                "-y",
+                "30",
+                "bash --norc --noprofile -i",
+            ]);
+            assert!(st.success());
+            tmux(&["send-keys", "-t", name, line, "Enter"]);
+        }
+        assert!(wait_for(&w.project.join("ready.txt"), Duration::from_secs(20)).is_some());
+        assert!(wait_for(&w.project.join("ready2.txt"), Duration::from_secs(20)).is_some());
+        tmux(&["send-keys", "-t", "a", "C-c"]);
+        tmux(&["send-keys", "-t", "b", "C-c"]);
+        let exit1 = wait_for(&w.project.join("exit1.txt"), Duration::from_secs(10));
+        let exit2 = wait_for(&w.project.join("exit2.txt"), Duration::from_secs(10));
+        tmux(&["kill-server"]);
+        assert_eq!(
+            fs::read_to_string(w.project.join("int.txt")).unwrap(),
+            "got-int\nfinished\n"
+        );
+        assert_eq!(exit1.as_deref(), Some("0\n"));
+        assert_eq!(exit2.as_deref(), Some("130\n"));
     });
 }

@@ -16,6 +16,7 @@ fn policy(command: &[&str]) -> Policy {
         bwrap: None,
         allow: seccomp::Allow::default(),
         bind_self: false,
+        limits: Default::default(),
         command: command.iter().map(OsString::from).collect(),
     }
 }

@@ -1165,7 +1165,11 @@ fn terminal() -> Vec<Probe> {
             C,
             Blocked,
             "TIOCSTI with high bits set is caught too",
-            |_| tty(|fd| raw::ioctl_byte(fd, crate::seccomp::TIOCSTI | (1 << 32), &mut b'x'.clone())),
+            |_| {
+                tty(|fd| {
+                    raw::ioctl_byte(fd, crate::seccomp::TIOCSTI | (1 << 32), &mut b'x'.clone())
+                })
+            },
         ),
         p(
             "tioclinux",

@@ -127,3 +127,38 @@ fn raise_nofile(needed: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Closes the data fds in this process after a child inherited them.
+pub fn close_data_fds(first: RawFd, count: usize) {
+    for fd in first..first + count as RawFd {
+        // SAFETY: these numbers were placed by `prepare_exec_fds` for the child and are not
+        // used by anything else in this process.
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn set_disposition(handler: libc::sighandler_t) -> Result<()> {
+    for sig in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: SIG_IGN and SIG_DFL are not functions; setting them runs no code of ours.
+        if unsafe { libc::signal(sig, handler) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error()).context("setting a signal disposition");
+        }
+    }
+    Ok(())
+}
+
+/// Ignores SIGINT and SIGQUIT (inherited across exec by bwrap).
+pub fn ignore_interrupts() -> Result<()> {
+    set_disposition(libc::SIG_IGN)
+}
+
+/// Restores the default SIGINT and SIGQUIT (inherited across exec by the agent).
+pub fn default_interrupts() -> Result<()> {
+    set_disposition(libc::SIG_DFL)
+}
+
+/// Sends `sig` to `pid`, ignoring failure (the child may be gone already).
+pub fn send_signal(pid: i32, sig: i32) {
+    // SAFETY: kill takes integers.
+    unsafe { libc::kill(pid, sig) };
+}
