@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# The benchmarks for "agentbox run", in one command from the repository root:
+#
+#   bash bench/launch.sh [RUNS]        # RUNS timed rounds, default 200 (WARMUP=20 before them)
+#
+# 1. Launch: `agentbox run -- true` against bwrap run bare with the very argv and data fds
+#    agentbox hands it, interleaved round by round in one process, so both see the same machine
+#    state. The figure is the ratio of medians; the target is <= 1.2x bare bwrap.
+# 2. Scan: `cargo bench --bench scan` (benches/scan.rs), the secret scan of a generated
+#    100,000-file tree against a plain read_dir walk; the target is <= 60 ms warm.
+#
+# Needs bash, bwrap, python3, git and a cargo that has the dependencies cached (no network is
+# used). Writes raw samples to $CARGO_TARGET_DIR/bench/launch.json. Method and figures:
+# BENCHMARKS.md. It reports; it never fails on a missed target, only on a broken measurement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+runs=${1:-200}
+warmup=${WARMUP:-20}
+target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+export CARGO_TARGET_DIR=$target_dir
+
+echo "== building (cargo build --release)"
+cargo build --release --quiet
+agentbox=$target_dir/release/agentbox
+bwrap=$(realpath "$(command -v bwrap)")
+echo "   at $(git log -1 --format='%h %s' 2>/dev/null || echo '(not a git checkout)')" \
+    "$(git status --porcelain -- src 2>/dev/null | grep -q . && echo '(src/ has uncommitted changes)')"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/agentbox-launch-bench.XXXXXX")
+trap 'rm -rf -- "$work"' EXIT
+
+# A small project and an empty home, so a developer's own files do not change what is timed.
+project=$work/project
+mkdir -p "$work/home" "$work/rec" "$project/src/util" "$project/tests"
+printf '[user]\n\tname = Bench\n\temail = bench@example.invalid\n' >"$work/home/.gitconfig"
+git -C "$project" init -q
+printf 'API_KEY=not-a-real-key\n' >"$project/.env"
+printf 'API_KEY=\n' >"$project/.env.example"
+printf '[package]\nname = "demo"\n' >"$project/Cargo.toml"
+for f in src/main.rs src/lib.rs src/util/mod.rs tests/smoke.rs README.md; do
+    printf '// %s\n' "$f" >"$project/$f"
+done
+cd "$project"
+
+# Every timed command gets this environment, the same for agentbox and the baselines.
+run_env=(env -i "HOME=$work/home" "PATH=/usr/local/bin:/usr/bin:/bin" "LANG=C.UTF-8" "TERM=dumb")
+
+# --dry-run prints a bash script: args=( ... ), then `exec BWRAP "${args[@]}" -- true` with one
+# redirection per data fd (`N</dev/null` for a mask, `N< <(base64 -d ...)` for seccomp).
+"${run_env[@]}" "$agentbox" run --dry-run -- true >"$work/dry-run.sh"
+exec_block=$(sed -n '/^exec /,$p' "$work/dry-run.sh")
+[[ $exec_block == "exec $bwrap \"\${args[@]}\" -- true "* ]] ||
+    { echo "bench: unexpected exec line in --dry-run: ${exec_block:0:200}" >&2; exit 1; }
+data_fds=$(grep -oE '(^|[[:space:]])[0-9]+<' <<<"$exec_block" | tr -dc '0-9\n' | xargs)
+
+# A stand-in bwrap records what it is given: the argv, the bytes on each data fd, and which fds
+# >= 3 are open. It is how the bare baseline gets exactly what `agentbox run` execs.
+recorder=$work/rec/bwrap
+cat >"$recorder" <<EOF
+#!/usr/bin/python3
+import os, sys
+if sys.argv[1:] == ["--version"]:
+    os.execv("$bwrap", ["$bwrap", "--version"])
+out = open("$work/rec/out").read().strip()
+fds = [int(n) for n in os.listdir("/proc/self/fd") if int(n) >= 3]
+open_fds = []
+for fd in fds:
+    try:
+        os.fstat(fd)
+        open_fds.append(fd)
+    except OSError:
+        pass  # the fd listdir itself used
+open(out + ".open", "w").write(" ".join(map(str, open_fds)))
+open(out + ".argv", "wb").write(b"".join(os.fsencode(a) + b"\0" for a in sys.argv[1:]))
+for fd in [int(n) for n in "$data_fds".split()]:
+    with open(fd, "rb", closefd=False) as f, open(f"{out}.fd{fd}", "wb") as dst:
+        dst.write(f.read())
+EOF
+chmod "$(stat -c %a "$bwrap")" "$recorder"
+chmod u+rwx,go-w "$recorder"
+
+echo "$work/rec/run" >"$work/rec/out"
+"${run_env[@]}" "$agentbox" run --bwrap "$recorder" -- true 2>/dev/null
+echo "$work/rec/dry" >"$work/rec/out"
+sed "s|^exec $bwrap |exec $recorder |" "$work/dry-run.sh" >"$work/dry-run-recorded.sh"
+"${run_env[@]}" bash "$work/dry-run-recorded.sh"
+fail() { echo "bench: $*" >&2; exit 1; }
+[[ $(cat "$work/rec/run.open") == "$data_fds" ]] ||
+    fail "agentbox run passes fds '$(cat "$work/rec/run.open")', --dry-run shows '$data_fds'"
+cmp -s "$work/rec/run.argv" "$work/rec/dry.argv" ||
+    fail "agentbox run execs a different argv than --dry-run prints"
+for fd in $data_fds; do
+    cmp -s "$work/rec/run.fd$fd" "$work/rec/dry.fd$fd" ||
+        fail "fd $fd carries different bytes in agentbox run and --dry-run"
+done
+
+# Positive control: the timed launch really is a sandbox (.env masked, own hostname).
+"${run_env[@]}" "$agentbox" run -- sh -c \
+    'test ! -s .env && test "$(cat /proc/sys/kernel/hostname)" = agentbox' 2>/dev/null ||
+    fail "agentbox run did not give the expected sandbox"
+
+mkdir -p "$target_dir/bench"
+echo "== launch: $runs rounds after $warmup warm-up rounds, interleaved" \
+    "($(wc -c <"$work/rec/run.argv") bytes of argv, data fds: $data_fds)"
+python3 - "$runs" "$warmup" "$agentbox" "$bwrap" "$work" "$data_fds" \
+    "$target_dir/bench/launch.json" "${run_env[@]:2}" <<'PY'
+import fcntl, json, os, statistics, subprocess, sys, time
+
+runs, warmup = int(sys.argv[1]), int(sys.argv[2])
+agentbox, bwrap, work, data_fds, out = sys.argv[3:8]
+env = dict(kv.split("=", 1) for kv in sys.argv[8:])
+data_fds = [int(fd) for fd in data_fds.split()]
+argv = open(f"{work}/rec/run.argv", "rb").read().split(b"\0")[:-1]
+assert argv[-2:] == [b"--", b"true"], argv[-2:]
+data = {fd: open(f"{work}/rec/run.fd{fd}", "rb").read() for fd in data_fds}
+ARGS_FD = max(data_fds, default=2) + 1
+with open(f"{work}/args", "wb") as f:
+    f.write(b"".join(a + b"\0" for a in argv[:-2]))
+# Far above the fds the children inherit, so a dup2 below never lands on it.
+null = fcntl.fcntl(os.open("/dev/null", os.O_RDONLY), fcntl.F_DUPFD, 100)
+
+def place(fd, src):
+    if src != fd:
+        os.dup2(src, fd)
+        os.close(src)
+
+def data_fds_like_agentbox():
+    """What agentbox's launcher does before exec: /dev/null for a mask, a pre-filled pipe for
+    bytes (a seccomp program). Done before the clock starts, as bwrap consumes them."""
+    for fd, bytes_ in data.items():
+        if not bytes_:
+            os.dup2(null, fd)
+            continue
+        assert len(bytes_) <= 65536, "must fit in a pipe"
+        r, w = os.pipe()
+        os.write(w, bytes_)
+        os.close(w)
+        place(fd, r)
+
+def with_args_file():
+    data_fds_like_agentbox()
+    place(ARGS_FD, os.open(f"{work}/args", os.O_RDONLY))
+
+# name -> (argv, env, fds the child keeps, set-up done before the clock starts)
+# bwrap gets an empty environment from agentbox (env_clear), so the direct baselines do too.
+direct = [bwrap, *argv]
+cmds = {
+    "agentbox run -- true": ([agentbox, "run", "--", "true"], env, (), None),
+    "bare: bwrap ARGV -- true": (direct, {}, data_fds, data_fds_like_agentbox),
+    "bare: bwrap --args FD -- true": (
+        [bwrap, "--args", str(ARGS_FD), "--", "true"], {}, [*data_fds, ARGS_FD], with_args_file),
+    "bare: bash dry-run script": (["bash", f"{work}/dry-run.sh"], env, (), None),
+    "part: agentbox run --dry-run": ([agentbox, "run", "--dry-run", "--", "true"], env, (), None),
+    "part: bwrap --version": ([bwrap, "--version"], {}, (), None),
+    "part: agentbox --version": ([agentbox, "--version"], env, (), None),
+    "floor: env -i bwrap ARGV -- true": (["/usr/bin/env", "-i", *direct], {}, data_fds,
+                                         data_fds_like_agentbox),
+    "floor: /usr/bin/true": (["/usr/bin/true"], env, (), None),
+}
+
+names = list(cmds)
+samples = {n: [] for n in names}
+for rnd in range(warmup + runs):
+    order = names[rnd % len(names):] + names[:rnd % len(names)]
+    for name in order:
+        args, cenv, fds, setup = cmds[name]
+        if setup:
+            setup()
+        t0 = time.perf_counter_ns()
+        rc = subprocess.call(args, env=cenv, pass_fds=fds, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        dt = time.perf_counter_ns() - t0
+        if rc != 0:
+            sys.exit(f"bench: {name!r} exited with {rc}: the measurement is broken")
+        if rnd >= warmup:
+            samples[name].append(dt / 1e6)
+
+def q(xs, p):
+    xs = sorted(xs)
+    pos = p * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+print(f"  {'(ms, wall, spawn to exit)':<36} {'min':>7} {'median':>7} {'p90':>7} {'mean':>7}")
+for n in names:
+    xs = samples[n]
+    print(f"  {n:<36} {min(xs):7.2f} {q(xs, .5):7.2f} {q(xs, .9):7.2f} {statistics.fmean(xs):7.2f}")
+med = {n: q(samples[n], .5) for n in names}
+ab = "agentbox run -- true"
+print("  ratio agentbox / baseline (ratio of medians; median of per-round ratios):")
+for n in names[1:4]:
+    paired = [a / b for a, b in zip(samples[ab], samples[n])]
+    print(f"    / {n[6:]:<28} {med[ab] / med[n]:5.2f}x   {q(paired, .5):5.2f}x   "
+          f"(+{med[ab] - med[n]:.2f} ms)")
+bare = "bare: bwrap ARGV -- true"
+chain = "floor: env -i bwrap ARGV -- true"
+print(f"  one extra exec before bwrap (env -i) costs {med[chain] / med[bare]:.2f}x "
+      f"(+{med[chain] - med[bare]:.2f} ms): the floor for any launcher that execs bwrap")
+ratio = med[ab] / med[bare]
+verdict = "MET" if ratio <= 1.2 else "MISSED"
+print(f"RESULT launch median {med[ab]:.2f} ms vs bare bwrap {med[bare]:.2f} ms: {ratio:.2f}x; "
+      f"target <= 1.20x: {verdict}")
+json.dump({"runs": runs, "warmup": warmup, "unit": "ms", "samples": samples},
+          open(out, "w"), indent=1)
+PY
+
+echo "== scan (cargo bench --bench scan)"
+cd "$repo"
+cargo bench --quiet --bench scan
