@@ -47,11 +47,11 @@ cd "$project"
 # Every timed command gets this environment, the same for agentbox and the baselines.
 run_env=(env -i "HOME=$work/home" "PATH=/usr/local/bin:/usr/bin:/bin" "LANG=C.UTF-8" "TERM=dumb")
 
-# --dry-run prints a bash script: args=( ... ), then `exec BWRAP "${args[@]}" -- true` with one
+# --dry-run prints a bash script: args=( ... ), then `exec env -i BWRAP "${args[@]}" -- true` with one
 # redirection per data fd (`N</dev/null` for a mask, `N< <(base64 -d ...)` for seccomp).
 "${run_env[@]}" "$agentbox" run --dry-run -- true >"$work/dry-run.sh"
 exec_block=$(sed -n '/^exec /,$p' "$work/dry-run.sh")
-[[ $exec_block == "exec $bwrap \"\${args[@]}\" -- true "* ]] ||
+[[ $exec_block == "exec env -i $bwrap \"\${args[@]}\" -- true "* ]] ||
     { echo "bench: unexpected exec line in --dry-run: ${exec_block:0:200}" >&2; exit 1; }
 data_fds=$(grep -oE '(^|[[:space:]])[0-9]+<' <<<"$exec_block" | tr -dc '0-9\n' | xargs)
 
@@ -84,7 +84,7 @@ chmod u+rwx,go-w "$recorder"
 echo "$work/rec/run" >"$work/rec/out"
 "${run_env[@]}" "$agentbox" run --bwrap "$recorder" -- true 2>/dev/null
 echo "$work/rec/dry" >"$work/rec/out"
-sed "s|^exec $bwrap |exec $recorder |" "$work/dry-run.sh" >"$work/dry-run-recorded.sh"
+sed "s|^exec env -i $bwrap |exec env -i $recorder |" "$work/dry-run.sh" >"$work/dry-run-recorded.sh"
 "${run_env[@]}" bash "$work/dry-run-recorded.sh"
 fail() { echo "bench: $*" >&2; exit 1; }
 [[ $(cat "$work/rec/run.open") == "$data_fds" ]] ||

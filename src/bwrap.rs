@@ -35,6 +35,21 @@ pub enum Op {
     DisableUserns,
     /// A seccomp program, handed to bwrap on a file descriptor.
     Seccomp(Vec<u8>),
+    /// `--uid 0 --gid 0`: the filtered-network relay sets up as uid 0, then gives the agent the
+    /// user's own ids back in a nested namespace.
+    Uid0,
+    /// `--cap-add CAP`, after `--cap-drop ALL` (the relay drops it before the agent starts).
+    CapAdd(&'static str),
+    /// Bind `src` read-write at a different `dest`.
+    BindAt {
+        src: PathBuf,
+        dest: PathBuf,
+    },
+    /// A read-only file holding `bytes` at `dest` (`--ro-bind-data FD`).
+    DataFile {
+        dest: PathBuf,
+        bytes: Vec<u8>,
+    },
     ClearEnv,
     /// `from_host`: the value is the host's own (the script then reads it from its environment,
     /// so a token passed with `--env NAME` is not printed by `--dry-run`).
@@ -173,15 +188,15 @@ fn depth(p: &Path) -> usize {
     p.components().count()
 }
 
-struct Builder {
-    steps: Vec<Step>,
-    warnings: Vec<String>,
-    notes: Vec<String>,
-    prep: Vec<Prep>,
+pub(crate) struct Builder {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) prep: Vec<Prep>,
 }
 
 impl Builder {
-    fn push(&mut self, op: Op, why: impl Into<String>) {
+    pub(crate) fn push(&mut self, op: Op, why: impl Into<String>) {
         self.steps.push(Step {
             op,
             why: why.into(),
@@ -247,12 +262,13 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     scratch(policy, facts, features, &mut b);
     home(facts, features, &mut b);
     binds(facts, &mut b);
-    protect(facts, &mut b);
+    protect(facts, &mut b)?;
     mask(facts, features, &mut b);
     b.push(
         Op::RemountRo("/".into()),
         "the sandbox's own root read-only (the mounts in it keep their mode)",
     );
+    check_size(&b)?;
     let command = check_command(policy, facts, &b.steps)?;
     let cwd = if facts.cwd.starts_with(&facts.project) {
         &facts.cwd
@@ -268,7 +284,10 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     }
     let interactive = facts.stdin_tty && facts.self_exe.is_some();
     let mut argv = command.0;
-    if interactive {
+    if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
+        let relay = crate::net::plan::relay_argv(policy, net, interactive)?;
+        argv.splice(0..0, relay);
+    } else if interactive {
         let shim = [SELF_INSIDE, "__exec", "--"].map(OsString::from);
         argv.splice(0..0, shim);
     }
@@ -348,6 +367,10 @@ fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) 
         NetMode::Host => b.notes.push(
             "the host network is shared (--allow-net): the agent can reach any host".to_owned(),
         ),
+        NetMode::Filtered => b.push(
+            Op::UnshareNet,
+            "own network namespace: the only way out is agentbox's proxy, by allowlist",
+        ),
     }
     b.push(
         Op::DieWithParent,
@@ -363,6 +386,10 @@ fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) 
         );
     }
     b.push(Op::CapDropAll, "no capabilities, even when started as root");
+    if policy.net == NetMode::Filtered {
+        crate::net::plan::privileges(b);
+        return;
+    }
     if f.disable_userns && !policy.allow.nested {
         b.push(
             Op::DisableUserns,
@@ -385,6 +412,13 @@ fn filters(policy: &Policy, b: &mut Builder) -> Result<()> {
              kernel is reachable, and a kernel bug there is a way out"
                 .to_owned(),
         );
+    }
+    if policy.net == NetMode::Filtered {
+        b.notes.push(
+            "seccomp: agentbox's relay loads the programs itself, after its network setup"
+                .to_owned(),
+        );
+        return Ok(());
     }
     for p in seccomp::programs(policy.allow)? {
         b.push(Op::Seccomp(p.bytes), format!("seccomp: {}", p.why));
@@ -445,6 +479,11 @@ fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             false,
             "the host has no PATH: a standard one",
         );
+    }
+    if policy.net == NetMode::Filtered {
+        for (name, value, why) in crate::net::plan::proxy_env(&policy.filter.rules) {
+            set(name.into(), value.into(), false, why);
+        }
     }
     for pass in &policy.env {
         match pass {
@@ -549,6 +588,9 @@ fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
             "agentbox itself, read-only (the probe runner, or the Ctrl-C shim on a terminal)",
         );
     }
+    if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
+        crate::net::plan::files(net, facts.resolv_conf.as_deref(), b);
+    }
     if let Some(target) = &facts.nixos_current_system {
         b.push(
             Op::Symlink {
@@ -604,10 +646,18 @@ fn binds(facts: &HostFacts, b: &mut Builder) {
     }
     let writable: Vec<&Path> = facts.roots.iter().map(|r| r.path.as_path()).collect();
     for repo in facts.roots.iter().flat_map(|r| &r.git) {
+        // Only a linked worktree whose git dir names this .git file back, and never a broad
+        // directory: a planted `gitdir: ..` must not make the home writable.
+        let Some(common) = &repo.linked_common else {
+            continue;
+        };
         let project_git = repo.dot_git.parent() == Some(facts.project.as_path());
-        if project_git && !writable.iter().any(|w| repo.common.starts_with(w)) {
+        if project_git
+            && !writable.iter().any(|w| common.starts_with(w))
+            && too_broad(common, &facts.home).is_none()
+        {
             binds.push((
-                &repo.common,
+                common,
                 Access::ReadWrite,
                 "the common git dir of this worktree, so git can commit".to_owned(),
             ));
@@ -627,6 +677,30 @@ fn binds(facts: &HostFacts, b: &mut Builder) {
     }
 }
 
+/// bwrap refuses more than 9000 arguments (`MAX_ARGS`); each mask takes three. Say so, with
+/// the fix, instead of letting bwrap fail with its own exit status.
+fn check_size(b: &Builder) -> Result<()> {
+    const BWRAP_MAX_ARGS: usize = 9000;
+    const MARGIN: usize = 500; // the command's own arguments and agentbox's later additions
+    let count: usize = b.steps.iter().map(|s| op_args(&s.op, 0).0.len()).sum();
+    if count + MARGIN > BWRAP_MAX_ARGS {
+        let masks = b
+            .steps
+            .iter()
+            .filter(|s| matches!(s.op, Op::EmptyFile(_)))
+            .count();
+        return Err(Fail::hint(
+            format!(
+                "the sandbox needs {count} bwrap arguments ({masks} masked files), more than \
+                 bwrap accepts"
+            ),
+            "--unhide the test fixtures that are not secrets, e.g. --unhide 'testdata/*.pem'",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Is `path` inside a writable root (where the agent could change it)?
 fn in_writable(facts: &HostFacts, steps: &[Step], path: &Path) -> bool {
     facts.roots.iter().any(|r| path.starts_with(&r.path))
@@ -635,8 +709,9 @@ fn in_writable(facts: &HostFacts, steps: &[Step], path: &Path) -> bool {
             .any(|s| matches!(&s.op, Op::Bind(p) if path.starts_with(p)))
 }
 
-fn protect(facts: &HostFacts, b: &mut Builder) {
+fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let mut ro: Vec<(PathBuf, String)> = Vec::new();
+    let mut create: Vec<PathBuf> = Vec::new();
     let mut pins: BTreeSet<PathBuf> = BTreeSet::new();
     let mut symlinks: Vec<&Path> = Vec::new();
     for root in &facts.roots {
@@ -647,6 +722,13 @@ fn protect(facts: &HostFacts, b: &mut Builder) {
             }
         }
         for repo in &root.git {
+            if let Some(a) = repo.anomalies.first() {
+                return Err(Fail::hint(
+                    format!("refusing to start: {a}"),
+                    "look at it with the agent stopped, and fix or remove it",
+                )
+                .into());
+            }
             if repo.dot_git_kind == Kind::Dir {
                 pins.insert(repo.dot_git.clone());
             }
@@ -655,15 +737,35 @@ fn protect(facts: &HostFacts, b: &mut Builder) {
                     Some(Kind::Symlink) => symlinks.push(path),
                     Some(_) => ro.push((path.clone(), (*why).to_owned())),
                     None if path.ends_with("hooks") => {
-                        b.prep.push(Prep::CreateDir(path.clone()));
+                        create.push(path.clone());
                         ro.push((path.clone(), format!("{why} (created empty, as git does)")));
                     }
                     None => {}
                 }
             }
+            for (path, why) in &repo.config_paths {
+                if !in_writable(facts, &b.steps, path) {
+                    continue;
+                }
+                if !path.exists() {
+                    return Err(Fail::hint(
+                        format!(
+                            "refusing to start: {why} names {}, which does not exist: the \
+                             agent could create it, and git on the host would obey it",
+                            path.display()
+                        ),
+                        format!("create it first (mkdir -p or touch {})", path.display()),
+                    )
+                    .into());
+                }
+                ro.push((path.clone(), format!("named by {why}")));
+            }
         }
     }
     ro.retain(|(p, _)| in_writable(facts, &b.steps, p));
+    // Only what agentbox protects is created, and only inside a writable root.
+    create.retain(|p| in_writable(facts, &b.steps, p));
+    b.prep.extend(create.into_iter().map(Prep::CreateDir));
     for (p, _) in &ro {
         for parent in p.ancestors().skip(1) {
             let named = parent
@@ -692,6 +794,7 @@ fn protect(facts: &HostFacts, b: &mut Builder) {
             link.display()
         ));
     }
+    Ok(())
 }
 
 fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {
@@ -771,7 +874,13 @@ pub fn seen(steps: &[Step], path: &Path) -> Seen {
 fn seen_depth(steps: &[Step], path: &Path, depth: u8) -> Seen {
     for step in steps.iter().rev() {
         match &step.op {
-            Op::RoBind(d) | Op::Bind(d) | Op::RoBindAt { dest: d, .. } if path.starts_with(d) => {
+            Op::RoBind(d)
+            | Op::Bind(d)
+            | Op::RoBindAt { dest: d, .. }
+            | Op::BindAt { dest: d, .. }
+            | Op::DataFile { dest: d, .. }
+                if path.starts_with(d) =>
+            {
                 return Seen::Visible;
             }
             Op::Tmpfs { dest, .. } | Op::Proc(dest) | Op::Dev(dest) if path.starts_with(dest) => {
@@ -922,6 +1031,13 @@ fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, Option<FdData<'_>>) {
         Op::NewSession => vec![o("--new-session")],
         Op::CapDropAll => vec![o("--cap-drop"), o("ALL")],
         Op::DisableUserns => vec![o("--disable-userns")],
+        Op::Uid0 => vec![o("--uid"), o("0"), o("--gid"), o("0")],
+        Op::CapAdd(cap) => vec![o("--cap-add"), o(cap)],
+        Op::BindAt { src, dest } => vec![o("--bind"), p(src), p(dest)],
+        Op::DataFile { dest, bytes } => {
+            let args = vec![o("--ro-bind-data"), o(&fd.to_string()), p(dest)];
+            return (args, Some(FdData::Bytes(bytes)));
+        }
         Op::Seccomp(bytes) => {
             let args = vec![o("--add-seccomp-fd"), o(&fd.to_string())];
             return (args, Some(FdData::Bytes(bytes)));
@@ -985,6 +1101,8 @@ fn is_shell_name(n: &str) -> bool {
 pub fn script(plan: &Plan) -> String {
     let mut out = String::new();
     out.push_str("#!/usr/bin/env bash\n");
+    // `env -i`: bwrap's own pid 1 inside keeps the environment bwrap started with, readable in
+    // /proc/1/environ; --clearenv cleans only the command's.
     out.push_str("# The sandbox `agentbox run` would start, as a bwrap command.\n");
     out.push_str("# Each option carries its reason. Run this file with bash to start it.\n");
     out.push_str("set -euo pipefail\n");
@@ -1038,7 +1156,7 @@ pub fn script(plan: &Plan) -> String {
     }
     let cmd: Vec<String> = plan.command.iter().map(|w| shell_quote(w)).collect();
     let mut line = format!(
-        "exec {} \"${{args[@]}}\" -- {}",
+        "exec env -i {} \"${{args[@]}}\" -- {}",
         shell_quote(plan.bwrap.as_os_str()),
         cmd.join(" ")
     );

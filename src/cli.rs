@@ -38,6 +38,13 @@ pub enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    /// (internal) The filtered network's relay: the sandbox's first process.
+    #[command(name = "__relay", hide = true)]
+    Relay {
+        ctx: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
     /// (internal) A process that sleeps, detached, for the leftover probe.
     #[command(name = "__sleeper", hide = true)]
     Sleeper { marker: String },
@@ -47,6 +54,9 @@ pub enum Command {
 pub enum NetArg {
     /// No network at all: the sandbox has its own empty network namespace.
     None,
+    /// Only the hosts --allow-domain names, through agentbox's proxy (HTTP, HTTPS, SOCKS5;
+    /// clients that ignore proxy settings are captured too).
+    Filtered,
     /// The host's network, unfiltered.
     Host,
 }
@@ -99,6 +109,28 @@ pub struct SandboxArgs {
     /// Share the host network (short for --net host).
     #[arg(long, conflicts_with = "net")]
     pub allow_net: bool,
+
+    /// Allow connections to PATTERN: api.example.com, *.example.com (subdomains), or with a
+    /// port (host:port, 127.0.0.1:8080); ports 80 and 443 otherwise. Implies --net filtered.
+    #[arg(long, value_name = "PATTERN")]
+    pub allow_domain: Vec<String>,
+
+    /// Refuse PATTERN even where an --allow-domain covers it.
+    #[arg(long, value_name = "PATTERN")]
+    pub deny_domain: Vec<String>,
+
+    /// Append every network decision to FILE as a JSON line.
+    #[arg(long, value_name = "FILE")]
+    pub net_log: Option<PathBuf>,
+
+    /// Record every host the sandbox asks for and print an allowlist for them at exit.
+    /// Implies --net filtered.
+    #[arg(long)]
+    pub learn: bool,
+
+    /// (testing) Resolve NAME to IP in the proxy without DNS, trusted.
+    #[arg(long, value_name = "NAME=IP", hide = true)]
+    pub test_resolve: Vec<String>,
 
     /// Mask secret files (.env, keys, credential files) in the project [default: on].
     #[arg(long, overrides_with = "no_hide_env")]

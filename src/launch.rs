@@ -13,19 +13,42 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::bwrap::{FIRST_DATA_FD, Plan, Prep, to_argv};
-use crate::limits::{self, Cgroup, Enforcer, Limits};
+use crate::host::HostFacts;
+use crate::limits::{self, Enforcer};
+use crate::net::session;
+use crate::policy::{NetMode, Policy};
 use crate::sys;
 
-/// Runs the plan. Returns only when agentbox stays as the parent, or on failure.
-pub fn run(plan: &Plan, limits: &Limits, uid: u32) -> Result<ExitCode> {
+/// Runs the plan. Returns only when agentbox stays as the parent (a cgroup to remove, a proxy
+/// to run), or on failure.
+pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> {
+    // Whatever agentbox inherited (a `3</` from the caller, a leaked pipe) must not reach bwrap
+    // on any path, exec or supervised.
+    sys::cloexec_inherited()?;
     prepare(plan)?;
-    if !limits.any() {
-        return exec(plan, &[]);
+    let enforcer = match policy.limits.any() {
+        true => Some(limits::enforce(&policy.limits, facts.uid)?),
+        false => None,
+    };
+    let prefix = match &enforcer {
+        Some(Enforcer::Systemd(p)) => p.clone(),
+        _ => Vec::new(),
+    };
+    let filtered = matches!((&facts.net, policy.net), (Some(_), NetMode::Filtered));
+    let cgroup = matches!(enforcer, Some(Enforcer::Cgroup(_)));
+    if !filtered && !cgroup {
+        return exec(plan, &prefix);
     }
-    match limits::enforce(limits, uid)? {
-        Enforcer::Systemd(prefix) => exec(plan, &prefix),
-        Enforcer::Cgroup(cg) => supervise(plan, cg),
+    let net = match &facts.net {
+        Some(n) if filtered => Some(session::start(n, &policy.filter)?),
+        _ => None,
+    };
+    let code = supervise(plan, &prefix)?;
+    drop(enforcer);
+    if let Some(n) = net {
+        n.finish();
     }
+    Ok(code)
 }
 
 fn prepare(plan: &Plan) -> Result<()> {
@@ -50,8 +73,10 @@ fn command(plan: &Plan, prefix: &[std::ffi::OsString]) -> Command {
     let (argv, _) = to_argv(plan);
     let mut c = match prefix.split_first() {
         Some((first, rest)) => {
+            // systemd-run needs the environment to reach the service manager; bwrap must not
+            // get it (its pid 1 inside keeps it, readable in /proc/1/environ).
             let mut c = Command::new(first);
-            c.args(rest).arg(&plan.bwrap);
+            c.args(rest).args(["/usr/bin/env", "-i"]).arg(&plan.bwrap);
             c
         }
         None => {
@@ -77,18 +102,17 @@ fn exec(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
     Err(anyhow!(err).context(format!("starting {}", plan.bwrap.display())))
 }
 
-/// Runs bwrap as a child inside the cgroup, forwards termination signals, waits, and removes
-/// the cgroup. Ctrl-C from the terminal reaches the sandbox directly (same process group).
-fn supervise(plan: &Plan, cg: Cgroup) -> Result<ExitCode> {
+/// Runs bwrap as a child, forwards termination signals and waits. Ctrl-C from the terminal
+/// reaches the sandbox directly (same process group).
+fn supervise(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
     let (_, data) = to_argv(plan);
-    sys::prepare_exec_fds(FIRST_DATA_FD, &data)?;
     if plan.interactive {
         sys::ignore_interrupts()?;
     }
-    let mut child = command(plan, &[])
-        .spawn()
+    // Other threads (the proxy) hold fds of their own: the data fds are placed in the child
+    // only, between fork and exec.
+    let mut child = sys::spawn_with_data_fds(&mut command(plan, prefix), FIRST_DATA_FD, &data)
         .with_context(|| format!("starting {}", plan.bwrap.display()))?;
-    sys::close_data_fds(FIRST_DATA_FD, data.len());
     let forwarded: &[i32] = if plan.interactive {
         &[SIGTERM, SIGHUP]
     } else {
@@ -105,7 +129,6 @@ fn supervise(plan: &Plan, cg: Cgroup) -> Result<ExitCode> {
     let status = child.wait().context("waiting for bwrap")?;
     handle.close();
     let _ = forwarder.join();
-    drop(cg);
     Ok(exit_code(status))
 }
 

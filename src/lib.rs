@@ -8,6 +8,7 @@ pub mod error;
 pub mod host;
 pub mod launch;
 pub mod limits;
+pub mod net;
 pub mod policy;
 pub mod rules;
 pub mod seccomp;

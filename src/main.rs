@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
         Command::Exec { command } => launch::exec_shim(&command),
+        Command::Relay { ctx, command } => agentbox::net::relay::relay_main(&ctx, &command),
     };
     match result {
         Ok(code) => code,
@@ -52,5 +53,5 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for n in &plan.notes {
         eprintln!("agentbox: note: {n}");
     }
-    launch::run(&plan, &policy.limits, facts.uid)
+    launch::run(&plan, &policy, &facts)
 }

@@ -6,7 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::{NetArg, SandboxArgs};
 use crate::error::Fail;
@@ -19,6 +19,20 @@ pub enum NetMode {
     None,
     /// The host's network namespace, unfiltered.
     Host,
+    /// An empty network namespace whose only way out is agentbox's proxy, by allowlist.
+    Filtered,
+}
+
+/// The filtered network's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetFilter {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub rules: crate::net::rules::NetPolicy,
+    pub log: Option<PathBuf>,
+    pub learn: bool,
+    /// Test-only fixed resolutions (trusted by the proxy).
+    pub fixed: Vec<(String, std::net::IpAddr)>,
 }
 
 /// Whether an extra bind is writable.
@@ -49,6 +63,7 @@ pub struct Policy {
     pub project: Option<PathBuf>,
     pub allow_broad_project: bool,
     pub net: NetMode,
+    pub filter: NetFilter,
     pub hide_secrets: bool,
     pub hide: Vec<String>,
     pub unhide: Vec<String>,
@@ -66,9 +81,38 @@ pub struct Policy {
 impl Policy {
     /// From the sandbox flags and the command to run.
     pub fn new(args: SandboxArgs, command: Vec<OsString>, bind_self: bool) -> Result<Policy> {
-        let net = match (args.net, args.allow_net) {
-            (Some(NetArg::Host), _) | (None, true) => NetMode::Host,
-            (Some(NetArg::None), _) | (None, false) => NetMode::None,
+        let wants_filter = !args.allow_domain.is_empty() || args.learn;
+        let net = match (args.net, args.allow_net, wants_filter) {
+            (Some(NetArg::Filtered), _, _) | (None, false, true) => NetMode::Filtered,
+            (Some(NetArg::Host), _, false) | (None, true, false) => NetMode::Host,
+            (Some(NetArg::None), _, false) | (None, false, false) => NetMode::None,
+            (_, _, true) => {
+                return Err(Fail::hint(
+                    "--allow-domain and --learn filter the network; they cannot go with \
+                     --net none, --net host or --allow-net",
+                    "drop --net/--allow-net (or use --net filtered)",
+                )
+                .into());
+            }
+        };
+        let fixed = args
+            .test_resolve
+            .iter()
+            .map(|s| {
+                let (n, ip) = s.split_once('=').context("--test-resolve takes NAME=IP")?;
+                Ok((
+                    n.to_ascii_lowercase(),
+                    ip.parse().context("--test-resolve: bad IP")?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let filter = NetFilter {
+            rules: crate::net::rules::NetPolicy::new(&args.allow_domain, &args.deny_domain)?,
+            allow: args.allow_domain,
+            deny: args.deny_domain,
+            log: args.net_log,
+            learn: args.learn,
+            fixed,
         };
         let mut extra: Vec<ExtraBind> = Vec::new();
         extra.extend(args.ro.into_iter().map(|path| ExtraBind {
@@ -88,6 +132,7 @@ impl Policy {
             project: args.project,
             allow_broad_project: args.allow_broad_project,
             net,
+            filter,
             hide_secrets: !args.no_hide_env,
             hide: args.hide,
             unhide: args.unhide,

@@ -14,7 +14,7 @@ use seccompiler::{
 };
 
 /// What the user opted out of.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Allow {
     /// ptrace, process_vm_*, perf_event_open: debuggers and profilers.
     pub debug: bool,
@@ -27,6 +27,30 @@ pub struct Allow {
 pub struct Program {
     pub why: &'static str,
     pub bytes: Vec<u8>,
+}
+
+impl Program {
+    /// The program as instructions, for loading it in-process (the filtered-network relay).
+    pub fn bpf(&self) -> BpfProgram {
+        self.bytes
+            .chunks_exact(8)
+            .map(|c| seccompiler::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect()
+    }
+}
+
+/// Loads every program into this process (all threads), for good: the relay does this itself,
+/// after the namespace setup the programs forbid, right before it starts the agent.
+pub fn apply(allow: Allow) -> Result<()> {
+    for p in programs(allow)? {
+        seccompiler::apply_filter_all_threads(&p.bpf()).context("loading a seccomp program")?;
+    }
+    Ok(())
 }
 
 /// Syscall groups, each with the errno it gets and why.

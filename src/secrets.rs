@@ -13,6 +13,8 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::Fail;
 use crate::rules::{self, CACHEDIR_TAG, PRUNED_DIRS, RUNS_LATER, SECRET_EXCEPTIONS};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 
 /// What a directory entry is, from its own type (a symlink is never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,17 +40,6 @@ pub struct Report {
     pub runs_later: Vec<Found>,
     /// Entries named `.git` (directories, or files pointing at a git dir elsewhere).
     pub git: Vec<Found>,
-}
-
-/// Compiled secret patterns: names (no `/`) match the entry's name, paths match the path
-/// relative to the scanned root.
-pub struct Matcher {
-    names: GlobSet,
-    name_why: Vec<String>,
-    paths: GlobSet,
-    path_why: Vec<String>,
-    except_names: GlobSet,
-    except_paths: GlobSet,
 }
 
 fn compile(glob: &str) -> Result<Glob> {
@@ -77,85 +68,124 @@ pub fn check_glob(glob: &str) -> Result<()> {
     compile(glob).map(|_| ())
 }
 
-struct SetBuilder {
-    names: (GlobSetBuilder, Vec<String>),
-    paths: (GlobSetBuilder, Vec<String>),
+/// A built-in name pattern in the form the scan checks without a regex: the list in
+/// `rules.rs` stays globs for people to read, and every one of them has this shape (a test
+/// holds it to that), so a launch compiles nothing for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Literal {
+    Exact(&'static str),
+    /// `*.pem`
+    Suffix(&'static str),
+    /// `.env.*`
+    Prefix(&'static str),
 }
 
-impl SetBuilder {
-    fn new() -> Self {
-        SetBuilder {
-            names: (GlobSetBuilder::new(), Vec::new()),
-            paths: (GlobSetBuilder::new(), Vec::new()),
+impl Literal {
+    fn of(glob: &'static str) -> Option<Literal> {
+        let meta = |s: &str| s.contains(['*', '?', '[', ']', '{', '}', '\\', '/']);
+        if let Some(rest) = glob.strip_prefix('*') {
+            (!meta(rest)).then_some(Literal::Suffix(rest))
+        } else if let Some(rest) = glob.strip_suffix('*') {
+            (!meta(rest)).then_some(Literal::Prefix(rest))
+        } else {
+            (!meta(glob)).then_some(Literal::Exact(glob))
         }
     }
 
-    fn add(&mut self, glob: &str, why: &str) -> Result<()> {
-        let target = if glob.contains('/') {
-            &mut self.paths
-        } else {
-            &mut self.names
-        };
-        target.0.add(compile(glob.trim_end_matches('/'))?);
-        target.1.push(why.to_owned());
-        Ok(())
-    }
-
-    fn build(self) -> Result<(GlobSet, Vec<String>, GlobSet, Vec<String>)> {
-        Ok((
-            self.names.0.build().context("building name patterns")?,
-            self.names.1,
-            self.paths.0.build().context("building path patterns")?,
-            self.paths.1,
-        ))
+    fn matches(self, name: &[u8]) -> bool {
+        match self {
+            Literal::Exact(e) => name == e.as_bytes(),
+            Literal::Suffix(s) => name.len() > s.len() && name.ends_with(s.as_bytes()),
+            Literal::Prefix(p) => name.len() > p.len() && name.starts_with(p.as_bytes()),
+        }
     }
 }
 
-impl Matcher {
-    /// The built-in secret list (when `builtin` is on), plus `hide`, minus `unhide` and the
-    /// template names (`.env.example`...).
-    pub fn new(builtin: bool, hide: &[String], unhide: &[String]) -> Result<Matcher> {
-        let mut set = SetBuilder::new();
-        if builtin {
-            for p in rules::SECRET_PATTERNS {
-                set.add(p.glob, p.why)?;
+/// User globs (`--hide`, `--unhide`): names (no `/`) match the entry's name, paths match the
+/// path relative to the scanned root. Compiled only when there are any.
+#[derive(Default)]
+struct UserGlobs {
+    names: Option<GlobSet>,
+    paths: Option<GlobSet>,
+}
+
+impl UserGlobs {
+    fn new(globs: &[String]) -> Result<UserGlobs> {
+        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        let (mut n, mut p) = (0, 0);
+        for g in globs {
+            if g.contains('/') {
+                paths.add(compile(g.trim_end_matches('/'))?);
+                p += 1;
+            } else {
+                names.add(compile(g)?);
+                n += 1;
             }
         }
-        for glob in hide {
-            set.add(glob, "--hide")?;
-        }
-        let mut except = SetBuilder::new();
-        for glob in SECRET_EXCEPTIONS
-            .iter()
-            .copied()
-            .chain(unhide.iter().map(String::as_str))
-        {
-            except.add(glob, "")?;
-        }
-        let (names, name_why, paths, path_why) = set.build()?;
-        let (except_names, _, except_paths, _) = except.build()?;
-        Ok(Matcher {
-            names,
-            name_why,
-            paths,
-            path_why,
-            except_names,
-            except_paths,
+        Ok(UserGlobs {
+            names: (n > 0).then(|| names.build()).transpose()?,
+            paths: (p > 0).then(|| paths.build()).transpose()?,
         })
     }
 
+    fn has_paths(&self) -> bool {
+        self.paths.is_some()
+    }
+
+    fn matches(&self, rel: &Path, name: &OsStr) -> bool {
+        self.names.as_ref().is_some_and(|s| s.is_match(name))
+            || self.paths.as_ref().is_some_and(|s| s.is_match(rel))
+    }
+}
+
+/// The secret patterns: the built-in list (unless `--no-hide-env`), `--hide`, and the
+/// exceptions (templates such as `.env.example`, and `--unhide`).
+pub struct Matcher {
+    builtin: Vec<(Literal, &'static str)>,
+    hide: UserGlobs,
+    unhide: UserGlobs,
+}
+
+impl Matcher {
+    pub fn new(builtin: bool, hide: &[String], unhide: &[String]) -> Result<Matcher> {
+        let builtin = match builtin {
+            true => rules::SECRET_PATTERNS
+                .iter()
+                .map(|p| {
+                    let lit = Literal::of(p.glob)
+                        .with_context(|| format!("built-in pattern {:?} is not literal", p.glob))?;
+                    Ok((lit, p.why))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            false => Vec::new(),
+        };
+        Ok(Matcher {
+            builtin,
+            hide: UserGlobs::new(hide)?,
+            unhide: UserGlobs::new(unhide)?,
+        })
+    }
+
+    /// Whether matching needs the relative path (only user globs with a `/` do).
+    fn needs_rel(&self) -> bool {
+        self.hide.has_paths() || self.unhide.has_paths()
+    }
+
+    /// Whether `--unhide` names this entry.
+    pub fn unhidden(&self, rel: &Path, name: &OsStr) -> bool {
+        self.unhide.matches(rel, name)
+    }
+
     /// Why `rel` (named `name`) is a secret, or `None`.
-    pub fn secret(&self, rel: &Path, name: &OsStr) -> Option<&str> {
-        let by_name = self.names.matches(name).first().map(|&i| &self.name_why[i]);
-        let why = by_name.or_else(|| {
-            if self.paths.is_empty() {
-                return None;
-            }
-            self.paths.matches(rel).first().map(|&i| &self.path_why[i])
-        })?;
-        let excepted = self.except_names.is_match(name)
-            || (!self.except_paths.is_empty() && self.except_paths.is_match(rel));
-        (!excepted).then_some(why.as_str())
+    pub fn secret(&self, rel: &Path, name: &OsStr) -> Option<&'static str> {
+        let bytes = name.as_bytes();
+        let why = match self.builtin.iter().find(|(l, _)| l.matches(bytes)) {
+            Some((_, why)) => *why,
+            None if self.hide.matches(rel, name) => "--hide",
+            None => return None,
+        };
+        let template = SECRET_EXCEPTIONS.iter().any(|e| bytes == e.as_bytes());
+        (!template && !self.unhide.matches(rel, name)).then_some(why)
     }
 }
 
@@ -182,58 +212,126 @@ fn runs_later(parent: Option<&OsStr>, name: &OsStr) -> Option<&'static str> {
     })
 }
 
-/// Scans `root` (canonical) in parallel.
+/// How many directories the scan reads on the calling thread before it hands the rest to a
+/// thread pool: most projects are done by then, and starting the pool costs more than they do.
+const SEQUENTIAL_DIRS: usize = 256;
+
+/// A directory to read, and whether only secrets are looked for in it (inside the directories
+/// the runs-later search skips).
+type Job = (PathBuf, bool);
+
+/// Scans `root` (canonical): sequentially, then in parallel if the tree turns out large.
 pub fn scan(root: &Path, matcher: &Matcher) -> Report {
-    let out = Mutex::new(Report::default());
-    rayon::scope(|s| walk(s, root, root, matcher, &out));
-    let mut report = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut report = Report::default();
+    let mut frontier: std::collections::VecDeque<Job> = [(root.to_owned(), false)].into();
+    let mut read = 0;
+    while let Some(job) = frontier.pop_front() {
+        visit(root, job, matcher, &mut report, &mut |j| {
+            frontier.push_back(j)
+        });
+        read += 1;
+        if read >= SEQUENTIAL_DIRS {
+            break;
+        }
+    }
+    if !frontier.is_empty() {
+        let out = Mutex::new(report);
+        rayon::scope(|s| {
+            for job in frontier {
+                let (out, matcher) = (&out, matcher);
+                s.spawn(move |s| walk(s, root, job, matcher, out));
+            }
+        });
+        report = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    }
     report.secrets.sort();
     report.runs_later.sort();
     report.git.sort();
     report
 }
 
+/// One directory and, through the pool, everything below it.
 fn walk<'s>(
     s: &rayon::Scope<'s>,
     root: &'s Path,
-    dir: &Path,
+    job: Job,
     matcher: &'s Matcher,
     out: &'s Mutex<Report>,
 ) {
+    let mut local = Report::default();
+    visit(root, job, matcher, &mut local, &mut |j| {
+        s.spawn(move |s| walk(s, root, j, matcher, out))
+    });
+    if local != Report::default() {
+        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+        o.secrets.append(&mut local.secrets);
+        o.runs_later.append(&mut local.runs_later);
+        o.git.append(&mut local.git);
+    }
+}
+
+/// Reads one directory: records what it finds, hands each subdirectory to `descend`.
+///
+/// Git's own directory, `node_modules` and the like, and cache directories (`CACHEDIR.TAG`) are
+/// searched for secrets only: the runs-later files are not looked for there. They are never
+/// skipped outright, because an earlier run could rename a directory holding a secret to one
+/// of those names (or plant a `CACHEDIR.TAG` beside it) to hide it from the next scan.
+fn visit(
+    root: &Path,
+    (dir, secrets_only): Job,
+    matcher: &Matcher,
+    out: &mut Report,
+    descend: &mut dyn FnMut(Job),
+) {
     // A directory we cannot list is one the agent (same uid) cannot list either.
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(entries) = fs::read_dir(&dir) else {
         return;
     };
     let entries: Vec<fs::DirEntry> = entries.filter_map(|e| e.ok()).collect();
-    if dir != root && entries.iter().any(|e| e.file_name() == CACHEDIR_TAG) {
-        return;
-    }
+    let secrets_only =
+        secrets_only || (dir != root && entries.iter().any(|e| e.file_name() == CACHEDIR_TAG));
     let parent = dir.file_name();
+    let needs_rel = matcher.needs_rel();
     for entry in entries {
         let Ok(ft) = entry.file_type() else { continue };
         let kind = kind_of(ft);
         let name = entry.file_name();
-        let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap_or(&path);
         let found = |why: &str| Found {
-            path: path.clone(),
+            path: dir.join(&name),
             kind,
             why: why.to_owned(),
         };
-        let lock = || out.lock().unwrap_or_else(|p| p.into_inner());
-        if name == ".git" {
-            lock().git.push(found("git directory"));
-            continue;
+        let git = name == ".git";
+        if git && !secrets_only {
+            out.git.push(found("git directory"));
         }
-        if let Some(why) = runs_later(parent, &name) {
-            lock().runs_later.push(found(why));
+        if !secrets_only
+            && !git
+            && let Some(why) = runs_later(parent, &name)
+        {
+            out.runs_later.push(found(why));
+        }
+        let path;
+        let rel = if needs_rel {
+            path = dir.join(&name);
+            path.strip_prefix(root).unwrap_or(&path)
+        } else {
+            Path::new(&name)
+        };
+        if ft.is_socket() && !matcher.unhidden(rel, &name) {
+            // Read-only mounts do not stop connect(): a listening socket in the project is a
+            // door to whatever host process made it.
+            out.secrets
+                .push(found("a UNIX socket: it would reach a host process"));
+            continue;
         }
         if let Some(why) = matcher.secret(rel, &name) {
-            lock().secrets.push(found(why));
+            out.secrets.push(found(why));
             continue;
         }
-        if kind == Kind::Dir && !PRUNED_DIRS.iter().any(|p| name == *p) {
-            s.spawn(move |s| walk(s, root, &path, matcher, out));
+        if kind == Kind::Dir {
+            let skip_later = git || PRUNED_DIRS.iter().any(|p| name == *p);
+            descend((dir.join(&name), secrets_only || skip_later));
         }
     }
 }
@@ -289,7 +387,10 @@ mod tests {
                 "a/b/c/.env",
                 "id_ed25519",
                 "infra/prod.tfvars",
-                "keys/server.pem"
+                "keys/server.pem",
+                // Searched for secrets too: a renamed directory must not hide one.
+                "node_modules/pkg/.env",
+                "target/debug/.env",
             ]
         );
         assert_eq!(r.secrets[1].kind, Kind::Dir);
@@ -357,6 +458,37 @@ mod tests {
         );
         assert_eq!(rels(root, &r.git), [".git", "sub/.git"]);
         assert_eq!(r.git[1].kind, Kind::File);
+    }
+
+    #[test]
+    fn the_built_in_list_needs_no_regex() {
+        for p in rules::SECRET_PATTERNS {
+            assert!(
+                Literal::of(p.glob).is_some(),
+                "{} would need a compiled glob",
+                p.glob
+            );
+        }
+        assert_eq!(Literal::of("*.pem"), Some(Literal::Suffix(".pem")));
+        assert_eq!(Literal::of(".env.*"), Some(Literal::Prefix(".env.")));
+        assert_eq!(Literal::of("a*b"), None);
+        // A bare suffix or prefix is not a match by itself.
+        assert!(!Literal::Suffix(".pem").matches(b".pem"));
+        assert!(!Literal::Prefix(".env.").matches(b".env."));
+    }
+
+    #[test]
+    fn large_trees_go_parallel_and_find_the_same() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        for i in 0..400 {
+            write(root, &format!("d{i}/sub/file.rs"));
+        }
+        write(root, "d17/sub/.env");
+        write(root, "d399/.envrc");
+        let r = scan(root, &Matcher::new(true, &[], &[]).unwrap());
+        assert_eq!(rels(root, &r.secrets), ["d17/sub/.env"]);
+        assert_eq!(rels(root, &r.runs_later), ["d399/.envrc"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ fn policy(command: &[&str]) -> Policy {
         project: None,
         allow_broad_project: false,
         net: NetMode::None,
+        filter: Default::default(),
         hide_secrets: true,
         hide: vec![],
         unhide: vec![],
@@ -72,7 +73,9 @@ fn facts() -> HostFacts {
             git: vec![GitRepo {
                 dot_git: "/home/u/p/.git".into(),
                 dot_git_kind: Kind::Dir,
-                common: "/home/u/p/.git".into(),
+                linked_common: None,
+                config_paths: vec![],
+                anomalies: vec![],
                 entries: vec![
                     ("/home/u/p/.git/hooks".into(), None, "hooks"),
                     ("/home/u/p/.git/config".into(), Some(Kind::File), "config"),
@@ -91,6 +94,7 @@ fn facts() -> HostFacts {
         proc_writable_by_root: vec!["/proc/sys".into()],
         stdin_tty: false,
         self_exe: None,
+        net: None,
     }
 }
 
@@ -417,12 +421,60 @@ fn runs_later_symlinks_warn_and_are_not_bound() {
 }
 
 #[test]
+fn git_tampering_and_unprotectable_config_refuse_to_start() {
+    let mut f = facts();
+    f.roots[0].git[0].anomalies = vec!["/home/u/p/.git/commondir exists".into()];
+    let err = plan(&policy(&["claude"]), &f).unwrap_err();
+    assert!(err.to_string().contains("commondir"), "{err}");
+    assert_eq!(err.downcast_ref::<Fail>().unwrap().code, 125);
+
+    // core.hooksPath inside the project: protected when it exists (here it cannot be checked
+    // on disk, so a path outside any writable root is ignored and one inside refuses).
+    let mut f = facts();
+    f.roots[0].git[0].config_paths =
+        vec![("/home/u/p/.husky-missing".into(), "core.hookspath".into())];
+    let err = plan(&policy(&["claude"]), &f).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    f.roots[0].git[0].config_paths = vec![("/usr/bin/cat".into(), "diff.x.textconv".into())];
+    assert!(plan(&policy(&["claude"]), &f).is_ok());
+}
+
+#[test]
+fn a_linked_worktree_in_a_broad_place_is_not_bound() {
+    let mut f = facts();
+    f.roots[0].git[0].dot_git_kind = Kind::File;
+    f.roots[0].git[0].linked_common = Some("/home/u".into());
+    let got = argv(&policy(&["claude"]), &f);
+    assert!(
+        !got.windows(3)
+            .any(|w| w == ["--bind", "/home/u", "/home/u"]),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn too_many_masks_is_refused_with_a_hint() {
+    let mut f = facts();
+    f.roots[0].secrets = (0..3000)
+        .map(|i| found(&format!("/home/u/p/fixtures/k{i}.pem"), Kind::File, "key"))
+        .collect();
+    let err = plan(&policy(&["claude"]), &f).unwrap_err();
+    let fail = err.downcast_ref::<Fail>().unwrap();
+    assert_eq!(fail.code, 125);
+    assert!(fail.hint.as_deref().unwrap().contains("--unhide"));
+    f.roots[0].secrets.truncate(2000);
+    assert!(plan(&policy(&["claude"]), &f).is_ok());
+}
+
+#[test]
 fn worktree_common_dir_is_bound_and_protected() {
     let mut f = facts();
     f.roots[0].git = vec![GitRepo {
         dot_git: "/home/u/p/.git".into(),
         dot_git_kind: Kind::File,
-        common: "/home/u/main/.git".into(),
+        linked_common: Some("/home/u/main/.git".into()),
+        config_paths: vec![],
+        anomalies: vec![],
         entries: vec![
             ("/home/u/main/.git/hooks".into(), Some(Kind::Dir), "hooks"),
             (

@@ -1142,6 +1142,10 @@ fn find_sockets(dir: &Path, depth: u32, found: &mut Vec<String>) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let Ok(t) = e.file_type() else { continue };
+        // agentbox's own proxy socket (filtered network) is the one door that is meant to be.
+        if e.path().starts_with(crate::net::relay::SOCKET_DIR) {
+            continue;
+        }
         if t.is_socket() {
             found.push(e.path().display().to_string());
         } else if t.is_dir() && depth > 0 {

@@ -71,6 +71,11 @@ fn source(data: &FdData) -> Result<OwnedFd> {
     }
 }
 
+/// Marks every fd above stderr close-on-exec.
+pub fn cloexec_inherited() -> Result<()> {
+    cloexec_from(3)
+}
+
 fn cloexec_from(first: RawFd) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds; it closes nothing.
     let rc = unsafe {
@@ -128,13 +133,45 @@ fn raise_nofile(needed: u64) -> Result<()> {
     Ok(())
 }
 
-/// Closes the data fds in this process after a child inherited them.
-pub fn close_data_fds(first: RawFd, count: usize) {
-    for fd in first..first + count as RawFd {
-        // SAFETY: these numbers were placed by `prepare_exec_fds` for the child and are not
-        // used by anything else in this process.
-        unsafe { libc::close(fd) };
-    }
+/// Spawns `cmd` with `data` on fds `first..` in the child only, for a parent that keeps other
+/// fds (and threads) of its own. Every other fd of the parent is close-on-exec already (std
+/// and tokio open them so); the sources are opened here, close-on-exec too.
+pub fn spawn_with_data_fds(
+    cmd: &mut std::process::Command,
+    first: RawFd,
+    data: &[FdData],
+) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let sources: Vec<OwnedFd> = data.iter().map(source).collect::<Result<_>>()?;
+    let raw: Vec<RawFd> = sources.iter().map(|s| s.as_raw_fd()).collect();
+    let end = first + raw.len() as RawFd;
+    raise_nofile(end as u64 + 8)?;
+    let mut moved: Vec<RawFd> = vec![-1; raw.len()];
+    // SAFETY: between fork and exec the closure calls only fcntl and dup2, which are
+    // async-signal-safe, on fds of the child; it writes into `moved`, allocated beforehand, and
+    // allocates nothing itself.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move every source above the target range first: a source may sit inside it.
+            for (i, &fd) in raw.iter().enumerate() {
+                let m = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, end);
+                if m < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                moved[i] = m;
+            }
+            for (i, &m) in moved.iter().enumerate() {
+                // dup2 clears close-on-exec on the new fd: bwrap inherits it.
+                if libc::dup2(m, first + i as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    };
+    let child = cmd.spawn().context("spawning")?;
+    drop(sources);
+    Ok(child)
 }
 
 fn set_disposition(handler: libc::sighandler_t) -> Result<()> {
@@ -161,4 +198,79 @@ pub fn default_interrupts() -> Result<()> {
 pub fn send_signal(pid: i32, sig: i32) {
     // SAFETY: kill takes integers.
     unsafe { libc::kill(pid, sig) };
+}
+
+/// Enters a new user namespace (the relay's, nested in bwrap's, to give the agent back the
+/// user's own uid after the setup that needed uid 0).
+pub fn unshare_user() -> Result<()> {
+    // SAFETY: unshare takes a flag; the process is single-threaded here, as it requires.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        return Err(io::Error::last_os_error()).context("unshare(CLONE_NEWUSER)");
+    }
+    Ok(())
+}
+
+/// Drops every capability for good: effective, permitted, inheritable, ambient and bounding.
+pub fn drop_all_caps() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        for cap in 0..64 {
+            // Fails with EINVAL past the kernel's last capability; that is the end of the list.
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                break;
+            }
+        }
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads a v3 header and two data structs, which is what we pass.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error()).context("capset");
+    }
+    Ok(())
+}
+
+/// Spawns `cmd` with SIGINT and SIGQUIT back at their defaults in the child (its parent, the
+/// relay, ignores them so that Ctrl-C from the terminal is the agent's alone).
+pub fn spawn_with_default_interrupts(
+    cmd: &mut std::process::Command,
+) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure only calls signal(2), which is
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        })
+    };
+    cmd.spawn()
 }

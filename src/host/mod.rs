@@ -2,6 +2,8 @@
 //! PATH, the filesystem, bwrap). It reads and never writes. Everything it returns is plain data
 //! that `bwrap::plan` turns into the argv without further I/O.
 
+pub mod git;
+
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -13,8 +15,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::error::Fail;
 use crate::policy::{Access, Policy};
-use crate::rules::{GIT_RUNS_LATER, SYSTEM_SECRETS};
+use crate::rules::SYSTEM_SECRETS;
 use crate::secrets::{self, Found, Kind};
+pub use git::GitRepo;
+use git::kind_at;
 
 /// System paths considered for the read-only root, in mount order.
 pub const SYSTEM_PATHS: &[&str] = &[
@@ -42,19 +46,6 @@ pub enum SysEntry {
     },
 }
 
-/// A git directory found in a writable root, resolved through `.git` files and `commondir`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitRepo {
-    /// The `.git` entry itself.
-    pub dot_git: PathBuf,
-    pub dot_git_kind: Kind,
-    /// The common git dir (holds hooks, config, objects), canonical.
-    pub common: PathBuf,
-    /// The runs-later entries inside it and inside its submodules' git dirs; `kind` is `None`
-    /// where the entry does not exist.
-    pub entries: Vec<(PathBuf, Option<Kind>, &'static str)>,
-}
-
 /// A writable root (the project or a `--rw` path) and what its scan found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {
@@ -65,7 +56,34 @@ pub struct Root {
     pub runs_later: Vec<Found>,
     /// The canonical targets of symlinked runs-later entries.
     pub runs_later_targets: Vec<Found>,
-    pub git: Vec<GitRepo>,
+    pub git: Vec<git::GitRepo>,
+}
+
+/// What a filtered-network run needs on the host: a private directory that will hold the
+/// proxy's socket (created at launch, 0700), a per-run token, and the ids to give back to the
+/// agent inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSession {
+    pub dir: PathBuf,
+    pub token: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Where agentbox keeps per-run directories: `$XDG_RUNTIME_DIR/agentbox`, or
+/// `/tmp/agentbox-UID`.
+pub fn runtime_base(uid: u32) -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(d) if d.is_absolute() && d.is_dir() => d.join("agentbox"),
+        _ => PathBuf::from(format!("/tmp/agentbox-{uid}")),
+    }
+}
+
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut bytes)
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A place on PATH where the command exists.
@@ -111,6 +129,8 @@ pub struct HostFacts {
     pub bwrap: Bwrap,
     /// Whether stdin is a terminal (decides between `--new-session` and the TIOCSTI filter).
     pub stdin_tty: bool,
+    /// The filtered network's private directory (for the proxy socket) and token.
+    pub net: Option<NetSession>,
     /// agentbox's own executable (canonical), when it runs inside: for `agentbox test`, and
     /// on a terminal (the shim that gives Ctrl-C back to the agent).
     pub self_exe: Option<PathBuf>,
@@ -148,22 +168,48 @@ impl HostFacts {
                     .map(|e| e.0.as_path()),
             )
             .collect();
-        let roots = writable.iter().map(|r| probe_root(r, &matcher)).collect();
+        let roots = writable
+            .iter()
+            .map(|r| probe_root(r, &matcher, &home))
+            .collect();
         let xdg_config = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
             .unwrap_or_else(|| home.join(".config"));
+        // Git's settings, file by file: the XDG directory can also hold `credentials`
+        // (credential-store's token file), which must stay outside.
+        let xdg_git = xdg_config.join("git");
+        let inside_git = home.join(".config/git");
         let git_config = [
             (home.join(".gitconfig"), home.join(".gitconfig")),
-            (xdg_config.join("git"), home.join(".config/git")),
+            (xdg_git.join("config"), inside_git.join("config")),
+            (xdg_git.join("ignore"), inside_git.join("ignore")),
+            (xdg_git.join("attributes"), inside_git.join("attributes")),
         ]
         .into_iter()
         .filter_map(|(src, dest)| Some((fs::canonicalize(src).ok()?, dest)))
         .collect();
         let path_var = std::env::var_os("PATH");
-        let bwrap = find_bwrap(policy.bwrap.as_deref(), path_var.as_deref(), &project)?;
+        let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
+        let bwrap = find_bwrap(
+            policy.bwrap.as_deref(),
+            path_var.as_deref(),
+            &writable_roots,
+        )?;
         let stdin_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
-        let self_exe = match policy.bind_self || stdin_tty {
+        let me = fs::metadata("/proc/self").context("reading /proc/self")?;
+        let uid = std::os::unix::fs::MetadataExt::uid(&me);
+        let filtered = policy.net == crate::policy::NetMode::Filtered;
+        let net = match filtered {
+            true => Some(NetSession {
+                dir: runtime_base(uid).join(format!("net-{}", std::process::id())),
+                token: random_token()?,
+                uid,
+                gid: std::os::unix::fs::MetadataExt::gid(&me),
+            }),
+            false => None,
+        };
+        let self_exe = match policy.bind_self || stdin_tty || filtered {
             true => Some(
                 std::env::current_exe()
                     .and_then(fs::canonicalize)
@@ -172,9 +218,8 @@ impl HostFacts {
             false => None,
         };
         Ok(HostFacts {
-            uid: std::os::unix::fs::MetadataExt::uid(
-                &fs::metadata("/proc/self").context("reading /proc/self")?,
-            ),
+            uid,
+            net,
             proc_writable_by_root: ["/proc/sys", "/proc/sysrq-trigger"]
                 .iter()
                 .map(PathBuf::from)
@@ -235,19 +280,6 @@ fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
     })
 }
 
-fn kind_at(path: &Path) -> Option<Kind> {
-    let ft = fs::symlink_metadata(path).ok()?.file_type();
-    Some(if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_file() {
-        Kind::File
-    } else {
-        Kind::Other
-    })
-}
-
 fn sys_entry(p: &str) -> Option<SysEntry> {
     let path = PathBuf::from(p);
     match kind_at(&path)? {
@@ -272,7 +304,7 @@ fn resolve(found: &Found) -> Option<Found> {
     })
 }
 
-fn probe_root(root: &Path, matcher: &secrets::Matcher) -> Root {
+fn probe_root(root: &Path, matcher: &secrets::Matcher, home: &Path) -> Root {
     let report = secrets::scan(root, matcher);
     let secrets = report
         .secrets
@@ -293,64 +325,8 @@ fn probe_root(root: &Path, matcher: &secrets::Matcher) -> Root {
         secrets,
         runs_later: report.runs_later,
         runs_later_targets,
-        git: report.git.iter().filter_map(probe_git).collect(),
+        git: report.git.iter().map(|g| git::probe(g, home)).collect(),
     }
-}
-
-/// Reads a `.git` file (`gitdir: PATH`) or a `commondir` file: a path relative to `base`.
-fn read_pointer(file: &Path, prefix: &[u8], base: &Path) -> Option<PathBuf> {
-    let content = fs::read(file).ok()?;
-    let rest = content.strip_prefix(prefix)?;
-    let line = rest.split(|&b| b == b'\n').next()?;
-    let target = Path::new(OsStr::from_bytes(line.trim_ascii()));
-    fs::canonicalize(base.join(target)).ok()
-}
-
-fn probe_git(dot_git: &Found) -> Option<GitRepo> {
-    let gitdir = match dot_git.kind {
-        Kind::Dir => dot_git.path.clone(),
-        Kind::File => read_pointer(&dot_git.path, b"gitdir:", dot_git.path.parent()?)?,
-        _ => return None,
-    };
-    let common = read_pointer(&gitdir.join("commondir"), b"", &gitdir).unwrap_or(gitdir.clone());
-    let mut entries = Vec::new();
-    let mut dirs = vec![common.clone()];
-    if gitdir != common {
-        entries.push(protected(&gitdir, GIT_RUNS_LATER.last()?));
-    }
-    // Submodules keep their git dirs under modules/, nested as deep as the submodules are.
-    while let Some(dir) = dirs.pop() {
-        entries.extend(GIT_RUNS_LATER.iter().map(|r| protected(&dir, r)));
-        if let Ok(rd) = fs::read_dir(dir.join("modules")) {
-            for e in rd.filter_map(|e| e.ok()) {
-                let p = e.path();
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    if p.join("HEAD").is_file() {
-                        dirs.push(p);
-                    } else if let Ok(sub) = fs::read_dir(&p) {
-                        // Submodule names may contain '/': modules/a/b.
-                        dirs.extend(
-                            sub.filter_map(|e| e.ok())
-                                .map(|e| e.path())
-                                .filter(|p| p.join("HEAD").is_file()),
-                        );
-                    }
-                }
-            }
-        }
-    }
-    Some(GitRepo {
-        dot_git: dot_git.path.clone(),
-        dot_git_kind: dot_git.kind,
-        common,
-        entries,
-    })
-}
-
-fn protected(dir: &Path, rule: &crate::rules::RunsLater) -> (PathBuf, Option<Kind>, &'static str) {
-    let path = dir.join(rule.path);
-    let kind = kind_at(&path);
-    (path, kind, rule.why)
 }
 
 fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candidate> {
@@ -381,7 +357,11 @@ fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candi
 /// Finds bwrap: the explicit path, else the first on PATH that is not inside the project
 /// (a planted `./bwrap` would run unsandboxed with the user's rights) and is not writable by
 /// group or others (anyone who can rewrite it owns every sandbox).
-fn find_bwrap(explicit: Option<&Path>, path_var: Option<&OsStr>, project: &Path) -> Result<Bwrap> {
+fn find_bwrap(
+    explicit: Option<&Path>,
+    path_var: Option<&OsStr>,
+    writable: &[PathBuf],
+) -> Result<Bwrap> {
     let hint = "install bubblewrap (apt-get install bubblewrap) or pass --bwrap PATH";
     let candidates: Vec<PathBuf> = match explicit {
         Some(p) => vec![p.to_owned()],
@@ -405,8 +385,8 @@ fn find_bwrap(explicit: Option<&Path>, path_var: Option<&OsStr>, project: &Path)
             continue;
         }
         let mode = meta.permissions().mode();
-        let why = if canon.starts_with(project) {
-            Some("it is inside the project, where the agent can replace it")
+        let why = if writable.iter().any(|w| canon.starts_with(w)) {
+            Some("it is inside a writable root, where the agent can replace it")
         } else if mode & 0o022 != 0 {
             Some("it is writable by group or others")
         } else if mode & 0o111 == 0 {
@@ -525,44 +505,5 @@ mod tests {
             let printed = parse_version(&String::from_utf8_lossy(&out.stdout));
             assert_eq!(embedded_version(&bin), printed);
         }
-    }
-
-    #[test]
-    fn git_worktree_and_submodules() {
-        let t = tempfile::tempdir().unwrap();
-        let main = t.path().join("main");
-        let wt = t.path().join("wt");
-        fs::create_dir_all(main.join(".git/hooks")).unwrap();
-        fs::write(main.join(".git/config"), "").unwrap();
-        fs::create_dir_all(main.join(".git/worktrees/wt")).unwrap();
-        fs::write(main.join(".git/worktrees/wt/commondir"), "../..\n").unwrap();
-        fs::create_dir_all(main.join(".git/modules/sub")).unwrap();
-        fs::write(main.join(".git/modules/sub/HEAD"), "").unwrap();
-        fs::create_dir_all(&wt).unwrap();
-        let gitdir = main.join(".git/worktrees/wt");
-        fs::write(wt.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
-        let found = Found {
-            path: wt.join(".git"),
-            kind: Kind::File,
-            why: String::new(),
-        };
-        let repo = probe_git(&found).unwrap();
-        let common = fs::canonicalize(main.join(".git")).unwrap();
-        assert_eq!(repo.common, common);
-        let got: Vec<_> = repo
-            .entries
-            .iter()
-            .map(|(p, k, _)| (p.strip_prefix(&common).unwrap().to_owned(), *k))
-            .collect();
-        let want: Vec<(PathBuf, Option<Kind>)> = vec![
-            ("worktrees/wt/config.worktree".into(), None),
-            ("hooks".into(), Some(Kind::Dir)),
-            ("config".into(), Some(Kind::File)),
-            ("config.worktree".into(), None),
-            ("modules/sub/hooks".into(), None),
-            ("modules/sub/config".into(), None),
-            ("modules/sub/config.worktree".into(), None),
-        ];
-        assert_eq!(got, want);
     }
 }

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod net;
+
 const BIN: &str = env!("CARGO_BIN_EXE_agentbox");
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -93,6 +95,7 @@ impl World {
         let project = home.join("src").join(name);
         fs::create_dir_all(&project).unwrap();
         fs::create_dir_all(home.join(".config")).unwrap();
+        fs::create_dir_all(home.join(".run")).unwrap();
         let w = World {
             _dir: dir,
             base,
@@ -148,6 +151,7 @@ impl World {
             .env("XDG_CACHE_HOME", self.home.join(".cache"))
             .env("XDG_DATA_HOME", self.home.join(".local/share"))
             .env("XDG_STATE_HOME", self.home.join(".local/state"))
+            .env("XDG_RUNTIME_DIR", self.home.join(".run"))
             .env("AWS_SECRET_ACCESS_KEY", "leaked-aws-secret")
             .env("MY_TOKEN", "token-value-123")
             .stdin(Stdio::null());
@@ -911,26 +915,26 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// A symlink planted in the project (by an earlier run, say) is never followed to a host path
-/// outside the sandbox on the next run; a link within the project is the control.
+/// outside the sandbox on the next run; a link within the project is the control. A symlinked
+/// `.git/hooks` (git on the host would follow it, and the agent could replace it) refuses.
 #[test]
 fn planted_symlinks_lead_nowhere() {
     each_user(|w| {
         w.write("home/.ssh/id_rsa", "PRIVATE KEY");
-        w.write("home/src/project/.git/config", "[core]\n");
         w.write("home/src/project/real.txt", "project file");
         let ssh = w.home.join(".ssh");
-        fs::create_dir_all(w.project.join(".git")).unwrap();
-        symlink(&ssh, w.project.join(".git/hooks")).unwrap();
         symlink(ssh.join("id_rsa"), w.project.join(".env")).unwrap();
         symlink(&ssh, w.project.join("notes")).unwrap();
         symlink("real.txt", w.project.join("link.txt")).unwrap();
-        let out = w.sh(
-            &[],
-            "cat .git/hooks/id_rsa .env notes/id_rsa 2>&1; ls .git/hooks/ 2>&1; cat link.txt",
-        );
+        let out = w.sh(&[], "cat .env notes/id_rsa 2>&1; cat link.txt");
         let stdout = out.ok();
         assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
         assert!(stdout.ends_with("project file"), "{stdout}");
+
+        w.write("home/src/project/.git/config", "[core]\n");
+        symlink(&ssh, w.project.join(".git/hooks")).unwrap();
+        let out = w.sh(&[], "cat .git/hooks/id_rsa");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
         assert!(
             out.stderr().contains(".git/hooks is a symlink"),
             "{}",
@@ -938,6 +942,153 @@ fn planted_symlinks_lead_nowhere() {
         );
         // Nothing was created on the host where the links point.
         assert_eq!(fs::read_dir(&ssh).unwrap().count(), 1);
+    });
+}
+
+/// What an earlier run could plant in git's files to have the host run code, or to get a
+/// broader sandbox next time, does not work.
+#[test]
+fn git_files_cannot_be_turned_against_the_host() {
+    each_user(|w| {
+        w.write("home/.ssh/id_rsa", "PRIVATE KEY");
+        // 1. A `.git` file naming the home as git's directory does not make it writable.
+        w.sh(&[], "printf 'gitdir: ../..\\n' > .git").ok();
+        let out = w
+            .sh(
+                &[],
+                "cat ~/.ssh/id_rsa 2>&1; echo x >> ~/.bashrc 2>&1; true",
+            )
+            .ok();
+        assert!(!out.contains("PRIVATE KEY"), "{out}");
+        assert!(!w.home.join(".bashrc").exists());
+        // ... and the .git file itself is read-only from then on.
+        let out = w
+            .sh(
+                &[],
+                "echo 'gitdir: /' > .git 2>/dev/null && echo rewrote; true",
+            )
+            .ok();
+        assert_eq!(out, "");
+        fs::remove_file(w.project.join(".git")).unwrap();
+
+        // 2. A `commondir` in a repository's own .git redirects config and hooks: the next run
+        //    refuses (git never writes one there).
+        w.write("home/src/project/.git/config", "[core]\n");
+        w.write("home/src/project/.git/HEAD", "ref: refs/heads/main\n");
+        w.sh(&[], "echo ../evil > .git/commondir").ok();
+        let out = w.sh(&[], "true");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(out.stderr().contains("commondir"), "{}", out.stderr());
+        fs::remove_file(w.project.join(".git/commondir")).unwrap();
+
+        // 3. core.hooksPath into the work tree (husky): the hooks there are read-only too.
+        w.write(
+            "home/src/project/.git/config",
+            "[core]\n\thooksPath = .husky\n",
+        );
+        w.write("home/src/project/.husky/pre-commit", "#!/bin/sh\n");
+        let out = w
+            .sh(
+                &[],
+                "echo evil >> .husky/pre-commit 2>/dev/null && echo wrote; echo ok > other.txt",
+            )
+            .ok();
+        assert!(!out.contains("wrote"), "{out}");
+        assert_eq!(
+            fs::read_to_string(w.project.join(".husky/pre-commit")).unwrap(),
+            "#!/bin/sh\n"
+        );
+        // Where the hooks directory it names does not exist, the run refuses.
+        fs::remove_dir_all(w.project.join(".husky")).unwrap();
+        let out = w.sh(&[], "true");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(out.stderr().contains("does not exist"), "{}", out.stderr());
+    });
+}
+
+/// Renaming a directory that holds a secret to `node_modules`, or planting `CACHEDIR.TAG` beside
+/// it, does not hide the secret from the next scan.
+#[test]
+fn pruned_names_do_not_unmask_secrets() {
+    each_user(|w| {
+        w.write("home/src/project/config/.env", "DBPASS=hunter2");
+        w.write("home/src/project/app/.env.local", "K=v");
+        w.sh(&[], ": > config/CACHEDIR.TAG; mv app node_modules")
+            .ok();
+        let out = w
+            .sh(&[], "cat config/.env node_modules/.env.local; echo end")
+            .ok();
+        assert_eq!(out, "end\n");
+        // Control: both files are there and readable without masking.
+        let out = w
+            .sh(
+                &["--no-hide-env"],
+                "cat config/.env node_modules/.env.local",
+            )
+            .ok();
+        assert_eq!(out, "DBPASS=hunter2K=v");
+    });
+}
+
+/// A UNIX socket inside the project is masked (read-only mounts do not stop connect()), and
+/// the user's git credential store is not among the git settings shown.
+#[test]
+fn sockets_in_the_project_and_git_credentials_stay_outside() {
+    each_user(|w| {
+        let path = w.project.join("dev.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        if let Some(u) = w.user {
+            Command::new("chown")
+                .arg(format!("{}:{}", u.uid, u.gid))
+                .arg(&path)
+                .status()
+                .unwrap();
+        }
+        let connect = format!(
+            "perl -MIO::Socket::UNIX -e 'my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]); \\
+             print $s ? \"connected\\n\" : \"refused\\n\"' {}",
+            path.display()
+        );
+        let out = w.sh(&[], &connect).ok();
+        assert_eq!(out, "refused\n");
+        // Control: unhidden, the socket is reachable.
+        let out = w.sh(&["--unhide", "dev.sock"], &connect).ok();
+        assert_eq!(out, "connected\n");
+        drop(listener);
+
+        w.write("home/.config/git/config", "[user]\n\tname = Tester\n");
+        w.write(
+            "home/.config/git/credentials",
+            "https://u:ghp_SECRET@github.com\n",
+        );
+        let out = w
+            .sh(
+                &[],
+                "cat ~/.config/git/config; cat ~/.config/git/credentials 2>&1; true",
+            )
+            .ok();
+        assert!(out.contains("name = Tester"), "{out}");
+        assert!(!out.contains("ghp_SECRET"), "{out}");
+    });
+}
+
+/// bwrap's pid 1 keeps the environment bwrap started with: the `--dry-run` script starts it
+/// with none, so a token exported in the user's shell is not in /proc/1/environ.
+#[test]
+fn the_dry_run_script_leaks_no_environment() {
+    each_user(|w| {
+        let script = w
+            .run_args(&["run", "--dry-run", "--", "cat", "/proc/1/environ"].map(OsStr::new))
+            .ok();
+        let file = w.base.join("s.sh");
+        fs::write(&file, script).unwrap();
+        let out = Out(w
+            .program(OsStr::new("bash"))
+            .arg(&file)
+            .env("GITHUB_TOKEN", "ghp_LEAK")
+            .output()
+            .unwrap());
+        assert!(!out.ok().contains("ghp_LEAK"));
     });
 }
 

@@ -1,0 +1,9 @@
+//! Filtered networking (`--net filtered`): the allowlist rules, the proxy agentbox runs on the
+//! host, and the relay agentbox runs as the sandbox's first process.
+
+pub mod dns;
+pub(crate) mod plan;
+pub mod proxy;
+pub mod relay;
+pub mod rules;
+pub mod session;

@@ -1,0 +1,123 @@
+//! The filtered network's part of the plan: what bwrap must add so the relay can set up inside
+//! (uid 0 and two capabilities, which it drops before the agent starts), the files it reads,
+//! the proxy variables the agent gets, and the relay's own command line. Pure.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::bwrap::{Builder, Op, SELF_INSIDE};
+use crate::host::NetSession;
+use crate::net::relay::{PROXY_PORT, RelayCtx, SOCKET_DIR, TOKEN_FILE};
+use crate::net::rules::NetPolicy;
+use crate::policy::Policy;
+
+/// The resolver the sandbox sees: the relay's DNS, which answers only allowed names.
+const RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions timeout:2 attempts:2\n";
+
+pub(crate) fn privileges(b: &mut Builder) {
+    b.push(
+        Op::Uid0,
+        "the relay sets up as uid 0 in the sandbox's namespace; the agent gets your uid back",
+    );
+    b.push(
+        Op::CapAdd("CAP_NET_BIND_SERVICE"),
+        "for the relay only: DNS on port 53 and capture on 80/443; dropped before the agent",
+    );
+    b.push(
+        Op::CapAdd("CAP_SYS_RESOURCE"),
+        "for the relay only: to cap nested user namespaces; dropped before the agent",
+    );
+    // Mapping a uid onto uid 0 of the parent namespace needs CAP_SETFCAP at unshare time
+    // (since Linux 5.12), so file capabilities cannot be smuggled through the mapping.
+    b.push(
+        Op::CapAdd("CAP_SETFCAP"),
+        "for the relay only: to map your uid back for the agent; dropped before the agent",
+    );
+}
+
+pub(crate) fn files(net: &NetSession, resolv_target: Option<&Path>, b: &mut Builder) {
+    b.push(
+        Op::BindAt {
+            src: net.dir.clone(),
+            dest: SOCKET_DIR.into(),
+        },
+        "the host proxy's socket, in a private 0700 directory: the only way out",
+    );
+    b.push(
+        Op::DataFile {
+            dest: TOKEN_FILE.into(),
+            bytes: net.token.clone().into_bytes(),
+        },
+        "this run's proxy token: other local processes cannot use the proxy",
+    );
+    // Where /etc/resolv.conf is a symlink (into /run, say), the file it names is the one to
+    // cover: a mount follows the link.
+    let dest = resolv_target.unwrap_or(Path::new("/etc/resolv.conf"));
+    b.push(
+        Op::DataFile {
+            dest: dest.to_owned(),
+            bytes: RESOLV_CONF.as_bytes().to_vec(),
+        },
+        "names resolve through the relay, which knows only allowed ones",
+    );
+}
+
+/// The variables that send proxy-aware clients to the relay.
+pub(crate) fn proxy_env(rules: &NetPolicy) -> Vec<(&'static str, String, &'static str)> {
+    let http = format!("http://127.0.0.1:{PROXY_PORT}");
+    let socks = format!("socks5h://127.0.0.1:{PROXY_PORT}");
+    let why = "the relay inside: HTTP, HTTPS and SOCKS5 to the host proxy";
+    let mut v = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        v.push((name, http.clone(), why));
+    }
+    for name in ["ALL_PROXY", "all_proxy"] {
+        v.push((name, socks.clone(), why));
+    }
+    // Loopback stays inside the sandbox, unless an allow pattern names the host's loopback:
+    // then it must go through the proxy, or it would reach nothing.
+    let no_proxy = if rules.allows_loopback() {
+        String::new()
+    } else {
+        "localhost,127.0.0.1,::1".to_owned()
+    };
+    let why_no = "loopback: inside the sandbox, unless the host's loopback is allowed";
+    v.push(("NO_PROXY", no_proxy.clone(), why_no));
+    v.push(("no_proxy", no_proxy, why_no));
+    v.push((
+        "NODE_USE_ENV_PROXY",
+        "1".to_owned(),
+        "Node's own fetch honours the proxy variables",
+    ));
+    v.push((
+        "GLOBAL_AGENT_HTTP_PROXY",
+        http,
+        "Node programs using global-agent",
+    ));
+    v
+}
+
+/// `agentbox __relay CTX --`, in front of the command.
+pub(crate) fn relay_argv(
+    policy: &Policy,
+    net: &NetSession,
+    interactive: bool,
+) -> Result<Vec<OsString>> {
+    let ctx = RelayCtx {
+        allow: policy.filter.allow.clone(),
+        deny: policy.filter.deny.clone(),
+        learn: policy.filter.learn,
+        uid: net.uid,
+        gid: net.gid,
+        seccomp: policy.allow,
+        interactive,
+    };
+    Ok(vec![
+        SELF_INSIDE.into(),
+        "__relay".into(),
+        serde_json::to_string(&ctx)?.into(),
+        "--".into(),
+    ])
+}

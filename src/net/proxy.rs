@@ -1,0 +1,316 @@
+//! The host side of `--net filtered`: a proxy on a UNIX socket (the relay inside the sandbox
+//! forwards every client connection to it) that speaks HTTP CONNECT, plain HTTP forwarding and
+//! SOCKS5, and connects a client only where `rules::NetPolicy` allows.
+//!
+//! It owns the order of the checks, which is the security property: a name is decided before
+//! any DNS lookup (a denied name is never resolved, so lookups cannot carry data out), resolved
+//! addresses are checked before any dial (a public name resolving to loopback or cloud metadata
+//! is DNS rebinding), and only the checked addresses are dialled, never re-resolved.
+//!
+//! It must not need root or run other programs, and no client may grow its memory without
+//! bound: request heads, copy buffers, the tally and the number of connections are all capped,
+//! and a client that does not finish its request in time is dropped. It runs a current-thread
+//! tokio runtime on its own thread, because the rest of agentbox is synchronous and one thread
+//! is plenty for one agent's traffic.
+
+mod dial;
+mod http;
+mod socks;
+mod tally;
+#[cfg(test)]
+mod tests;
+mod tunnel;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::net::rules::{Host, NetPolicy};
+use dial::{Dialer, Refusal};
+use tally::{Entry, Record, Tally};
+
+/// A client must have sent its token and whole request head by then.
+const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections served at once; past it new ones are closed at once, so a flood costs nothing.
+const MAX_CONNS: usize = 4096;
+/// Pause after a failed accept (e.g. out of file descriptors) instead of spinning on it.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long `stop` lets a DNS lookup still running on the blocking pool finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
+/// DNS lookups run on tokio's blocking pool (getaddrinfo blocks); a few threads are enough and
+/// keep the proxy small.
+const MAX_BLOCKING_THREADS: usize = 4;
+
+pub struct ProxyConfig {
+    pub policy: NetPolicy,
+    /// Every connection must start with the line "AGENTBOX <token>\n"; anything else is closed
+    /// at once (stops other local processes from using the proxy).
+    pub token: String,
+    /// Test-only name -> address mapping: used instead of DNS, and trusted (the private-range
+    /// check of `reachable` is skipped for these, so tests can point a name at 127.0.0.1).
+    pub fixed: Vec<(String, IpAddr)>,
+    /// Where to append one JSON line per decision (None: no log).
+    pub log: Option<std::fs::File>,
+}
+
+/// What the proxy saw, for the report at exit and `--learn`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Every (host, port) a client asked for, allowed or not (for `--learn`), sorted, deduplicated.
+    pub requested: Vec<(String, u16)>,
+    /// Denied requests: (host, port, reason, count), sorted.
+    pub denied: Vec<(String, u16, String, u64)>,
+    /// Connections made (allowed and dialled).
+    pub allowed: u64,
+    /// Allowed requests whose name did not resolve or whose destination did not answer.
+    pub failed: u64,
+    /// Requests left out of `requested`/`denied` because those lists reached their cap.
+    pub untracked: u64,
+}
+
+/// The running proxy. Dropping it stops the proxy too, without waiting for it.
+pub struct ProxyHandle {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    tally: Arc<Mutex<Tally>>,
+}
+
+impl ProxyHandle {
+    /// Stops accepting, ends the runtime (open tunnels are cut, and logged with the bytes they
+    /// carried) and returns the tally.
+    pub fn stop(mut self) -> Summary {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // A panic on the proxy thread has already been printed; the tally is still ours.
+            let _ = thread.join();
+        }
+        tally::lock(&self.tally).summary()
+    }
+}
+
+/// Knobs tests turn; `start` uses the defaults.
+struct Tuning {
+    head_deadline: Duration,
+    max_conns: usize,
+    resolver: dial::Resolver,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            head_deadline: HEAD_DEADLINE,
+            max_conns: MAX_CONNS,
+            resolver: dial::Resolver::System,
+        }
+    }
+}
+
+/// Serves `listener` on a background thread until `stop`.
+pub fn start(listener: std::os::unix::net::UnixListener, cfg: ProxyConfig) -> Result<ProxyHandle> {
+    start_with(listener, cfg, Tuning::default())
+}
+
+fn start_with(
+    listener: std::os::unix::net::UnixListener,
+    cfg: ProxyConfig,
+    tuning: Tuning,
+) -> Result<ProxyHandle> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_name("agentbox-dns")
+        .build()
+        .context("starting the proxy's runtime")?;
+    listener
+        .set_nonblocking(true)
+        .context("setting the proxy socket non-blocking")?;
+    let listener = {
+        let _guard = rt.enter();
+        UnixListener::from_std(listener).context("registering the proxy socket")?
+    };
+    let tally = Arc::new(Mutex::new(Tally::new(cfg.log)));
+    let ctx = Arc::new(Ctx {
+        token_line: format!("AGENTBOX {}\n", cfg.token).into_bytes(),
+        dialer: Dialer::new(cfg.policy, cfg.fixed, tuning.resolver),
+        tally: tally.clone(),
+        head_deadline: tuning.head_deadline,
+    });
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let max_conns = tuning.max_conns;
+    let thread = std::thread::Builder::new()
+        .name("agentbox-proxy".into())
+        .spawn(move || {
+            rt.block_on(accept_loop(listener, ctx, max_conns, stop_rx));
+            // Dropping the runtime's tasks cuts open tunnels (their records log on drop); only
+            // a lookup stuck in getaddrinfo could delay this, and only by the grace period.
+            rt.shutdown_timeout(SHUTDOWN_GRACE);
+        })
+        .context("starting the proxy thread")?;
+    Ok(ProxyHandle {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        tally,
+    })
+}
+
+/// What every connection shares.
+struct Ctx {
+    token_line: Vec<u8>,
+    dialer: Dialer,
+    tally: Arc<Mutex<Tally>>,
+    head_deadline: Duration,
+}
+
+async fn accept_loop(
+    listener: UnixListener,
+    ctx: Arc<Ctx>,
+    max_conns: usize,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let permits = Arc::new(Semaphore::new(max_conns));
+    loop {
+        let accepted = tokio::select! {
+            // Stop asked for, or the handle dropped.
+            _ = &mut stop => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((conn, _)) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        serve(conn, &ctx).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => drop(conn),
+            },
+            Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
+        }
+    }
+}
+
+/// One client's request, whichever protocol it came in.
+struct Request {
+    kind: Kind,
+    host: Host,
+    port: u16,
+    /// Bytes the client sent after its request head, owed to the destination.
+    early: Vec<u8>,
+}
+
+enum Kind {
+    Connect,
+    /// Plain HTTP: the method for the log and the rewritten head for the origin.
+    Forward {
+        method: String,
+        head: Vec<u8>,
+    },
+    Socks,
+}
+
+impl Kind {
+    fn label(&self) -> &str {
+        match self {
+            Kind::Connect => "CONNECT",
+            Kind::Forward { method, .. } => method,
+            Kind::Socks => "SOCKS5",
+        }
+    }
+}
+
+async fn serve(mut client: UnixStream, ctx: &Ctx) {
+    // One deadline over the token and the whole request head, not per read: a client sending
+    // a byte a second must not hold a connection for hours.
+    let req = tokio::time::timeout(ctx.head_deadline, read_request(&mut client, ctx)).await;
+    if let Ok(Some(req)) = req {
+        proceed(client, req, ctx).await;
+    }
+}
+
+/// The token line, then the request. `None`: the client is to be closed (anything it was owed,
+/// such as a 400, has been sent).
+async fn read_request(client: &mut UnixStream, ctx: &Ctx) -> Option<Request> {
+    let mut line = vec![0u8; ctx.token_line.len()];
+    client.read_exact(&mut line).await.ok()?;
+    // No reply at all to a wrong token: nothing for a stranger to learn.
+    if !same_bytes(&line, &ctx.token_line) {
+        return None;
+    }
+    let mut first = [0u8; 1];
+    client.read_exact(&mut first).await.ok()?;
+    match first[0] {
+        socks::VERSION => socks::read_request(client).await,
+        b => http::read_request(client, b).await,
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the token.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
+    let host = req.host.to_string();
+    let label = req.kind.label().to_owned();
+    tally::lock(&ctx.tally).request(&host, req.port);
+    let entry = |allowed, reason| Entry::new(&host, req.port, &label, allowed, reason);
+    let (mut upstream, reason) = match ctx.dialer.open(&req.host, req.port).await {
+        Ok(opened) => opened,
+        Err(refusal) => {
+            tally::lock(&ctx.tally).refused(entry(refusal.allowed(), refusal.reason()));
+            let _ = client
+                .write_all(&refusal_reply(&req, &host, &refusal))
+                .await;
+            return;
+        }
+    };
+    tally::lock(&ctx.tally).connected();
+    let record = Record::new(ctx.tally.clone(), entry(true, reason));
+    if greet(&mut client, &mut upstream, &req, &record)
+        .await
+        .is_ok()
+    {
+        tunnel::run(&mut client, &mut upstream, &record.up, &record.down).await;
+    }
+}
+
+/// Tells the client the tunnel is open (or sends the origin the rewritten request), then
+/// passes on what the client sent early.
+async fn greet(
+    client: &mut UnixStream,
+    upstream: &mut TcpStream,
+    req: &Request,
+    record: &Record,
+) -> std::io::Result<()> {
+    match &req.kind {
+        Kind::Connect => client.write_all(http::CONNECT_OK).await?,
+        Kind::Socks => client.write_all(&socks::reply(socks::SUCCEEDED)).await?,
+        Kind::Forward { head, .. } => {
+            upstream.write_all(head).await?;
+            record.add_up(head.len());
+        }
+    }
+    upstream.write_all(&req.early).await?;
+    record.add_up(req.early.len());
+    Ok(())
+}
+
+fn refusal_reply(req: &Request, host: &str, refusal: &Refusal) -> Vec<u8> {
+    match (&req.kind, refusal) {
+        (Kind::Socks, Refusal::Denied(_)) => socks::reply(socks::NOT_ALLOWED).to_vec(),
+        (Kind::Socks, Refusal::Unresolved(_)) => socks::reply(socks::HOST_UNREACHABLE).to_vec(),
+        (Kind::Socks, Refusal::Unreachable(e)) => socks::reply(socks::dial_error_code(e)).to_vec(),
+        (_, Refusal::Denied(reason)) => http::blocked(host, req.port, reason),
+        (_, other) => http::bad_gateway(host, req.port, &other.reason()),
+    }
+}

@@ -1,0 +1,328 @@
+//! The sandbox's first process in filtered mode (`agentbox __relay`). It binds, while it still
+//! holds the two capabilities bwrap lent it: a proxy port on loopback that forwards every
+//! connection to the host proxy's UNIX socket, a DNS server on 127.0.0.1:53 that answers only
+//! allowed names (with synthetic loopback addresses, never asking another server), and
+//! listeners on 80, 443 and each port an allow pattern names, which tunnel connections to those
+//! synthetic addresses by name through the host proxy. That captures clients that ignore proxy
+//! variables. Then it gives the agent back the user's own uid in a nested user namespace, drops
+//! every capability, loads the seccomp programs, starts the agent and relays until it exits.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
+
+use crate::net::dns::{self, Answer};
+use crate::net::rules::{Host, NetPolicy};
+use crate::seccomp;
+use crate::sys;
+
+/// The proxy port inside the sandbox (HTTP and SOCKS5 on the same port).
+pub const PROXY_PORT: u16 = 3128;
+/// Where the host proxy's socket directory appears inside.
+pub const SOCKET_DIR: &str = "/run/agentbox/net";
+pub const SOCKET_NAME: &str = "proxy.sock";
+pub const TOKEN_FILE: &str = "/run/agentbox/token";
+/// Synthetic addresses for allowed names: 127.80.0.0/16, all on the loopback interface.
+const SYNTH_BASE: u32 = u32::from_be_bytes([127, 80, 0, 0]);
+const SYNTH_SIZE: u32 = 1 << 16;
+/// A proxy's reply head is short; anything longer is refused.
+const MAX_REPLY_HEAD: usize = 8192;
+
+/// What the plan tells the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayCtx {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    /// Answer every name (the host proxy still decides), so `--learn` sees what is asked.
+    pub learn: bool,
+    /// The user's uid and gid on the host side of bwrap's namespace, given back to the agent.
+    pub uid: u32,
+    pub gid: u32,
+    pub seccomp: seccomp::Allow,
+    pub interactive: bool,
+}
+
+/// Synthetic address <-> name, shared by the DNS server and the capture listeners.
+#[derive(Default)]
+struct Synth {
+    by_name: HashMap<String, Ipv4Addr>,
+    by_ip: HashMap<Ipv4Addr, String>,
+}
+
+impl Synth {
+    fn addr_for(&mut self, name: &str) -> Option<Ipv4Addr> {
+        if let Some(ip) = self.by_name.get(name) {
+            return Some(*ip);
+        }
+        let n = self.by_name.len() as u32 + 1;
+        if n >= SYNTH_SIZE - 1 {
+            return None;
+        }
+        let ip = Ipv4Addr::from(SYNTH_BASE + n);
+        self.by_name.insert(name.to_owned(), ip);
+        self.by_ip.insert(ip, name.to_owned());
+        Some(ip)
+    }
+}
+
+struct Shared {
+    policy: NetPolicy,
+    learn: bool,
+    token: String,
+    socket: std::path::PathBuf,
+    synth: Mutex<Synth>,
+}
+
+/// The sockets bound while privileged.
+struct Bound {
+    proxy: Vec<std::net::TcpListener>,
+    capture: Vec<std::net::TcpListener>,
+    dns: std::net::UdpSocket,
+}
+
+fn bind(policy: &NetPolicy) -> Result<Bound> {
+    let mut proxy = vec![
+        std::net::TcpListener::bind(("127.0.0.1", PROXY_PORT)).context("binding the proxy port")?,
+    ];
+    // IPv6 loopback too where the kernel has it; clients may resolve localhost to ::1.
+    if let Ok(l) = std::net::TcpListener::bind(("::1", PROXY_PORT)) {
+        proxy.push(l);
+    }
+    let mut ports = vec![80, 443];
+    ports.extend(policy.extra_ports());
+    let capture = ports
+        .iter()
+        .map(|p| {
+            std::net::TcpListener::bind(("0.0.0.0", *p))
+                .with_context(|| format!("binding capture port {p}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dns = std::net::UdpSocket::bind(("127.0.0.1", 53)).context("binding DNS on port 53")?;
+    Ok(Bound {
+        proxy,
+        capture,
+        dns,
+    })
+}
+
+/// Gives the agent the user's own ids: a nested user namespace mapping them onto the uid 0
+/// bwrap set up for the relay. It is the last namespace: the limit of one (where nesting is not
+/// allowed) and the seccomp programs forbid another.
+fn become_user(ctx: &RelayCtx) -> Result<()> {
+    if !ctx.seccomp.nested {
+        // Where /proc/sys is read-only (agentbox started as root covers it), the seccomp
+        // programs alone refuse nested namespaces.
+        match std::fs::write("/proc/sys/user/max_user_namespaces", "1") {
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {}
+            r => r.context("limiting nested user namespaces")?,
+        }
+    }
+    sys::unshare_user()?;
+    std::fs::write("/proc/self/setgroups", "deny").context("writing setgroups")?;
+    std::fs::write("/proc/self/uid_map", format!("{} 0 1", ctx.uid)).context("writing uid_map")?;
+    std::fs::write("/proc/self/gid_map", format!("{} 0 1", ctx.gid)).context("writing gid_map")?;
+    sys::drop_all_caps()
+}
+
+pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
+    let ctx: RelayCtx = serde_json::from_str(ctx_json).context("reading the relay context")?;
+    let policy = NetPolicy::new(&ctx.allow, &ctx.deny)?;
+    let token = std::fs::read_to_string(TOKEN_FILE).context("reading the proxy token")?;
+    let bound = bind(&policy)?;
+    become_user(&ctx)?;
+    seccomp::apply(ctx.seccomp)?;
+    let shared = Arc::new(Shared {
+        policy,
+        learn: ctx.learn,
+        token: token.trim().to_owned(),
+        socket: std::path::Path::new(SOCKET_DIR).join(SOCKET_NAME),
+        synth: Mutex::new(Synth::default()),
+    });
+    std::thread::spawn(move || serve(shared, bound));
+    let (prog, args) = command.split_first().context("no command")?;
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args);
+    let spawned = if ctx.interactive {
+        sys::spawn_with_default_interrupts(&mut cmd)
+    } else {
+        cmd.spawn()
+    };
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agentbox: {}: {e}", prog.to_string_lossy());
+            return Ok(ExitCode::from(match e.kind() {
+                std::io::ErrorKind::NotFound => crate::error::EXIT_NOT_FOUND,
+                _ => crate::error::EXIT_NOT_EXECUTABLE,
+            }));
+        }
+    };
+    let status = child.wait().context("waiting for the agent")?;
+    Ok(crate::launch::exit_code(status))
+}
+
+fn serve(shared: Arc<Shared>, bound: Bound) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentbox: relay: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for l in bound.proxy {
+            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), false)));
+        }
+        for l in bound.capture {
+            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), true)));
+        }
+        tasks.push(tokio::spawn(dns_loop(bound.dns, shared.clone())));
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, capture: bool) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|_| TcpListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("agentbox: relay: {e}");
+            return;
+        }
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = if capture {
+                tunnel_by_name(stream, &shared).await
+            } else {
+                pipe(stream, &shared).await
+            };
+        });
+    }
+}
+
+async fn upstream(shared: &Shared) -> std::io::Result<UnixStream> {
+    let mut up = UnixStream::connect(&shared.socket).await?;
+    up.write_all(format!("AGENTBOX {}\n", shared.token).as_bytes())
+        .await?;
+    Ok(up)
+}
+
+/// A proxy-aware client: its bytes go to the host proxy as they are.
+async fn pipe(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let mut up = upstream(shared).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut up).await?;
+    Ok(())
+}
+
+/// A client that connected to a synthetic address: ask the host proxy for a tunnel to the
+/// name behind it, on the same port.
+async fn tunnel_by_name(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let local: SocketAddr = client.local_addr()?;
+    let SocketAddr::V4(v4) = local else {
+        return Ok(());
+    };
+    let name = shared
+        .synth
+        .lock()
+        .ok()
+        .and_then(|s| s.by_ip.get(v4.ip()).cloned());
+    let Some(name) = name else {
+        return Ok(()); // not an address our DNS gave out: close
+    };
+    let port = v4.port();
+    let mut up = upstream(shared).await?;
+    let req = format!("CONNECT {name}:{port} HTTP/1.1\r\nHost: {name}:{port}\r\n\r\n");
+    up.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > MAX_REPLY_HEAD || up.read(&mut byte).await? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    if !(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200")) {
+        return Ok(());
+    }
+    tokio::io::copy_bidirectional(&mut client, &mut up).await?;
+    Ok(())
+}
+
+fn answer(shared: &Shared, q: &dns::Question) -> Answer {
+    let Some(host @ Host::Name(_)) = Host::parse(&q.name) else {
+        return Answer::NxDomain;
+    };
+    let allowed = shared.learn || shared.policy.name_allowed(&host);
+    match (allowed, q.qtype, q.qclass) {
+        (false, _, _) => Answer::NxDomain,
+        (true, dns::TYPE_A, 1) => shared
+            .synth
+            .lock()
+            .ok()
+            .and_then(|mut s| s.addr_for(&q.name))
+            .map_or(Answer::NxDomain, Answer::A),
+        (true, _, 1) => Answer::NoData,
+        (true, _, _) => Answer::NotImplemented,
+    }
+}
+
+async fn dns_loop(socket: std::net::UdpSocket, shared: Arc<Shared>) {
+    let socket = match socket
+        .set_nonblocking(true)
+        .and_then(|_| UdpSocket::from_std(socket))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("agentbox: relay dns: {e}");
+            return;
+        }
+    };
+    let mut buf = [0u8; 512];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        if let Some(q) = dns::parse_query(&buf[..n]) {
+            let reply = dns::build_response(&q, answer(&shared, &q));
+            let _ = socket.send_to(&reply, from).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_addresses_are_stable_and_distinct() {
+        let mut s = Synth::default();
+        let a = s.addr_for("a.example.com").unwrap();
+        let b = s.addr_for("b.example.com").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.addr_for("a.example.com"), Some(a));
+        assert_eq!(a.octets()[..2], [127, 80]);
+        assert_eq!(s.by_ip[&b], "b.example.com");
+    }
+}

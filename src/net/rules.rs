@@ -1,0 +1,419 @@
+//! The network allowlist: `--allow-domain` / `--deny-domain` patterns, the decision on a host
+//! name before any DNS lookup, and the check of resolved addresses. Pure: no I/O.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::error::Fail;
+
+/// Ports a pattern without one allows.
+pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
+
+/// What a pattern names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `api.example.com` (lowercase, no trailing dot).
+    Exact(String),
+    /// `*.example.com`: any name below `example.com`, not `example.com` itself.
+    Subdomains(String),
+    /// `127.0.0.1`, `[::1]`.
+    Ip(IpAddr),
+}
+
+/// One `--allow-domain` / `--deny-domain` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    pub host: HostPattern,
+    /// `None`: the default ports (80 and 443).
+    pub port: Option<u16>,
+    /// As the user wrote it, for messages and logs.
+    pub text: String,
+}
+
+/// The host part of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Name(String),
+    Ip(IpAddr),
+}
+
+impl Host {
+    /// From a request's host field: an IP literal (`[v6]` or v4) or a name, normalised.
+    pub fn parse(raw: &str) -> Option<Host> {
+        let trimmed = raw.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = trimmed.parse::<IpAddr>() {
+            return Some(Host::Ip(ip));
+        }
+        let name = raw.trim_end_matches('.').to_ascii_lowercase();
+        valid_name(&name).then_some(Host::Name(name))
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+        })
+}
+
+fn bad(text: &str, why: &str) -> anyhow::Error {
+    Fail::hint(
+        format!("bad domain pattern {text:?}: {why}"),
+        "use api.example.com, *.example.com or host:port (e.g. 127.0.0.1:8080)",
+    )
+    .into()
+}
+
+impl Pattern {
+    pub fn parse(text: &str) -> anyhow::Result<Pattern> {
+        let t = text.trim();
+        // Split off a port: "[v6]:port", "host:port"; a bare v6 literal has several colons.
+        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| bad(text, "unclosed ["))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err(bad(text, "junk after ]")),
+            };
+            (h, port)
+        } else if t.matches(':').count() == 1 {
+            let (h, p) = t.split_once(':').unwrap_or((t, ""));
+            (h, Some(p))
+        } else {
+            (t, None)
+        };
+        let port = match port {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| bad(text, "the port must be a number from 1 to 65535"))?,
+            ),
+            None => None,
+        };
+        let host = if let Ok(ip) = host.parse::<IpAddr>() {
+            HostPattern::Ip(ip)
+        } else if host == "*" {
+            return Err(bad(text, "a bare * would allow everything; use --net host"));
+        } else if let Some(base) = host.strip_prefix("*.") {
+            let base = base.trim_end_matches('.').to_ascii_lowercase();
+            if !valid_name(&base) {
+                return Err(bad(text, "not a domain name"));
+            }
+            if !base.contains('.') {
+                return Err(bad(text, "a whole top-level domain is too broad"));
+            }
+            HostPattern::Subdomains(base)
+        } else {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            if !valid_name(&name) {
+                return Err(bad(text, "not a domain name"));
+            }
+            HostPattern::Exact(name)
+        };
+        Ok(Pattern {
+            host,
+            port,
+            text: t.to_owned(),
+        })
+    }
+
+    /// Does this pattern cover `host` on `port`?
+    pub fn matches(&self, host: &Host, port: u16) -> bool {
+        let port_ok = match self.port {
+            Some(p) => p == port,
+            None => DEFAULT_PORTS.contains(&port),
+        };
+        port_ok && self.covers(host)
+    }
+
+    /// Does this pattern name `host`, on whatever port?
+    pub fn covers(&self, host: &Host) -> bool {
+        match (&self.host, host) {
+            (HostPattern::Exact(p), Host::Name(n)) => p == n,
+            (HostPattern::Subdomains(base), Host::Name(n)) => {
+                n.len() > base.len() + 1
+                    && n.ends_with(base.as_str())
+                    && n.as_bytes()[n.len() - base.len() - 1] == b'.'
+            }
+            (HostPattern::Ip(p), Host::Ip(ip)) => p == ip,
+            _ => false,
+        }
+    }
+
+    /// Whether this pattern names a non-public destination itself, which is what allows
+    /// connecting to one (`127.0.0.1:8080`, `localhost:3000`, `10.0.0.5`).
+    pub fn allows_private(&self) -> bool {
+        match &self.host {
+            HostPattern::Ip(ip) => !is_public(*ip),
+            HostPattern::Exact(n) => n == "localhost" || n.ends_with(".localhost"),
+            HostPattern::Subdomains(_) => false,
+        }
+    }
+}
+
+/// The decision on a request, made before anything is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed by this pattern (index into the allow list).
+    Allow(usize),
+    Deny(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetPolicy {
+    pub allow: Vec<Pattern>,
+    pub deny: Vec<Pattern>,
+}
+
+impl NetPolicy {
+    pub fn new(allow: &[String], deny: &[String]) -> anyhow::Result<NetPolicy> {
+        Ok(NetPolicy {
+            allow: allow
+                .iter()
+                .map(|p| Pattern::parse(p))
+                .collect::<Result<_, _>>()?,
+            deny: deny
+                .iter()
+                .map(|p| Pattern::parse(p))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Whether a name may be looked up at all (the relay's DNS): some allow pattern names it
+    /// and no deny pattern refuses it on every port.
+    pub fn name_allowed(&self, host: &Host) -> bool {
+        let denied_everywhere = self.deny.iter().any(|p| p.covers(host) && p.port.is_none());
+        !denied_everywhere && self.allow.iter().any(|p| p.covers(host))
+    }
+
+    /// Every port an allow pattern names beyond the default ones (the relay listens on them
+    /// for clients that ignore proxy settings).
+    pub fn extra_ports(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.allow.iter().filter_map(|p| p.port).collect();
+        v.retain(|p| !DEFAULT_PORTS.contains(p));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Whether some allow pattern reaches the host's loopback (then loopback traffic must go
+    /// through the proxy, not stay inside the sandbox).
+    pub fn allows_loopback(&self) -> bool {
+        self.allow.iter().any(|p| match &p.host {
+            HostPattern::Ip(ip) => ip.is_loopback(),
+            HostPattern::Exact(n) => n == "localhost",
+            HostPattern::Subdomains(_) => false,
+        })
+    }
+
+    /// Deny wins over allow; an IP literal needs a pattern that names it.
+    pub fn decide(&self, host: &Host, port: u16) -> Decision {
+        if let Some(d) = self.deny.iter().find(|p| p.matches(host, port)) {
+            return Decision::Deny(format!("denied by --deny-domain {}", d.text));
+        }
+        match self.allow.iter().position(|p| p.matches(host, port)) {
+            Some(i) => Decision::Allow(i),
+            None if matches!(host, Host::Ip(_)) => {
+                Decision::Deny("an IP address no --allow-domain names".to_owned())
+            }
+            None => Decision::Deny("not in the allowlist".to_owned()),
+        }
+    }
+
+    /// After resolution: the addresses the allowing pattern may reach. Loopback, private,
+    /// link-local (cloud metadata), CGNAT and ULA addresses only where the pattern names such
+    /// an address itself; a public name resolving there is DNS rebinding, not permission.
+    pub fn reachable(&self, allowed_by: usize, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+        let pattern = &self.allow[allowed_by];
+        let ok: Vec<IpAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| is_public(*a) || pattern.allows_private())
+            .collect();
+        match (ok.is_empty(), addrs.first()) {
+            (false, _) => Ok(ok),
+            (true, Some(a)) => Err(format!("resolves to non-public address {a}")),
+            (true, None) => Err("no address".to_owned()),
+        }
+    }
+}
+
+/// A globally routable unicast address (not loopback, private, link-local, CGNAT, ULA,
+/// multicast, documentation, benchmarking or reserved).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64.0.0/10
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18.0.0/15
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // ULA fc00::/7 (includes fd00:ec2::254)
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x64 && s[1] == 0xff9b)) // NAT64 to anywhere, v4 rules unknown
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(s: &str) -> Host {
+        Host::parse(s).unwrap()
+    }
+
+    #[test]
+    fn patterns_parse_and_refuse_the_too_broad() {
+        let p = Pattern::parse("API.Example.com.").unwrap();
+        assert_eq!(p.host, HostPattern::Exact("api.example.com".into()));
+        assert_eq!(p.port, None);
+        let p = Pattern::parse("*.example.com:8443").unwrap();
+        assert_eq!(p.host, HostPattern::Subdomains("example.com".into()));
+        assert_eq!(p.port, Some(8443));
+        let p = Pattern::parse("127.0.0.1:8080").unwrap();
+        assert_eq!(p.host, HostPattern::Ip("127.0.0.1".parse().unwrap()));
+        let p = Pattern::parse("[::1]:3000").unwrap();
+        assert_eq!(
+            (p.host, p.port),
+            (HostPattern::Ip("::1".parse().unwrap()), Some(3000))
+        );
+        assert_eq!(Pattern::parse("::1").unwrap().port, None);
+        for bad in [
+            "*",
+            "*.com",
+            "*.",
+            "",
+            "a..b",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "-a.com",
+            "[::1",
+        ] {
+            assert!(Pattern::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn matching_and_ports() {
+        let p = Pattern::parse("*.example.com").unwrap();
+        assert!(p.matches(&host("a.example.com"), 443));
+        assert!(p.matches(&host("a.b.example.com"), 80));
+        assert!(!p.matches(&host("example.com"), 443));
+        assert!(!p.matches(&host("badexample.com"), 443));
+        assert!(!p.matches(&host("a.example.com"), 22));
+        let p = Pattern::parse("github.com:22").unwrap();
+        assert!(p.matches(&host("github.com"), 22));
+        assert!(!p.matches(&host("github.com"), 443));
+    }
+
+    #[test]
+    fn deny_wins_and_ip_literals_need_naming() {
+        let pol = NetPolicy::new(
+            &["*.example.com".into(), "127.0.0.1:8080".into()],
+            &["evil.example.com".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            pol.decide(&host("api.example.com"), 443),
+            Decision::Allow(0)
+        );
+        assert!(
+            matches!(pol.decide(&host("evil.example.com"), 443), Decision::Deny(r) if r.contains("--deny-domain"))
+        );
+        assert!(
+            matches!(pol.decide(&host("other.org"), 443), Decision::Deny(r) if r.contains("allowlist"))
+        );
+        assert!(
+            matches!(pol.decide(&host("93.184.216.34"), 443), Decision::Deny(r) if r.contains("IP"))
+        );
+        assert_eq!(pol.decide(&host("127.0.0.1"), 8080), Decision::Allow(1));
+        assert!(matches!(
+            pol.decide(&host("127.0.0.1"), 80),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn resolved_addresses_are_checked() {
+        let pol = NetPolicy::new(
+            &[
+                "api.example.com".into(),
+                "127.0.0.1:8080".into(),
+                "localhost:3000".into(),
+            ],
+            &[],
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            pol.reachable(0, &[ip("93.184.216.34")]),
+            Ok(vec![ip("93.184.216.34")])
+        );
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(pol.reachable(0, &[ip(private)]).is_err(), "{private}");
+        }
+        // A public address next to a private one: only the public one is dialled.
+        assert_eq!(
+            pol.reachable(0, &[ip("10.0.0.1"), ip("1.1.1.1")]),
+            Ok(vec![ip("1.1.1.1")])
+        );
+        assert_eq!(
+            pol.reachable(1, &[ip("127.0.0.1")]),
+            Ok(vec![ip("127.0.0.1")])
+        );
+        assert_eq!(
+            pol.reachable(2, &[ip("127.0.0.1")]),
+            Ok(vec![ip("127.0.0.1")])
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! The host side of one filtered-network run: the private socket directory (0700, removed at
+//! the end; a leftover from a SIGKILLed run is removed by the next one), the proxy on it, and
+//! what is reported at exit (a one-line summary of what was blocked, `--learn`'s allowlist).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::error::Fail;
+use crate::host::NetSession;
+use crate::net::proxy::{self, ProxyConfig, ProxyHandle, Summary};
+use crate::net::relay::SOCKET_NAME;
+use crate::policy::NetFilter;
+
+pub struct Running {
+    dir: PathBuf,
+    proxy: Option<ProxyHandle>,
+    learn: bool,
+}
+
+/// Makes `base` (0700, ours) if needed; refuses one that another user could have prepared.
+fn private_base(base: &Path, uid: u32) -> Result<()> {
+    match fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(base)
+    {
+        Ok(()) => {}
+        Err(e) => return Err(e).with_context(|| format!("creating {}", base.display())),
+    }
+    let meta = fs::symlink_metadata(base)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        bail!(Fail::hint(
+            format!(
+                "{} is not a private directory of yours (another user may have made it)",
+                base.display()
+            ),
+            "remove it, or set XDG_RUNTIME_DIR; agentbox makes it 0700",
+        ));
+    }
+    Ok(())
+}
+
+/// Removes `net-PID` directories whose agentbox is gone.
+fn sweep(base: &Path) {
+    let Ok(rd) = fs::read_dir(base) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("net-")) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+pub fn start(net: &NetSession, filter: &NetFilter) -> Result<Running> {
+    let base = net.dir.parent().context("socket directory has no parent")?;
+    private_base(base, net.uid)?;
+    sweep(base);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&net.dir)
+        .with_context(|| format!("creating {}", net.dir.display()))?;
+    // From here on, dropping `running` removes the directory again.
+    let mut running = Running {
+        dir: net.dir.clone(),
+        proxy: None,
+        learn: filter.learn,
+    };
+    let listener = std::os::unix::net::UnixListener::bind(net.dir.join(SOCKET_NAME))
+        .context("binding the proxy socket")?;
+    let log = match &filter.log {
+        Some(p) => Some(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening --net-log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    running.proxy = Some(proxy::start(
+        listener,
+        ProxyConfig {
+            policy: filter.rules.clone(),
+            token: net.token.clone(),
+            fixed: filter.fixed.clone(),
+            log,
+        },
+    )?);
+    Ok(running)
+}
+
+impl Running {
+    /// Stops the proxy, removes the directory, and reports.
+    pub fn finish(mut self) {
+        if let Some(p) = self.proxy.take() {
+            let summary = p.stop();
+            report(&summary, self.learn);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(p) = self.proxy.take() {
+            let _ = p.stop();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn report(s: &Summary, learn: bool) {
+    let mut err = std::io::stderr().lock();
+    if !s.denied.is_empty() {
+        let total: u64 = s.denied.iter().map(|d| d.3).sum();
+        let shown: Vec<String> = s
+            .denied
+            .iter()
+            .take(5)
+            .map(|(h, p, why, n)| format!("{h}:{p} ({why}) x{n}"))
+            .collect();
+        let more = s.denied.len().saturating_sub(5);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            err,
+            "agentbox: blocked {total} request(s): {}{more}",
+            shown.join(", ")
+        );
+    }
+    if learn {
+        let hosts: Vec<String> = s
+            .requested
+            .iter()
+            .map(|(h, p)| match p {
+                80 | 443 => h.clone(),
+                p => format!("{h}:{p}"),
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let _ = writeln!(
+            err,
+            "agentbox: --learn: the sandbox asked for {} host(s):",
+            hosts.len()
+        );
+        let flags: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("--allow-domain {h}"))
+            .collect();
+        let _ = writeln!(err, "  as flags:  {}", flags.join(" "));
+        let quoted: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+        let _ = writeln!(err, "  in config: allow_domains = [{}]", quoted.join(", "));
+    }
+}
