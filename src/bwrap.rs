@@ -88,11 +88,14 @@ pub struct Step {
     pub why: String,
 }
 
-/// Something done on the host before bwrap starts. Only what git itself would do.
+/// Something done on the host before bwrap starts: what git itself would do, and the agent's
+/// own home (agentbox's directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prep {
     /// `mkdir` a missing `.git/hooks`: otherwise the agent could create it and plant hooks.
     CreateDir(PathBuf),
+    /// `mkdir -p` (0700) the agent's home and its state directories.
+    CreateHome { dir: PathBuf, subdirs: Vec<PathBuf> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +285,7 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     if let Some(w) = command.1 {
         b.warnings.push(w);
     }
+    b.notes.extend(policy.notes.iter().cloned());
     let interactive = facts.stdin_tty && facts.self_exe.is_some();
     let mut argv = command.0;
     if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
@@ -480,6 +484,32 @@ fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             "the host has no PATH: a standard one",
         );
     }
+    if agent::needs_shims(facts) {
+        let mut path = OsString::from(agent::SHIM_DIR);
+        if let Some(host) = facts.var(OsStr::new("PATH")) {
+            path.push(":");
+            path.push(host);
+        }
+        set(
+            "PATH".into(),
+            path,
+            false,
+            "the shim directory first: the agent's executables, where the sandbox shows them",
+        );
+    }
+    if facts.ssh_agent.is_some() {
+        set(
+            "SSH_AUTH_SOCK".into(),
+            agent::SSH_AGENT_INSIDE.into(),
+            false,
+            "--ssh-agent",
+        );
+    }
+    if let Some(sock) = &facts.docker {
+        let mut v = OsString::from("unix://");
+        v.push(sock);
+        set("DOCKER_HOST".into(), v, false, "--docker");
+    }
     if policy.net == NetMode::Filtered {
         for (name, value, why) in crate::net::plan::proxy_env(&policy.filter.rules) {
             set(name.into(), value.into(), false, why);
@@ -495,6 +525,16 @@ fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
                 )),
             },
             EnvPass::Set(name, value) => set(name.clone(), value.clone(), false, "--env"),
+            EnvPass::IfSet(name) => {
+                if let Some(v) = facts.var(name) {
+                    set(
+                        name.clone(),
+                        v.to_owned(),
+                        true,
+                        "the profile's key or endpoint",
+                    );
+                }
+            }
         }
     }
     for (op, why) in vars {
@@ -611,13 +651,11 @@ fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
 }
 
 fn home(facts: &HostFacts, f: Features, b: &mut Builder) {
-    b.push(
-        Op::Tmpfs {
-            dest: facts.home.clone(),
-            size: f.tmpfs_size.then_some(TMP_SIZE),
-        },
-        "an empty home: no keys, tokens, shell rc files or other projects",
-    );
+    let tmpfs = Op::Tmpfs {
+        dest: facts.home.clone(),
+        size: f.tmpfs_size.then_some(TMP_SIZE),
+    };
+    agent::home(facts, tmpfs, b);
     for (src, dest) in &facts.git_config {
         let op = if src == dest {
             Op::RoBind(src.clone())
@@ -629,6 +667,8 @@ fn home(facts: &HostFacts, f: Features, b: &mut Builder) {
         };
         b.push(op, "your git identity and settings, read-only");
     }
+    agent::runtime(facts, b);
+    agent::integrations(facts, b);
 }
 
 fn binds(facts: &HostFacts, b: &mut Builder) {
@@ -930,6 +970,15 @@ fn check_command(
     steps: &[Step],
 ) -> Result<(Vec<OsString>, Option<String>)> {
     let name = policy.command[0].to_string_lossy().into_owned();
+    // Exposed through the shim directory (the profile's executables).
+    if agent::needs_shims(facts)
+        && facts
+            .exposed
+            .first()
+            .is_some_and(|e| e.name == policy.command[0])
+    {
+        return Ok((policy.command.clone(), None));
+    }
     let usable = |c: &Candidate| visible(steps, &c.path) && visible(steps, &c.canonical);
     let first_exec = facts.command.iter().find(|c| c.executable);
     let inside = facts.command.iter().find(|c| c.executable && usable(c));
@@ -1115,6 +1164,16 @@ pub fn script(plan: &Plan) -> String {
                 "mkdir -p -- {}  # as git does: else the agent could create it with hooks\n",
                 shell_quote(d.as_os_str())
             )),
+            Prep::CreateHome { dir, subdirs } => {
+                let all: Vec<String> = std::iter::once(dir)
+                    .chain(subdirs)
+                    .map(|d| shell_quote(d.as_os_str()))
+                    .collect();
+                out.push_str(&format!(
+                    "mkdir -p -m 700 -- {}  # the agent's own home\n",
+                    all.join(" ")
+                ));
+            }
         }
     }
     out.push_str("args=(\n");
@@ -1168,6 +1227,8 @@ pub fn script(plan: &Plan) -> String {
     out.push('\n');
     out
 }
+
+mod agent;
 
 #[cfg(test)]
 mod tests;

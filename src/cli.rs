@@ -22,6 +22,27 @@ pub enum Command {
     /// Prove the sandbox holds: run the escape probes inside exactly the sandbox `run` with
     /// the same options would build, and report each one.
     Test(TestArgs),
+    /// List the agent profiles, whether each agent is installed, and their main settings.
+    Profiles,
+    /// Show a profile.
+    Profile {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
+    /// Trust the project's .agentbox.toml as it is now (until it changes), so that it may
+    /// loosen the sandbox too. Review it first.
+    Trust {
+        /// The project [default: the current directory].
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+    },
+    /// Print shell aliases that run the installed agents through agentbox
+    /// (eval "$(agentbox shell-init bash)" in ~/.bashrc).
+    ShellInit { shell: InitShell },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
     /// (internal) The probe runner, started inside the sandbox by `agentbox test`.
     #[command(name = "__probe", hide = true)]
     Probe {
@@ -48,6 +69,19 @@ pub enum Command {
     /// (internal) A process that sleeps, detached, for the leftover probe.
     #[command(name = "__sleeper", hide = true)]
     Sleeper { marker: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileAction {
+    /// Print the fully resolved profile (after your config file).
+    Show { name: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,6 +127,27 @@ pub struct TestArgs {
 /// The options that shape the sandbox, shared by `run` and `test`.
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
+    /// Use this agent profile [default: chosen by the command's name, else "generic"].
+    #[arg(long, value_name = "NAME", conflicts_with = "no_profile")]
+    pub profile: Option<String>,
+
+    /// Use no profile: the bare defaults.
+    #[arg(long)]
+    pub no_profile: bool,
+
+    /// Also allow the agent's telemetry, error-reporting and update hosts.
+    #[arg(long)]
+    pub allow_telemetry: bool,
+
+    /// Forward your ssh-agent (only its socket: the key files stay hidden) and show
+    /// ~/.ssh/known_hosts read-only, for git over SSH.
+    #[arg(long)]
+    pub ssh_agent: bool,
+
+    /// Give the sandbox the Docker socket. It is root-equivalent on the host.
+    #[arg(long)]
+    pub docker: bool,
+
     /// The directory the agent may write [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,

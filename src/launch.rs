@@ -62,6 +62,15 @@ fn prepare(plan: &Plan) -> Result<()> {
                     _ => Err(e),
                 })
                 .with_context(|| format!("creating {}", dir.display()))?,
+            Prep::CreateHome { dir, subdirs } => {
+                for d in std::iter::once(dir).chain(subdirs) {
+                    fs::DirBuilder::new()
+                        .mode(0o700)
+                        .recursive(true)
+                        .create(d)
+                        .with_context(|| format!("creating {}", d.display()))?;
+                }
+            }
         }
     }
     Ok(())

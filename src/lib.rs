@@ -4,12 +4,15 @@
 
 pub mod bwrap;
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod error;
 pub mod host;
 pub mod launch;
 pub mod limits;
 pub mod net;
 pub mod policy;
+pub mod profile;
 pub mod rules;
 pub mod seccomp;
 pub mod secrets;

@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use agentbox::cli::{Cli, Command, RunArgs};
+use agentbox::cli::{Cli, Command, ProfileAction, RunArgs};
 use agentbox::error::{EXIT_AGENTBOX, classify};
-use agentbox::{bwrap, host, launch, policy, selftest};
+use agentbox::{bwrap, commands, config, host, launch, selftest};
 use anyhow::Result;
 use clap::Parser;
 
@@ -25,6 +25,14 @@ fn main() -> ExitCode {
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
         Command::Exec { command } => launch::exec_shim(&command),
         Command::Relay { ctx, command } => agentbox::net::relay::relay_main(&ctx, &command),
+        Command::Profiles => commands::profiles(),
+        Command::Profile {
+            action: ProfileAction::Show { name },
+        } => commands::profile_show(&name),
+        Command::Trust { project } => commands::trust(project),
+        Command::ShellInit { shell } => commands::shell_init(shell),
+        Command::Completions { shell } => commands::completions(shell),
+        Command::Man => commands::man(),
     };
     match result {
         Ok(code) => code,
@@ -40,7 +48,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let policy = policy::Policy::new(args.sandbox, args.command, args.bind_self)?;
+    let (policy, warnings) = config::resolve(args.sandbox, args.command, args.bind_self)?;
+    for w in &warnings {
+        eprintln!("agentbox: warning: {w}");
+    }
     let facts = host::HostFacts::probe(&policy)?;
     let plan = bwrap::plan(&policy, &facts)?;
     for w in &plan.warnings {

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{NetArg, SandboxArgs};
 use crate::error::Fail;
+use crate::profile::Profile;
 use crate::seccomp;
 
 /// How the sandbox reaches the network. A filtered mode (allowlist proxy) slots in here later.
@@ -55,6 +56,8 @@ pub enum EnvPass {
     Inherit(OsString),
     /// `--env NAME=VALUE`.
     Set(OsString, OsString),
+    /// A profile's variable: the host's value when there is one, silently nothing otherwise.
+    IfSet(OsString),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,13 +78,31 @@ pub struct Policy {
     /// Bind agentbox itself inside (the probe runner of `agentbox test`).
     pub bind_self: bool,
     pub limits: crate::limits::Limits,
+    /// The agent profile in force (`generic` for other commands and with --no-profile).
+    pub profile: Profile,
+    /// Whether the agent gets a persistent home of its own (agent profiles) instead of an
+    /// empty one.
+    pub agent_home: bool,
+    pub ssh_agent: bool,
+    pub docker: bool,
+    /// What the profile wants the user to know.
+    pub notes: Vec<String>,
     pub command: Vec<OsString>,
 }
 
 impl Policy {
-    /// From the sandbox flags and the command to run.
-    pub fn new(args: SandboxArgs, command: Vec<OsString>, bind_self: bool) -> Result<Policy> {
-        let wants_filter = !args.allow_domain.is_empty() || args.learn;
+    /// From the sandbox flags (config files already merged in), the command and the profile.
+    pub fn new(
+        args: SandboxArgs,
+        command: Vec<OsString>,
+        bind_self: bool,
+        profile: Profile,
+    ) -> Result<Policy> {
+        // An agent profile means the filtered network with the agent's own hosts, unless the
+        // user chose a network.
+        let explicit_net = args.net.is_some() || args.allow_net;
+        let by_profile = profile.is_agent() && !explicit_net;
+        let wants_filter = !args.allow_domain.is_empty() || args.learn || by_profile;
         let net = match (args.net, args.allow_net, wants_filter) {
             (Some(NetArg::Filtered), _, _) | (None, false, true) => NetMode::Filtered,
             (Some(NetArg::Host), _, false) | (None, true, false) => NetMode::Host,
@@ -106,9 +127,17 @@ impl Policy {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut allow_domain = args.allow_domain;
+        if net == NetMode::Filtered {
+            let mut theirs = profile.domains.clone();
+            if args.allow_telemetry {
+                theirs.extend(profile.telemetry.iter().cloned());
+            }
+            allow_domain.splice(0..0, theirs);
+        }
         let filter = NetFilter {
-            rules: crate::net::rules::NetPolicy::new(&args.allow_domain, &args.deny_domain)?,
-            allow: args.allow_domain,
+            rules: crate::net::rules::NetPolicy::new(&allow_domain, &args.deny_domain)?,
+            allow: allow_domain,
             deny: args.deny_domain,
             log: args.net_log,
             learn: args.learn,
@@ -123,11 +152,34 @@ impl Policy {
             path,
             access: Access::ReadWrite,
         }));
-        let env = args
+        let mut env: Vec<EnvPass> = profile
             .env
             .iter()
-            .map(|e| parse_env(e))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|n| EnvPass::IfSet(n.into()))
+            .collect();
+        let quiet = if args.allow_telemetry {
+            &[][..]
+        } else {
+            &profile.quiet[..]
+        };
+        for (k, v) in quiet.iter().chain(&profile.always) {
+            env.push(EnvPass::Set(k.into(), v.into()));
+        }
+        for e in &args.env {
+            env.push(parse_env(e)?);
+        }
+        let mut notes: Vec<String> = profile
+            .notes
+            .iter()
+            .map(|n| format!("profile {}: {n}", profile.name))
+            .collect();
+        if profile.nested && !args.allow_nested {
+            notes.push(format!(
+                "profile {}: nested user namespaces and mounts are allowed (it runs its own \
+                 sandbox); more of the kernel is reachable",
+                profile.name
+            ));
+        }
         let policy = Policy {
             project: args.project,
             allow_broad_project: args.allow_broad_project,
@@ -141,13 +193,18 @@ impl Policy {
             bwrap: args.bwrap,
             allow: seccomp::Allow {
                 debug: args.allow_debug,
-                nested: args.allow_nested,
+                nested: args.allow_nested || profile.nested,
             },
             bind_self,
             limits: crate::limits::Limits {
                 memory: args.memory,
                 pids: args.pids,
             },
+            agent_home: profile.is_agent(),
+            profile,
+            ssh_agent: args.ssh_agent,
+            docker: args.docker,
+            notes,
             command,
         };
         policy.validate()?;
@@ -204,16 +261,18 @@ mod tests {
         let crate::cli::Command::Run(run) = cli.command else {
             unreachable!()
         };
-        Policy::new(run.sandbox, run.command, run.bind_self)
+        let profile = crate::profile::for_command(&run.command[0]);
+        Policy::new(run.sandbox, run.command, run.bind_self, profile)
     }
 
     #[test]
     fn flags_to_policy() {
-        let p = policy(&["--", "claude", "-p", "hi"]).unwrap();
+        let p = policy(&["--", "make", "-j", "2"]).unwrap();
         assert_eq!(p.net, NetMode::None);
         assert!(p.hide_secrets);
         assert_eq!(p.allow, seccomp::Allow::default());
-        assert_eq!(p.command, ["claude", "-p", "hi"]);
+        assert_eq!(p.command, ["make", "-j", "2"]);
+        assert!(!p.agent_home);
         let p = policy(&["--allow-debug", "--allow-nested", "x"]).unwrap();
         assert!(p.allow.debug && p.allow.nested);
 
@@ -229,6 +288,34 @@ mod tests {
             let p = policy(args).unwrap();
             assert_eq!((p.net, p.hide_secrets), (*net, *hide), "{args:?}");
         }
+    }
+
+    #[test]
+    fn agent_profiles_bring_their_network_env_and_home() {
+        let p = policy(&["--", "claude", "-p", "hi"]).unwrap();
+        assert_eq!(p.net, NetMode::Filtered);
+        assert!(p.filter.allow.contains(&"api.anthropic.com".to_owned()));
+        assert!(!p.filter.allow.iter().any(|d| d.contains("statsig")));
+        assert!(p.env.contains(&EnvPass::IfSet("ANTHROPIC_API_KEY".into())));
+        assert!(
+            p.env
+                .contains(&EnvPass::Set("DISABLE_TELEMETRY".into(), "1".into()))
+        );
+        assert!(p.agent_home);
+        // Telemetry is the user's choice.
+        let p = policy(&["--allow-telemetry", "claude"]).unwrap();
+        assert!(p.filter.allow.iter().any(|d| d.contains("statsig")));
+        assert!(
+            !p.env
+                .contains(&EnvPass::Set("DISABLE_TELEMETRY".into(), "1".into()))
+        );
+        // A chosen network wins; the profile's hosts apply only to the filtered one.
+        let p = policy(&["--net", "none", "claude"]).unwrap();
+        assert_eq!(p.net, NetMode::None);
+        assert!(p.filter.allow.is_empty());
+        // Codex runs its own sandbox.
+        let p = policy(&["codex"]).unwrap();
+        assert!(p.allow.nested && !p.notes.is_empty());
     }
 
     #[test]

@@ -18,6 +18,11 @@ fn policy(command: &[&str]) -> Policy {
         allow: seccomp::Allow::default(),
         bind_self: false,
         limits: Default::default(),
+        profile: Default::default(),
+        agent_home: false,
+        ssh_agent: false,
+        docker: false,
+        notes: vec![],
         command: command.iter().map(OsString::from).collect(),
     }
 }
@@ -95,6 +100,13 @@ fn facts() -> HostFacts {
         stdin_tty: false,
         self_exe: None,
         net: None,
+        agent_home: None,
+        agent_state_dirs: vec![],
+        runtime: vec![],
+        exposed: vec![],
+        ssh_agent: None,
+        known_hosts: None,
+        docker: None,
     }
 }
 

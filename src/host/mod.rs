@@ -2,6 +2,7 @@
 //! PATH, the filesystem, bwrap). It reads and never writes. Everything it returns is plain data
 //! that `bwrap::plan` turns into the argv without further I/O.
 
+pub mod agent;
 pub mod git;
 
 use std::ffi::{OsStr, OsString};
@@ -131,6 +132,16 @@ pub struct HostFacts {
     pub stdin_tty: bool,
     /// The filtered network's private directory (for the proxy socket) and token.
     pub net: Option<NetSession>,
+    /// The agent's own persistent home, and the state directories to have in it.
+    pub agent_home: Option<PathBuf>,
+    pub agent_state_dirs: Vec<PathBuf>,
+    /// The profile's runtime paths from the real home (canonical, existing).
+    pub runtime: Vec<PathBuf>,
+    /// What the command needs to start (itself, its interpreter), when a profile is in force.
+    pub exposed: Vec<agent::Exposed>,
+    pub ssh_agent: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub docker: Option<PathBuf>,
     /// agentbox's own executable (canonical), when it runs inside: for `agentbox test`, and
     /// on a terminal (the shim that gives Ctrl-C back to the agent).
     pub self_exe: Option<PathBuf>,
@@ -217,7 +228,35 @@ impl HostFacts {
             ),
             false => None,
         };
+        let agent_home = policy
+            .agent_home
+            .then(|| agent::home_dir(&home, &policy.profile.name));
+        let agent_state_dirs = match &agent_home {
+            Some(h) => policy
+                .profile
+                .state
+                .iter()
+                .filter(|s| s.ends_with('/'))
+                .map(|s| h.join(s.trim_end_matches('/')))
+                .collect(),
+            None => Vec::new(),
+        };
+        let exposed = match policy.profile.name.is_empty() || policy.bind_self {
+            true => Vec::new(),
+            false => agent::runtime_of(&policy.command[0], path_var.as_deref()),
+        };
+        let ssh_agent = policy.ssh_agent.then(agent::ssh_agent_socket).transpose()?;
+        let known_hosts = fs::canonicalize(home.join(".ssh/known_hosts"))
+            .ok()
+            .filter(|_| policy.ssh_agent);
         Ok(HostFacts {
+            runtime: agent::runtime_paths(&home, &policy.profile.runtime),
+            agent_home,
+            agent_state_dirs,
+            exposed,
+            ssh_agent,
+            known_hosts,
+            docker: policy.docker.then(agent::docker_socket).transpose()?,
             uid,
             net,
             proc_writable_by_root: ["/proc/sys", "/proc/sysrq-trigger"]

@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::bwrap::SELF_INSIDE;
 use crate::cli::TestArgs;
 use crate::host::HostFacts;
-use crate::policy::{EnvPass, Policy};
+use crate::policy::EnvPass;
 use crate::secrets;
 use crate::sys::probe as raw;
 use probes::{CANARY, Ctx, Expect, Obs};
@@ -240,7 +240,7 @@ fn processes_with(word: &str) -> Vec<i32> {
 
 pub fn run(args: TestArgs) -> Result<ExitCode> {
     let json = args.json;
-    let policy = Policy::new(args.sandbox, vec![SELF_INSIDE.into()], true)?;
+    let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true)?;
     let facts = HostFacts::probe(&policy)?;
     let matcher = secrets::Matcher::new(true, &policy.hide, &policy.unhide)?;
     let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project, &matcher)
@@ -274,7 +274,9 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
             .env
             .iter()
             .map(|e| match e {
-                EnvPass::Inherit(n) | EnvPass::Set(n, _) => n.to_string_lossy().into_owned(),
+                EnvPass::Inherit(n) | EnvPass::Set(n, _) | EnvPass::IfSet(n) => {
+                    n.to_string_lossy().into_owned()
+                }
             })
             .collect(),
         canary_fd: -1,

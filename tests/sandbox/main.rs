@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod net;
+mod profiles;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentbox");
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -487,36 +488,36 @@ fn exit_codes_propagate() {
     });
 }
 
+/// A command that lives in the hidden home is made visible read-only (the file alone, for a
+/// general `bin` directory); with `--no-profile` agentbox says so before starting and names
+/// the flags that fix it, and following the hint works.
 #[test]
-fn a_command_in_the_hidden_home_is_named_with_its_fix() {
+fn a_command_in_the_hidden_home_is_shown_or_named_with_its_fix() {
     each_user(|w| {
         let tool = w.write("home/.local/bin/mytool", "#!/bin/sh\necho tool-ran\n");
         fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+        w.write("home/.local/bin/other-script", "TOKEN=secret\n");
         let path = format!("{}:{PATH}", w.home.join(".local/bin").display());
-        let out = Out(w
-            .cmd(&["run", "--", "mytool"].map(OsStr::new))
-            .env("PATH", &path)
-            .output()
-            .unwrap());
+        let run = |args: &[&OsStr]| Out(w.cmd(args).env("PATH", &path).output().unwrap());
+        let out = run(&["run", "--", "mytool"].map(OsStr::new));
+        assert_eq!(out.ok(), "tool-ran\n");
+        let other = w.home.join(".local/bin/other-script");
+        let script = format!("cat {} 2>/dev/null || echo hidden", other.display());
+        let out = run(&["run", "--", "sh", "-c", &script].map(OsStr::new));
+        assert_eq!(out.ok(), "hidden\n", "only the command itself is shown");
+
+        let out = run(&["run", "--no-profile", "--", "mytool"].map(OsStr::new));
         assert_eq!(out.code(), 127, "{}", out.stderr());
         assert!(out.stderr().contains("cannot see"), "{}", out.stderr());
-        assert!(
-            out.stderr().contains("hint: agentbox run --ro"),
-            "{}",
-            out.stderr()
-        );
-        // Following the hint works.
+        assert!(out.stderr().contains("hint: agentbox run --ro"), "{}", out.stderr());
         let ro = w.home.join(".local/bin");
-        let out = Out(w
-            .cmd(&[
-                OsStr::new("run"),
-                OsStr::new("--ro"),
-                ro.as_os_str(),
-                OsStr::new("mytool"),
-            ])
-            .env("PATH", &path)
-            .output()
-            .unwrap());
+        let out = run(&[
+            OsStr::new("run"),
+            OsStr::new("--no-profile"),
+            OsStr::new("--ro"),
+            ro.as_os_str(),
+            OsStr::new("mytool"),
+        ]);
         assert_eq!(out.ok(), "tool-ran\n");
     });
 }

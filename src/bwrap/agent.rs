@@ -1,0 +1,135 @@
+//! The agent profile's part of the plan: its own home instead of an empty one, the runtime it
+//! reads from the real home, the executables it needs (exposed read-only where they really
+//! are, and found through a shim directory on PATH), and the opt-in integrations. Pure.
+
+use std::path::{Path, PathBuf};
+
+use super::{Builder, Op, Prep};
+use crate::host::HostFacts;
+
+/// A directory in the sandbox's private /run, first on PATH, with a symlink per exposed
+/// executable: the host's PATH may name it somewhere the sandbox does not show.
+pub const SHIM_DIR: &str = "/run/agentbox/bin";
+pub const SSH_AGENT_INSIDE: &str = "/run/agentbox/ssh-agent.sock";
+
+/// Whether the sandbox would not show `p` without help: it is in the home (empty inside, or
+/// the agent's own).
+pub fn hidden(facts: &HostFacts, p: &Path) -> bool {
+    p.starts_with(&facts.home)
+}
+
+/// Whether any executable needs the shim directory.
+pub fn needs_shims(facts: &HostFacts) -> bool {
+    facts
+        .exposed
+        .iter()
+        .any(|e| hidden(facts, &e.path) || hidden(facts, &e.canonical))
+}
+
+/// The home step: the agent's persistent home, or an empty tmpfs.
+pub fn home(facts: &HostFacts, tmpfs: Op, b: &mut Builder) {
+    match &facts.agent_home {
+        Some(dir) => {
+            b.prep.push(Prep::CreateHome {
+                dir: dir.clone(),
+                subdirs: facts.agent_state_dirs.clone(),
+            });
+            b.push(
+                Op::BindAt {
+                    src: dir.clone(),
+                    dest: facts.home.clone(),
+                },
+                "the agent's own home, persistent (its login and settings), apart from yours",
+            );
+        }
+        None => b.push(
+            tmpfs,
+            "an empty home: no keys, tokens, shell rc files or other projects",
+        ),
+    }
+}
+
+/// What to show of a real file so it runs: its directory (a package, a versions directory),
+/// or the file alone where the directory is a general `bin` that may hold anything.
+fn exposure_root(facts: &HostFacts, canonical: &Path) -> PathBuf {
+    let parent = canonical.parent().unwrap_or(canonical);
+    let generic_bin = parent.file_name().is_some_and(|n| n == "bin")
+        && (parent.parent() == Some(&facts.home)
+            || parent.parent() == Some(&facts.home.join(".local")));
+    if generic_bin {
+        canonical.to_owned()
+    } else {
+        parent.to_owned()
+    }
+}
+
+/// Runtime paths and executables, read-only; symlinks for them in the shim directory.
+pub fn runtime(facts: &HostFacts, b: &mut Builder) {
+    for p in &facts.runtime {
+        b.push(Op::RoBind(p.clone()), "the profile's runtime, read-only");
+    }
+    if !needs_shims(facts) {
+        return;
+    }
+    let mut shown: Vec<PathBuf> = Vec::new();
+    for e in &facts.exposed {
+        if hidden(facts, &e.canonical) {
+            let root = exposure_root(facts, &e.canonical);
+            if !shown.iter().any(|s| root.starts_with(s)) {
+                b.push(
+                    Op::RoBind(root.clone()),
+                    format!("what {} runs, read-only", e.name.to_string_lossy()),
+                );
+                shown.push(root);
+            }
+        }
+        b.push(
+            Op::Symlink {
+                target: e.canonical.clone(),
+                link: Path::new(SHIM_DIR).join(&e.name),
+            },
+            "found first on PATH: the host's PATH names it where the sandbox shows nothing",
+        );
+    }
+}
+
+/// `--ssh-agent` and `--docker`: sockets handed over on purpose, each with what it gives.
+pub fn integrations(facts: &HostFacts, b: &mut Builder) {
+    if let Some(sock) = &facts.ssh_agent {
+        b.push(
+            Op::BindAt {
+                src: sock.clone(),
+                dest: SSH_AGENT_INSIDE.into(),
+            },
+            "--ssh-agent: the agent socket only; the key files stay hidden",
+        );
+        b.notes.push(
+            "--ssh-agent: the agent can have your ssh-agent sign with every key it holds (git \
+             push, and any SSH login those keys allow) while the run lasts"
+                .to_owned(),
+        );
+    }
+    if let Some(k) = &facts.known_hosts {
+        b.push(
+            Op::RoBindAt {
+                src: k.clone(),
+                dest: facts.home.join(".ssh/known_hosts"),
+            },
+            "--ssh-agent: known hosts, read-only, so host keys are checked",
+        );
+    }
+    if let Some(sock) = &facts.docker {
+        b.push(
+            Op::BindAt {
+                src: sock.clone(),
+                dest: sock.clone(),
+            },
+            "--docker: the Docker socket (root-equivalent on the host)",
+        );
+        b.warnings.push(format!(
+            "--docker: {} is root on the host: a container the agent starts can mount /, so \
+             this sandbox no longer holds",
+            sock.display()
+        ));
+    }
+}

@@ -1,0 +1,180 @@
+//! The small subcommands around `run`: profiles, profile show, trust, shell-init, completions,
+//! man. They print; only `trust` writes (its record in agentbox's config directory).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+
+use crate::cli::{Cli, InitShell};
+use crate::config;
+use crate::error::Fail;
+use crate::profile::{self, Profile};
+
+fn home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .or_else(dirs::home_dir)
+        .context("cannot tell the home directory: HOME is not set")
+}
+
+/// Where a profile's command is installed, if it is.
+fn installed(p: &Profile) -> Option<(String, PathBuf)> {
+    p.commands
+        .iter()
+        .find_map(|c| which::which(c).ok().map(|path| (c.clone(), path)))
+}
+
+pub fn profiles() -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<13} {:<10} {:<40} NETWORK",
+        "PROFILE", "INSTALLED", "ABOUT"
+    )?;
+    for name in profile::names() {
+        let Some(p) = profile::builtin(name) else {
+            continue;
+        };
+        let inst = match (p.is_agent(), installed(&p)) {
+            (false, _) => "-".to_owned(),
+            (true, Some(_)) => "yes".to_owned(),
+            (true, None) => "no".to_owned(),
+        };
+        let net = if p.is_agent() {
+            format!("filtered: {}", p.domains.join(", "))
+        } else {
+            "none".to_owned()
+        };
+        writeln!(out, "{:<13} {:<10} {:<40} {net}", p.name, inst, p.about)?;
+    }
+    writeln!(
+        out,
+        "\n`agentbox profile show NAME` prints one in full, with your config applied."
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn profile_show(name: &str) -> Result<ExitCode> {
+    let p = profile::builtin(name).ok_or_else(|| {
+        Fail::hint(
+            format!("no profile named {name:?}"),
+            format!("one of: {}", profile::names().join(", ")),
+        )
+    })?;
+    let home = home()?;
+    let user = config::load_user(&config::dir(&home))?;
+    let mine = user.profile.get(name);
+    let mut out = std::io::stdout().lock();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    writeln!(out, "profile {} ({})", p.name, p.about)?;
+    writeln!(out, "  commands:       {}", list(&p.commands))?;
+    match installed(&p) {
+        Some((c, path)) => writeln!(out, "  installed:      {c} -> {}", path.display())?,
+        None if p.is_agent() => writeln!(out, "  installed:      no")?,
+        None => {}
+    }
+    if p.is_agent() {
+        let data = dirs::data_dir().unwrap_or_else(|| home.join(".local/share"));
+        writeln!(
+            out,
+            "  home inside:    {} (persistent, read-write)",
+            data.join("agentbox/home").join(&p.name).display()
+        )?;
+    }
+    writeln!(out, "  state (rw):     {}", list(&p.state))?;
+    writeln!(out, "  runtime (ro):   {}", list(&p.runtime))?;
+    let mut env = p.env.clone();
+    let mut domains = p.domains.clone();
+    let mut ro: Vec<String> = Vec::new();
+    let mut hide: Vec<String> = Vec::new();
+    for s in [Some(&user.defaults), mine].into_iter().flatten() {
+        env.extend(s.env.iter().cloned());
+        domains.extend(s.allow_domains.iter().cloned());
+        ro.extend(s.ro.iter().cloned());
+        hide.extend(s.hide.iter().cloned());
+    }
+    writeln!(out, "  env passed:     {}", list(&env))?;
+    let set: Vec<String> = p.always.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let quiet: Vec<String> = p.quiet.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    writeln!(out, "  env set:        {}", list(&set))?;
+    writeln!(out, "  env set (no telemetry): {}", list(&quiet))?;
+    let net = if p.is_agent() { "filtered" } else { "none" };
+    writeln!(out, "  network:        {net} by default")?;
+    writeln!(out, "  allowed hosts:  {}", list(&domains))?;
+    writeln!(
+        out,
+        "  telemetry/updates (--allow-telemetry): {}",
+        list(&p.telemetry)
+    )?;
+    writeln!(out, "  extra --ro:     {}", list(&ro))?;
+    writeln!(out, "  extra --hide:   {}", list(&hide))?;
+    writeln!(
+        out,
+        "  nested sandbox: {}",
+        if p.nested { "allowed" } else { "no" }
+    )?;
+    for n in &p.notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    if mine.is_some() {
+        writeln!(
+            out,
+            "  (with [profile.{name}] from {})",
+            config::dir(&home).join("config.toml").display()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn trust(project: Option<PathBuf>) -> Result<ExitCode> {
+    let dir = match project {
+        Some(p) => p,
+        None => std::env::current_dir().context("reading the current directory")?,
+    };
+    let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
+    let file = config::trust(&config::dir(&home()?), &dir)?;
+    eprintln!(
+        "agentbox: trusting {} as it is now; any change makes it untrusted again",
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn shell_init(shell: InitShell) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# agentbox: run the installed agents in the sandbox")?;
+    for name in profile::names() {
+        let Some(p) = profile::builtin(name) else {
+            continue;
+        };
+        for c in p.commands.iter().filter(|c| which::which(c).is_ok()) {
+            match shell {
+                InitShell::Bash | InitShell::Zsh => {
+                    writeln!(out, "alias {c}='agentbox run -- {c}'")?
+                }
+                InitShell::Fish => writeln!(out, "function {c}; agentbox run -- {c} $argv; end")?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "agentbox", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn man() -> Result<ExitCode> {
+    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
+}

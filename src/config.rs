@@ -1,0 +1,343 @@
+//! Config files: the user's (`$XDG_CONFIG_HOME/agentbox/config.toml`: defaults, and settings
+//! per profile) and the project's (`.agentbox.toml` at the project root). A project file may
+//! only tighten the sandbox until the user trusts it with `agentbox trust`, which records its
+//! hash; any change makes it untrusted again. Errors name the file, line and column; unknown
+//! keys are errors. This module reads files; `merge` is pure.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::cli::{NetArg, SandboxArgs};
+use crate::error::Fail;
+
+/// The settings a config file may hold (all optional; lists add to what is there).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub net: Option<String>,
+    #[serde(default)]
+    pub allow_domains: Vec<String>,
+    #[serde(default)]
+    pub deny_domains: Vec<String>,
+    pub allow_telemetry: Option<bool>,
+    #[serde(default)]
+    pub hide: Vec<String>,
+    #[serde(default)]
+    pub unhide: Vec<String>,
+    #[serde(default)]
+    pub ro: Vec<String>,
+    #[serde(default)]
+    pub rw: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub memory: Option<String>,
+    pub pids: Option<u64>,
+    pub allow_debug: Option<bool>,
+    pub allow_nested: Option<bool>,
+    pub ssh_agent: Option<bool>,
+    pub docker: Option<bool>,
+}
+
+/// The user's config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    #[serde(default)]
+    pub defaults: Settings,
+    /// `[profile.NAME]` tables.
+    #[serde(default)]
+    pub profile: BTreeMap<String, Settings>,
+}
+
+pub const PROJECT_FILE: &str = ".agentbox.toml";
+
+/// `$XDG_CONFIG_HOME/agentbox` (or `~/.config/agentbox`).
+pub fn dir(home: &Path) -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home.join(".config"))
+        .join("agentbox")
+}
+
+/// "file:line:column: message", from a TOML error.
+fn located(file: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
+    let (line, col) = match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (line, col)
+        }
+        None => (1, 1),
+    };
+    Fail::hint(
+        format!("{}:{line}:{col}: {}", file.display(), err.message().trim()),
+        "see \"Config files\" in README.md for the keys and their types",
+    )
+    .into()
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(file: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| located(file, text, &e))
+}
+
+/// `dir` is agentbox's config directory (`dir(home)`).
+pub fn load_user(dir: &Path) -> Result<UserConfig> {
+    let file = dir.join("config.toml");
+    match fs::read_to_string(&file) {
+        Ok(text) => parse(&file, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+/// The project file, and whether the user trusts this exact content.
+pub struct ProjectConfig {
+    pub file: PathBuf,
+    pub settings: Settings,
+    pub trusted: bool,
+    /// It was trusted once, and has changed since.
+    pub changed: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the trust of a project's file is recorded: one file per project path.
+fn trust_record(dir: &Path, project: &Path) -> PathBuf {
+    let key = hex(&Sha256::digest(project.as_os_str().as_encoded_bytes()));
+    dir.join("trusted").join(key)
+}
+
+pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>> {
+    let file = project.join(PROJECT_FILE);
+    let bytes = match fs::read(&file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| Fail::hint(format!("{}: not UTF-8", file.display()), "save it as UTF-8"))?;
+    let settings = parse(&file, &text)?;
+    let hash = hex(&Sha256::digest(&bytes));
+    let record = fs::read_to_string(trust_record(dir, project)).ok();
+    let trusted = record
+        .as_deref()
+        .is_some_and(|r| r.split_whitespace().next() == Some(&hash));
+    Ok(Some(ProjectConfig {
+        changed: record.is_some() && !trusted,
+        file,
+        settings,
+        trusted,
+    }))
+}
+
+/// `agentbox trust`: records the hash of the project's file as it is now.
+pub fn trust(dir: &Path, project: &Path) -> Result<PathBuf> {
+    let file = project.join(PROJECT_FILE);
+    let bytes = fs::read(&file).map_err(|e| {
+        Fail::hint(
+            format!("{}: {e}", file.display()),
+            "run agentbox trust in a project that has a .agentbox.toml",
+        )
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    parse::<Settings>(&file, &text)?;
+    let record = trust_record(dir, project);
+    if let Some(parent) = record.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let line = format!("{} {}\n", hex(&Sha256::digest(&bytes)), project.display());
+    fs::write(&record, line).with_context(|| format!("writing {}", record.display()))?;
+    Ok(file)
+}
+
+/// How open a network mode is, to tell tightening from loosening.
+fn openness(net: Option<NetArg>) -> u8 {
+    match net {
+        Some(NetArg::None) => 0,
+        Some(NetArg::Filtered) => 1,
+        Some(NetArg::Host) => 2,
+        None => 0,
+    }
+}
+
+fn net_arg(s: &str, file: &str) -> Result<NetArg> {
+    match s {
+        "none" => Ok(NetArg::None),
+        "filtered" => Ok(NetArg::Filtered),
+        "host" => Ok(NetArg::Host),
+        other => Err(Fail::hint(
+            format!("{file}: net = {other:?}: expected \"none\", \"filtered\" or \"host\""),
+            "net = \"filtered\"",
+        )
+        .into()),
+    }
+}
+
+fn expand(p: &str, home: &Path) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None => PathBuf::from(p),
+    }
+}
+
+/// Applies `s` under the flags: lists are added before the flags' own, single values only
+/// where no flag set them.
+fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Result<()> {
+    if args.net.is_none()
+        && !args.allow_net
+        && let Some(n) = &s.net
+    {
+        args.net = Some(net_arg(n, file)?);
+    }
+    let front = |v: &mut Vec<String>, add: &[String]| {
+        v.splice(0..0, add.iter().cloned());
+    };
+    front(&mut args.allow_domain, &s.allow_domains);
+    front(&mut args.deny_domain, &s.deny_domains);
+    front(&mut args.hide, &s.hide);
+    front(&mut args.unhide, &s.unhide);
+    args.ro.splice(0..0, s.ro.iter().map(|p| expand(p, home)));
+    args.rw.splice(0..0, s.rw.iter().map(|p| expand(p, home)));
+    args.env.splice(0..0, s.env.iter().map(Into::into));
+    args.allow_telemetry |= s.allow_telemetry.unwrap_or(false);
+    args.allow_debug |= s.allow_debug.unwrap_or(false);
+    args.allow_nested |= s.allow_nested.unwrap_or(false);
+    args.ssh_agent |= s.ssh_agent.unwrap_or(false);
+    args.docker |= s.docker.unwrap_or(false);
+    if args.memory.is_none()
+        && let Some(m) = &s.memory
+    {
+        args.memory = Some(
+            crate::limits::parse_size(m)
+                .map_err(|e| Fail::hint(format!("{file}: memory: {e}"), "memory = \"4G\""))?,
+        );
+    }
+    if args.pids.is_none() {
+        args.pids = s.pids;
+    }
+    Ok(())
+}
+
+/// The part of an untrusted project file that only tightens: more hidden paths, more denied
+/// domains, a stricter network, limits. The rest is returned by name, to say it was ignored.
+fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static str>) {
+    let mut ignored = Vec::new();
+    let mut keep = Settings {
+        hide: s.hide.clone(),
+        deny_domains: s.deny_domains.clone(),
+        memory: s.memory.clone(),
+        pids: s.pids,
+        ..Settings::default()
+    };
+    if let Some(n) = &s.net {
+        let stricter = net_arg(n, "").is_ok_and(|a| openness(Some(a)) <= openness(current));
+        if stricter {
+            keep.net = Some(n.clone());
+        } else {
+            ignored.push("net");
+        }
+    }
+    let loosening: [(&'static str, bool); 9] = [
+        ("allow_domains", !s.allow_domains.is_empty()),
+        ("unhide", !s.unhide.is_empty()),
+        ("ro", !s.ro.is_empty()),
+        ("rw", !s.rw.is_empty()),
+        ("env", !s.env.is_empty()),
+        ("allow_telemetry", s.allow_telemetry == Some(true)),
+        ("allow_debug", s.allow_debug == Some(true)),
+        ("allow_nested", s.allow_nested == Some(true)),
+        (
+            "ssh_agent/docker",
+            s.ssh_agent == Some(true) || s.docker == Some(true),
+        ),
+    ];
+    ignored.extend(loosening.iter().filter(|(_, set)| *set).map(|(k, _)| *k));
+    (keep, ignored)
+}
+
+/// From flags to a checked policy: picks the profile, reads the user's config and the
+/// project's, layers them under the flags. Returns the policy and warnings to show.
+pub fn resolve(
+    mut args: SandboxArgs,
+    command: Vec<std::ffi::OsString>,
+    bind_self: bool,
+) -> Result<(crate::policy::Policy, Vec<String>)> {
+    let first = command.first().cloned().unwrap_or_default();
+    let profile = crate::profile::choose(args.profile.as_deref(), args.no_profile, &first)?;
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .or_else(dirs::home_dir)
+        .context("cannot tell the home directory: HOME is not set")?;
+    let config_dir = dir(&home);
+    let user = load_user(&config_dir)?;
+    let project_dir = match &args.project {
+        Some(p) => p.clone(),
+        None => std::env::current_dir().context("reading the current directory")?,
+    };
+    let project = match fs::canonicalize(&project_dir) {
+        Ok(p) => load_project(&config_dir, &p)?,
+        Err(_) => None, // HostFacts reports a missing project with its hint
+    };
+    let warnings = merge(&mut args, &user, &profile.name, project.as_ref(), &home)?;
+    let policy = crate::policy::Policy::new(args, command, bind_self, profile)?;
+    Ok((policy, warnings))
+}
+
+/// Puts the config layers under the command-line flags: user defaults, then the user's
+/// settings for this profile, then the project file (only what tightens, unless trusted).
+/// Returns warnings to show.
+pub fn merge(
+    args: &mut SandboxArgs,
+    user: &UserConfig,
+    profile: &str,
+    project: Option<&ProjectConfig>,
+    home: &Path,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let user_file = "config.toml";
+    if let Some(p) = project {
+        let name = p.file.display().to_string();
+        if p.trusted {
+            layer(args, &p.settings, home, &name)?;
+        } else {
+            let (keep, ignored) = tightening(
+                &p.settings,
+                args.net.or(user
+                    .defaults
+                    .net
+                    .as_deref()
+                    .and_then(|n| net_arg(n, "").ok())),
+            );
+            layer(args, &keep, home, &name)?;
+            if !ignored.is_empty() {
+                let why = if p.changed {
+                    "it changed since you trusted it"
+                } else {
+                    "it is not trusted"
+                };
+                warnings.push(format!(
+                    "{name}: ignoring {} ({why}; a project file may only tighten the sandbox \
+                     until you review it and run `agentbox trust`)",
+                    ignored.join(", ")
+                ));
+            }
+        }
+    }
+    if let Some(s) = user.profile.get(profile) {
+        layer(args, s, home, user_file)?;
+    }
+    layer(args, &user.defaults, home, user_file)?;
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! Config files: parsing with locations, layering under flags, and the trust of project files.
+
+use super::*;
+use clap::Parser;
+
+fn args(flags: &[&str]) -> SandboxArgs {
+    let mut argv = vec!["agentbox", "run"];
+    argv.extend_from_slice(flags);
+    argv.push("true");
+    let crate::cli::Command::Run(run) = crate::cli::Cli::try_parse_from(argv).unwrap().command
+    else {
+        unreachable!()
+    };
+    run.sandbox
+}
+
+fn user(text: &str) -> UserConfig {
+    parse(Path::new("config.toml"), text).unwrap()
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    let err = parse::<UserConfig>(
+        Path::new("/c.toml"),
+        "[defaults]\nnet = \"none\"\nbogus = 1\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("/c.toml:3:1:"), "{err}");
+    assert!(err.contains("bogus"), "{err}");
+    let err = parse::<UserConfig>(Path::new("/c.toml"), "[defaults]\nhide = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("/c.toml:2:8:"), "{err}");
+    let err = parse::<UserConfig>(Path::new("/c.toml"), "[defaults\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("/c.toml:1:"), "{err}");
+}
+
+#[test]
+fn flags_win_and_lists_add_up() {
+    let u = user(
+        "[defaults]\nnet = \"none\"\nhide = [\"*.secret\"]\nmemory = \"2G\"\n\
+         [profile.claude]\nallow_domains = [\"mcp.example.com\"]\nro = [\"~/.nvm\"]\n",
+    );
+    let mut a = args(&["--hide", "x.key", "--net", "host"]);
+    let w = merge(&mut a, &u, "claude", None, Path::new("/home/u")).unwrap();
+    assert!(w.is_empty());
+    assert_eq!(a.net, Some(NetArg::Host));
+    assert_eq!(a.hide, ["*.secret", "x.key"]);
+    assert_eq!(a.allow_domain, ["mcp.example.com"]);
+    assert_eq!(a.ro, [PathBuf::from("/home/u/.nvm")]);
+    assert_eq!(a.memory, Some(2 << 30));
+    // Another profile does not get claude's settings.
+    let mut a = args(&[]);
+    merge(&mut a, &u, "codex", None, Path::new("/home/u")).unwrap();
+    assert!(a.allow_domain.is_empty());
+    assert_eq!(a.net, Some(NetArg::None));
+}
+
+fn project(text: &str, trusted: bool) -> ProjectConfig {
+    ProjectConfig {
+        file: "/p/.agentbox.toml".into(),
+        settings: parse(Path::new("/p/.agentbox.toml"), text).unwrap(),
+        trusted,
+        changed: false,
+    }
+}
+
+#[test]
+fn an_untrusted_project_file_only_tightens() {
+    let text = "net = \"host\"\nallow_domains = [\"evil.example\"]\nunhide = [\".env\"]\n\
+                env = [\"AWS_SECRET_ACCESS_KEY\"]\nhide = [\"*.csv\"]\n\
+                deny_domains = [\"*.tracker.example\"]\npids = 64\n";
+    let mut a = args(&[]);
+    let w = merge(
+        &mut a,
+        &UserConfig::default(),
+        "generic",
+        Some(&project(text, false)),
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert_eq!(a.net, None);
+    assert!(a.allow_domain.is_empty() && a.unhide.is_empty() && a.env.is_empty());
+    assert_eq!(a.hide, ["*.csv"]);
+    assert_eq!(a.deny_domain, ["*.tracker.example"]);
+    assert_eq!(a.pids, Some(64));
+    assert!(w[0].contains("net, allow_domains, unhide, env"), "{w:?}");
+    assert!(w[0].contains("agentbox trust"), "{w:?}");
+
+    // Trusted, all of it applies.
+    let mut a = args(&[]);
+    let w = merge(
+        &mut a,
+        &UserConfig::default(),
+        "generic",
+        Some(&project(text, true)),
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert!(w.is_empty());
+    assert_eq!(a.net, Some(NetArg::Host));
+    assert_eq!(a.unhide, [".env"]);
+
+    // A stricter network is tightening.
+    let u = user("[defaults]\nnet = \"host\"\n");
+    let mut a = args(&[]);
+    merge(
+        &mut a,
+        &u,
+        "generic",
+        Some(&project("net = \"none\"\n", false)),
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert_eq!(a.net, Some(NetArg::None));
+}
+
+#[test]
+fn trust_is_for_the_exact_content() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("config");
+    let proj = t.path().join("proj");
+    fs::create_dir_all(&proj).unwrap();
+    fs::write(proj.join(PROJECT_FILE), "hide = [\"a\"]\n").unwrap();
+    let before = load_project(&home, &proj).unwrap().unwrap();
+    assert!(!before.trusted && !before.changed);
+    trust(&home, &proj).unwrap();
+    assert!(load_project(&home, &proj).unwrap().unwrap().trusted);
+    fs::write(
+        proj.join(PROJECT_FILE),
+        "hide = [\"a\"]\nunhide = [\".env\"]\n",
+    )
+    .unwrap();
+    let after = load_project(&home, &proj).unwrap().unwrap();
+    assert!(!after.trusted && after.changed);
+    // A file with errors cannot be trusted.
+    fs::write(proj.join(PROJECT_FILE), "nonsense = 1\n").unwrap();
+    assert!(trust(&home, &proj).is_err());
+}

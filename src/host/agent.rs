@@ -1,0 +1,161 @@
+//! Host facts for agent profiles: the agent's own persistent home, the runtime paths of the
+//! real home it reads, what its executable needs to run (the binary or script it resolves to,
+//! and the interpreter named by a `#!` line, one level at a time), and the sockets of the
+//! opt-in integrations. Reads, never writes.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::error::Fail;
+
+/// An executable the sandbox must be able to start, and where it really is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposed {
+    /// The name it is run by (a PATH lookup finds it in agentbox's shim directory).
+    pub name: OsString,
+    /// Where the host's PATH finds it.
+    pub path: PathBuf,
+    /// The real file.
+    pub canonical: PathBuf,
+}
+
+/// `$XDG_DATA_HOME/agentbox/home/PROFILE`: the home the agent gets, persistent.
+pub fn home_dir(home: &Path, profile: &str) -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home.join(".local/share"))
+        .join("agentbox/home")
+        .join(profile)
+}
+
+/// The first executable file named `name` on `path_var`.
+fn on_path(name: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
+    std::env::split_paths(path_var?)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// The interpreter a `#!` line names: an absolute path, or a name `env` looks up.
+fn interpreter(file: &Path, path_var: Option<&OsStr>) -> Option<(OsString, PathBuf)> {
+    let mut head = [0u8; 256];
+    let n = std::io::Read::read(&mut fs::File::open(file).ok()?, &mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let mut words = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty());
+    let first = Path::new(OsStr::from_bytes(words.next()?));
+    if first.file_name() == Some(OsStr::new("env")) {
+        let name = words.find(|w| !w.starts_with(b"-"))?;
+        let name = OsStr::from_bytes(name);
+        return Some((name.to_owned(), on_path(name, path_var)?));
+    }
+    Some((first.file_name()?.to_owned(), first.to_owned()))
+}
+
+/// The command and its interpreters (up to three levels), as found on the host.
+pub fn runtime_of(command: &OsStr, path_var: Option<&OsStr>) -> Vec<Exposed> {
+    let mut out = Vec::new();
+    let first = if command.as_bytes().contains(&b'/') {
+        None
+    } else {
+        on_path(command, path_var).map(|p| (command.to_owned(), p))
+    };
+    let mut next = first;
+    while let Some((name, path)) = next.take() {
+        let Ok(canonical) = fs::canonicalize(&path) else {
+            break;
+        };
+        if out.iter().any(|e: &Exposed| e.canonical == canonical) || out.len() >= 4 {
+            break;
+        }
+        next = interpreter(&canonical, path_var);
+        out.push(Exposed {
+            name,
+            path,
+            canonical,
+        });
+    }
+    out
+}
+
+/// The canonical paths of a profile's runtime entries that exist in the real home.
+pub fn runtime_paths(home: &Path, entries: &[String]) -> Vec<PathBuf> {
+    entries
+        .iter()
+        .filter_map(|e| fs::canonicalize(home.join(e.trim_end_matches('/'))).ok())
+        .collect()
+}
+
+/// The user's ssh-agent socket, for `--ssh-agent`.
+pub fn ssh_agent_socket() -> Result<PathBuf> {
+    let sock = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+    match sock.as_deref().map(fs::canonicalize) {
+        Some(Ok(p)) if fs::metadata(&p).is_ok_and(|m| m.file_type().is_socket()) => Ok(p),
+        _ => Err(Fail::hint(
+            "--ssh-agent: no ssh-agent socket (SSH_AUTH_SOCK is unset or not a socket)",
+            "start one and add your key: eval \"$(ssh-agent)\" && ssh-add",
+        )
+        .into()),
+    }
+}
+
+/// The Docker socket, for `--docker`: `DOCKER_HOST=unix://...`, else the standard path.
+pub fn docker_socket() -> Result<PathBuf> {
+    let from_env = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from));
+    let path = from_env.unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
+    match fs::canonicalize(&path) {
+        Ok(p) if fs::metadata(&p).is_ok_and(|m| m.file_type().is_socket()) => Ok(p),
+        _ => Err(Fail::hint(
+            format!("--docker: no Docker socket at {}", path.display()),
+            "start Docker, or set DOCKER_HOST=unix:///path/to/docker.sock",
+        )
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn exe(p: &Path, content: &str) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn follows_links_and_interpreters() {
+        let t = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(t.path()).unwrap();
+        // An npm-style global install: bin/claude -> ../lib/node_modules/pkg/cli.js, run by
+        // `#!/usr/bin/env node` with node beside it.
+        let prefix = base.join("nvm/v20");
+        exe(&prefix.join("bin/node"), "\x7fELF");
+        exe(
+            &prefix.join("lib/node_modules/pkg/cli.js"),
+            "#!/usr/bin/env node\n",
+        );
+        symlink("../lib/node_modules/pkg/cli.js", prefix.join("bin/claude")).unwrap();
+        let path = std::env::join_paths([prefix.join("bin")]).unwrap();
+        let got = runtime_of(OsStr::new("claude"), Some(&path));
+        let names: Vec<_> = got
+            .iter()
+            .map(|e| e.name.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["claude", "node"]);
+        assert_eq!(got[0].canonical, prefix.join("lib/node_modules/pkg/cli.js"));
+        assert_eq!(got[1].canonical, prefix.join("bin/node"));
+        assert!(runtime_of(OsStr::new("missing"), Some(&path)).is_empty());
+    }
+}

@@ -1,0 +1,180 @@
+//! Agent profiles: what each agent needs inside the sandbox (its state, kept in a home of its
+//! own; its runtime; the variables that carry its keys; the hosts it talks to, with telemetry
+//! and update hosts apart), chosen by the command's name. Built-in ones are data
+//! (`builtin.rs`); config files adjust them (`config.rs`). Pure: no I/O.
+
+mod builtin;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// A built-in profile, as data.
+pub struct Builtin {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Command names (basenames) that select it.
+    pub commands: &'static [&'static str],
+    /// Home-relative paths the agent writes (a trailing `/` marks a directory). They live in
+    /// agentbox's home for this agent, which persists between runs.
+    pub state: &'static [&'static str],
+    /// Home-relative paths from the real home the agent reads (read-only).
+    pub runtime: &'static [&'static str],
+    /// Variables passed through when set on the host (its keys and endpoints).
+    pub env: &'static [&'static str],
+    /// Variables set while telemetry is off (the default).
+    pub quiet: &'static [(&'static str, &'static str)],
+    /// Variables always set (self-update off: the agent's own binary is read-only inside).
+    pub always: &'static [(&'static str, &'static str)],
+    /// Hosts it needs to work (its API, login).
+    pub domains: &'static [&'static str],
+    /// Telemetry, error reporting and update hosts: allowed only with --allow-telemetry.
+    pub telemetry: &'static [&'static str],
+    /// Whether it runs its own sandbox (nested user namespaces).
+    pub nested: bool,
+    pub notes: &'static [&'static str],
+}
+
+/// A profile with the user's config applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub about: String,
+    pub commands: Vec<String>,
+    pub state: Vec<String>,
+    pub runtime: Vec<String>,
+    pub env: Vec<String>,
+    pub quiet: Vec<(String, String)>,
+    pub always: Vec<(String, String)>,
+    pub domains: Vec<String>,
+    pub telemetry: Vec<String>,
+    pub nested: bool,
+    pub notes: Vec<String>,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+impl From<&Builtin> for Profile {
+    fn from(b: &Builtin) -> Profile {
+        Profile {
+            name: b.name.to_owned(),
+            about: b.about.to_owned(),
+            commands: strings(b.commands),
+            state: strings(b.state),
+            runtime: strings(b.runtime),
+            env: strings(b.env),
+            quiet: pairs(b.quiet),
+            always: pairs(b.always),
+            domains: strings(b.domains),
+            telemetry: strings(b.telemetry),
+            nested: b.nested,
+            notes: strings(b.notes),
+        }
+    }
+}
+
+impl Profile {
+    /// An agent profile (anything but `generic`) has state and a network it needs.
+    pub fn is_agent(&self) -> bool {
+        !self.name.is_empty() && self.name != "generic"
+    }
+}
+
+/// Every built-in profile name, in display order.
+pub fn names() -> Vec<&'static str> {
+    builtin::PROFILES.iter().map(|b| b.name).collect()
+}
+
+pub fn builtin(name: &str) -> Option<Profile> {
+    builtin::PROFILES
+        .iter()
+        .find(|b| b.name == name)
+        .map(Profile::from)
+}
+
+/// The profile to use: `--no-profile` (generic), `--profile NAME`, else by the command.
+pub fn choose(
+    explicit: Option<&str>,
+    none: bool,
+    command: &OsStr,
+) -> Result<Profile, crate::error::Fail> {
+    match (none, explicit) {
+        // No profile at all: not even command exposure.
+        (true, _) => Ok(Profile::default()),
+        (false, Some(name)) => builtin(name).ok_or_else(|| {
+            crate::error::Fail::hint(
+                format!("no profile named {name:?}"),
+                format!("one of: {}", names().join(", ")),
+            )
+        }),
+        (false, None) => Ok(for_command(command)),
+    }
+}
+
+/// The profile a command selects by its basename, else `generic`.
+pub fn for_command(command: &OsStr) -> Profile {
+    let base = Path::new(command)
+        .file_name()
+        .and_then(|b| b.to_str())
+        .unwrap_or("");
+    builtin::PROFILES
+        .iter()
+        .find(|b| b.commands.contains(&base))
+        .or_else(|| builtin::PROFILES.iter().find(|b| b.name == "generic"))
+        .map(Profile::from)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::rules::Pattern;
+
+    #[test]
+    fn commands_select_profiles() {
+        assert_eq!(for_command(OsStr::new("claude")).name, "claude");
+        assert_eq!(
+            for_command(OsStr::new("/usr/local/bin/codex")).name,
+            "codex"
+        );
+        assert_eq!(for_command(OsStr::new("agent")).name, "cursor-agent");
+        assert_eq!(for_command(OsStr::new("make")).name, "generic");
+        assert!(builtin("gemini").is_some() && builtin("nope").is_none());
+        assert_eq!(names().len(), 9);
+    }
+
+    #[test]
+    fn built_in_data_is_well_formed() {
+        for name in names() {
+            let p = builtin(name).unwrap();
+            for d in p.domains.iter().chain(&p.telemetry) {
+                Pattern::parse(d).unwrap_or_else(|e| panic!("{name}: {d}: {e}"));
+            }
+            for path in p.state.iter().chain(&p.runtime) {
+                assert!(
+                    !path.starts_with('/') && !path.contains(".."),
+                    "{name}: {path}"
+                );
+            }
+            for var in &p.env {
+                assert!(
+                    var.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                    "{var}"
+                );
+            }
+            // Telemetry hosts never sit in the list of hosts an agent needs.
+            assert!(p.telemetry.iter().all(|t| !p.domains.contains(t)), "{name}");
+        }
+        assert!(builtin("codex").unwrap().nested);
+        assert!(!builtin("claude").unwrap().nested);
+    }
+}
