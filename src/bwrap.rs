@@ -1064,6 +1064,21 @@ pub fn to_argv(plan: &Plan) -> (Vec<OsString>, Vec<FdData<'_>>) {
 /// The first fd number `EmptyFile` steps read.
 pub const FIRST_DATA_FD: i32 = 3;
 
+/// One step as the words `--dry-run` prints (data fds shown as `FD`), for `-v`.
+pub fn step_words(op: &Op) -> Vec<String> {
+    let (args, data) = op_args(op, 0);
+    args.iter()
+        .map(|a| shell_quote(a))
+        .map(|w| {
+            if data.is_some() && w == "0" {
+                "FD".to_owned()
+            } else {
+                w
+            }
+        })
+        .collect()
+}
+
 /// The options for one op, and what the data fd `fd` must hold when it reads one.
 fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, Option<FdData<'_>>) {
     let p = |s: &Path| s.as_os_str().to_owned();
@@ -1229,6 +1244,7 @@ pub fn script(plan: &Plan) -> String {
 }
 
 mod agent;
+pub mod tree;
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "agentbox", version, propagate_version = true)]
 pub struct Cli {
+    /// Show each decision: every bwrap option and its reason, before starting.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Do not print notes (warnings and errors still show).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -103,6 +111,10 @@ pub struct RunArgs {
     /// Print the bwrap command as a commented shell script and exit, changing nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// With --dry-run: show the filesystem the agent would see, as a tree, instead.
+    #[arg(long)]
+    pub tree: bool,
 
     /// (internal, for `agentbox test`) Bind agentbox itself read-only at /run/agentbox/agentbox.
     #[arg(long, hide = true)]

@@ -18,8 +18,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_AGENTBOX } else { 0 });
         }
     };
+    let output = Output::from(&cli);
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, output),
         Command::Test(args) => selftest::run(args),
         Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
@@ -47,7 +48,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> Result<ExitCode> {
+/// How chatty `run` is: `-v` shows each decision, `-q` hides notes.
+#[derive(Clone, Copy)]
+struct Output {
+    verbose: bool,
+    quiet: bool,
+}
+
+impl Output {
+    fn from(cli: &Cli) -> Output {
+        Output {
+            verbose: cli.verbose,
+            quiet: cli.quiet,
+        }
+    }
+}
+
+fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     let (policy, warnings) = config::resolve(args.sandbox, args.command, args.bind_self)?;
     for w in &warnings {
         eprintln!("agentbox: warning: {w}");
@@ -57,12 +74,26 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for w in &plan.warnings {
         eprintln!("agentbox: warning: {w}");
     }
+    if args.tree {
+        let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        std::io::stdout().write_all(bwrap::tree::render(&plan, color).as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.dry_run {
         std::io::stdout().write_all(bwrap::script(&plan).as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
-    for n in &plan.notes {
-        eprintln!("agentbox: note: {n}");
+    if !out.quiet {
+        for n in &plan.notes {
+            eprintln!("agentbox: note: {n}");
+        }
+    }
+    if out.verbose {
+        for s in &plan.steps {
+            let words: Vec<String> = bwrap::step_words(&s.op);
+            eprintln!("agentbox: {:<60} # {}", words.join(" "), s.why);
+        }
     }
     launch::run(&plan, &policy, &facts)
 }

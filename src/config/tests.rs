@@ -140,3 +140,19 @@ fn trust_is_for_the_exact_content() {
     fs::write(proj.join(PROJECT_FILE), "nonsense = 1\n").unwrap();
     assert!(trust(&home, &proj).is_err());
 }
+
+#[test]
+fn the_examples_parse() {
+    let user: UserConfig = parse(
+        Path::new("examples/config.toml"),
+        include_str!("../../examples/config.toml"),
+    )
+    .unwrap();
+    assert!(user.profile.contains_key("claude"));
+    let project: Settings = parse(
+        Path::new("examples/agentbox.toml"),
+        include_str!("../../examples/agentbox.toml"),
+    )
+    .unwrap();
+    assert!(!project.hide.is_empty() && !project.allow_domains.is_empty());
+}
