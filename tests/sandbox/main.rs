@@ -509,7 +509,11 @@ fn a_command_in_the_hidden_home_is_shown_or_named_with_its_fix() {
         let out = run(&["run", "--no-profile", "--", "mytool"].map(OsStr::new));
         assert_eq!(out.code(), 127, "{}", out.stderr());
         assert!(out.stderr().contains("cannot see"), "{}", out.stderr());
-        assert!(out.stderr().contains("hint: agentbox run --ro"), "{}", out.stderr());
+        assert!(
+            out.stderr().contains("hint: agentbox run --ro"),
+            "{}",
+            out.stderr()
+        );
         let ro = w.home.join(".local/bin");
         let out = run(&[
             OsStr::new("run"),
@@ -1205,5 +1209,43 @@ fn ctrl_c_belongs_to_the_agent() {
         );
         assert_eq!(exit1.as_deref(), Some("0\n"));
         assert_eq!(exit2.as_deref(), Some("130\n"));
+    });
+}
+
+/// `--dry-run --tree` shows what the agent sees, plain when piped; `-v` shows each decision
+/// before starting; `-q` hides notes.
+#[test]
+fn the_tree_verbose_and_quiet() {
+    each_user(|w| {
+        w.write("home/src/project/.env", "S=1");
+        let out = w
+            .run_args(&["run", "--dry-run", "--tree", "--", "true"].map(OsStr::new))
+            .ok();
+        let line = |needle: &str| {
+            out.lines()
+                .find(|l| l.trim_start().starts_with(needle))
+                .unwrap_or_else(|| panic!("{needle} not in {out}"))
+                .to_owned()
+        };
+        assert!(line(".env").contains("[masked]"));
+        assert!(line("usr").contains("[ro]"));
+        assert!(out.contains("[rw]") && out.contains("[tmpfs]"), "{out}");
+        assert!(!out.contains('\x1b'), "no colours when piped");
+        let out = w.run_args(&["-v", "run", "--", "true"].map(OsStr::new));
+        assert_eq!(out.code(), 0);
+        assert!(out.stderr().contains("--unshare-net"), "{}", out.stderr());
+        assert!(
+            out.stderr().contains("# masked: dotenv"),
+            "{}",
+            out.stderr()
+        );
+        let out = w.run_args(&["run", "-q", "--", "true"].map(OsStr::new));
+        assert!(!out.stderr().contains("note:"), "{}", out.stderr());
+        let out = w.run_args(&["run", "--", "true"].map(OsStr::new));
+        assert!(
+            out.stderr().contains("note: masking 1 secret"),
+            "{}",
+            out.stderr()
+        );
     });
 }
