@@ -132,13 +132,27 @@ fn supervise(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
     let pid = child.id() as i32;
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {
-            sys::send_signal(pid, sig);
+            // To the sandbox's first process (bwrap -> its pid 1 -> the command: the agent, or
+            // the relay, which passes it on), so the agent can end cleanly; bwrap itself would
+            // die of it and take the sandbox down with SIGKILL.
+            let target = grandchild(pid).unwrap_or(pid);
+            sys::send_signal(target, sig);
         }
     });
     let status = child.wait().context("waiting for bwrap")?;
     handle.close();
     let _ = forwarder.join();
     Ok(exit_code(status))
+}
+
+/// The first child of the first child of `pid`, from /proc (bwrap's pid 1 inside, then the
+/// command it started).
+fn grandchild(pid: i32) -> Option<i32> {
+    let first = |p: i32| -> Option<i32> {
+        let list = fs::read_to_string(format!("/proc/{p}/task/{p}/children")).ok()?;
+        list.split_whitespace().next()?.parse().ok()
+    };
+    first(first(pid)?)
 }
 
 /// The command's status as ours: its code, or 128+N when killed by signal N.

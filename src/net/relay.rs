@@ -165,6 +165,19 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
             }));
         }
     };
+    // Termination requests agentbox passes on (or the user sends this process) go to the
+    // agent, which may end cleanly; its exit ends the sandbox.
+    let agent = child.id() as i32;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("installing signal handlers")?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            sys::send_signal(agent, sig);
+        }
+    });
     let status = child.wait().context("waiting for the agent")?;
     Ok(crate::launch::exit_code(status))
 }

@@ -1249,3 +1249,13 @@ fn the_tree_verbose_and_quiet() {
         );
     });
 }
+
+/// `kill -TERM pid`, without unsafe code in the tests.
+fn send_term(pid: u32) {
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}

@@ -280,3 +280,54 @@ fn the_escape_suite_passes_with_the_filtered_network() {
         assert_eq!(out.code(), 0);
     });
 }
+
+/// SIGTERM sent to agentbox reaches the agent, which can end cleanly, when agentbox stays as
+/// the sandbox's parent (the filtered network, or limits).
+#[test]
+fn termination_reaches_the_agent() {
+    each_user(|w| {
+        for flags in [&["--net", "filtered"][..], &["--pids", "200"][..]] {
+            let _ = fs::remove_file(w.project.join("term.txt"));
+            let _ = fs::remove_file(w.project.join("ready.txt"));
+            let script = "trap 'echo got-term > term.txt; exit 3' TERM; echo ready > ready.txt; \
+                          sleep 30 & wait";
+            let mut args = vec!["run", "-q"];
+            args.extend_from_slice(flags);
+            args.extend(["--", "sh", "-c", script]);
+            let mut child = w
+                .cmd(&args.iter().map(OsStr::new).collect::<Vec<_>>())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut ready = None;
+            while ready.is_none() && Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                ready = fs::read_to_string(w.project.join("ready.txt")).ok();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if ready.is_none() {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                if err.contains("cannot enforce") {
+                    eprintln!("note: limits not available to this user: {err}");
+                    continue;
+                }
+                panic!("never started ({flags:?}): {err}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            super::send_term(child.id());
+            let status = child.wait().unwrap();
+            assert_eq!(status.code(), Some(3), "{flags:?}");
+            assert_eq!(
+                fs::read_to_string(w.project.join("term.txt")).unwrap(),
+                "got-term\n",
+                "{flags:?}"
+            );
+        }
+    });
+}
