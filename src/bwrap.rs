@@ -126,7 +126,8 @@ impl Features {
     pub fn of(version: (u32, u32, u32), setuid: bool) -> Features {
         Features {
             tmpfs_size: version >= (0, 7, 0) && !setuid,
-            disable_userns: version >= (0, 8, 0),
+            // A setuid bwrap cannot write the sysctl this needs for a non-root user.
+            disable_userns: version >= (0, 8, 0) && !setuid,
         }
     }
 }
@@ -251,6 +252,17 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
         prep: Vec::new(),
     };
     check_broad(policy, facts, &mut b)?;
+    if policy.net == NetMode::Filtered && facts.bwrap.setuid && facts.uid != 0 {
+        return Err(Fail::hint(
+            format!(
+                "--net filtered needs capabilities a setuid bwrap ({}) gives only to root",
+                facts.bwrap.path.display()
+            ),
+            "install a non-setuid bwrap (user namespaces enabled) and pass --bwrap PATH, or \
+             use --net none",
+        )
+        .into());
+    }
     if facts.bwrap.setuid {
         b.warnings.push(format!(
             "{} is setuid root: a bwrap bug becomes a root exploit, and tmpfs sizes cannot be set; \

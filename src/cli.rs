@@ -30,6 +30,16 @@ pub enum Command {
     /// Prove the sandbox holds: run the escape probes inside exactly the sandbox `run` with
     /// the same options would build, and report each one.
     Test(TestArgs),
+    /// Check this machine for what agentbox needs, with the exact fix for each problem.
+    /// Exits non-zero when something blocks `agentbox run`.
+    Doctor {
+        /// Print the results as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Check this bwrap instead of the one found on PATH.
+        #[arg(long, value_name = "PATH")]
+        bwrap: Option<PathBuf>,
+    },
     /// List the agent profiles, whether each agent is installed, and their main settings.
     Profiles,
     /// Show a profile.

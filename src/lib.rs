@@ -6,6 +6,7 @@ pub mod bwrap;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod host;
 pub mod launch;

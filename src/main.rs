@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
         Command::Exec { command } => launch::exec_shim(&command),
         Command::Relay { ctx, command } => agentbox::net::relay::relay_main(&ctx, &command),
+        Command::Doctor { json, bwrap } => agentbox::doctor::run(json, bwrap.as_deref()),
         Command::Profiles => commands::profiles(),
         Command::Profile {
             action: ProfileAction::Show { name },
@@ -70,6 +71,8 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
         eprintln!("agentbox: warning: {w}");
     }
     let facts = host::HostFacts::probe(&policy)?;
+    // Known reasons a sandbox cannot start, explained before bwrap fails with its own words.
+    agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.uid)?;
     let plan = bwrap::plan(&policy, &facts)?;
     for w in &plan.warnings {
         eprintln!("agentbox: warning: {w}");
