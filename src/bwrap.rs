@@ -297,7 +297,14 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     if let Some(w) = command.1 {
         b.warnings.push(w);
     }
-    b.notes.extend(policy.notes.iter().cloned());
+    // Notes marked "as root:" matter only to root.
+    b.notes.extend(
+        policy
+            .notes
+            .iter()
+            .filter(|n| facts.uid == 0 || !n.contains("as root:"))
+            .cloned(),
+    );
     let interactive = facts.stdin_tty && facts.self_exe.is_some();
     let mut argv = command.0;
     if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
@@ -430,10 +437,7 @@ fn filters(policy: &Policy, b: &mut Builder) -> Result<()> {
         );
     }
     if policy.net == NetMode::Filtered {
-        b.notes.push(
-            "seccomp: agentbox's relay loads the programs itself, after its network setup"
-                .to_owned(),
-        );
+        // agentbox's relay loads the programs itself, after its network setup.
         return Ok(());
     }
     for p in seccomp::programs(policy.allow)? {

@@ -9,7 +9,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Run AI coding agents in a bubblewrap sandbox: the project writable, the system read-only, the
 /// home empty, secrets masked, the environment scrubbed and the network off.
 #[derive(Debug, Parser)]
-#[command(name = "agentbox", version, propagate_version = true)]
+// A flag given twice (by an alias and by hand, say) is not an error: the last one counts.
+#[command(
+    name = "agentbox",
+    version,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Show each decision: every bwrap option and its reason, before starting.
     #[arg(short, long, global = true, conflicts_with = "quiet")]

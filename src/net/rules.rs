@@ -111,7 +111,10 @@ impl Pattern {
         let host = if let Ok(ip) = host.parse::<IpAddr>() {
             HostPattern::Ip(ip)
         } else if host == "*" {
-            return Err(bad(text, "a bare * would allow everything; use --net host"));
+            return Err(bad(
+                text,
+                "a bare * matches every host: use --net host to allow all, --net none to deny all",
+            ));
         } else if let Some(base) = host.strip_prefix("*.") {
             let base = base.trim_end_matches('.').to_ascii_lowercase();
             if !valid_name(&base) {

@@ -43,7 +43,7 @@ pub const PROFILES: &[Builtin] = &[
         ],
         nested: false,
         notes: &[
-            "Claude Code refuses --dangerously-skip-permissions as root: run agentbox as a user",
+            "as root: Claude Code refuses --dangerously-skip-permissions; run agentbox as a user",
             "its login lives in agentbox's own home for it: log in once inside, or pass \
              ANTHROPIC_API_KEY with --env",
         ],
@@ -58,7 +58,8 @@ pub const PROFILES: &[Builtin] = &[
         quiet: &[],
         always: &[],
         domains: &["api.openai.com", "chatgpt.com", "auth.openai.com"],
-        telemetry: &[],
+        // Update checks and experiments, seen even with an API key and a custom provider.
+        telemetry: &["ab.chatgpt.com", "github.com", "api.github.com"],
         nested: true,
         notes: &[
             "Codex runs its own bubblewrap sandbox inside: this profile allows nested user \
@@ -109,7 +110,11 @@ pub const PROFILES: &[Builtin] = &[
             "OPENAI_API_BASE",
         ],
         quiet: &[("AIDER_ANALYTICS", "false")],
-        always: &[("AIDER_CHECK_UPDATE", "false")],
+        // The model-price table ships with litellm; without this it fetches a fresh one.
+        always: &[
+            ("AIDER_CHECK_UPDATE", "false"),
+            ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
+        ],
         domains: &["api.openai.com", "api.anthropic.com"],
         telemetry: &[],
         nested: false,

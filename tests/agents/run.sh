@@ -1,0 +1,491 @@
+#!/usr/bin/env bash
+# Real coding agents inside agentbox: the end-to-end check that the sandbox is usable, not only
+# tight.
+#
+#   AGENTBOX=/path/to/agentbox bash tests/agents/run.sh     (as root, as CI does)
+#
+# What it does, in order:
+#  1. Installs the agents if they are missing, into $AGENTS_PREFIX (default /opt/agentbox-agents,
+#     readable by everyone): Claude Code, Codex CLI and Gemini CLI from npm, aider from PyPI in a
+#     venv. Versions are whatever the registry serves today (none is pinned); an existing install
+#     is reused, AGENTS_REINSTALL=1 replaces it.
+#  2. Runs everything as the unprivileged user agentbox-test (created if missing; Claude Code
+#     refuses --dangerously-skip-permissions as root), with a temporary HOME holding a planted
+#     ~/.ssh/id_rsa with a unique canary, and a temporary project per agent.
+#  3. Starts tests/agents/standin.py on 127.0.0.1:<free port>: a stand-in for the Anthropic,
+#     OpenAI and Gemini APIs that logs every request. For Claude Code and Codex it scripts a
+#     conversation: the first answer asks the agent's shell tool (Bash, exec_command) to run
+#        echo made-by-agent > proof.txt; cat ~/.ssh/id_rsa; echo end
+#     and the stand-in records the tool result the agent sends back.
+#  4. `agentbox run --net filtered --allow-domain 127.0.0.1:PORT ... -- claude -p ...
+#     --dangerously-skip-permissions` and checks: exit 0; the conversation finished; proof.txt
+#     was written in the project by the agent's own tool call; the tool result shows the
+#     command ran ("end") and does not hold the canary.
+#  5. Codex CLI: `--version`, then the same task with `codex exec`, twice: with Codex's own
+#     sandbox off (agentbox is the sandbox) and with it on (bwrap inside agentbox, which needs
+#     --allow-nested). Gemini CLI and aider: `--version`, then one non-interactive run each
+#     against the stand-in (aider must write a file in the project).
+#  6. The key on the host is unchanged, and the canary is in no request, output or file the
+#     agents wrote.
+#
+# Every step has a timeout and the whole script has one ($AGENTS_TIMEOUT seconds, default 900).
+# On a 2-core machine a cold run (installs included) takes about 100s, a warm one about 15s.
+# Output ends with `agents: N passed, M failed`; the exit status is 0 only when nothing failed.
+# Work files live in one directory under /var/tmp, removed at exit (AGENTS_KEEP=1 keeps it: the
+# stand-in's request log is out/requests.jsonl there).
+#
+# Knobs (environment): AGENTBOX (the binary under test; else a debug build of this checkout),
+# AGENTS_PREFIX, AGENTS_USER, AGENTS_REINSTALL, AGENTS_TIMEOUT, AGENTS_T_{NPM,PIP,RUN,VERSION},
+# AGENTS_EXTRA_FLAGS (more agentbox flags for every run), AGENTS_KEEP.
+#
+# Built-in agent profiles: when `agentbox profile show NAME` succeeds, the NOPROFILE flags below
+# are dropped (the profile provides them) and the real API hosts the profile allows are denied,
+# so the test stays on loopback; the stand-in's --allow-domain and the --env pointing the agent
+# at it are always passed.
+set -euo pipefail
+
+# The whole script under one deadline: the same script, run again under timeout(1). This outer
+# copy owns the work directory, so it is removed even when the inner one has to be killed.
+if [[ -z ${AGENTS_WORK:-} ]]; then
+  limit=${AGENTS_TIMEOUT:-900}
+  # Not under /tmp: Codex refuses to set up its sandbox helper under a temporary directory.
+  AGENTS_WORK=$(mktemp -d /var/tmp/agentbox-agents.XXXXXX)
+  export AGENTS_WORK
+  rc=0
+  timeout --kill-after=20 "$limit" bash "$0" "$@" || rc=$?
+  if ((rc == 124 || rc == 137)); then
+    read -r p f 2>/dev/null <"$AGENTS_WORK/counts" || { p=0 f=0; }
+    echo "FAIL deadline: the whole run took longer than ${limit}s and was stopped" >&2
+    echo "agents: $p passed, $((f + 1)) failed"
+  fi
+  if [[ -n ${AGENTS_KEEP:-} ]]; then
+    echo "agents: kept $AGENTS_WORK" >&2
+  else
+    rm -rf "$AGENTS_WORK"
+  fi
+  exit "$rc"
+fi
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+PREFIX=${AGENTS_PREFIX:-/opt/agentbox-agents}
+TEST_USER=${AGENTS_USER:-agentbox-test}
+NPM_PACKAGES=(@anthropic-ai/claude-code @openai/codex @google/gemini-cli)
+PIP_PACKAGES=(aider-chat)
+T_NPM=${AGENTS_T_NPM:-420}         # seconds: npm install (about 20s here)
+T_PIP=${AGENTS_T_PIP:-420}         # seconds: pip install aider-chat (about 60s here, uncached)
+T_RUN=${AGENTS_T_RUN:-180}         # seconds: one agent run against the stand-in
+T_VERSION=${AGENTS_T_VERSION:-60}  # seconds: one `--version`
+
+# Flags for every sandbox: the agents' install prefix, read-only (/opt already is by default).
+COMMON_FLAGS=(--ro "$PREFIX")
+# Extra agentbox flags for every run, split on spaces (to try a policy by hand).
+read -r -a extra <<<"${AGENTS_EXTRA_FLAGS:-}"
+COMMON_FLAGS+=("${extra[@]}")
+# What a built-in profile for each agent would provide (split on spaces); dropped when the
+# profile exists.
+declare -A NOPROFILE=(
+  [claude]="--net filtered"
+  [codex]="--net filtered"
+  [gemini]="--net filtered"
+  [aider]="--net filtered"
+)
+# Flags that point each agent at the stand-in (PORT is known once it listens); always passed.
+claude_flags() {
+  ARGS=(--allow-domain "127.0.0.1:$PORT"
+    --env "ANTHROPIC_BASE_URL=http://127.0.0.1:$PORT" --env ANTHROPIC_API_KEY=sk-test-dummy)
+}
+codex_flags() { ARGS=(--allow-domain "127.0.0.1:$PORT" --env OPENAI_API_KEY=sk-test-dummy); }
+gemini_flags() {
+  # GOOGLE_GEMINI_BASE_URL makes Gemini CLI pick its "gateway" auth, which -p then refuses;
+  # the project's .gemini/settings.json selects API-key auth instead, and a workspace's
+  # settings count only in a trusted workspace.
+  ARGS=(--allow-domain "127.0.0.1:$PORT" --env GEMINI_API_KEY=test-dummy
+    --env "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:$PORT" --env GEMINI_CLI_TRUST_WORKSPACE=true)
+}
+aider_flags() {
+  ARGS=(--allow-domain "127.0.0.1:$PORT" --env OPENAI_API_KEY=sk-test-dummy
+    --env "OPENAI_API_BASE=http://127.0.0.1:$PORT/v1")
+}
+
+TASK_MARKER='AGENTBOX-TASK:' # then a task id: the stand-in scripts one tool call per id
+TOOL_COMMAND='echo made-by-agent > proof.txt; cat ~/.ssh/id_rsa; echo end'
+FINAL='AGENTBOX-STANDIN-FINAL'
+
+passed=0
+failed=0
+# The counts also go to a file, for the final line when the deadline stops this copy.
+counts() { echo "$passed $failed" >"$AGENTS_WORK/counts"; }
+pass() { passed=$((passed + 1)) && counts && echo "PASS $1"; }
+fail() { failed=$((failed + 1)) && counts && echo "FAIL $1: $2" >&2; }
+die() {
+  echo "agents: error: $*" >&2
+  echo "agents: $passed passed, $((failed + 1)) failed"
+  exit 1
+}
+step() { echo; echo "== $*"; }
+
+work=$AGENTS_WORK
+standin_pid=
+cleanup() {
+  if [[ -n $standin_pid ]]; then kill "$standin_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+# ---------------------------------------------------------------------------------------------
+step "tools"
+umask 022
+export DEBIAN_FRONTEND=noninteractive
+command -v setpriv >/dev/null || die "setpriv (util-linux) is missing"
+py_user=/usr/bin/python3   # aider's venv: the unprivileged user must be able to run it
+[[ -x $py_user ]] || py_user=$(command -v python3 || true)
+apt_missing=()
+[[ -n $py_user ]] || apt_missing+=(python3)
+if [[ -z $py_user ]] || ! "$py_user" -c 'import ensurepip, venv' 2>/dev/null; then
+  apt_missing+=(python3-venv)
+fi
+command -v npm >/dev/null || apt_missing+=(nodejs npm)
+if ((${#apt_missing[@]})); then
+  ((EUID == 0)) || die "missing ${apt_missing[*]}; as root: apt-get install ${apt_missing[*]}"
+  if ! { timeout 300 apt-get update -qq \
+    && timeout 300 apt-get install -y -qq "${apt_missing[@]}"; }; then
+    die "apt-get install ${apt_missing[*]} failed"
+  fi
+  py_user=${py_user:-/usr/bin/python3}
+fi
+node_bin=$(dirname "$(readlink -f "$(command -v node)")")
+echo "node $(node --version) in $node_bin; npm $(npm --version); $("$py_user" --version) at $py_user"
+
+# The agentbox under test: $AGENTBOX, else a debug build of this checkout where every path
+# component is traversable by the test user (as .ci/run does).
+if [[ -z ${AGENTBOX:-} ]]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/agentbox-ci-target}
+  mkdir -p "$CARGO_TARGET_DIR" && chmod 755 "$CARGO_TARGET_DIR"
+  (cd "$repo" && timeout 900 cargo build --locked --quiet) || die "cargo build failed"
+  AGENTBOX=$CARGO_TARGET_DIR/debug/agentbox
+fi
+AGENTBOX=$(readlink -f "$AGENTBOX")
+[[ -x $AGENTBOX ]] || die "AGENTBOX=$AGENTBOX is not an executable"
+echo "agentbox: $AGENTBOX ($("$AGENTBOX" --version))"
+
+# ---------------------------------------------------------------------------------------------
+step "install the agents into $PREFIX"
+mkdir -p "$PREFIX"
+bin=$PREFIX/node_modules/.bin
+npm_ok() {
+  local b
+  for b in claude codex gemini; do [[ -x $bin/$b ]] || return 1; done
+  # Claude Code's postinstall swaps a small stub for the native binary.
+  [[ $(stat -L -c %s "$bin/claude") -gt 1000000 ]]
+}
+if [[ -n ${AGENTS_REINSTALL:-} ]] || ! npm_ok; then
+  start=$SECONDS
+  timeout "$T_NPM" npm install --prefix "$PREFIX" --no-audit --no-fund --loglevel=error \
+    "${NPM_PACKAGES[@]}" || die "npm install ${NPM_PACKAGES[*]} failed or took over ${T_NPM}s"
+  if ! npm_ok && [[ -f $PREFIX/node_modules/@anthropic-ai/claude-code/install.cjs ]]; then
+    (cd "$PREFIX/node_modules/@anthropic-ai/claude-code" && timeout 120 node install.cjs) || true
+  fi
+  npm_ok || die "npm installed the packages but claude, codex or gemini is not usable in $bin"
+  echo "npm install: $((SECONDS - start))s"
+else
+  echo "npm packages already installed (AGENTS_REINSTALL=1 to replace them)"
+fi
+venv=$PREFIX/aider
+aider_ready=
+if [[ -z ${AGENTS_REINSTALL:-} && -x $venv/bin/aider ]]; then
+  echo "aider already installed"
+  aider_ready=1
+else
+  start=$SECONDS
+  rm -rf "$venv"
+  if timeout 120 "$py_user" -m venv "$venv" \
+    && timeout "$T_PIP" "$venv/bin/pip" install -q --disable-pip-version-check \
+      "${PIP_PACKAGES[@]}"; then
+    echo "pip install: $((SECONDS - start))s"
+    aider_ready=1
+  else
+    rm -rf "$venv"
+    fail "install aider" \
+      "pip install ${PIP_PACKAGES[*]} failed or took over ${T_PIP}s (aider checks skipped)"
+  fi
+fi
+chmod -R a+rX "$PREFIX"
+
+# ---------------------------------------------------------------------------------------------
+step "test user, home with a canary, projects"
+if ((EUID == 0)); then
+  id "$TEST_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$TEST_USER"
+  as_user_prefix=(setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --clear-groups)
+else
+  TEST_USER=$(id -un)
+  as_user_prefix=()
+fi
+chmod 755 "$work"
+home=$work/home
+out=$work/out           # the test's own files: the stand-in's logs, outputs (root only)
+mkdir -p "$home/.ssh" "$work/projects" "$out"
+chmod 700 "$out"
+canary="agentbox-canary-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
+printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\n%s\n-----END OPENSSH PRIVATE KEY-----\n' \
+  "$canary" >"$home/.ssh/id_rsa"
+chmod 700 "$home/.ssh"
+chmod 600 "$home/.ssh/id_rsa"
+canary_sum=$(sha256sum <"$home/.ssh/id_rsa")
+for a in claude codex codex-nested gemini aider; do mkdir -p "$work/projects/$a"; done
+mkdir -p "$work/projects/gemini/.gemini"
+echo '{"security": {"auth": {"selectedType": "gemini-api-key"}}}' \
+  >"$work/projects/gemini/.gemini/settings.json"
+# The net log is written by agentbox, as the test user.
+netlog=$work/net.log
+touch "$netlog"
+chown -R "$TEST_USER": "$home" "$work/projects" "$netlog"
+user_path=$bin:$venv/bin:$node_bin:/usr/local/bin:/usr/bin:/bin
+# The command line prefix that runs something as the test user, in a clean environment.
+as_user=("${as_user_prefix[@]}" env -i PATH="$user_path" HOME="$home" LANG=C.UTF-8)
+# A node outside the system directories must be shown to the sandbox (and readable).
+case $node_bin in
+  /usr/* | /bin | /opt/*) ;;
+  *) COMMON_FLAGS+=(--ro "$(dirname "$node_bin")") ;;
+esac
+"${as_user[@]}" test -x "$AGENTBOX" \
+  || die "$TEST_USER cannot execute $AGENTBOX (a parent directory is not traversable?)"
+"${as_user[@]}" node --version >/dev/null || die "$TEST_USER cannot run node from $node_bin"
+# Positive control: outside the sandbox the test user can read the key, so its absence inside
+# is the sandbox's doing.
+if "${as_user[@]}" cat "$home/.ssh/id_rsa" | grep -q "$canary"; then
+  pass "control: $TEST_USER reads ~/.ssh/id_rsa outside the sandbox"
+else
+  fail "control: $TEST_USER reads ~/.ssh/id_rsa outside the sandbox" \
+    "it cannot; the canary check would prove nothing"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "stand-in API on loopback"
+mkdir -p "$out/results"
+python3 "$here/standin.py" --exit-with-parent --port-file "$out/port" --log "$out/requests.jsonl" \
+  --tool-results "$out/results" --command "$TOOL_COMMAND" --marker "$TASK_MARKER" \
+  >"$out/standin.err" 2>&1 &
+standin_pid=$!
+for _ in $(seq 100); do [[ -s $out/port ]] && break; sleep 0.1; done
+[[ -s $out/port ]] || die "the stand-in did not start: $(cat "$out/standin.err")"
+PORT=$(cat "$out/port")
+echo "stand-in on 127.0.0.1:$PORT"
+
+# Flags for AGENT: the common ones, its profile's or their stand-ins, and the stand-in's.
+profiles=()
+flags_for() {
+  local agent=$1
+  FLAGS=("${COMMON_FLAGS[@]}" --net-log "$netlog")
+  local shown host
+  if shown=$(timeout 30 "${as_user[@]}" "$AGENTBOX" profile show "$agent" 2>/dev/null); then
+    profiles+=("$agent")
+    # Keep the test on loopback: refuse the real API hosts the profile allows.
+    for host in $(sed -n 's/^ *allowed hosts: *//p' <<<"$shown" | tr ',' ' '); do
+      [[ $host == - ]] || FLAGS+=(--deny-domain "$host")
+    done
+  else
+    local noprofile
+    read -r -a noprofile <<<"${NOPROFILE[$agent]}"
+    FLAGS+=("${noprofile[@]}")
+  fi
+  "${agent}_flags"
+  FLAGS+=("${ARGS[@]}")
+}
+
+# Run the sandboxed command in project DIR as the test user, with a timeout; stdout and stderr
+# go to $out/NAME.out and .err. Sets RC.
+sandboxed() {
+  local name=$1 dir=$2 limit=$3
+  shift 3
+  RC=0
+  # --foreground: agentbox stays in this script's process group, so the deadline reaches it too;
+  # killing it takes the whole sandbox down (its own pid namespace).
+  (cd "$dir" && timeout --foreground --kill-after=10 "$limit" "${as_user[@]}" "$AGENTBOX" run "$@" \
+    </dev/null >"$out/$name.out" 2>"$out/$name.err") || RC=$?
+}
+show() {
+  local f
+  for f in "$@"; do
+    echo "--- $f (last 30 lines)" >&2
+    tail -n 30 "$out/$f" >&2 || true
+  done
+}
+contains() { grep -qF -- "$2" "$1" 2>/dev/null; }
+
+# ---------------------------------------------------------------------------------------------
+step "Claude Code: a task whose Bash tool call runs inside the sandbox"
+# After a run of the scripted task TASK in project PROJ (agent output in $out/TASK.out), check
+# that the conversation finished and what the agent's tool call could and could not do.
+tool_call_checks() {
+  local task=$1 proj=$2 result=$out/results/$1.txt ok=1
+  if ((RC == 0)); then pass "$task: exits 0"; else
+    fail "$task: exits 0" "exit status $RC"
+    ok=
+  fi
+  if contains "$out/$task.out" "$FINAL"; then pass "$task: finishes the scripted conversation"; else
+    fail "$task: finishes the scripted conversation" "its output lacks the stand-in's final text"
+    ok=
+  fi
+  if [[ -f $proj/proof.txt && $(cat "$proj/proof.txt") == made-by-agent ]]; then
+    pass "$task: its shell tool wrote proof.txt in the project"
+  else
+    fail "$task: its shell tool wrote proof.txt in the project" "proof.txt is missing or wrong"
+    ok=
+  fi
+  if contains "$result" end; then pass "$task: the tool result shows the command ran"; else
+    fail "$task: the tool result shows the command ran" \
+      "no tool result with 'end' reached the stand-in"
+    ok=
+  fi
+  if [[ -f $result ]] && ! contains "$result" "$canary"; then
+    pass "$task: ~/.ssh/id_rsa is not readable through its shell tool"
+    # Codex prefixes the output with bookkeeping lines.
+    echo "     tool result: $(grep -v '^\(Chunk ID\|Wall time\|Original token\)' "$result" \
+      | tr '\n' '|')"
+  else
+    fail "$task: ~/.ssh/id_rsa is not readable through its shell tool" \
+      "the tool result is missing or holds the canary"
+  fi
+  [[ -n $ok ]] || show "$task.err" "$task.out" standin.err
+}
+
+touch "$out/stamp"
+flags_for claude
+echo "agentbox run ${FLAGS[*]} -- claude -p ... --dangerously-skip-permissions"
+sandboxed claude "$work/projects/claude" "$T_RUN" "${FLAGS[@]}" -- claude -p \
+  "${TASK_MARKER}claude run the shell command the harness gives you, then report." \
+  --dangerously-skip-permissions
+tool_call_checks claude "$work/projects/claude"
+
+# ---------------------------------------------------------------------------------------------
+step "Codex CLI, Gemini CLI, aider"
+# `AGENT --version` in the sandbox FLAGS describe.
+version_check() {
+  local agent=$1 pattern=$2
+  sandboxed "$agent-version" "$work/projects/$agent" "$T_VERSION" "${FLAGS[@]}" -- "$agent" --version
+  if ((RC == 0)) && grep -qE "$pattern" "$out/$agent-version.out"; then
+    pass "$agent: --version inside the sandbox ($(head -n1 "$out/$agent-version.out"))"
+  else
+    fail "$agent: --version inside the sandbox" "exit status $RC"
+    show "$agent-version.out" "$agent-version.err"
+  fi
+}
+requests_to() { grep -c "\"path\": \"$1" "$out/requests.jsonl" || true; }
+
+flags_for codex
+version_check codex '^codex-cli [0-9]'
+# Codex 0.171 ignores OPENAI_BASE_URL: the stand-in is a provider of its own, in -c options.
+provider="{name=\"standin\",base_url=\"http://127.0.0.1:$PORT/v1\""
+provider+=",env_key=\"OPENAI_API_KEY\",wire_api=\"responses\"}"
+codex_exec() {
+  local task=$1
+  shift
+  sandboxed "$task" "$work/projects/$task" "$T_RUN" "${FLAGS[@]}" "$@" -- codex exec \
+    --skip-git-repo-check -c model_provider=standin -c model=gpt-standin \
+    -c "model_providers.standin=$provider" \
+    "${CODEX_MODE[@]}" "${TASK_MARKER}$task run the shell command the harness gives you."
+}
+# agentbox as Codex's only sandbox: how a profile would run it.
+CODEX_MODE=(--dangerously-bypass-approvals-and-sandbox)
+codex_exec codex
+tool_call_checks codex "$work/projects/codex"
+# Codex's own bwrap sandbox inside agentbox's.
+CODEX_MODE=(--sandbox workspace-write)
+codex_exec codex-nested --allow-nested
+tool_call_checks codex-nested "$work/projects/codex-nested"
+
+flags_for gemini
+version_check gemini '^[0-9]+\.[0-9]+'
+before=$(requests_to /v1beta/models/)
+sandboxed gemini "$work/projects/gemini" "$T_RUN" "${FLAGS[@]}" -- \
+  gemini -p "${TASK_MARKER}gemini say hello."
+if ((RC == 0)) && contains "$out/gemini.out" "$FINAL" \
+  && (($(requests_to /v1beta/models/) > before)); then
+  pass "gemini: -p completes against the stand-in"
+else
+  fail "gemini: -p completes against the stand-in" "exit status $RC"
+  show gemini.out gemini.err
+fi
+
+if [[ -n $aider_ready ]]; then
+  flags_for aider
+  version_check aider '^aider [0-9]'
+  sandboxed aider "$work/projects/aider" "$T_RUN" "${FLAGS[@]}" -- aider --model openai/gpt-standin \
+    --message "${TASK_MARKER}aider create the file." --yes-always --no-git --no-check-update \
+    --no-show-model-warnings --no-analytics --no-pretty
+  made=$(cat "$work/projects/aider/made_by_aider.txt" 2>/dev/null || true)
+  if ((RC == 0)) && [[ $made == made-by-aider ]]; then
+    pass "aider: --message writes a file in the project through the stand-in"
+  else
+    fail "aider: --message writes a file in the project through the stand-in" "exit status $RC"
+    show aider.out aider.err
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "the canary"
+if [[ -f $home/.ssh/id_rsa && $(sha256sum <"$home/.ssh/id_rsa") == "$canary_sum" ]]; then
+  pass "the planted ~/.ssh/id_rsa is unchanged on the host"
+else
+  fail "the planted ~/.ssh/id_rsa is unchanged on the host" "it was changed or removed"
+fi
+# Nothing the agents sent, printed or left behind (projects, a persistent sandbox home) holds it.
+leaks=$(grep -rlF -- "$canary" "$out" "$work/projects" "$home" 2>/dev/null \
+  | grep -vxF "$home/.ssh/id_rsa" || true)
+if [[ -z $leaks ]]; then
+  pass "the canary is in no request, output or file the agents wrote"
+else
+  fail "the canary is in no request, output or file the agents wrote" "found in: $leaks"
+fi
+
+# Every connection agentbox let through went to the stand-in: the test never left loopback.
+if python3 - "$netlog" "$PORT" <<'EOF'; then
+import json, sys
+bad = [e for e in map(json.loads, open(sys.argv[1]))
+       if e.get("allowed") and (e.get("host"), str(e.get("port"))) != ("127.0.0.1", sys.argv[2])]
+for e in bad:
+    print("  allowed: %s:%s" % (e.get("host"), e.get("port")), file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
+  pass "every connection let through went to the stand-in on loopback"
+else
+  fail "every connection let through went to the stand-in on loopback" "see the hosts above"
+fi
+
+step "what the agents did"
+if ((${#profiles[@]})); then
+  echo "built-in profiles used: ${profiles[*]}"
+else
+  echo "no built-in profiles in this agentbox: the NOPROFILE flags were used"
+fi
+echo "requests the stand-in answered, in order:"
+python3 "$here/standin.py" --summary "$out/requests.jsonl" || true
+echo "network decisions (from --net-log):"
+python3 - "$netlog" <<'EOF' || true
+import collections, json, sys
+seen = collections.Counter()
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    what = "allowed" if e.get("allowed") else "blocked"
+    seen[(what, "%s:%s" % (e.get("host"), e.get("port")))] += 1
+for (what, host), n in sorted(seen.items()):
+    print("  %-8s %-40s x%d" % (what, host, n))
+EOF
+echo "files the runs left in the test HOME on the host (count by place):"
+(cd "$home" && find . -newer "$out/stamp" -type f | python3 -c '
+import collections, sys
+places = collections.Counter()
+for line in sys.stdin:
+    parts = line.strip()[2:].split("/")
+    # Inside an agent home of agentbox'"'"'s (.local/share/agentbox/home/NAME/...): one more level.
+    depth = 6 if parts[:4] == [".local", "share", "agentbox", "home"] else 2
+    places["/".join(parts[:depth]) + ("/..." if len(parts) > depth else "")] += 1
+for place, n in sorted(places.items()):
+    print("  ~/%-72s %d" % (place, n))
+') || true
+
+echo
+echo "agents: $passed passed, $failed failed"
+((failed == 0))
