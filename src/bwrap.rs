@@ -142,7 +142,7 @@ const RUN_SIZE: u64 = 64 << 20;
 const MASK_SIZE: u64 = 4096;
 
 /// Why a project (or `--rw`) path is too broad to hand to the agent, if it is.
-fn too_broad(path: &Path, home: &Path) -> Option<&'static str> {
+pub fn too_broad(path: &Path, home: &Path) -> Option<&'static str> {
     const SYSTEM: &[&str] = &[
         "/bin",
         "/boot",

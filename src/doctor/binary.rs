@@ -61,41 +61,9 @@ fn refusal(canon: &Path, mode: u32, project: Option<&Path>) -> Option<Refusal> {
     }
 }
 
-/// The current directory, when `agentbox run` would take it as the project: not `/`, the home
-/// or one of its parents, or a system directory (these mirror `bwrap::too_broad`).
+/// The current directory, when `agentbox run` would take it as the project (the same rule).
 fn default_project(cwd: &Path, home: Option<&Path>) -> bool {
-    const BROAD: &[&str] = &[
-        "/bin",
-        "/boot",
-        "/dev",
-        "/etc",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/media",
-        "/mnt",
-        "/nix",
-        "/opt",
-        "/proc",
-        "/root",
-        "/run",
-        "/sbin",
-        "/snap",
-        "/srv",
-        "/sys",
-        "/tmp",
-        "/usr",
-        "/var",
-        "/var/tmp",
-        "/home",
-        "/usr/local",
-    ];
-    let kernel = ["/proc", "/sys", "/dev", "/boot"];
-    !(cwd == Path::new("/")
-        || home.is_some_and(|h| h.starts_with(cwd))
-        || BROAD.iter().any(|b| cwd == Path::new(b))
-        || kernel.iter().any(|k| cwd.starts_with(k)))
+    crate::bwrap::too_broad(cwd, home.unwrap_or(Path::new("/nonexistent-home"))).is_none()
 }
 
 /// The package command for the distribution in /etc/os-release.
