@@ -1,7 +1,12 @@
 //! Planner tests: `Policy` + `HostFacts` (made up, no I/O) -> whole argv.
 
 use super::*;
-use crate::host::{Bwrap, Candidate, GitRepo, Root};
+use crate::host::{Bwrap, Candidate, GitRepo, Root, SysEntry};
+use crate::policy::{Access, EnvPass};
+use crate::seccomp;
+use crate::secrets::{Found, Kind};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 fn policy(command: &[&str]) -> Policy {
     Policy {

@@ -1,0 +1,238 @@
+//! The process side of the plan: refusals of broad projects, namespaces, the seccomp
+//! programs, and the environment. Pure.
+
+use std::ffi::{OsStr, OsString};
+
+use anyhow::Result;
+
+use super::*;
+use crate::error::Fail;
+use crate::policy::{Access, EnvPass, NetMode, Policy};
+use crate::rules::{ENV_ALLOWED_PREFIXES, ENV_ALLOWLIST};
+use crate::seccomp;
+
+pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -> Result<()> {
+    let writable = std::iter::once(("project", &facts.project)).chain(
+        facts
+            .extra
+            .iter()
+            .filter(|e| e.1 == Access::ReadWrite)
+            .map(|e| ("--rw path", &e.0)),
+    );
+    for (what, path) in writable {
+        let Some(why) = too_broad(path, &facts.home) else {
+            continue;
+        };
+        let message = format!("refusing {what} {}: {why}", path.display());
+        if !policy.allow_broad_project {
+            return Err(Fail::hint(
+                message,
+                "cd into the project directory, or pass --project DIR \
+                 (--allow-broad-project overrides this check)",
+            )
+            .into());
+        }
+        b.warnings.push(format!(
+            "{message}; going ahead because of --allow-broad-project"
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
+    b.push(
+        Op::UnshareUser,
+        "own user namespace: no privileges over the host",
+    );
+    b.push(
+        Op::UnsharePid,
+        "own pid namespace: host processes are invisible",
+    );
+    b.push(
+        Op::UnshareIpc,
+        "own IPC namespace: no host shared memory or semaphores",
+    );
+    b.push(Op::UnshareUts, "own hostname");
+    b.push(
+        Op::Hostname("agentbox"),
+        "a hostname that says where you are",
+    );
+    b.push(
+        Op::UnshareCgroupTry,
+        "own cgroup view where the kernel supports it",
+    );
+    match policy.net {
+        NetMode::None => b.push(
+            Op::UnshareNet,
+            "own empty network namespace: no network, no host abstract sockets",
+        ),
+        NetMode::Host => b.notes.push(
+            "the host network is shared (--allow-net): the agent can reach any host".to_owned(),
+        ),
+        NetMode::Filtered => b.push(
+            Op::UnshareNet,
+            "own network namespace: the only way out is agentbox's proxy, by allowlist",
+        ),
+    }
+    b.push(
+        Op::DieWithParent,
+        "the sandbox dies when agentbox's parent does",
+    );
+    // --new-session stops TIOCSTI typing into the parent terminal, but it also detaches the
+    // terminal, so a full-screen program never hears of a window resize. On a terminal the
+    // seccomp filter refuses TIOCSTI instead.
+    if !facts.stdin_tty {
+        b.push(
+            Op::NewSession,
+            "no terminal: a new session, so nothing can type into a parent terminal",
+        );
+    }
+    b.push(Op::CapDropAll, "no capabilities, even when started as root");
+    if policy.net == NetMode::Filtered {
+        crate::net::plan::privileges(b);
+        return;
+    }
+    if f.disable_userns && !policy.allow.nested {
+        b.push(
+            Op::DisableUserns,
+            "no nested user namespaces, enforced by the kernel as well as by seccomp",
+        );
+    }
+}
+
+pub(super) fn filters(policy: &Policy, b: &mut Builder) -> Result<()> {
+    if policy.allow.debug {
+        b.notes.push(
+            "--allow-debug: ptrace, process_vm_readv/writev and perf_event_open are allowed; \
+             the agent can read and change the memory of any process in the sandbox"
+                .to_owned(),
+        );
+    }
+    if policy.allow.nested {
+        b.notes.push(
+            "--allow-nested: user namespaces and mounts are allowed inside; more of the \
+             kernel is reachable, and a kernel bug there is a way out"
+                .to_owned(),
+        );
+    }
+    if policy.net == NetMode::Filtered {
+        // agentbox's relay loads the programs itself, after its network setup.
+        return Ok(());
+    }
+    for p in seccomp::programs(policy.allow)? {
+        b.push(Op::Seccomp(p.bytes), format!("seccomp: {}", p.why));
+    }
+    Ok(())
+}
+
+pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
+    b.push(
+        Op::ClearEnv,
+        "start from an empty environment: tokens stay outside",
+    );
+    let mut vars: Vec<(Op, &str)> = Vec::new();
+    let mut set = |name: OsString, value: OsString, from_host: bool, why: &'static str| {
+        let op = Op::SetEnv {
+            name,
+            value,
+            from_host,
+        };
+        let same = |o: &Op| matches!((o, &op), (Op::SetEnv { name: a, .. }, Op::SetEnv { name: b, .. }) if a == b);
+        match vars.iter_mut().find(|v| same(&v.0)) {
+            Some(v) => *v = (op, why),
+            None => vars.push((op, why)),
+        }
+    };
+    for name in ENV_ALLOWLIST {
+        if let Some(v) = facts.var(OsStr::new(name)) {
+            set(
+                name.into(),
+                v.to_owned(),
+                true,
+                "allowlisted: terminal, locale or identity",
+            );
+        }
+    }
+    let mut locale: Vec<_> = facts
+        .env
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            ENV_ALLOWED_PREFIXES.iter().any(|p| k.starts_with(p))
+        })
+        .collect();
+    locale.sort();
+    for (k, v) in locale {
+        set(k.clone(), v.clone(), true, "allowlisted: locale");
+    }
+    set(
+        "HOME".into(),
+        facts.home.clone().into_os_string(),
+        false,
+        "the (empty) home, at its real path",
+    );
+    if facts.var(OsStr::new("PATH")).is_none() {
+        set(
+            "PATH".into(),
+            "/usr/local/bin:/usr/bin:/bin".into(),
+            false,
+            "the host has no PATH: a standard one",
+        );
+    }
+    if agent::needs_shims(facts) {
+        let mut path = OsString::from(agent::SHIM_DIR);
+        if let Some(host) = facts.var(OsStr::new("PATH")) {
+            path.push(":");
+            path.push(host);
+        }
+        set(
+            "PATH".into(),
+            path,
+            false,
+            "the shim directory first: the agent's executables, where the sandbox shows them",
+        );
+    }
+    if facts.ssh_agent.is_some() {
+        set(
+            "SSH_AUTH_SOCK".into(),
+            agent::SSH_AGENT_INSIDE.into(),
+            false,
+            "--ssh-agent",
+        );
+    }
+    if let Some(sock) = &facts.docker {
+        let mut v = OsString::from("unix://");
+        v.push(sock);
+        set("DOCKER_HOST".into(), v, false, "--docker");
+    }
+    if policy.net == NetMode::Filtered {
+        for (name, value, why) in crate::net::plan::proxy_env(&policy.filter.rules) {
+            set(name.into(), value.into(), false, why);
+        }
+    }
+    for pass in &policy.env {
+        match pass {
+            EnvPass::Inherit(name) => match facts.var(name) {
+                Some(v) => set(name.clone(), v.to_owned(), true, "--env"),
+                None => b.warnings.push(format!(
+                    "--env {}: not set on the host, so not set inside",
+                    name.to_string_lossy()
+                )),
+            },
+            EnvPass::Set(name, value) => set(name.clone(), value.clone(), false, "--env"),
+            EnvPass::IfSet(name) => {
+                if let Some(v) = facts.var(name) {
+                    set(
+                        name.clone(),
+                        v.to_owned(),
+                        true,
+                        "the profile's key or endpoint",
+                    );
+                }
+            }
+        }
+    }
+    for (op, why) in vars {
+        b.push(op, why);
+    }
+}

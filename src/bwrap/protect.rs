@@ -1,0 +1,193 @@
+//! What the plan protects: files the host runs later made read-only (their parents pinned),
+//! secrets masked, and the size check against bwrap's argument limit. Pure.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::*;
+use crate::error::Fail;
+use crate::rules::PINNED_PARENTS;
+use crate::secrets::{Found, Kind};
+
+/// bwrap refuses more than 9000 arguments (`MAX_ARGS`); each mask takes three. Say so, with
+/// the fix, instead of letting bwrap fail with its own exit status.
+pub(super) fn check_size(b: &Builder) -> Result<()> {
+    const BWRAP_MAX_ARGS: usize = 9000;
+    const MARGIN: usize = 500; // the command's own arguments and agentbox's later additions
+    let count: usize = b.steps.iter().map(|s| op_args(&s.op, 0).0.len()).sum();
+    if count + MARGIN > BWRAP_MAX_ARGS {
+        let masks = b
+            .steps
+            .iter()
+            .filter(|s| matches!(s.op, Op::EmptyFile(_)))
+            .count();
+        return Err(Fail::hint(
+            format!(
+                "the sandbox needs {count} bwrap arguments ({masks} masked files), more than \
+                 bwrap accepts"
+            ),
+            "--unhide the test fixtures that are not secrets, e.g. --unhide 'testdata/*.pem'",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Is `path` inside a writable root (where the agent could change it)?
+pub(super) fn in_writable(facts: &HostFacts, steps: &[Step], path: &Path) -> bool {
+    facts.roots.iter().any(|r| path.starts_with(&r.path))
+        || steps
+            .iter()
+            .any(|s| matches!(&s.op, Op::Bind(p) if path.starts_with(p)))
+}
+
+pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
+    let mut ro: Vec<(PathBuf, String)> = Vec::new();
+    let mut create: Vec<PathBuf> = Vec::new();
+    let mut pins: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut symlinks: Vec<&Path> = Vec::new();
+    for root in &facts.roots {
+        for f in root.runs_later.iter().chain(&root.runs_later_targets) {
+            match f.kind {
+                Kind::Symlink => symlinks.push(&f.path),
+                _ => ro.push((f.path.clone(), f.why.clone())),
+            }
+        }
+        for repo in &root.git {
+            if let Some(a) = repo.anomalies.first() {
+                return Err(Fail::hint(
+                    format!("refusing to start: {a}"),
+                    "look at it with the agent stopped, and fix or remove it",
+                )
+                .into());
+            }
+            if repo.dot_git_kind == Kind::Dir {
+                pins.insert(repo.dot_git.clone());
+            }
+            for (path, kind, why) in &repo.entries {
+                match kind {
+                    Some(Kind::Symlink) => symlinks.push(path),
+                    Some(_) => ro.push((path.clone(), (*why).to_owned())),
+                    None if path.ends_with("hooks") => {
+                        create.push(path.clone());
+                        ro.push((path.clone(), format!("{why} (created empty, as git does)")));
+                    }
+                    None => {}
+                }
+            }
+            for (path, why) in &repo.config_paths {
+                if !in_writable(facts, &b.steps, path) {
+                    continue;
+                }
+                if !path.exists() {
+                    return Err(Fail::hint(
+                        format!(
+                            "refusing to start: {why} names {}, which does not exist: the \
+                             agent could create it, and git on the host would obey it",
+                            path.display()
+                        ),
+                        format!("create it first (mkdir -p or touch {})", path.display()),
+                    )
+                    .into());
+                }
+                ro.push((path.clone(), format!("named by {why}")));
+            }
+        }
+    }
+    ro.retain(|(p, _)| in_writable(facts, &b.steps, p));
+    // Only what agentbox protects is created, and only inside a writable root.
+    create.retain(|p| in_writable(facts, &b.steps, p));
+    b.prep.extend(create.into_iter().map(Prep::CreateDir));
+    for (p, _) in &ro {
+        for parent in p.ancestors().skip(1) {
+            let named = parent
+                .file_name()
+                .is_some_and(|n| PINNED_PARENTS.iter().any(|x| n == *x));
+            if named && in_writable(facts, &b.steps, parent) {
+                pins.insert(parent.to_owned());
+            }
+        }
+    }
+    for p in pins {
+        b.push(
+            Op::Bind(p),
+            "pinned (a mount point): cannot be renamed away and replaced",
+        );
+    }
+    ro.sort();
+    ro.dedup_by(|a, b| a.0 == b.0);
+    for (p, why) in ro {
+        b.push(Op::RoBind(p), format!("read-only: {why}"));
+    }
+    for link in symlinks {
+        b.warnings.push(format!(
+            "{} is a symlink: it is not followed, but it cannot be made read-only either; \
+             replace it with a regular file or directory",
+            link.display()
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {
+    let mut masked: Vec<&Found> = Vec::new();
+    for root in &facts.roots {
+        for s in &root.secrets {
+            // A symlinked secret was resolved to its target: mask that only where the sandbox
+            // would show it; elsewhere it dangles inside.
+            if visible(&b.steps, &s.path) {
+                masked.push(s);
+            }
+        }
+    }
+    masked.sort_by(|a, b| a.path.cmp(&b.path));
+    masked.dedup_by(|a, b| a.path == b.path || a.path.starts_with(&b.path));
+    for s in &masked {
+        let why = format!("masked: {}", s.why);
+        match s.kind {
+            Kind::Dir => {
+                b.push(
+                    Op::Tmpfs {
+                        dest: s.path.clone(),
+                        size: f.tmpfs_size.then_some(MASK_SIZE),
+                    },
+                    why,
+                );
+                b.push(Op::RemountRo(s.path.clone()), "masked directory: read-only");
+            }
+            _ => b.push(Op::EmptyFile(s.path.clone()), why),
+        }
+    }
+    if !masked.is_empty() {
+        let names: Vec<String> = masked
+            .iter()
+            .take(5)
+            .map(|s| {
+                s.path
+                    .strip_prefix(&facts.project)
+                    .unwrap_or(&s.path)
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let more = masked.len().saturating_sub(names.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        b.notes.push(format!(
+            "masking {} secret path(s): {}{more} (--unhide GLOB shows one, --dry-run lists all)",
+            masked.len(),
+            names.join(", ")
+        ));
+    }
+    for p in &facts.system_secrets {
+        b.push(
+            Op::EmptyFile(p.clone()),
+            "masked: password hashes and host keys, readable by uid 0",
+        );
+    }
+}
