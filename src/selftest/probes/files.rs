@@ -1,0 +1,239 @@
+//! Probes of the filesystem: secrets in the home and the project, writes outside, files
+//! the host runs later.
+
+use std::fs;
+use std::path::Path;
+
+use super::*;
+
+pub(super) fn home() -> Vec<Probe> {
+    const C: &str = "home-secrets";
+    vec![
+        p("home-ssh", C, Blocked, "~/.ssh is not there", |c| {
+            absent(&c.home().join(".ssh"))
+        }),
+        p("home-aws", C, Blocked, "~/.aws is not there", |c| {
+            absent(&c.home().join(".aws"))
+        }),
+        p("home-gnupg", C, Blocked, "~/.gnupg is not there", |c| {
+            absent(&c.home().join(".gnupg"))
+        }),
+        p("home-netrc", C, Blocked, "~/.netrc is not there", |c| {
+            absent(&c.home().join(".netrc"))
+        }),
+        p(
+            "home-git-credentials",
+            C,
+            Blocked,
+            "~/.git-credentials is not there",
+            |c| absent(&c.home().join(".git-credentials")),
+        ),
+        p(
+            "home-gh",
+            C,
+            Blocked,
+            "~/.config/gh (GitHub token) is not there",
+            |c| absent(&c.home().join(".config/gh")),
+        ),
+        p(
+            "home-docker",
+            C,
+            Blocked,
+            "~/.docker (registry auth) is not there",
+            |c| absent(&c.home().join(".docker")),
+        ),
+        p(
+            "home-kube",
+            C,
+            Blocked,
+            "~/.kube (cluster credentials) is not there",
+            |c| absent(&c.home().join(".kube")),
+        ),
+        p(
+            "home-scratch",
+            C,
+            Allowed,
+            "the empty home is usable scratch space",
+            |c| {
+                let f = c.home().join(format!(".{}-scratch", c.leftover));
+                io_fails(fs::write(&f, "x").and_then(|_| fs::read(&f)))
+            },
+        ),
+    ]
+}
+
+pub(super) fn project() -> Vec<Probe> {
+    const C: &str = "project-secrets";
+    vec![
+        p(
+            "canary-env",
+            C,
+            Blocked,
+            "a .env in a writable root reads empty",
+            |c| secret_read(&c.canary(".env")),
+        ),
+        p(
+            "canary-env-deep",
+            C,
+            Blocked,
+            "a .env three directories down reads empty",
+            |c| secret_read(&c.canary("a/b/c/.env")),
+        ),
+        p(
+            "canary-key",
+            C,
+            Blocked,
+            "an id_rsa in a writable root reads empty",
+            |c| secret_read(&c.canary("id_rsa")),
+        ),
+        p(
+            "canary-secret-dir",
+            C,
+            Blocked,
+            "a .aws directory in a writable root is empty",
+            |c| secret_read(&c.canary(".aws/credentials")),
+        ),
+        p(
+            "canary-symlink",
+            C,
+            Blocked,
+            "a secret reached through a symlink reads empty",
+            |c| secret_read(&c.canary(".env.local")),
+        ),
+        p(
+            "canary-env-write",
+            C,
+            Blocked,
+            "a masked .env cannot be written",
+            |c| write_fails(&c.canary(".env")),
+        ),
+        p(
+            "project-secrets",
+            C,
+            Blocked,
+            "every secret found in the project reads empty",
+            |c| {
+                let leaks: Vec<String> = c
+                    .project_secrets
+                    .iter()
+                    .map(|b| path(b))
+                    .filter(|p| !secret_read(p).blocked)
+                    .map(|p| p.display().to_string())
+                    .collect();
+                match (leaks.is_empty(), c.project_secrets.len()) {
+                    (true, 0) => blocked("the project holds no secret files"),
+                    (true, n) => blocked(format!("all {n} read empty")),
+                    (false, _) => allowed(format!("readable: {}", leaks.join(", "))),
+                }
+            },
+        ),
+        p(
+            "canary-template",
+            C,
+            Allowed,
+            ".env.example stays readable",
+            |c| match fs::read_to_string(c.canary(".env.example")) {
+                Ok(s) if s.contains("EXAMPLE") => allowed("readable"),
+                Ok(_) => blocked("empty"),
+                Err(e) => blocked(e.to_string()),
+            },
+        ),
+        p(
+            "project-write",
+            C,
+            Allowed,
+            "the project is writable",
+            |c| {
+                let f = path(&c.project).join(format!(".{}-write", c.leftover));
+                let r = fs::write(&f, "x").and_then(|_| fs::remove_file(&f));
+                io_fails(r)
+            },
+        ),
+    ]
+}
+
+pub(super) fn outside() -> Vec<Probe> {
+    const C: &str = "write-outside";
+    vec![
+        p("write-usr", C, Blocked, "/usr cannot be written", |c| {
+            write_fails(&Path::new("/usr").join(&c.leftover))
+        }),
+        p("write-etc", C, Blocked, "/etc cannot be written", |c| {
+            write_fails(&Path::new("/etc").join(&c.leftover))
+        }),
+        p("write-root", C, Blocked, "/ cannot be written", |c| {
+            write_fails(&Path::new("/").join(&c.leftover))
+        }),
+        p(
+            "write-home-persist",
+            C,
+            Allowed,
+            "writes to ~, /tmp, /var/tmp stay inside",
+            |c| {
+                // The harness checks afterwards that none of these reached the host.
+                let name = &c.leftover;
+                let r = [c.home(), "/tmp".into(), "/var/tmp".into()]
+                    .iter()
+                    .try_for_each(|d| fs::write(d.join(name), "x"));
+                io_fails(r)
+            },
+        ),
+    ]
+}
+
+pub(super) fn runs_later() -> Vec<Probe> {
+    const C: &str = "runs-later";
+    vec![
+        p(
+            "git-hooks",
+            C,
+            Blocked,
+            "no hook can be planted in .git/hooks",
+            |c| write_fails(&c.canary(".git/hooks/pre-commit")),
+        ),
+        p(
+            "git-config",
+            C,
+            Blocked,
+            ".git/config cannot be changed",
+            |c| write_fails(&c.canary(".git/config")),
+        ),
+        p(
+            "git-rename",
+            C,
+            Blocked,
+            ".git cannot be renamed away and replaced",
+            |c| io_fails(fs::rename(c.canary(".git"), c.canary(".git-moved"))),
+        ),
+        p("envrc", C, Blocked, ".envrc cannot be changed", |c| {
+            write_fails(&c.canary(".envrc"))
+        }),
+        p(
+            "vscode",
+            C,
+            Blocked,
+            "no task can be added to .vscode",
+            |c| write_fails(&c.canary(".vscode/tasks.json")),
+        ),
+        p("mcp-json", C, Blocked, ".mcp.json cannot be changed", |c| {
+            write_fails(&c.canary(".mcp.json"))
+        }),
+        p(
+            "claude-commands",
+            C,
+            Blocked,
+            "no command can be added to .claude/commands",
+            |c| write_fails(&c.canary(".claude/commands/evil.md")),
+        ),
+        p(
+            "git-objects",
+            C,
+            Allowed,
+            "the rest of .git stays writable (commits work)",
+            |c| {
+                let f = c.canary(".git/objects/agentbox-probe");
+                io_fails(fs::write(&f, "x").and_then(|_| fs::remove_file(&f)))
+            },
+        ),
+    ]
+}
