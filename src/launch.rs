@@ -43,6 +43,8 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
         Some(n) if filtered => Some(session::start(n, &policy.filter)?),
         _ => None,
     };
+    // The proxy holds two fds per tunnel.
+    sys::raise_nofile_to_hard();
     let code = supervise(plan, &prefix)?;
     drop(enforcer);
     if let Some(n) = net {

@@ -19,7 +19,7 @@ mod socks;
 mod tally;
 #[cfg(test)]
 mod tests;
-mod tunnel;
+pub(crate) mod tunnel;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 
+use std::sync::atomic::AtomicU64;
+
 use crate::net::dns::{self, Answer};
+use crate::net::proxy::tunnel::pump;
 use crate::net::rules::{Host, NetPolicy};
 use crate::seccomp;
 use crate::sys;
@@ -134,6 +137,8 @@ fn become_user(ctx: &RelayCtx) -> Result<()> {
 
 pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
     let ctx: RelayCtx = serde_json::from_str(ctx_json).context("reading the relay context")?;
+    // Every tunnel holds two fds here: a 1024 soft limit would stop near 500 of them.
+    sys::raise_nofile_to_hard();
     let policy = NetPolicy::new(&ctx.allow, &ctx.deny)?;
     let token = std::fs::read_to_string(TOKEN_FILE).context("reading the proxy token")?;
     let bound = bind(&policy)?;
@@ -242,10 +247,18 @@ async fn upstream(shared: &Shared) -> std::io::Result<UnixStream> {
     Ok(up)
 }
 
+/// Copies both ways with the proxy's growing buffers (small while idle, large for bulk).
+async fn splice(client: &mut TcpStream, up: &mut UnixStream) {
+    let (n1, n2) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (cr, cw) = client.split();
+    let (ur, uw) = up.split();
+    let _ = tokio::try_join!(pump(cr, uw, &n1), pump(ur, cw, &n2));
+}
+
 /// A proxy-aware client: its bytes go to the host proxy as they are.
 async fn pipe(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut up = upstream(shared).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut up).await?;
+    splice(&mut client, &mut up).await;
     Ok(())
 }
 
@@ -279,7 +292,7 @@ async fn tunnel_by_name(mut client: TcpStream, shared: &Shared) -> std::io::Resu
     if !(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200")) {
         return Ok(());
     }
-    tokio::io::copy_bidirectional(&mut client, &mut up).await?;
+    splice(&mut client, &mut up).await;
     Ok(())
 }
 

@@ -103,6 +103,21 @@ fn cloexec_from(first: RawFd) -> Result<()> {
     Ok(())
 }
 
+/// Raises the soft open-file limit to the hard one (best effort).
+pub fn raise_nofile_to_hard() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Makes room for `needed` fds, within the hard limit.
 fn raise_nofile(needed: u64) -> Result<()> {
     let mut lim = libc::rlimit {

@@ -2,7 +2,8 @@
 //! sending, the other is told (shutdown of the write side) and the reverse direction goes on,
 //! which request/response protocols need. Buffers start small and grow to at most
 //! `MAX_BUF` per direction only for a tunnel that fills them, so a thousand idle tunnels cost
-//! little memory.
+//! little memory while a bulk transfer moves large reads (fewer system calls and context
+//! switches per byte: 16 KiB reads held throughput to a fifth of loopback's).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 const MIN_BUF: usize = 1024;
-pub(super) const MAX_BUF: usize = 16 * 1024;
+pub(super) const MAX_BUF: usize = 256 * 1024;
 
 /// Copies until both directions have ended, or either fails (then both are cut: a reset on
 /// one side means nobody is left to talk to).
@@ -27,7 +28,7 @@ pub(super) async fn run(
 }
 
 /// One direction: read, write, count; at end of input, shut the writer down.
-pub(super) async fn pump<R, W>(mut from: R, mut to: W, count: &AtomicU64) -> io::Result<()>
+pub(crate) async fn pump<R, W>(mut from: R, mut to: W, count: &AtomicU64) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -74,7 +75,7 @@ mod tests {
 
     #[tokio::test]
     async fn copies_counts_and_caps_the_buffer() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| i as u8).collect();
         let mut src = Sizes {
             data: &data,
             asked: vec![],
@@ -83,8 +84,9 @@ mod tests {
         let count = AtomicU64::new(0);
         pump(&mut src, &mut out, &count).await.unwrap();
         assert_eq!(out, data);
-        assert_eq!(count.load(Ordering::Relaxed), 200_000);
-        assert_eq!(src.asked[..3], [MIN_BUF, 4 * MIN_BUF, MAX_BUF]);
+        assert_eq!(count.load(Ordering::Relaxed), 2_000_000);
+        let growth = [MIN_BUF, 4 * MIN_BUF, 16 * MIN_BUF, 64 * MIN_BUF, MAX_BUF];
+        assert_eq!(src.asked[..5], growth);
         assert!(src.asked.iter().all(|&n| n <= MAX_BUF));
     }
 
