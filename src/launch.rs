@@ -39,13 +39,13 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
     if !filtered && !cgroup {
         return exec(plan, &prefix);
     }
-    let net = match &facts.net {
-        Some(n) if filtered => Some(session::start(n, &policy.filter)?),
+    let pending = match &facts.net {
+        Some(n) if filtered => Some(session::prepare(n, &policy.filter)?),
         _ => None,
     };
     // The proxy holds two fds per tunnel.
     sys::raise_nofile_to_hard();
-    let code = supervise(plan, &prefix)?;
+    let (code, net) = supervise(plan, &prefix, pending)?;
     drop(enforcer);
     if let Some(n) = net {
         n.finish();
@@ -115,7 +115,11 @@ fn exec(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
 
 /// Runs bwrap as a child, forwards termination signals and waits. Ctrl-C from the terminal
 /// reaches the sandbox directly (same process group).
-fn supervise(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
+fn supervise(
+    plan: &Plan,
+    prefix: &[std::ffi::OsString],
+    net: Option<session::Pending>,
+) -> Result<(ExitCode, Option<session::Running>)> {
     let (_, data) = to_argv(plan);
     if plan.interactive {
         sys::ignore_interrupts()?;
@@ -124,6 +128,14 @@ fn supervise(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
     // only, between fork and exec.
     let mut child = sys::spawn_with_data_fds(&mut command(plan, prefix), FIRST_DATA_FD, &data)
         .with_context(|| format!("starting {}", plan.bwrap.display()))?;
+    let net = match net.map(session::Pending::start).transpose() {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
     let forwarded: &[i32] = if plan.interactive {
         &[SIGTERM, SIGHUP]
     } else {
@@ -144,7 +156,7 @@ fn supervise(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
     let status = child.wait().context("waiting for bwrap")?;
     handle.close();
     let _ = forwarder.join();
-    Ok(exit_code(status))
+    Ok((exit_code(status), net))
 }
 
 /// The first child of the first child of `pid`, from /proc (bwrap's pid 1 inside, then the

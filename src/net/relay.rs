@@ -151,7 +151,6 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
         socket: std::path::Path::new(SOCKET_DIR).join(SOCKET_NAME),
         synth: Mutex::new(Synth::default()),
     });
-    std::thread::spawn(move || serve(shared, bound));
     let (prog, args) = command.split_first().context("no command")?;
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);
@@ -170,6 +169,8 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
             }));
         }
     };
+    // The agent starts first: its connections wait in the bound sockets' queues meanwhile.
+    std::thread::spawn(move || serve(shared, bound));
     // Termination requests agentbox passes on (or the user sends this process) go to the
     // agent, which may end cleanly; its exit ends the sandbox.
     let agent = child.id() as i32;

@@ -58,7 +58,24 @@ fn sweep(base: &Path) {
     }
 }
 
-pub fn start(net: &NetSession, filter: &NetFilter) -> Result<Running> {
+/// The socket directory made and the socket bound, the proxy not started yet: bwrap can start
+/// meanwhile (connections wait in the socket's queue), which takes the proxy's start-up off the
+/// sandbox's.
+pub struct Pending {
+    running: Running,
+    listener: std::os::unix::net::UnixListener,
+    config: ProxyConfig,
+}
+
+impl Pending {
+    pub fn start(self) -> Result<Running> {
+        let mut running = self.running;
+        running.proxy = Some(proxy::start(self.listener, self.config)?);
+        Ok(running)
+    }
+}
+
+pub fn prepare(net: &NetSession, filter: &NetFilter) -> Result<Pending> {
     let base = net.dir.parent().context("socket directory has no parent")?;
     private_base(base, net.uid)?;
     sweep(base);
@@ -67,7 +84,7 @@ pub fn start(net: &NetSession, filter: &NetFilter) -> Result<Running> {
         .create(&net.dir)
         .with_context(|| format!("creating {}", net.dir.display()))?;
     // From here on, dropping `running` removes the directory again.
-    let mut running = Running {
+    let running = Running {
         dir: net.dir.clone(),
         proxy: None,
         learn: filter.learn,
@@ -84,16 +101,17 @@ pub fn start(net: &NetSession, filter: &NetFilter) -> Result<Running> {
         ),
         None => None,
     };
-    running.proxy = Some(proxy::start(
+    let config = ProxyConfig {
+        policy: filter.rules.clone(),
+        token: net.token.clone(),
+        fixed: filter.fixed.clone(),
+        log,
+    };
+    Ok(Pending {
+        running,
         listener,
-        ProxyConfig {
-            policy: filter.rules.clone(),
-            token: net.token.clone(),
-            fixed: filter.fixed.clone(),
-            log,
-        },
-    )?);
-    Ok(running)
+        config,
+    })
 }
 
 impl Running {
