@@ -131,8 +131,8 @@ fn main() -> BenchResult<()> {
     );
     println!("  entries: {entries} in the whole tree, {visible} left after the scan's pruning");
     println!(
-        "  runs: {WARMUP_RUNS} warm-up + {runs} timed rounds, interleaved; rayon threads: {}",
-        rayon::current_num_threads()
+        "  runs: {WARMUP_RUNS} warm-up + {runs} timed rounds, interleaved; cores: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!("  {:<44} {:>9} {:>9} {:>9}", "(ms)", "min", "median", "p90");
     scan.print("secrets::scan (sequential start, then parallel)");
