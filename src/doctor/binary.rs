@@ -2,10 +2,9 @@
 //! acceptable `bwrap` on PATH), its version and what agentbox can use of it, and who can
 //! change it.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::bwrap::{Features, MIN_BWRAP};
@@ -118,30 +117,14 @@ fn version_of(path: &Path) -> Result<(u32, u32, u32), String> {
 pub(super) fn find(explicit: Option<&Path>, uid: u32) -> (Check, Option<Bwrap>) {
     let name = "bwrap";
     let path_var = std::env::var_os("PATH");
-    let candidates: Vec<PathBuf> = match explicit {
-        Some(p) => vec![p.to_owned()],
-        None => std::env::split_paths(path_var.as_deref().unwrap_or(OsStr::new("")))
-            .filter(|d| d.is_absolute() && d.components().all(|c| c != Component::ParentDir))
-            .map(|d| d.join("bwrap"))
-            .collect(),
-    };
     let home = std::env::var_os("HOME").and_then(|h| fs::canonicalize(h).ok());
     let project = std::env::current_dir()
         .and_then(fs::canonicalize)
         .ok()
         .filter(|c| default_project(c, home.as_deref()));
     let mut refused = Vec::new();
-    for cand in candidates {
-        let Ok(canon) = fs::canonicalize(&cand) else {
-            continue;
-        };
-        let Ok(meta) = fs::metadata(&canon) else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        if let Some(r) = refusal(&canon, meta.mode(), project.as_deref()) {
+    for (canon, mode) in crate::host::bwrap_candidates(explicit, path_var.as_deref()) {
+        if let Some(r) = refusal(&canon, mode, project.as_deref()) {
             refused.push((canon, r));
             continue;
         }
@@ -160,7 +143,7 @@ pub(super) fn find(explicit: Option<&Path>, uid: u32) -> (Check, Option<Bwrap>) 
         let bwrap = Bwrap {
             path: canon,
             version,
-            setuid: meta.mode() & 0o4000 != 0,
+            setuid: mode & 0o4000 != 0,
         };
         if version < MIN_BWRAP {
             let fix = vec![format!(

@@ -393,16 +393,11 @@ fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candi
         .collect()
 }
 
-/// Finds bwrap: the explicit path, else the first on PATH that is not inside the project
-/// (a planted `./bwrap` would run unsandboxed with the user's rights) and is not writable by
-/// group or others (anyone who can rewrite it owns every sandbox).
-fn find_bwrap(
-    explicit: Option<&Path>,
-    path_var: Option<&OsStr>,
-    writable: &[PathBuf],
-) -> Result<Bwrap> {
-    let hint = "install bubblewrap (apt-get install bubblewrap) or pass --bwrap PATH";
-    let candidates: Vec<PathBuf> = match explicit {
+/// The bwrap executables agentbox would consider, in order: the explicit path, else `bwrap`
+/// in each absolute PATH entry; canonical, regular files only, with their mode. (`doctor`
+/// walks the same list.)
+pub fn bwrap_candidates(explicit: Option<&Path>, path_var: Option<&OsStr>) -> Vec<(PathBuf, u32)> {
+    let named: Vec<PathBuf> = match explicit {
         Some(p) => vec![p.to_owned()],
         None => path_var
             .map(|v| std::env::split_paths(v).collect::<Vec<_>>())
@@ -412,18 +407,27 @@ fn find_bwrap(
             .map(|d| d.join("bwrap"))
             .collect(),
     };
+    named
+        .iter()
+        .filter_map(|cand| {
+            let canon = fs::canonicalize(cand).ok()?;
+            let meta = fs::metadata(&canon).ok()?;
+            meta.is_file().then(|| (canon, meta.permissions().mode()))
+        })
+        .collect()
+}
+
+/// Finds bwrap: the explicit path, else the first on PATH that is not inside the project
+/// (a planted `./bwrap` would run unsandboxed with the user's rights) and is not writable by
+/// group or others (anyone who can rewrite it owns every sandbox).
+fn find_bwrap(
+    explicit: Option<&Path>,
+    path_var: Option<&OsStr>,
+    writable: &[PathBuf],
+) -> Result<Bwrap> {
+    let hint = "install bubblewrap (apt-get install bubblewrap) or pass --bwrap PATH";
     let mut refused = Vec::new();
-    for cand in candidates {
-        let Ok(canon) = fs::canonicalize(&cand) else {
-            continue;
-        };
-        let Ok(meta) = fs::metadata(&canon) else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        let mode = meta.permissions().mode();
+    for (canon, mode) in bwrap_candidates(explicit, path_var) {
         let why = if writable.iter().any(|w| canon.starts_with(w)) {
             Some("it is inside a writable root, where the agent can replace it")
         } else if mode & 0o022 != 0 {
