@@ -208,29 +208,37 @@ impl Builder {
 /// one, so every mask comes after the bind it masks):
 ///
 ///  1. Namespaces: user, pid, ipc, uts (hostname `agentbox`), cgroup where the kernel has it,
-///     and net unless the host network was asked for.
+///     and net unless the host network was asked for (the filtered network keeps its own).
 ///  2. Process: die with the parent, a new terminal session when stdin is not a terminal,
-///     every capability dropped, nested user namespaces disabled (bwrap 0.8+), and the seccomp
-///     programs (see `seccomp.rs`).
-///  3. Environment: cleared, then the allowlist and each `--env`.
+///     every capability dropped, nested user namespaces disabled (bwrap 0.8+, not setuid), and
+///     the seccomp programs (see `seccomp.rs`). With the filtered network instead: uid 0 and
+///     three capabilities for the relay, which drops them and loads the programs itself.
+///  3. Environment: cleared, then the allowlist, the profile's variables, the proxy variables
+///     (filtered network), the shim directory first on PATH, and each `--env`.
 ///  4. System, read-only: `/usr`; `/bin`, `/sbin`, `/lib*` as the same symlinks as on the host
 ///     (merged /usr) or as binds; `/etc`; `/opt` and `/nix/store` when present.
 ///  5. A fresh `/proc` for the new pid namespace and a minimal `/dev`; when started as root,
 ///     `/proc/sys` and `/proc/sysrq-trigger` read-only (root owns them even without
 ///     capabilities).
-///  6. Empty tmpfs on `/tmp`, `/var/tmp` and `/run`; then, inside `/run`, NixOS's
-///     `current-system` link and, with the host network, the real target of `/etc/resolv.conf`.
-///  7. `$HOME`: an empty tmpfs, then `~/.gitconfig` and `~/.config/git` read-only.
+///  6. Empty tmpfs on `/tmp`, `/var/tmp` and `/run`; then, inside `/run`, agentbox itself (the
+///     probe runner, Ctrl-C shim or relay), the proxy's socket directory, token and resolver
+///     (filtered network), NixOS's `current-system` link and, with the host network, the real
+///     target of `/etc/resolv.conf`.
+///  7. `$HOME`: an empty tmpfs, or the agent's own persistent home (agent profiles); then
+///     `~/.gitconfig` and git's config files read-only, the profile's runtime paths, the
+///     command's executables where they really are (read-only) with their shims, and the
+///     sockets of `--ssh-agent` and `--docker`.
 ///  8. The project read-write, the `--ro`/`--rw` paths, and the common git dir of a worktree
 ///     project, all at their real paths, parents before children.
 ///  9. Pins: `.git` and `.claude` directories bound onto themselves, so the agent cannot rename
 ///     them away and put a fresh copy in their place.
-/// 10. Files the host runs later, read-only (after creating a missing `.git/hooks`, as git does).
-/// 11. Secrets masked: a file becomes an empty read-only file, a directory an empty read-only
-///     tmpfs; the system's own secrets (`/etc/shadow`...) too.
+/// 10. Files the host runs later, read-only (after creating a missing `.git/hooks`, as git does),
+///     and what git's config points at in the project.
+/// 11. Secrets masked: a file (or socket) becomes an empty read-only file, a directory an empty
+///     read-only tmpfs; the system's own secrets (`/etc/shadow`...) too.
 /// 12. The sandbox's own root read-only (a tmpfs of bwrap's; the mounts in it keep their mode).
 /// 13. The working directory: the current one when it is inside the project, else the project.
-/// 14. A literal `--`, then the command.
+/// 14. A literal `--`, then the command (through the relay, or on a terminal the Ctrl-C shim).
 pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     if facts.bwrap.version < MIN_BWRAP {
         let (a, b, c) = facts.bwrap.version;
