@@ -145,12 +145,14 @@ pub const GIT_RUNS_LATER: &[RunsLater] = &[
 /// mount points, which the agent cannot rename or remove to slip a fresh copy in their place.
 pub const PINNED_PARENTS: &[&str] = &[".git", ".claude"];
 
-/// Directory names the secret scan does not enter: large by design and never a place for the
-/// user's own secrets. A secret beside them is still found.
+/// Directory names where the scan looks for secrets only, not for files the host runs later
+/// (large by design, and nothing in them is run by the host). Secrets are still looked for
+/// inside: an earlier run could rename a directory holding a `.env` to one of these names.
 pub const PRUNED_DIRS: &[&str] = &["node_modules", "__pycache__", ".git"];
 
 /// A directory holding this file is a cache (cargo's `target/`, many build tools), by the
-/// cross-tool convention at <https://bford.info/cachedir/>; the scan skips it.
+/// cross-tool convention at <https://bford.info/cachedir/>: searched for secrets only, like
+/// `PRUNED_DIRS`.
 pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
 
 /// Environment variables that pass into the sandbox by default: the terminal, locale and identity
