@@ -19,18 +19,14 @@ use crate::host::Bwrap;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// More of an output than this is not kept (an error is a line or two).
 const STDERR_LIMIT: u64 = 64 << 10;
-/// The system paths the trial binds: what `true` and `unshare` need, on merged-/usr
-/// distributions, split ones and NixOS alike.
-const SYSTEM: &[&str] = &[
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/libx32",
-    "/nix/store",
-];
+/// The system paths the trial binds: the ones `run` binds, less /etc and /opt (what `true`
+/// and `unshare` need, on merged-/usr distributions, split ones and NixOS alike).
+fn system_paths() -> impl Iterator<Item = &'static str> {
+    crate::host::SYSTEM_PATHS
+        .iter()
+        .copied()
+        .filter(|p| !matches!(*p, "/etc" | "/opt"))
+}
 
 /// How a trial ended: its exit status (None: killed at the timeout), stdout and stderr.
 #[derive(Debug)]
@@ -116,8 +112,7 @@ fn step(op: Op) -> Step {
 /// The system, read-only, as agentbox shows it: directories bound, merged-/usr links as the
 /// same links.
 fn system() -> Vec<Op> {
-    SYSTEM
-        .iter()
+    system_paths()
         .map(Path::new)
         .filter_map(|p| {
             let meta = std::fs::symlink_metadata(p).ok()?;
@@ -166,7 +161,7 @@ fn namespaces(features: Features, relay: bool) -> Vec<Step> {
 /// The canonical host path of a program, when it lies where the trial binds the system.
 fn program(name: &str) -> Option<PathBuf> {
     let path = std::fs::canonicalize(which::which(name).ok()?).ok()?;
-    SYSTEM.iter().any(|s| path.starts_with(s)).then_some(path)
+    system_paths().any(|s| path.starts_with(s)).then_some(path)
 }
 
 /// Builds the trial's plan: namespaces, `extra` steps (seccomp programs), the system, /proc,
