@@ -14,6 +14,7 @@
 # BENCHMARKS.md. It reports; it never fails on a missed target, only on a broken measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 repo=$PWD
 
 runs=${1:-200}
@@ -33,15 +34,8 @@ trap 'rm -rf -- "$work"' EXIT
 
 # A small project and an empty home, so a developer's own files do not change what is timed.
 project=$work/project
-mkdir -p "$work/home" "$work/rec" "$project/src/util" "$project/tests"
-printf '[user]\n\tname = Bench\n\temail = bench@example.invalid\n' >"$work/home/.gitconfig"
-git -C "$project" init -q
-printf 'API_KEY=not-a-real-key\n' >"$project/.env"
-printf 'API_KEY=\n' >"$project/.env.example"
-printf '[package]\nname = "demo"\n' >"$project/Cargo.toml"
-for f in src/main.rs src/lib.rs src/util/mod.rs tests/smoke.rs README.md; do
-    printf '// %s\n' "$f" >"$project/$f"
-done
+bench_project "$work"
+mkdir -p "$work/rec"
 cd "$project"
 
 # Every timed command gets this environment, the same for agentbox and the baselines.
@@ -104,9 +98,10 @@ done
 mkdir -p "$target_dir/bench"
 echo "== launch: $runs rounds after $warmup warm-up rounds, interleaved" \
     "($(wc -c <"$work/rec/run.argv") bytes of argv, data fds: $data_fds)"
-python3 - "$runs" "$warmup" "$agentbox" "$bwrap" "$work" "$data_fds" \
+PYTHONPATH=$repo/bench python3 - "$runs" "$warmup" "$agentbox" "$bwrap" "$work" "$data_fds" \
     "$target_dir/bench/launch.json" "${run_env[@]:2}" <<'PY'
-import fcntl, json, os, statistics, subprocess, sys, time
+import fcntl, json, os, subprocess, sys, time
+from stats import q, table
 
 runs, warmup = int(sys.argv[1]), int(sys.argv[2])
 agentbox, bwrap, work, data_fds, out = sys.argv[3:8]
@@ -177,17 +172,7 @@ for rnd in range(warmup + runs):
         if rnd >= warmup:
             samples[name].append(dt / 1e6)
 
-def q(xs, p):
-    xs = sorted(xs)
-    pos = p * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-print(f"  {'(ms, wall, spawn to exit)':<36} {'min':>7} {'median':>7} {'p90':>7} {'mean':>7}")
-for n in names:
-    xs = samples[n]
-    print(f"  {n:<36} {min(xs):7.2f} {q(xs, .5):7.2f} {q(xs, .9):7.2f} {statistics.fmean(xs):7.2f}")
+table(samples, names, 36)
 med = {n: q(samples[n], .5) for n in names}
 ab = "agentbox run -- true"
 print("  ratio agentbox / baseline (ratio of medians; median of per-round ratios):")

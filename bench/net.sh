@@ -35,6 +35,8 @@
 # reports; it never fails on a missed target, only on a broken measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
+repo=$PWD
 
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 export CARGO_TARGET_DIR=$target_dir
@@ -73,16 +75,9 @@ echo "   $(nproc) cores; $(free -h | awk '/^Mem:/ {print $2}') memory; kernel $(
 # and variables do not change what is timed. The clients live in the project: inside the
 # sandbox only the system, the project and an empty /tmp are there.
 project=$work/project
-mkdir -p "$work/home" "$work/rec" "$project/src/util" "$project/tests"
+bench_project "$work"
+mkdir -p "$work/rec"
 chmod 700 "$work/rec"
-printf '[user]\n\tname = Bench\n\temail = bench@example.invalid\n' >"$work/home/.gitconfig"
-git -C "$project" init -q
-printf 'API_KEY=not-a-real-key\n' >"$project/.env"
-printf 'API_KEY=\n' >"$project/.env.example"
-printf '[package]\nname = "demo"\n' >"$project/Cargo.toml"
-for f in src/main.rs src/lib.rs src/util/mod.rs tests/smoke.rs README.md; do
-    printf '// %s\n' "$f" >"$project/$f"
-done
 cd "$project"
 run_env=(env -i "HOME=$work/home" "PATH=/usr/local/bin:/usr/bin:/bin" "LANG=C.UTF-8" "TERM=dumb")
 
@@ -357,12 +352,7 @@ SANDBOX = [AGENTBOX, "run", "--net", "filtered", "--allow-domain", f"bulk.test:{
            "--test-resolve", "bulk.test=127.0.0.1", "--"]
 
 
-def q(xs, p):
-    xs = sorted(xs)
-    pos = p * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+from stats import q
 
 
 def read(path):
@@ -785,9 +775,10 @@ REC
     mkdir -p "$target_dir/bench" "$work/netdir"
     chmod 700 "$work/netdir"
     echo "== launch: $launch_runs rounds after $warmup warm-up rounds, interleaved"
-    python3 - "$launch_runs" "$warmup" "$agentbox" "$bwrap" "$work" \
+    PYTHONPATH=$repo/bench python3 - "$launch_runs" "$warmup" "$agentbox" "$bwrap" "$work" \
         "$target_dir/bench/launch-net.json" "${run_env[@]:2}" <<'PY'
-import fcntl, json, os, select, statistics, subprocess, sys, time
+import fcntl, json, os, select, subprocess, sys, time
+from stats import q, table
 
 runs, warmup = int(sys.argv[1]), int(sys.argv[2])
 agentbox, bwrap, work, out = sys.argv[3:7]
@@ -888,17 +879,7 @@ for rnd in range(warmup + runs):
         if rnd >= warmup:
             samples[name].append(dt / 1e6)
 
-def q(xs, p):
-    xs = sorted(xs)
-    pos = p * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-print(f"  {'(ms, wall, spawn to exit)':<46} {'min':>7} {'median':>7} {'p90':>7} {'mean':>7}")
-for n in names:
-    xs = samples[n]
-    print(f"  {n:<46} {min(xs):7.2f} {q(xs, .5):7.2f} {q(xs, .9):7.2f} {statistics.fmean(xs):7.2f}")
+table(samples, names, 46)
 med = {n: q(samples[n], .5) for n in names}
 full, bare = names[0], names[1]
 plainrun, relayed, norelay = names[2], names[3], names[4]
@@ -1006,7 +987,8 @@ net_bench() {
         echo "   (no perf: the diagnosis is skipped)"
         diag=0
     fi
-    python3 "$work/netbench.py" "$agentbox" "$project" "$port" "$real_server_pid" "$net_rounds" \
+    PYTHONPATH=$repo/bench python3 "$work/netbench.py" "$agentbox" "$project" "$port" \
+        "$real_server_pid" "$net_rounds" \
         "${NET_MIB:-512}" "${NET_CONNS:-40}" "${NET_TUNNELS:-500}" "$diag" "$work" \
         "$target_dir/bench/net.json" "${run_env[@]:2}"
 }

@@ -37,6 +37,8 @@
 # figures: bench/PEERS.md. It fails only when the measurement itself is broken.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
+repo=$PWD
 
 runs=${1:-100}
 warmup=${WARMUP:-10}
@@ -159,15 +161,8 @@ if [[ -n ${PEERS_USER:-} ]]; then
     chmod 755 "$work"
 fi
 project=$work/project
-mkdir -p "$work/home" "$work/rec" "$work/srt-tmp" "$project/src/util" "$project/tests"
-printf '[user]\n\tname = Bench\n\temail = bench@example.invalid\n' >"$work/home/.gitconfig"
-git -C "$project" init -q
-printf 'API_KEY=not-a-real-key\n' >"$project/.env"
-printf 'API_KEY=\n' >"$project/.env.example"
-printf '[package]\nname = "demo"\n' >"$project/Cargo.toml"
-for f in src/main.rs src/lib.rs src/util/mod.rs tests/smoke.rs README.md; do
-    printf '// %s\n' "$f" >"$project/$f"
-done
+bench_project "$work"
+mkdir -p "$work/rec" "$work/srt-tmp"
 # srt: the project writable, no domain allowed (its network goes through its proxy, which
 # refuses everything), reads unrestricted: the documented example, minus its sample denials.
 cat >"$work/srt-settings.json" <<'EOF'
@@ -274,11 +269,13 @@ fi
 mkdir -p "$target_dir/bench"
 echo "== launch of \`true\`: $runs rounds after $warmup warm-up rounds, interleaved;" \
     "then memory: $mem_runs rounds"
-timeout "${PEERS_TIMEOUT:-3600}" python3 - "$runs" "$warmup" "$mem_runs" "$agentbox" "$bwrap" \
+timeout "${PEERS_TIMEOUT:-3600}" env PYTHONPATH="$repo/bench" \
+    python3 - "$runs" "$warmup" "$mem_runs" "$agentbox" "$bwrap" \
     "${firejail:-}" "${srt:-}" "${srt_node:-}" "${srt_old_node:-}" "$work" "$data_fds" \
     "$target_dir/bench/peers.json" \
     "${as_user[*]}" "${base_env[@]}" <<'PY'
 import fcntl, json, os, select, signal, statistics, subprocess, sys, time
+from stats import q
 
 runs, warmup, mem_runs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 agentbox, bwrap, firejail, srt, srt_node, srt_old_node, work, data_fds, out = sys.argv[4:13]
@@ -534,13 +531,6 @@ for rnd in range(mem_runs + 1):  # round 0 is a warm-up
 
 # ---- report --------------------------------------------------------------------------------------
 
-
-def q(xs, p):
-    xs = sorted(xs)
-    pos = p * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 ran = [n for n in names if samples[n] and n not in failed]
