@@ -15,3 +15,69 @@ bench_project() {
         printf '// %s\n' "$f" >"$project/$f"
     done
 }
+
+# fail MESSAGE...: the measurement is broken; says why and stops.
+fail() { echo "bench: $*" >&2; exit 1; }
+
+# bench_record NAME [FLAGS...]: records what `agentbox run FLAGS -- true` hands bwrap, through a
+# stand-in bwrap: the argv ($work/rec/NAME.argv), the bytes on each data fd (NAME.fdN) and which
+# fds >= 3 are open (NAME.open; nothing else of agentbox's, such as a proxy socket, may reach
+# bwrap). The script --dry-run prints ($work/NAME.dry.sh) goes through the same stand-in
+# (NAME-dry.*). This is how a bare-bwrap baseline gets exactly what `agentbox run` execs. Fails
+# unless the open fds are the ones --dry-run redirects; sets data_fds to them. Uses the caller's
+# work, bwrap, agentbox and run_env.
+bench_record() {
+    local name=$1 recorder=$work/rec/bwrap exec_block
+    shift
+    [[ -x $recorder ]] || {
+        cat >"$recorder" <<REC
+#!/usr/bin/python3
+import os, sys
+if sys.argv[1:] == ["--version"]:
+    os.execv("$bwrap", ["$bwrap", "--version"])
+out, fds = open("$work/rec/out").read().split("\n")[:2]
+open_fds = []
+for n in os.listdir("/proc/self/fd"):
+    try:
+        if int(n) >= 3:
+            os.fstat(int(n))
+            open_fds.append(int(n))
+    except OSError:
+        pass  # the fd listdir itself used
+open(out + ".open", "w").write(" ".join(map(str, sorted(open_fds))))
+open(out + ".argv", "wb").write(b"".join(os.fsencode(a) + b"\0" for a in sys.argv[1:]))
+for fd in map(int, fds.split()):
+    with open(fd, "rb", closefd=False) as f, open(f"{out}.fd{fd}", "wb") as dst:
+        dst.write(f.read())
+REC
+        chmod 755 "$recorder"
+    }
+    # --dry-run prints a bash script ending in `exec env -i BWRAP "${args[@]}" -- CMD` with one
+    # redirection per data fd (`N</dev/null` for a mask, `N< <(base64 -d ...)` for bytes).
+    "${run_env[@]}" "$agentbox" run "$@" --dry-run -- true >"$work/$name.dry.sh" 2>/dev/null
+    exec_block=$(sed -n '/^exec /,$p' "$work/$name.dry.sh")
+    [[ $exec_block == "exec env -i $bwrap \"\${args[@]}\" -- "* ]] ||
+        fail "unexpected exec line in --dry-run: ${exec_block:0:200}"
+    data_fds=$(grep -oE '(^|[[:space:]])[0-9]+<' <<<"$exec_block" | tr -dc '0-9\n' | xargs)
+    printf '%s\n%s\n' "$work/rec/$name" "$data_fds" >"$work/rec/out"
+    "${run_env[@]}" "$agentbox" run "$@" --bwrap "$recorder" -- true 2>/dev/null
+    printf '%s\n%s\n' "$work/rec/$name-dry" "$data_fds" >"$work/rec/out"
+    sed "s|^exec env -i $bwrap |exec env -i $recorder |" "$work/$name.dry.sh" \
+        >"$work/$name.dry-rec.sh"
+    "${run_env[@]}" bash "$work/$name.dry-rec.sh"
+    [[ $(cat "$work/rec/$name.open") == "$data_fds" ]] ||
+        fail "$name: agentbox run passes fds '$(cat "$work/rec/$name.open")'," \
+            "--dry-run shows '$data_fds'"
+}
+
+# bench_same_as_dry NAME: after bench_record NAME, fails unless `agentbox run` gave bwrap the very
+# argv and fd bytes that its --dry-run script gives it.
+bench_same_as_dry() {
+    local name=$1 fd
+    cmp -s "$work/rec/$name.argv" "$work/rec/$name-dry.argv" ||
+        fail "agentbox run execs a different argv than --dry-run prints"
+    for fd in $data_fds; do
+        cmp -s "$work/rec/$name.fd$fd" "$work/rec/$name-dry.fd$fd" ||
+            fail "fd $fd carries different bytes in agentbox run and --dry-run"
+    done
+}

@@ -41,54 +41,9 @@ cd "$project"
 # Every timed command gets this environment, the same for agentbox and the baselines.
 run_env=(env -i "HOME=$work/home" "PATH=/usr/local/bin:/usr/bin:/bin" "LANG=C.UTF-8" "TERM=dumb")
 
-# --dry-run prints a bash script: args=( ... ), then `exec env -i BWRAP "${args[@]}" -- true` with one
-# redirection per data fd (`N</dev/null` for a mask, `N< <(base64 -d ...)` for seccomp).
-"${run_env[@]}" "$agentbox" run --dry-run -- true >"$work/dry-run.sh"
-exec_block=$(sed -n '/^exec /,$p' "$work/dry-run.sh")
-[[ $exec_block == "exec env -i $bwrap \"\${args[@]}\" -- true "* ]] ||
-    { echo "bench: unexpected exec line in --dry-run: ${exec_block:0:200}" >&2; exit 1; }
-data_fds=$(grep -oE '(^|[[:space:]])[0-9]+<' <<<"$exec_block" | tr -dc '0-9\n' | xargs)
-
-# A stand-in bwrap records what it is given: the argv, the bytes on each data fd, and which fds
-# >= 3 are open. It is how the bare baseline gets exactly what `agentbox run` execs.
-recorder=$work/rec/bwrap
-cat >"$recorder" <<EOF
-#!/usr/bin/python3
-import os, sys
-if sys.argv[1:] == ["--version"]:
-    os.execv("$bwrap", ["$bwrap", "--version"])
-out = open("$work/rec/out").read().strip()
-fds = [int(n) for n in os.listdir("/proc/self/fd") if int(n) >= 3]
-open_fds = []
-for fd in fds:
-    try:
-        os.fstat(fd)
-        open_fds.append(fd)
-    except OSError:
-        pass  # the fd listdir itself used
-open(out + ".open", "w").write(" ".join(map(str, open_fds)))
-open(out + ".argv", "wb").write(b"".join(os.fsencode(a) + b"\0" for a in sys.argv[1:]))
-for fd in [int(n) for n in "$data_fds".split()]:
-    with open(fd, "rb", closefd=False) as f, open(f"{out}.fd{fd}", "wb") as dst:
-        dst.write(f.read())
-EOF
-chmod "$(stat -c %a "$bwrap")" "$recorder"
-chmod u+rwx,go-w "$recorder"
-
-echo "$work/rec/run" >"$work/rec/out"
-"${run_env[@]}" "$agentbox" run --bwrap "$recorder" -- true 2>/dev/null
-echo "$work/rec/dry" >"$work/rec/out"
-sed "s|^exec env -i $bwrap |exec env -i $recorder |" "$work/dry-run.sh" >"$work/dry-run-recorded.sh"
-"${run_env[@]}" bash "$work/dry-run-recorded.sh"
-fail() { echo "bench: $*" >&2; exit 1; }
-[[ $(cat "$work/rec/run.open") == "$data_fds" ]] ||
-    fail "agentbox run passes fds '$(cat "$work/rec/run.open")', --dry-run shows '$data_fds'"
-cmp -s "$work/rec/run.argv" "$work/rec/dry.argv" ||
-    fail "agentbox run execs a different argv than --dry-run prints"
-for fd in $data_fds; do
-    cmp -s "$work/rec/run.fd$fd" "$work/rec/dry.fd$fd" ||
-        fail "fd $fd carries different bytes in agentbox run and --dry-run"
-done
+# What `agentbox run -- true` hands bwrap, checked against what --dry-run prints.
+bench_record run
+bench_same_as_dry run
 
 # Positive control: the timed launch really is a sandbox (.env masked, own hostname).
 "${run_env[@]}" "$agentbox" run -- sh -c \
@@ -100,8 +55,8 @@ echo "== launch: $runs rounds after $warmup warm-up rounds, interleaved" \
     "($(wc -c <"$work/rec/run.argv") bytes of argv, data fds: $data_fds)"
 PYTHONPATH=$repo/bench python3 - "$runs" "$warmup" "$agentbox" "$bwrap" "$work" "$data_fds" \
     "$target_dir/bench/launch.json" "${run_env[@]:2}" <<'PY'
-import fcntl, json, os, subprocess, sys, time
-from stats import q, table
+import json, os, subprocess, sys, time
+from benchlib import place, preload, q, table
 
 runs, warmup = int(sys.argv[1]), int(sys.argv[2])
 agentbox, bwrap, work, data_fds, out = sys.argv[3:8]
@@ -113,26 +68,9 @@ data = {fd: open(f"{work}/rec/run.fd{fd}", "rb").read() for fd in data_fds}
 ARGS_FD = max(data_fds, default=2) + 1
 with open(f"{work}/args", "wb") as f:
     f.write(b"".join(a + b"\0" for a in argv[:-2]))
-# Far above the fds the children inherit, so a dup2 below never lands on it.
-null = fcntl.fcntl(os.open("/dev/null", os.O_RDONLY), fcntl.F_DUPFD, 100)
-
-def place(fd, src):
-    if src != fd:
-        os.dup2(src, fd)
-        os.close(src)
 
 def data_fds_like_agentbox():
-    """What agentbox's launcher does before exec: /dev/null for a mask, a pre-filled pipe for
-    bytes (a seccomp program). Done before the clock starts, as bwrap consumes them."""
-    for fd, bytes_ in data.items():
-        if not bytes_:
-            os.dup2(null, fd)
-            continue
-        assert len(bytes_) <= 65536, "must fit in a pipe"
-        r, w = os.pipe()
-        os.write(w, bytes_)
-        os.close(w)
-        place(fd, r)
+    preload(data)
 
 def with_args_file():
     data_fds_like_agentbox()
@@ -146,7 +84,7 @@ cmds = {
     "bare: bwrap ARGV -- true": (direct, {}, data_fds, data_fds_like_agentbox),
     "bare: bwrap --args FD -- true": (
         [bwrap, "--args", str(ARGS_FD), "--", "true"], {}, [*data_fds, ARGS_FD], with_args_file),
-    "bare: bash dry-run script": (["bash", f"{work}/dry-run.sh"], env, (), None),
+    "bare: bash dry-run script": (["bash", f"{work}/run.dry.sh"], env, (), None),
     "part: agentbox run --dry-run": ([agentbox, "run", "--dry-run", "--", "true"], env, (), None),
     "part: bwrap --version": ([bwrap, "--version"], {}, (), None),
     "part: agentbox --version": ([agentbox, "--version"], env, (), None),

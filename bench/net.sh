@@ -55,7 +55,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-fail() { echo "bench: $*" >&2; exit 1; }
 
 if [[ -n ${AGENTBOX:-} ]]; then
     agentbox=$(realpath "$AGENTBOX")
@@ -352,7 +351,7 @@ SANDBOX = [AGENTBOX, "run", "--net", "filtered", "--allow-domain", f"bulk.test:{
            "--test-resolve", "bulk.test=127.0.0.1", "--"]
 
 
-from stats import q
+from benchlib import q
 
 
 def read(path):
@@ -713,53 +712,12 @@ PY
 
 # ---- launch: what `agentbox run [--net filtered] -- true` hands bwrap, recorded --------------
 launch_bench() {
-    local recorder mode flags exec_block fds
-    # A stand-in bwrap records what it is given: the argv, the bytes on each data fd, and which fds
-    # >= 3 are open (nothing else of agentbox's, such as the proxy's socket, may reach bwrap).
-    recorder=$work/rec/bwrap
-    cat >"$recorder" <<REC
-#!/usr/bin/python3
-import os, sys
-if sys.argv[1:] == ["--version"]:
-    os.execv("$bwrap", ["$bwrap", "--version"])
-out, fds = open("$work/rec/out").read().split("\n")[:2]
-open_fds = []
-for n in os.listdir("/proc/self/fd"):
-    try:
-        if int(n) >= 3:
-            os.fstat(int(n))
-            open_fds.append(int(n))
-    except OSError:
-        pass  # the fd listdir itself used
-open(out + ".open", "w").write(" ".join(map(str, sorted(open_fds))))
-open(out + ".argv", "wb").write(b"".join(os.fsencode(a) + b"\0" for a in sys.argv[1:]))
-for fd in map(int, fds.split()):
-    with open(fd, "rb", closefd=False) as f, open(f"{out}.fd{fd}", "wb") as dst:
-        dst.write(f.read())
-REC
-    chmod 755 "$recorder"
-
+    local mode flags
     for mode in plain filtered; do
         flags=()
         [[ $mode == filtered ]] && flags=(--net filtered)
-        # --dry-run prints a bash script ending in `exec env -i BWRAP "${args[@]}" -- CMD` with one
-        # redirection per data fd (`N</dev/null` for a mask, `N< <(base64 -d ...)` for bytes).
-        "${run_env[@]}" "$agentbox" run "${flags[@]}" --dry-run -- true \
-            >"$work/$mode.dry.sh" 2>/dev/null
-        exec_block=$(sed -n '/^exec /,$p' "$work/$mode.dry.sh")
-        [[ $exec_block == "exec env -i $bwrap \"\${args[@]}\" -- "* ]] ||
-            fail "unexpected exec line in --dry-run: ${exec_block:0:200}"
-        fds=$(grep -oE '(^|[[:space:]])[0-9]+<' <<<"$exec_block" | tr -dc '0-9\n' | xargs)
-        printf '%s\n%s\n' "$work/rec/$mode" "$fds" >"$work/rec/out"
-        "${run_env[@]}" "$agentbox" run "${flags[@]}" --bwrap "$recorder" -- true 2>/dev/null
-        printf '%s\n%s\n' "$work/rec/$mode-dry" "$fds" >"$work/rec/out"
-        sed "s|^exec env -i $bwrap |exec env -i $recorder |" "$work/$mode.dry.sh" \
-            >"$work/$mode.dry-rec.sh"
-        "${run_env[@]}" bash "$work/$mode.dry-rec.sh"
-        [[ $(cat "$work/rec/$mode.open") == "$fds" ]] ||
-            fail "$mode: agentbox run passes fds '$(cat "$work/rec/$mode.open")'," \
-                "--dry-run shows '$fds'"
-        echo "$fds" >"$work/rec/$mode.fds"
+        bench_record "$mode" "${flags[@]}"
+        echo "$data_fds" >"$work/rec/$mode.fds"
     done
 
     # Positive controls: both timed launches really are sandboxes (.env masked, own hostname), and
@@ -777,8 +735,8 @@ REC
     echo "== launch: $launch_runs rounds after $warmup warm-up rounds, interleaved"
     PYTHONPATH=$repo/bench python3 - "$launch_runs" "$warmup" "$agentbox" "$bwrap" "$work" \
         "$target_dir/bench/launch-net.json" "${run_env[@]:2}" <<'PY'
-import fcntl, json, os, select, subprocess, sys, time
-from stats import q, table
+import json, os, select, subprocess, sys, time
+from benchlib import preload, q, table
 
 runs, warmup = int(sys.argv[1]), int(sys.argv[2])
 agentbox, bwrap, work, out = sys.argv[3:7]
@@ -820,23 +778,8 @@ assert filt[relay - 2:relay] == [b"--", b"/run/agentbox/agentbox"] and filt[-2:]
 # The filtered sandbox without its relay: bwrap's share of the filtered start.
 filt_norelay = filt[:relay - 1] + [b"true"]
 
-null = fcntl.fcntl(os.open("/dev/null", os.O_RDONLY), fcntl.F_DUPFD, 100)
-
 def data_fds_like_agentbox(data):
-    """What agentbox does before spawning bwrap: /dev/null for a mask, a pre-filled pipe for
-    bytes. Done before the clock starts."""
-    def setup():
-        for fd, bytes_ in data.items():
-            if not bytes_:
-                os.dup2(null, fd)
-                continue
-            r, w = os.pipe()
-            os.write(w, bytes_)
-            os.close(w)
-            if r != fd:
-                os.dup2(r, fd)
-                os.close(r)
-    return setup
+    return lambda: preload(data)
 
 cmds = {
     "agentbox run --net filtered -- true": ([agentbox, "run", "--net", "filtered", "--", "true"],

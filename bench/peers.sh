@@ -58,7 +58,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-fail() { echo "bench: $*" >&2; exit 1; }
 note() { echo "   $*"; }
 
 # ---- 1. installs -----------------------------------------------------------------------------
@@ -180,36 +179,9 @@ run_env=("${as_user[@]}" env -i "${base_env[@]}")
 srt_env=("${as_user[@]}" env -i "HOME=$work/home" "PATH=$(dirname "${srt_node:-/usr/bin/node}"):/usr/local/bin:/usr/bin:/bin"
     "LANG=C.UTF-8" "TERM=dumb" "TMPDIR=$work/srt-tmp")
 
-# ---- the bare bwrap argv: what `agentbox run -- true` execs (the recorder of bench/launch.sh) --
-"${run_env[@]}" "$agentbox" run --dry-run -- true >"$work/dry-run.sh"
-exec_block=$(sed -n '/^exec /,$p' "$work/dry-run.sh")
-[[ $exec_block == "exec env -i $bwrap \"\${args[@]}\" -- true "* ]] ||
-    fail "unexpected exec line in --dry-run: ${exec_block:0:200}"
-data_fds=$(grep -oE '(^|[[:space:]])[0-9]+<' <<<"$exec_block" | tr -dc '0-9\n' | xargs)
-recorder=$work/rec/bwrap
-cat >"$recorder" <<EOF
-#!/usr/bin/python3
-import os, sys
-if sys.argv[1:] == ["--version"]:
-    os.execv("$bwrap", ["$bwrap", "--version"])
-out = open("$work/rec/out").read().strip()
-open(out + ".argv", "wb").write(b"".join(os.fsencode(a) + b"\0" for a in sys.argv[1:]))
-for fd in [int(n) for n in "$data_fds".split()]:
-    with open(fd, "rb", closefd=False) as f, open(f"{out}.fd{fd}", "wb") as dst:
-        dst.write(f.read())
-EOF
-chmod 755 "$recorder"
-echo "$work/rec/run" >"$work/rec/out"
-"${run_env[@]}" "$agentbox" run --bwrap "$recorder" -- true 2>/dev/null
-echo "$work/rec/dry" >"$work/rec/out"
-sed "s|^exec env -i $bwrap |exec env -i $recorder |" "$work/dry-run.sh" >"$work/dry-run-recorded.sh"
-"${run_env[@]}" bash "$work/dry-run-recorded.sh"
-cmp -s "$work/rec/run.argv" "$work/rec/dry.argv" ||
-    fail "agentbox run execs a different argv than --dry-run prints"
-for fd in $data_fds; do
-    cmp -s "$work/rec/run.fd$fd" "$work/rec/dry.fd$fd" ||
-        fail "fd $fd carries different bytes in agentbox run and --dry-run"
-done
+# ---- the bare bwrap argv: what `agentbox run -- true` execs (bench_record, bench/common.sh) -
+bench_record run
+bench_same_as_dry run
 
 # ---- 2. positive controls: each sandbox runs here and is a sandbox -----------------------------
 host_pidns=$(readlink /proc/self/ns/pid)
@@ -274,8 +246,8 @@ timeout "${PEERS_TIMEOUT:-3600}" env PYTHONPATH="$repo/bench" \
     "${firejail:-}" "${srt:-}" "${srt_node:-}" "${srt_old_node:-}" "$work" "$data_fds" \
     "$target_dir/bench/peers.json" \
     "${as_user[*]}" "${base_env[@]}" <<'PY'
-import fcntl, json, os, select, signal, statistics, subprocess, sys, time
-from stats import q
+import json, os, select, signal, subprocess, sys, time
+from benchlib import preload, q
 
 runs, warmup, mem_runs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 agentbox, bwrap, firejail, srt, srt_node, srt_old_node, work, data_fds, out = sys.argv[4:13]
@@ -296,25 +268,12 @@ data_fds = [int(fd) for fd in data_fds.split()]
 argv = open(f"{work}/rec/run.argv", "rb").read().split(b"\0")[:-1]
 assert argv[-2:] == [b"--", b"true"], argv[-2:]
 data = {fd: open(f"{work}/rec/run.fd{fd}", "rb").read() for fd in data_fds}
-null = fcntl.fcntl(os.open("/dev/null", os.O_RDONLY), fcntl.F_DUPFD, 100)
 TIMEOUT = 60  # seconds for one launch of `true`; far above any tool's time here
 skipped = dict(l.rstrip("\n").split("\t", 1) for l in open(f"{work}/skipped.tsv") if l.strip())
 
 
 def data_fds_like_agentbox():
-    """As agentbox prepares them before exec: /dev/null for a mask, a pre-filled pipe for a
-    seccomp program. Done before the clock starts."""
-    for fd, bytes_ in data.items():
-        if not bytes_:
-            os.dup2(null, fd)
-            continue
-        assert len(bytes_) <= 65536, "must fit in a pipe"
-        r, w = os.pipe()
-        os.write(w, bytes_)
-        os.close(w)
-        if r != fd:
-            os.dup2(r, fd)
-            os.close(r)
+    preload(data)
 
 
 # name -> (argv, env, fds the child keeps, set-up before the clock starts)
