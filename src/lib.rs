@@ -18,4 +18,5 @@ pub mod rules;
 pub mod seccomp;
 pub mod secrets;
 pub mod selftest;
+mod stale;
 mod sys;

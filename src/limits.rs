@@ -113,15 +113,8 @@ fn place(controller: &str) -> Option<Place> {
 /// Removes `agentbox-PID` cgroups whose agentbox is gone (after a SIGKILL); a cgroup that
 /// still holds processes is left alone (rmdir refuses it).
 fn sweep(parent: &Path) {
-    let Ok(rd) = fs::read_dir(parent) else { return };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("agentbox-")) else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid).exists() {
-            let _ = fs::remove_dir(e.path());
-        }
+    for dir in crate::stale::orphans(parent, "agentbox-") {
+        let _ = fs::remove_dir(dir);
     }
 }
 

@@ -46,15 +46,8 @@ fn private_base(base: &Path, uid: u32) -> Result<()> {
 
 /// Removes `net-PID` directories whose agentbox is gone.
 fn sweep(base: &Path) {
-    let Ok(rd) = fs::read_dir(base) else { return };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("net-")) else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid).exists() {
-            let _ = fs::remove_dir_all(e.path());
-        }
+    for dir in crate::stale::orphans(base, "net-") {
+        let _ = fs::remove_dir_all(dir);
     }
 }
 
