@@ -347,6 +347,7 @@ pub mod tree;
 pub use command::{Seen, seen};
 use command::{check_command, visible};
 use mounts::{binds, home, scratch, system};
+pub use process::refuse_broad;
 use process::{check_broad, environment, filters, namespaces};
 use protect::{check_size, mask, protect};
 use render::op_args;

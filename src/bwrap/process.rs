@@ -12,19 +12,38 @@ use crate::rules::{ENV_ALLOWED_PREFIXES, ENV_ALLOWLIST};
 use crate::seccomp;
 
 pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -> Result<()> {
-    let writable = std::iter::once(("project", &facts.project)).chain(
-        facts
-            .extra
+    let warnings = refuse_broad(
+        policy.allow_broad_project,
+        &facts.project,
+        &facts.extra,
+        &facts.home,
+    )?;
+    b.warnings.extend(warnings);
+    Ok(())
+}
+
+/// Refuses a writable root (the project, a `--rw` path) that is too broad ([`too_broad`]);
+/// with `allow`, returns a warning for each instead. `HostFacts::probe` calls it too, before
+/// the secret scan, so a run started in `$HOME` is refused without walking all of it first.
+pub fn refuse_broad(
+    allow: bool,
+    project: &Path,
+    extra: &[(PathBuf, Access)],
+    home: &Path,
+) -> Result<Vec<String>> {
+    let writable = std::iter::once(("project", project)).chain(
+        extra
             .iter()
             .filter(|e| e.1 == Access::ReadWrite)
-            .map(|e| ("--rw path", &e.0)),
+            .map(|e| ("--rw path", e.0.as_path())),
     );
+    let mut warnings = Vec::new();
     for (what, path) in writable {
-        let Some(why) = too_broad(path, &facts.home) else {
+        let Some(why) = too_broad(path, home) else {
             continue;
         };
         let message = format!("refusing {what} {}: {why}", path.display());
-        if !policy.allow_broad_project {
+        if !allow {
             return Err(Fail::hint(
                 message,
                 "cd into the project directory, or pass --project DIR \
@@ -32,11 +51,11 @@ pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -
             )
             .into());
         }
-        b.warnings.push(format!(
+        warnings.push(format!(
             "{message}; going ahead because of --allow-broad-project"
         ));
     }
-    Ok(())
+    Ok(warnings)
 }
 
 pub(super) fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {

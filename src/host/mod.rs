@@ -170,6 +170,8 @@ impl HostFacts {
             .iter()
             .map(|e| Ok((canonical(&e.path, "path given to --ro/--rw")?, e.access)))
             .collect::<Result<Vec<_>>>()?;
+        // Before the scan below: a project such as $HOME is refused without walking it first.
+        crate::bwrap::refuse_broad(policy.allow_broad_project, &project, &extra, &home)?;
         let matcher = secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide)?;
         let writable: Vec<&Path> = std::iter::once(project.as_path())
             .chain(
