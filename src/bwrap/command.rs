@@ -2,7 +2,7 @@
 //! replaying the mount steps. Pure.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
@@ -48,7 +48,7 @@ pub(super) fn seen_depth(steps: &[Step], path: &Path, depth: u8) -> Seen {
                 let base = link.parent().unwrap_or(Path::new("/"));
                 let rest = path.strip_prefix(link).unwrap_or(Path::new(""));
                 let resolved = base.join(target).join(rest);
-                return seen_depth(steps, &normalize(&resolved), depth + 1);
+                return seen_depth(steps, &crate::host::git::normalize(&resolved), depth + 1);
             }
             _ => {}
         }
@@ -58,21 +58,6 @@ pub(super) fn seen_depth(steps: &[Step], path: &Path, depth: u8) -> Seen {
 
 pub(super) fn visible(steps: &[Step], path: &Path) -> bool {
     seen(steps, path) == Seen::Visible
-}
-
-/// Removes `.` and `..` lexically (symlink targets like `usr/bin` joined onto `/`).
-pub(super) fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Resolves the command as the sandbox's execvp will (first visible executable on PATH), and

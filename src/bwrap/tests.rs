@@ -44,7 +44,6 @@ fn exe(path: &str) -> Candidate {
     Candidate {
         path: path.into(),
         canonical: path.into(),
-        dir_canonical: Path::new(path).parent().unwrap().into(),
         executable: true,
     }
 }
@@ -358,7 +357,6 @@ fn command_the_sandbox_cannot_see() {
     f.command = vec![Candidate {
         path: "/home/u/.local/bin/claude".into(),
         canonical: "/home/u/.local/share/claude/versions/2.0".into(),
-        dir_canonical: "/home/u/.local/bin".into(),
         executable: true,
     }];
     let err = plan(&policy(&["claude"]), &f).unwrap_err();

@@ -92,7 +92,6 @@ fn random_token() -> Result<String> {
 pub struct Candidate {
     pub path: PathBuf,
     pub canonical: PathBuf,
-    pub dir_canonical: PathBuf,
     pub executable: bool,
 }
 
@@ -272,7 +271,6 @@ impl HostFacts {
                 // agentbox itself, bound inside by the plan.
                 let inside = PathBuf::from(crate::bwrap::SELF_INSIDE);
                 vec![Candidate {
-                    dir_canonical: inside.parent().unwrap_or(&inside).to_owned(),
                     canonical: inside.clone(),
                     path: inside,
                     executable: true,
@@ -378,7 +376,6 @@ fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candi
         }
         Some(Candidate {
             canonical: fs::canonicalize(&path).ok()?,
-            dir_canonical: fs::canonicalize(path.parent()?).ok()?,
             executable: meta.permissions().mode() & 0o111 != 0,
             path,
         })
