@@ -8,23 +8,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::bwrap::{Features, MIN_BWRAP};
-use crate::host::{Bwrap, parse_version};
+use crate::host::{Bwrap, BwrapRefusal as Refusal, parse_version};
 
 use super::{Check, sandbox, sudo};
 
-/// Why `agentbox run` would refuse a bwrap it finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    /// Inside the current directory, the default project: the agent could replace it.
-    InProject,
-    Writable,
-    NotExecutable,
+/// Doctor's words for a refusal, where the writable root is the current directory, the
+/// default project.
+trait Words {
+    fn why(self) -> &'static str;
+    fn fix(self, path: &Path, uid: u32) -> String;
 }
 
-impl Refusal {
+impl Words for Refusal {
     fn why(self) -> &'static str {
         match self {
-            Refusal::InProject => {
+            Refusal::InWritableRoot => {
                 "it is inside the current directory, the default project, where the agent can \
                  replace it"
             }
@@ -35,7 +33,7 @@ impl Refusal {
 
     fn fix(self, path: &Path, uid: u32) -> String {
         match self {
-            Refusal::InProject => format!(
+            Refusal::InWritableRoot => format!(
                 "install bubblewrap outside the project, or pass it with --bwrap PATH; \
                  {} is not used from here",
                 path.display()
@@ -49,15 +47,7 @@ impl Refusal {
 /// Whether `agentbox run` refuses this bwrap, as `host::find_bwrap` decides (the current
 /// directory stands for the project).
 fn refusal(canon: &Path, mode: u32, project: Option<&Path>) -> Option<Refusal> {
-    if project.is_some_and(|c| canon.starts_with(c)) {
-        Some(Refusal::InProject)
-    } else if mode & 0o022 != 0 {
-        Some(Refusal::Writable)
-    } else if mode & 0o111 == 0 {
-        Some(Refusal::NotExecutable)
-    } else {
-        None
-    }
+    Refusal::of(canon, mode, project.as_slice())
 }
 
 /// The current directory, when `agentbox run` would take it as the project (the same rule).
@@ -282,7 +272,7 @@ mod tests {
         let planted = Path::new("/home/u/project/bin/bwrap");
         assert_eq!(
             refusal(planted, 0o100755, Some(cwd)),
-            Some(Refusal::InProject)
+            Some(Refusal::InWritableRoot)
         );
         assert_eq!(
             Refusal::Writable.fix(Path::new("/opt/bwrap"), 1000),

@@ -419,6 +419,32 @@ pub fn bwrap_candidates(explicit: Option<&Path>, path_var: Option<&OsStr>) -> Ve
 /// Finds bwrap: the explicit path, else the first on PATH that is not inside the project
 /// (a planted `./bwrap` would run unsandboxed with the user's rights) and is not writable by
 /// group or others (anyone who can rewrite it owns every sandbox).
+/// Why a bwrap found is not used: the one rule `agentbox run` applies and `agentbox doctor`
+/// reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BwrapRefusal {
+    /// Inside a writable root: the agent could replace the binary that builds its sandbox.
+    InWritableRoot,
+    /// Writable by group or others: anyone who can rewrite it owns every sandbox.
+    Writable,
+    NotExecutable,
+}
+
+impl BwrapRefusal {
+    /// The refusal of the bwrap at `canon` (canonical) with file mode `mode`, if any.
+    pub fn of(canon: &Path, mode: u32, writable: &[&Path]) -> Option<BwrapRefusal> {
+        if writable.iter().any(|w| canon.starts_with(w)) {
+            Some(BwrapRefusal::InWritableRoot)
+        } else if mode & 0o022 != 0 {
+            Some(BwrapRefusal::Writable)
+        } else if mode & 0o111 == 0 {
+            Some(BwrapRefusal::NotExecutable)
+        } else {
+            None
+        }
+    }
+}
+
 fn find_bwrap(
     explicit: Option<&Path>,
     path_var: Option<&OsStr>,
@@ -427,16 +453,15 @@ fn find_bwrap(
     let hint = "install bubblewrap (apt-get install bubblewrap) or pass --bwrap PATH";
     let mut refused = Vec::new();
     for (canon, mode) in bwrap_candidates(explicit, path_var) {
-        let why = if writable.iter().any(|w| canon.starts_with(w)) {
-            Some("it is inside a writable root, where the agent can replace it")
-        } else if mode & 0o022 != 0 {
-            Some("it is writable by group or others")
-        } else if mode & 0o111 == 0 {
-            Some("it is not executable")
-        } else {
-            None
-        };
-        if let Some(why) = why {
+        let roots: Vec<&Path> = writable.iter().map(PathBuf::as_path).collect();
+        if let Some(refusal) = BwrapRefusal::of(&canon, mode, &roots) {
+            let why = match refusal {
+                BwrapRefusal::InWritableRoot => {
+                    "it is inside a writable root, where the agent can replace it"
+                }
+                BwrapRefusal::Writable => "it is writable by group or others",
+                BwrapRefusal::NotExecutable => "it is not executable",
+            };
             refused.push(format!("{} ({why})", canon.display()));
             continue;
         }
