@@ -284,11 +284,7 @@ impl HostFacts {
                 .is_ok_and(|m| m.file_type().is_symlink())
                 .then(|| fs::canonicalize("/etc/resolv.conf").ok())
                 .flatten(),
-            system_secrets: SYSTEM_SECRETS
-                .iter()
-                .map(PathBuf::from)
-                .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
-                .collect(),
+            system_secrets: system_secrets(SYSTEM_SECRETS.iter().map(Path::new)),
             home,
             cwd,
             project,
@@ -307,6 +303,24 @@ impl HostFacts {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_os_str())
     }
+}
+
+/// The files to mask for these system secrets: each regular file, and for a symlink (a host
+/// key linked to persistent storage) the file it ends at, since masking the link itself would
+/// mount over its target only where bwrap resolves it, and leaving it would show the key.
+fn system_secrets<'a>(paths: impl Iterator<Item = &'a Path>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = paths
+        .filter_map(|p| match fs::symlink_metadata(p).ok()? {
+            m if m.is_file() => Some(p.to_owned()),
+            m if m.file_type().is_symlink() => fs::canonicalize(p)
+                .ok()
+                .filter(|t| fs::metadata(t).is_ok_and(|m| m.is_file())),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
@@ -546,6 +560,27 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_secrets_behind_symlinks_are_masked_at_their_target() {
+        let dir = std::env::temp_dir().join(format!("agentbox-syssec-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("persist")).unwrap();
+        fs::write(dir.join("shadow"), "x").unwrap();
+        fs::write(dir.join("persist/key"), "k").unwrap();
+        std::os::unix::fs::symlink(dir.join("persist/key"), dir.join("host_key")).unwrap();
+        std::os::unix::fs::symlink(dir.join("gone"), dir.join("dangling")).unwrap();
+        fs::create_dir(dir.join("a_dir")).unwrap();
+        let names = ["shadow", "host_key", "dangling", "a_dir", "absent"];
+        let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+        let found = system_secrets(paths.iter().map(PathBuf::as_path));
+        let dir_c = fs::canonicalize(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        // A plain file as itself (the control), a link at its target; nothing else.
+        let mut want = vec![dir.join("shadow"), dir_c.join("persist/key")];
+        want.sort();
+        assert_eq!(found, want);
+    }
 
     #[test]
     fn versions() {
