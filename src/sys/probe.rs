@@ -162,6 +162,42 @@ pub fn ioctl_byte(fd: RawFd, request: u64, byte: &mut u8) -> Sys {
     ret(unsafe { libc::syscall(libc::SYS_ioctl, fd, request, byte as *mut u8) })
 }
 
+/// What the child of [`ioctl_byte_on_own_tty`] exits with when it could not take the terminal.
+const NO_CTTY: i32 = 255;
+
+/// `ioctl(tty, request, &byte)` from a forked child that has first made `tty` its controlling
+/// terminal (setsid, TIOCSCTTY). The kernel refuses TIOCSTI on any terminal but the caller's
+/// own (EPERM without CAP_SYS_ADMIN), so only this way does the filter's refusal mean anything.
+/// The outer Err: the child could not take the terminal.
+pub fn ioctl_byte_on_own_tty(tty: RawFd, request: u64, byte: u8) -> Result<Sys, ()> {
+    // SAFETY: after fork the child calls only async-signal-safe functions (raw syscalls and
+    // _exit) and never returns into Rust code.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let mut byte = byte;
+        // SAFETY: see above; the ioctl reads one byte at a pointer to our local.
+        let code = unsafe {
+            if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) < 0 {
+                NO_CTTY
+            } else if libc::syscall(libc::SYS_ioctl, tty, request, &mut byte as *mut u8) == 0 {
+                0
+            } else {
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(1)
+            }
+        };
+        // SAFETY: see above.
+        unsafe { libc::_exit(code) };
+    }
+    if pid < 0 {
+        return Ok(ret(-1));
+    }
+    match wait_exit(pid) {
+        0 => Ok(Ok(0)),
+        NO_CTTY => Err(()),
+        code => Ok(Err(code)),
+    }
+}
+
 /// `ioctl(fd, TIOCGWINSZ)`: the window size, as a normal ioctl that must keep working.
 pub fn window_size(fd: RawFd) -> Sys {
     let mut ws = libc::winsize {
