@@ -1003,6 +1003,11 @@ fn git_files_cannot_be_turned_against_the_host() {
             fs::read_to_string(w.project.join(".husky/pre-commit")).unwrap(),
             "#!/bin/sh\n"
         );
+        // The control: the same run could write beside the hooks.
+        assert_eq!(
+            fs::read_to_string(w.project.join("other.txt")).unwrap(),
+            "ok\n"
+        );
         // Where the hooks directory it names does not exist, the run refuses.
         fs::remove_dir_all(w.project.join(".husky")).unwrap();
         let out = w.sh(&[], "true");
