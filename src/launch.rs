@@ -78,10 +78,9 @@ fn prepare(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// The command bwrap runs under, and whether it needs our environment (systemd-run does, to
-/// reach the user's service manager; bwrap itself needs none).
-fn command(plan: &Plan, prefix: &[std::ffi::OsString]) -> Command {
-    let (argv, _) = to_argv(plan);
+/// bwrap with `argv` (from `to_argv`), under `prefix` if any, and whether it needs our
+/// environment (systemd-run does, to reach the user's service manager; bwrap itself needs none).
+fn command(plan: &Plan, prefix: &[std::ffi::OsString], argv: Vec<std::ffi::OsString>) -> Command {
     let mut c = match prefix.split_first() {
         Some((first, rest)) => {
             // systemd-run needs the environment to reach the service manager; bwrap must not
@@ -102,14 +101,14 @@ fn command(plan: &Plan, prefix: &[std::ffi::OsString]) -> Command {
 
 /// Replaces this process with bwrap (through `prefix`, if any).
 fn exec(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
-    let (_, data) = to_argv(plan);
+    let (argv, data) = to_argv(plan);
     sys::prepare_exec_fds(FIRST_DATA_FD, &data)?;
     if plan.interactive {
         // Ctrl-C must reach the agent, not kill bwrap (whose death takes the whole sandbox
         // down): bwrap inherits "ignore", agentbox's shim inside restores it for the agent.
         sys::ignore_interrupts()?;
     }
-    let err = command(plan, prefix).exec();
+    let err = command(plan, prefix, argv).exec();
     Err(anyhow!(err).context(format!("starting {}", plan.bwrap.display())))
 }
 
@@ -120,14 +119,15 @@ fn supervise(
     prefix: &[std::ffi::OsString],
     net: Option<session::Pending>,
 ) -> Result<(ExitCode, Option<session::Running>)> {
-    let (_, data) = to_argv(plan);
+    let (argv, data) = to_argv(plan);
     if plan.interactive {
         sys::ignore_interrupts()?;
     }
     // Other threads (the proxy) hold fds of their own: the data fds are placed in the child
     // only, between fork and exec.
-    let mut child = sys::spawn_with_data_fds(&mut command(plan, prefix), FIRST_DATA_FD, &data)
-        .with_context(|| format!("starting {}", plan.bwrap.display()))?;
+    let mut child =
+        sys::spawn_with_data_fds(&mut command(plan, prefix, argv), FIRST_DATA_FD, &data)
+            .with_context(|| format!("starting {}", plan.bwrap.display()))?;
     let net = match net.map(session::Pending::start).transpose() {
         Ok(n) => n,
         Err(e) => {
