@@ -106,6 +106,7 @@ pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut B
             "NixOS: PATH leads through this link into /nix/store",
         );
     }
+    // A target inside /etc is already there, read-only with the rest of /etc.
     if let (NetMode::Host, Some(resolv)) = (policy.net, &facts.resolv_conf)
         && !resolv.starts_with("/etc")
     {

@@ -416,6 +416,9 @@ pub fn bwrap_candidates(explicit: Option<&Path>, path_var: Option<&OsStr>) -> Ve
             .map(|v| std::env::split_paths(v).collect::<Vec<_>>())
             .unwrap_or_default()
             .into_iter()
+            // Relative entries (and `..` ones) name places the current directory, often the
+            // project, can reach: the sandbox's builder is never taken from there. The agent's
+            // command may be (it runs inside, where the project is the agent's anyway).
             .filter(|d| d.is_absolute() && d.components().all(|c| c != Component::ParentDir))
             .map(|d| d.join("bwrap"))
             .collect(),
