@@ -151,11 +151,11 @@ pub fn trust(dir: &Path, project: &Path) -> Result<PathBuf> {
     let text = String::from_utf8_lossy(&bytes);
     parse::<Settings>(&file, &text)?;
     let record = trust_record(dir, project);
-    if let Some(parent) = record.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
     let line = format!("{} {}\n", hex(&Sha256::digest(&bytes)), project.display());
-    fs::write(&record, line).with_context(|| format!("writing {}", record.display()))?;
+    // The project is a writable root of its runs, and could hold agentbox's own directory:
+    // no symlink there may send the record elsewhere.
+    let areas = crate::hostfs::Untrusted::new([dir.to_owned(), project.to_owned()]);
+    crate::hostfs::write_file(&record, line.as_bytes(), &areas)?;
     Ok(file)
 }
 

@@ -4,8 +4,8 @@
 //! scope or stays as bwrap's parent to remove the cgroup it made.
 
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
 
 use anyhow::{Context, Result, anyhow};
@@ -14,6 +14,7 @@ use signal_hook::iterator::Signals;
 
 use crate::bwrap::{FIRST_DATA_FD, Plan, Prep, to_argv};
 use crate::host::HostFacts;
+use crate::hostfs::{self, Untrusted};
 use crate::limits::{self, Enforcer};
 use crate::net::session;
 use crate::policy::{NetMode, Policy};
@@ -25,7 +26,8 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
     // Whatever agentbox inherited (a `3</` from the caller, a leaked pipe) must not reach bwrap
     // on any path, exec or supervised.
     sys::cloexec_inherited()?;
-    prepare(plan)?;
+    let areas = untrusted(facts);
+    prepare(plan, &areas)?;
     let enforcer = match policy.limits.any() {
         true => Some(limits::enforce(&policy.limits, facts.uid)?),
         false => None,
@@ -40,7 +42,7 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
         return exec(plan, &prefix);
     }
     let pending = match &facts.net {
-        Some(n) if filtered => Some(session::prepare(n, &policy.filter)?),
+        Some(n) if filtered => Some(session::prepare(n, &policy.filter, &areas)?),
         _ => None,
     };
     // The proxy holds two fds per tunnel.
@@ -53,24 +55,31 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
     Ok(code)
 }
 
-fn prepare(plan: &Plan) -> Result<()> {
+/// Where the sandbox can write, now or in an earlier run: the writable roots, agentbox's data
+/// directory (the agent homes) and the runtime directory. No host-side write follows a
+/// symlink there.
+pub fn untrusted(facts: &HostFacts) -> Untrusted {
+    let mut areas: Vec<PathBuf> = facts.roots.iter().map(|r| r.path.clone()).collect();
+    let homes = crate::host::agent::home_dir(&facts.home, "x");
+    areas.extend(homes.parent().and_then(Path::parent).map(Path::to_owned));
+    areas.extend(facts.agent_home.iter().cloned());
+    areas.push(crate::host::runtime_base(facts.uid));
+    areas.extend(
+        facts
+            .net
+            .iter()
+            .filter_map(|n| n.dir.parent().map(Path::to_owned)),
+    );
+    Untrusted::new(areas)
+}
+
+fn prepare(plan: &Plan, areas: &Untrusted) -> Result<()> {
     for prep in &plan.prep {
         match prep {
-            Prep::CreateDir(dir) => fs::DirBuilder::new()
-                .mode(0o755)
-                .create(dir)
-                .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => Ok(()),
-                    _ => Err(e),
-                })
-                .with_context(|| format!("creating {}", dir.display()))?,
+            Prep::CreateDir(dir) => hostfs::create_dir(dir, 0o755, areas)?,
             Prep::CreateHome { dir, subdirs } => {
                 for d in std::iter::once(dir).chain(subdirs) {
-                    fs::DirBuilder::new()
-                        .mode(0o700)
-                        .recursive(true)
-                        .create(d)
-                        .with_context(|| format!("creating {}", d.display()))?;
+                    hostfs::create_dir_all(d, 0o700, areas)?;
                 }
             }
         }
@@ -123,6 +132,10 @@ fn supervise(
     if plan.interactive {
         sys::ignore_interrupts()?;
     }
+    // bwrap reports the command's status as soon as its pid 1 inside sends it, before that
+    // pid 1 has exited: without a subreaper here it would reparent to init as a zombie.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .context("becoming a child subreaper")?;
     // Other threads (the proxy) hold fds of their own: the data fds are placed in the child
     // only, between fork and exec.
     let mut child =
@@ -154,9 +167,31 @@ fn supervise(
         }
     });
     let status = child.wait().context("waiting for bwrap")?;
+    reap_orphans();
     handle.close();
     let _ = forwarder.join();
     Ok((exit_code(status), net))
+}
+
+/// Waits for what bwrap left to us (its pid 1, about to exit): the sandbox's pid namespace
+/// ends with that process, so this is short; bounded all the same.
+fn reap_orphans() {
+    use rustix::process::{WaitOptions, wait};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match wait(WaitOptions::NOHANG) {
+            Ok(Some(_)) => continue,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Ok(None) => {
+                eprintln!("agentbox: warning: a process of the sandbox has not exited yet");
+                return;
+            }
+            // ECHILD: nothing left.
+            Err(_) => return,
+        }
+    }
 }
 
 /// The first child of the first child of `pid`, from /proc (bwrap's pid 1 inside, then the

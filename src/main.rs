@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use agentbox::cli::{Cli, Command, ProfileAction, RunArgs};
 use agentbox::error::{EXIT_AGENTBOX, classify};
+use agentbox::text::terminal;
 use agentbox::{bwrap, commands, config, host, launch, selftest};
 use anyhow::Result;
 use clap::Parser;
@@ -40,9 +41,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             let (code, hint) = classify(&err);
-            eprintln!("agentbox: error: {err:#}");
+            // Errors and hints may quote project paths: no control character reaches the
+            // terminal.
+            eprintln!("agentbox: error: {}", terminal(&format!("{err:#}")));
             if let Some(hint) = hint {
-                eprintln!("hint: {hint}");
+                eprintln!("hint: {}", terminal(hint));
             }
             ExitCode::from(code)
         }
@@ -68,14 +71,14 @@ impl Output {
 fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     let (policy, warnings) = config::resolve(args.sandbox, args.command, args.bind_self)?;
     for w in &warnings {
-        eprintln!("agentbox: warning: {w}");
+        eprintln!("agentbox: warning: {}", terminal(w));
     }
     let facts = host::HostFacts::probe(&policy)?;
     // Known reasons a sandbox cannot start, explained before bwrap fails with its own words.
     agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.uid)?;
     let plan = bwrap::plan(&policy, &facts)?;
     for w in &plan.warnings {
-        eprintln!("agentbox: warning: {w}");
+        eprintln!("agentbox: warning: {}", terminal(w));
     }
     if args.tree {
         let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
@@ -89,7 +92,7 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     }
     if !out.quiet {
         for n in &plan.notes {
-            eprintln!("agentbox: note: {n}");
+            eprintln!("agentbox: note: {}", terminal(n));
         }
     }
     if out.verbose {

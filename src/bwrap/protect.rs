@@ -165,11 +165,12 @@ pub(super) fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {
             .iter()
             .take(5)
             .map(|s| {
-                s.path
-                    .strip_prefix(&facts.project)
-                    .unwrap_or(&s.path)
-                    .display()
-                    .to_string()
+                crate::text::printable(
+                    s.path
+                        .strip_prefix(&facts.project)
+                        .unwrap_or(&s.path)
+                        .as_os_str(),
+                )
             })
             .collect();
         let more = masked.len().saturating_sub(names.len());

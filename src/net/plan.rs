@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::bwrap::{Builder, Op, SELF_INSIDE};
 use crate::host::NetSession;
-use crate::net::relay::{PROXY_PORT, RelayCtx, SOCKET_DIR, TOKEN_FILE};
+use crate::net::relay::{PROXY_PORT, RelayCtx, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
 use crate::net::rules::NetPolicy;
 use crate::policy::Policy;
 
@@ -38,12 +38,15 @@ pub(crate) fn privileges(b: &mut Builder) {
 }
 
 pub(crate) fn files(net: &NetSession, resolv_target: Option<&Path>, b: &mut Builder) {
+    // The socket alone, read-only (connect() needs no write access to the mount): the
+    // directory it is in stays out of reach, so nothing the sandbox does can leave anything
+    // in it for the host to trip over at cleanup.
     b.push(
-        Op::BindAt {
-            src: net.dir.clone(),
-            dest: SOCKET_DIR.into(),
+        Op::RoBindAt {
+            src: net.dir.join(SOCKET_NAME),
+            dest: Path::new(SOCKET_DIR).join(SOCKET_NAME),
         },
-        "the host proxy's socket, in a private 0700 directory: the only way out",
+        "the host proxy's socket (alone, read-only): the only way out",
     );
     b.push(
         Op::DataFile {

@@ -4,33 +4,29 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 use crate::error::Fail;
 use crate::host::NetSession;
+use crate::hostfs::{self, Untrusted};
 use crate::net::proxy::{self, ProxyConfig, ProxyHandle, Summary};
 use crate::net::relay::SOCKET_NAME;
 use crate::policy::NetFilter;
+use crate::text::printable_str;
 
 pub struct Running {
     dir: PathBuf,
+    areas: Untrusted,
     proxy: Option<ProxyHandle>,
     learn: bool,
 }
 
 /// Makes `base` (0700, ours) if needed; refuses one that another user could have prepared.
-fn private_base(base: &Path, uid: u32) -> Result<()> {
-    match fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(base)
-    {
-        Ok(()) => {}
-        Err(e) => return Err(e).with_context(|| format!("creating {}", base.display())),
-    }
+fn private_base(base: &Path, uid: u32, areas: &Untrusted) -> Result<()> {
+    hostfs::create_dir_all(base, 0o700, areas)?;
     let meta = fs::symlink_metadata(base)?;
     if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
         bail!(Fail::hint(
@@ -44,10 +40,12 @@ fn private_base(base: &Path, uid: u32) -> Result<()> {
     Ok(())
 }
 
-/// Removes `net-PID` directories whose agentbox is gone.
-fn sweep(base: &Path) {
+/// Removes `net-PID` directories whose agentbox is gone, whatever was done inside them.
+fn sweep(base: &Path, areas: &Untrusted) {
     for dir in crate::stale::orphans(base, "net-") {
-        let _ = fs::remove_dir_all(dir);
+        if let Err(e) = hostfs::remove_tree(&dir, areas) {
+            eprintln!("agentbox: warning: leftover of an earlier run: {e:#}");
+        }
     }
 }
 
@@ -68,29 +66,26 @@ impl Pending {
     }
 }
 
-pub fn prepare(net: &NetSession, filter: &NetFilter) -> Result<Pending> {
+pub fn prepare(net: &NetSession, filter: &NetFilter, areas: &Untrusted) -> Result<Pending> {
     let base = net.dir.parent().context("socket directory has no parent")?;
-    private_base(base, net.uid)?;
-    sweep(base);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&net.dir)
-        .with_context(|| format!("creating {}", net.dir.display()))?;
+    private_base(base, net.uid, areas)?;
+    sweep(base, areas);
+    hostfs::create_dir(&net.dir, 0o700, areas)?;
     // From here on, dropping `running` removes the directory again.
     let running = Running {
         dir: net.dir.clone(),
+        areas: areas.clone(),
         proxy: None,
         learn: filter.learn,
     };
     let listener = std::os::unix::net::UnixListener::bind(net.dir.join(SOCKET_NAME))
         .context("binding the proxy socket")?;
     let log = match &filter.log {
+        // Often in the project, where an earlier run could have left a symlink to the user's
+        // shell rc file, or a FIFO, in its place.
         Some(p) => Some(
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("opening --net-log {}", p.display()))?,
+            hostfs::open_file(&absolute(p)?, hostfs::Write::Append, areas)
+                .context("opening --net-log")?,
         ),
         None => None,
     };
@@ -122,8 +117,17 @@ impl Drop for Running {
         if let Some(p) = self.proxy.take() {
             let _ = p.stop();
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        if let Err(e) = hostfs::remove_tree(&self.dir, &self.areas) {
+            eprintln!("agentbox: warning: {e:#}");
+        }
     }
+}
+
+/// `p` from the current directory, as the user gave it.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(std::env::current_dir()
+        .context("reading the current directory")?
+        .join(p))
 }
 
 fn report(s: &Summary, learn: bool) {
@@ -134,7 +138,11 @@ fn report(s: &Summary, learn: bool) {
             .denied
             .iter()
             .take(5)
-            .map(|(h, p, why, n)| format!("{h}:{p} ({why}) x{n}"))
+            .map(|(h, p, why, n)| {
+                // Names are checked by the proxy; escaped here all the same, as everything
+                // the sandbox chose is before it reaches the terminal.
+                format!("{}:{p} ({}) x{n}", printable_str(h), printable_str(why))
+            })
             .collect();
         let more = s.denied.len().saturating_sub(5);
         let more = if more > 0 {
@@ -153,8 +161,8 @@ fn report(s: &Summary, learn: bool) {
             .requested
             .iter()
             .map(|(h, p)| match p {
-                80 | 443 => h.clone(),
-                p => format!("{h}:{p}"),
+                80 | 443 => printable_str(h),
+                p => format!("{}:{p}", printable_str(h)),
             })
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()

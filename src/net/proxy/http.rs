@@ -90,7 +90,9 @@ pub(super) fn parse(head: &[u8]) -> Result<(Kind, Host, u16), &'static str> {
     else {
         return Err("malformed request line");
     };
-    if method.is_empty() || !method.bytes().all(is_tchar) {
+    // Narrower than a token: the method is logged and summarised, and `$`, `&` or a backtick
+    // (all valid token characters) have no business in any real method.
+    if method.is_empty() || method.len() > 32 || !method.bytes().all(is_method_char) {
         return Err("malformed method");
     }
     if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
@@ -193,6 +195,11 @@ fn authority(s: &str, default_port: Option<u16>) -> Option<(Host, u16)> {
     // An IPv6 literal must have come in brackets; anything else in a name is refused by parse.
     let host = Host::parse(host)?;
     Some((host, port))
+}
+
+/// Every registered method is made of these (`GET`, `M-SEARCH`, `BASELINE-CONTROL`).
+fn is_method_char(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'-' || b == b'_'
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -319,6 +326,45 @@ mod tests {
             assert!(parse(head.as_bytes()).is_err(), "{head:?}");
         }
         assert!(parse(b"GET http://a.com/ HTTP/1.1\r\nX: \xff\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn shell_and_terminal_characters_never_pass() {
+        // Each would reach the decision log (or, through a redirected log, a shell rc file).
+        for method in [
+            "G`id`T",
+            "GET$(id)",
+            "GET&",
+            "G;T",
+            "GE|T",
+            "\u{1b}[2J",
+            "G\u{1b}]0;x\u{7}",
+        ] {
+            let head = format!("{method} http://example.com/ HTTP/1.1\r\n\r\n");
+            assert_eq!(
+                parse(head.as_bytes()).err(),
+                Some("malformed method"),
+                "{method:?}"
+            );
+        }
+        // Header names are not logged, only forwarded: any token passes, nothing else does.
+        for name in ["X\u{1b}Y", "X Y", "X\u{7f}Y", "X(Y)", "X\"Y"] {
+            let head = format!("GET http://example.com/ HTTP/1.1\r\n{name}: v\r\n\r\n");
+            assert!(parse(head.as_bytes()).is_err(), "{name:?}");
+        }
+        for target in ["http://example.com/\u{1b}[2J", "http://example.com/a\nb"] {
+            let head = format!("GET {target} HTTP/1.1\r\n\r\n");
+            assert!(parse(head.as_bytes()).is_err(), "{target:?}");
+        }
+        for host in ["a`id`.com", "$(id).com", "a&b.com", "a\u{1b}b.com"] {
+            let head = format!("CONNECT {host}:443 HTTP/1.1\r\n\r\n");
+            assert!(parse(head.as_bytes()).is_err(), "{host:?}");
+        }
+        // Controls: real methods, including ones with '-', still pass.
+        for method in ["GET", "POST", "M-SEARCH", "PROPFIND"] {
+            let head = format!("{method} http://example.com/ HTTP/1.1\r\n\r\n");
+            assert!(parse(head.as_bytes()).is_ok(), "{method}");
+        }
     }
 
     #[test]

@@ -233,6 +233,22 @@ mod tests {
     }
 
     #[test]
+    fn log_line_is_one_escaped_line_whatever_the_fields_hold() {
+        // The parser refuses such requests before they get here; the log escapes them anyway.
+        let e = Entry::new(
+            "a\u{1b}]0;x\u{7}.org",
+            443,
+            "G`id`$(x)&\n\u{1b}[2J",
+            false,
+            "r\r\n".into(),
+        );
+        let line = e.json(1.0);
+        assert!(!line.bytes().any(|b| b.is_ascii_control()), "{line:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["method"], "G`id`$(x)&\n\u{1b}[2J");
+    }
+
+    #[test]
     fn record_logs_on_drop_and_unwritable_log_is_harmless() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");

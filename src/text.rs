@@ -1,0 +1,72 @@
+//! Text that comes from the project or from the sandbox (file names, host names, request
+//! lines), made safe to print: a file name carrying terminal escape codes must not reach the
+//! terminal, where it could retitle the window, rewrite what is shown, or worse.
+
+use std::ffi::OsStr;
+use std::fmt::Write;
+
+/// `s` with every control character (C0, DEL, C1) and every byte that is not UTF-8 escaped
+/// (`\e`, `\n`, `\x9b`, ...); a backslash becomes `\\` so an escape cannot be faked.
+/// Printable text, non-ASCII letters included, stays as it is: the name is still recognisable.
+pub fn printable(s: &OsStr) -> String {
+    let mut out = String::with_capacity(s.len());
+    for chunk in s.as_encoded_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\x1b' => out.push_str("\\e"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// `printable` for text already known to be a `str`.
+pub fn printable_str(s: &str) -> String {
+    printable(OsStr::new(s))
+}
+
+/// For agentbox's own messages, whose lines may quote a path it did not escape itself: every
+/// control character but the line breaks agentbox put there is escaped, so the terminal gets
+/// text and never a command.
+pub fn terminal(s: &str) -> String {
+    s.split('\n')
+        .map(printable_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn escapes_controls_keeps_the_rest() {
+        for (input, want) in [
+            (&b"plain.env"[..], "plain.env"),
+            (b"\x1b]0;pwned\x07.env", "\\e]0;pwned\\u{7}.env"),
+            (b"a\nb\rc\td", "a\\nb\\rc\\td"),
+            (b"back\\slash", "back\\\\slash"),
+            (b"\x7f", "\\u{7f}"),
+            ("\u{9b}31m".as_bytes(), "\\u{9b}31m"),
+            (b"bad\xffutf8", "bad\\xffutf8"),
+            ("caf\u{e9} $`&".as_bytes(), "caf\u{e9} $`&"),
+        ] {
+            let got = printable(OsStr::from_bytes(input));
+            assert_eq!(got, want, "{input:?}");
+            assert!(!got.bytes().any(|b| b.is_ascii_control()), "{got:?}");
+        }
+        assert_eq!(terminal("a\x1b[2J\nb\x07"), "a\\e[2J\nb\\u{7}");
+    }
+}
