@@ -9,11 +9,15 @@ use std::fmt::Write;
 /// (`\e`, `\n`, `\x9b`, ...); a backslash becomes `\\` so an escape cannot be faked.
 /// Printable text, non-ASCII letters included, stays as it is: the name is still recognisable.
 pub fn printable(s: &OsStr) -> String {
+    escape(s, true)
+}
+
+fn escape(s: &OsStr, backslash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for chunk in s.as_encoded_bytes().utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '\\' => out.push_str("\\\\"),
+                '\\' if backslash => out.push_str("\\\\"),
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
@@ -38,10 +42,10 @@ pub fn printable_str(s: &str) -> String {
 
 /// For agentbox's own messages, whose lines may quote a path it did not escape itself: every
 /// control character but the line breaks agentbox put there is escaped, so the terminal gets
-/// text and never a command.
+/// text and never a command. Backslashes stay (what `printable` made is not escaped twice).
 pub fn terminal(s: &str) -> String {
     s.split('\n')
-        .map(printable_str)
+        .map(|l| escape(OsStr::new(l), false))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -68,5 +72,7 @@ mod tests {
             assert!(!got.bytes().any(|b| b.is_ascii_control()), "{got:?}");
         }
         assert_eq!(terminal("a\x1b[2J\nb\x07"), "a\\e[2J\nb\\u{7}");
+        let once = printable(OsStr::from_bytes(b"x\x1by"));
+        assert_eq!(terminal(&once), once);
     }
 }
