@@ -144,7 +144,7 @@ pub fn trust(project: Option<PathBuf>) -> Result<ExitCode> {
     let file = config::trust(&config::dir(&home()?), &dir)?;
     eprintln!(
         "agentbox: trusting {} as it is now; any change makes it untrusted again",
-        file.display()
+        crate::text::printable(file.as_os_str())
     );
     Ok(ExitCode::SUCCESS)
 }

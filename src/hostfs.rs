@@ -78,7 +78,7 @@ fn refuse(path: &Path, what: &str, hint: &str) -> anyhow::Error {
 fn symlink_refused(path: &Path) -> anyhow::Error {
     refuse(
         path,
-        "is a symlink in a directory the sandbox can write (it may point anywhere)",
+        "is a symlink where the sandbox (or another user) could have put it: it may point anywhere",
         &format!(
             "remove it (rm {}) or choose another path",
             shell_words::quote(&printable(path.as_os_str()))
@@ -136,7 +136,7 @@ fn resolve(path: &Path, areas: &Untrusted, mkdir: Option<u32>) -> Result<Dir> {
         };
         let fd = match st.map(|s| FileType::from_raw_mode(s.st_mode)) {
             Some(FileType::Symlink) => {
-                if areas.contains(&here.path) {
+                if areas.contains(&here.path) || !trusted_link(here, st.as_ref())? {
                     return Err(symlink_refused(&full));
                 }
                 links += 1;
@@ -171,6 +171,16 @@ fn resolve(path: &Path, areas: &Untrusted, mkdir: Option<u32>) -> Result<Dir> {
         stack.push(Dir { fd, path: full });
     }
     stack.pop().context("empty stack")
+}
+
+/// Whether a symlink outside the untrusted areas may be followed: not when another user could
+/// have planted it in a directory anyone can write (`/tmp/agentbox-UID` made by someone else),
+/// the rule of the kernel's `protected_symlinks`.
+fn trusted_link(dir: &Dir, link: Option<&rfs::Stat>) -> Result<bool> {
+    let st = rfs::fstat(&dir.fd)?;
+    let link_uid = link.map_or(u32::MAX, |l| l.st_uid);
+    let me = rustix::process::geteuid().as_raw();
+    Ok(st.st_mode & 0o002 == 0 || link_uid == me || link_uid == st.st_uid)
 }
 
 /// The normal components of `path`, `..` kept (it is resolved against what was really opened).

@@ -98,7 +98,7 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     if out.verbose {
         for s in &plan.steps {
             let words: Vec<String> = bwrap::step_words(&s.op);
-            eprintln!("agentbox: {:<60} # {}", words.join(" "), s.why);
+            eprintln!("agentbox: {:<60} # {}", words.join(" "), terminal(&s.why));
         }
     }
     launch::run(&plan, &policy, &facts)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{Op, Plan};
+use crate::text::{printable, terminal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mark {
@@ -111,12 +112,15 @@ pub fn render(plan: &Plan, color: bool) -> String {
             stack.pop();
         }
         let depth = stack.len();
-        let name = match stack.last() {
-            Some(top) => path.strip_prefix(top).unwrap_or(path).display().to_string(),
-            None => path.display().to_string(),
-        };
+        // Paths come from the project: no control character of theirs reaches the terminal.
+        let name = printable(
+            stack
+                .last()
+                .map_or(path.as_path(), |top| path.strip_prefix(top).unwrap_or(path))
+                .as_os_str(),
+        );
         let name = match &e.target {
-            Some(t) => format!("{name} -> {}", t.display()),
+            Some(t) => format!("{name} -> {}", printable(t.as_os_str())),
             None => name,
         };
         let label = format!("[{}]", e.mark.label());
@@ -129,7 +133,7 @@ pub fn render(plan: &Plan, color: bool) -> String {
         out.push_str(&format!(
             "{left}{}{on}{label:<12}{off} {}\n",
             " ".repeat(pad),
-            e.why
+            terminal(&e.why)
         ));
         stack.push(path);
     }

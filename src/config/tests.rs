@@ -156,3 +156,23 @@ fn the_examples_parse() {
     .unwrap();
     assert!(!project.hide.is_empty() && !project.allow_domains.is_empty());
 }
+
+#[test]
+fn a_trust_record_is_never_written_through_a_symlink() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("config");
+    let proj = t.path().join("proj");
+    let elsewhere = t.path().join("elsewhere");
+    fs::create_dir_all(&proj).unwrap();
+    fs::create_dir_all(&home).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(proj.join(PROJECT_FILE), "hide = [\"a\"]\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, home.join("trusted")).unwrap();
+    let e = trust(&home, &proj).unwrap_err();
+    assert!(format!("{e:#}").contains("symlink"), "{e:#}");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+    // Control: with a plain directory there, the record is written.
+    fs::remove_file(home.join("trusted")).unwrap();
+    trust(&home, &proj).unwrap();
+    assert!(load_project(&home, &proj).unwrap().unwrap().trusted);
+}

@@ -205,3 +205,25 @@ fn remove_tree_whatever_the_modes_and_never_through_links() {
     // Gone already is not an error.
     remove_tree(&run, &areas).unwrap();
 }
+
+#[test]
+fn a_symlink_another_user_left_in_a_world_writable_dir_is_refused() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to lchown");
+        return;
+    }
+    let t = T::new();
+    let tmp = t.p("tmp");
+    fs::create_dir(&tmp).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::create_dir(t.p("target")).unwrap();
+    symlink(t.p("target"), tmp.join("ours")).unwrap();
+    symlink(t.p("target"), tmp.join("theirs")).unwrap();
+    std::os::unix::fs::lchown(tmp.join("theirs"), Some(65534), Some(65534)).unwrap();
+    // Control: our own link there is followed.
+    create_dir_all(&tmp.join("ours/a"), 0o700, &Untrusted::default()).unwrap();
+    assert!(t.p("target/a").is_dir());
+    let e = create_dir_all(&tmp.join("theirs/b"), 0o700, &Untrusted::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("symlink"), "{e:#}");
+    assert!(!t.p("target/b").exists());
+}

@@ -253,6 +253,11 @@ fn an_escape_sequence_in_a_file_name_does_not_reach_the_terminal() {
         let text = String::from_utf8_lossy(&err);
         assert!(text.contains(".env.\\e]0;pwned\\u{7}"), "{text}");
         assert!(!err.contains(&0x1b) && !err.contains(&0x07), "{text:?}");
+        // Nor in the tree of what the agent sees.
+        let tree = w.run_args(&["run", "--tree", "--", "true"].map(OsStr::new));
+        let shown = tree.ok();
+        assert!(shown.contains(".env.\\e]0;pwned\\u{7}"), "{shown}");
+        assert!(!tree.0.stdout.contains(&0x1b), "{shown:?}");
     });
 }
 
