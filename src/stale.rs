@@ -1,5 +1,7 @@
 //! Leftovers named after the agentbox process that made them (`PREFIX-PID`): a cgroup, a socket
-//! directory. A SIGKILLed agentbox cannot remove its own, so the next run sweeps them.
+//! directory. A SIGKILLed agentbox cannot remove its own, so the next run sweeps them (with
+//! `hostfs::remove_tree`, which copes with whatever modes were left inside). Only names are
+//! read here: nothing is followed or opened.
 
 use std::path::{Path, PathBuf};
 

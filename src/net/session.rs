@@ -1,6 +1,8 @@
 //! The host side of one filtered-network run: the private socket directory (0700, removed at
 //! the end; a leftover from a SIGKILLed run is removed by the next one), the proxy on it, and
 //! what is reported at exit (a one-line summary of what was blocked, `--learn`'s allowlist).
+//! Every write here (the directory, its removal, the `--net-log` file) goes through `hostfs`:
+//! the log is often in the project, and the runtime directory is one the sandbox reaches.
 
 use std::fs;
 use std::io::Write;
