@@ -60,8 +60,10 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
 /// symlink there.
 pub fn untrusted(facts: &HostFacts) -> Untrusted {
     let mut areas: Vec<PathBuf> = facts.roots.iter().map(|r| r.path.clone()).collect();
-    let homes = crate::host::agent::home_dir(&facts.home, "x");
-    areas.extend(homes.parent().and_then(Path::parent).map(Path::to_owned));
+    // Every profile's home is `DATA/agentbox/home/NAME`: all of `DATA/agentbox`, whichever
+    // profile this run uses (another profile's home was writable in its own runs).
+    let any_home = crate::host::agent::home_dir(&facts.home, "any");
+    areas.extend(any_home.parent().and_then(Path::parent).map(Path::to_owned));
     areas.extend(facts.agent_home.iter().cloned());
     areas.push(crate::host::runtime_base(facts.uid));
     areas.extend(
