@@ -138,7 +138,6 @@ fn the_socket_directory_cannot_be_written_from_inside() {
         let script = "cd /run/agentbox/net || exit 9; \
                       mkdir d 2>/dev/null && chmod 000 d; touch f 2>/dev/null; \
                       chmod 000 proxy.sock 2>/dev/null && echo chmod-worked; \
-                      touch ready-marker-in-project 2>/dev/null; \
                       echo ready > \"$OLDPWD/ready\"; i=0; \
                       while [ ! -e \"$OLDPWD/go\" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
                       curl -s -m 5 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:3128 http://denied.test/";
