@@ -182,6 +182,28 @@ pub fn too_broad(path: &Path, home: &Path) -> Option<&'static str> {
     }
 }
 
+/// Why a `--ro` path is too broad to show the agent, if it is: the root, the home or a
+/// directory holding it (every key and token of the user), the kernel's filesystems (a host
+/// `/proc` shows every host process and its environment), and the scratch directories that
+/// hold the host's UNIX sockets (a read-only mount does not stop `connect()`).
+pub fn too_broad_to_show(path: &Path, home: &Path) -> Option<&'static str> {
+    const SOCKETS: &[&str] = &["/run", "/tmp", "/var/tmp", "/var/run"];
+    const KERNEL: &[&str] = &["/proc", "/sys", "/dev"];
+    if path == Path::new("/") {
+        Some("it is the root of the filesystem")
+    } else if path == home {
+        Some("it is your home directory, with your keys and tokens")
+    } else if home.starts_with(path) {
+        Some("it contains your home directory")
+    } else if KERNEL.iter().any(|s| path == Path::new(s)) || path.starts_with("/proc") {
+        Some("it is the host's kernel filesystem (host processes, devices, settings)")
+    } else if SOCKETS.iter().any(|s| path == Path::new(s)) {
+        Some("it holds the host's sockets (D-Bus, ssh-agent, X11), which stay connectable")
+    } else {
+        None
+    }
+}
+
 /// Sorts binds so that a parent is mounted before its children (a child bind then shows
 /// through; the other order would hide it).
 fn depth(p: &Path) -> usize {

@@ -136,8 +136,10 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     pub bind_self: bool,
 
-    /// The command to run, with its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The command to run, with its arguments. A word before it that starts with `-` is an
+    /// agentbox option (an unknown one is an error, never the command): a command that starts
+    /// with `-` goes after a literal `--`.
+    #[arg(required = true, trailing_var_arg = true)]
     #[arg(value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
@@ -180,8 +182,9 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
 
-    /// Accept a project directory that is /, $HOME, an ancestor of $HOME or a system directory.
-    /// The whole of it becomes writable to the agent.
+    /// Accept a project directory (or --rw path) that is /, $HOME, an ancestor of $HOME or a
+    /// system directory, and a --ro path that is /, $HOME, an ancestor of it, /proc, /sys,
+    /// /dev, /run or /tmp. The whole of it becomes writable (or visible) to the agent.
     #[arg(long)]
     pub allow_broad_project: bool,
 
@@ -266,4 +269,27 @@ pub struct SandboxArgs {
     /// there), through a cgroup.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pids: Option<u64>,
+}
+
+/// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead
+/// of clap's usage text: `--allow-domains x -- true` must never run `--allow-domains`.
+pub fn unknown_option(e: &clap::Error) -> Option<crate::error::Fail> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let arg = text(ContextKind::InvalidArg)?;
+    let hint = match text(ContextKind::SuggestedArg) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => "see `agentbox run --help` for the options".to_owned(),
+    };
+    Some(crate::error::Fail::hint(
+        format!("unknown option `{arg}` (a command that starts with `-` goes after `--`)"),
+        hint,
+    ))
 }

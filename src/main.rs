@@ -14,6 +14,13 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some(f) = agentbox::cli::unknown_option(&e) {
+                eprintln!("agentbox: error: {f}");
+                if let Some(h) = &f.hint {
+                    eprintln!("hint: {h}");
+                }
+                return ExitCode::from(f.code);
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_AGENTBOX } else { 0 });
         }

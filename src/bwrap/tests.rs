@@ -323,8 +323,41 @@ fn broad_projects_are_refused() {
     let mut f = facts();
     f.extra = vec![("/home/u".into(), Access::ReadWrite)];
     assert!(plan(&policy(&["claude"]), &f).is_err());
-    f.extra = vec![("/home/u".into(), Access::ReadOnly)];
-    assert!(plan(&policy(&["claude"]), &f).is_ok());
+    // Read-only, the same places are refused too, and the kernel's and the sockets' ones,
+    // while a narrower path inside them is shown.
+    for (path, refused) in [
+        ("/", true),
+        ("/home/u", true),
+        ("/home", true),
+        ("/proc", true),
+        ("/proc/1", true),
+        ("/sys", true),
+        ("/dev", true),
+        ("/run", true),
+        ("/tmp", true),
+        ("/usr/share", false),
+        ("/home/u/.cargo", false),
+        ("/tmp/data", false),
+    ] {
+        f.extra = vec![(path.into(), Access::ReadOnly)];
+        let got = plan(&policy(&["claude"]), &f);
+        assert_eq!(got.is_err(), refused, "--ro {path}");
+        if let Err(e) = got {
+            let fail = e.downcast_ref::<Fail>().unwrap();
+            assert_eq!(fail.code, 125, "{path}");
+            assert!(fail.hint.as_deref().unwrap().contains("--ro"), "{path}");
+        }
+        let mut p = policy(&["claude"]);
+        p.allow_broad_project = true;
+        let plan = plan(&p, &f).unwrap();
+        assert_eq!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("--allow-broad-project")),
+            refused,
+            "{path}"
+        );
+    }
 }
 
 #[test]
@@ -335,7 +368,10 @@ fn binds_go_parents_first() {
         ("/home/u/.nvm".into(), Access::ReadOnly),
         ("/home/u".into(), Access::ReadOnly),
     ];
-    let got = argv(&policy(&["claude"]), &f);
+    // `--ro $HOME` needs the override now; the order is what this test is about.
+    let mut p = policy(&["claude"]);
+    p.allow_broad_project = true;
+    let got = argv(&p, &f);
     let home = pos(&got, &["--ro-bind", "/home/u", "/home/u"]);
     let project = pos(&got, &["--bind", "/home/u/p", "/home/u/p"]);
     let vendor = pos(&got, &["--ro-bind", "/home/u/p/vendor"]);
@@ -553,4 +589,43 @@ fn script_quotes_every_word() {
     assert!(s.contains("</dev/null"), "{s}");
     // The argv itself keeps the raw bytes.
     assert!(to_argv(&plan).0.contains(&odd));
+}
+
+#[test]
+fn an_executable_in_a_shallow_home_dir_is_bound_alone() {
+    use crate::host::agent::Exposed;
+    let ex = |name: &str, canonical: &str| Exposed {
+        name: name.into(),
+        path: canonical.into(),
+        canonical: canonical.into(),
+    };
+    for (canonical, bound) in [
+        // Directly in the home: the file, never the home.
+        ("/home/u/mytool", "/home/u/mytool"),
+        // In a directory directly in the home (~/.ssh beside the keys): the file.
+        ("/home/u/.ssh/helper", "/home/u/.ssh/helper"),
+        // A package two levels down: its directory.
+        (
+            "/home/u/.nvm/v20/lib/node_modules/pkg/cli.js",
+            "/home/u/.nvm/v20/lib/node_modules/pkg",
+        ),
+        (
+            "/home/u/.local/share/claude/versions/2.0",
+            "/home/u/.local/share/claude/versions",
+        ),
+    ] {
+        let mut f = facts();
+        f.exposed = vec![ex("mytool", canonical), ex("sh", "/usr/bin/sh")];
+        let mut p = policy(&["mytool"]);
+        p.profile.name = "generic".into();
+        let got = argv(&p, &f);
+        pos(&got, &["--ro-bind", bound, bound]);
+        assert!(
+            !got.windows(3)
+                .any(|w| w == ["--ro-bind", "/home/u", "/home/u"]),
+            "{canonical}: {got:?}"
+        );
+        let link = "/run/agentbox/bin/mytool";
+        pos(&got, &["--symlink", canonical, link]);
+    }
 }

@@ -1,0 +1,124 @@
+//! No flag or profile exposes more than it says: an executable in the home is shown alone,
+//! never with its directory; a broad `--ro` is refused like a broad `--rw`; an unknown option
+//! before the command is an error, never the command.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use super::{Out, PATH, World, each_user};
+
+fn executable(w: &World, rel: &str, body: &str) {
+    let p = w.write(rel, body);
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `~/mytool`, run by `#!/usr/bin/env mysh` where `mysh` is `~/mysh`: both are shown, each
+/// file alone, and `~/secret.txt` beside them stays hidden.
+#[test]
+fn a_tool_directly_in_the_home_does_not_show_the_home() {
+    each_user(|w| {
+        executable(w, "home/mysh", "#!/bin/sh\nexec /bin/sh \"$@\"\n");
+        let secret = w.home.join("secret.txt");
+        let body = format!(
+            "#!/usr/bin/env mysh\necho tool-ran\ncat {} 2>/dev/null || echo secret-hidden\n",
+            secret.display()
+        );
+        executable(w, "home/mytool", &body);
+        w.write("home/secret.txt", "TOP-SECRET\n");
+        let path = format!("{}:{PATH}", w.home.display());
+        let run = |args: &[&str]| {
+            let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            Out(w.cmd(&args).env("PATH", &path).output().unwrap())
+        };
+        // Control: on the host the tool reads the secret.
+        let host = w
+            .program(&w.home.join("mytool").into_os_string())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&host.stdout),
+            "tool-ran\nTOP-SECRET\n"
+        );
+        // Inside: the tool runs (through its interpreter in the home), the secret is hidden.
+        let out = run(&["run", "--profile", "generic", "--", "mytool"]);
+        assert_eq!(out.ok(), "tool-ran\nsecret-hidden\n", "{}", out.stderr());
+        let list = format!("ls -a {}", w.home.display());
+        let out = run(&["run", "--profile", "generic", "--", "sh", "-c", &list]);
+        assert!(!out.ok().contains("secret.txt"), "{}", out.stdout());
+    });
+}
+
+#[test]
+fn a_broad_ro_is_refused_unless_asked_for() {
+    each_user(|w| {
+        w.write("home/secret.txt", "TOP-SECRET\n");
+        w.write("home/data/notes.txt", "notes\n");
+        let home = w.home.to_str().unwrap();
+        let read = format!("cat {home}/secret.txt");
+        for ro in [home, "/", "/proc", "/sys", "/dev", "/run", "/tmp"] {
+            let out = w.sh(&["--ro", ro], &read);
+            assert_eq!(out.code(), 125, "--ro {ro}: {}", out.stderr());
+            assert!(
+                out.stderr().contains("hint:"),
+                "--ro {ro}: {}",
+                out.stderr()
+            );
+            assert!(!out.stdout().contains("TOP-SECRET"));
+        }
+        // The home's parent too (it holds the home).
+        let parent = w.home.parent().unwrap().to_str().unwrap().to_owned();
+        assert_eq!(w.sh(&["--ro", &parent], &read).code(), 125);
+        // Control: a narrower path is shown...
+        let data = format!("{home}/data");
+        let out = w.sh(&["--ro", &data], &format!("cat {data}/notes.txt"));
+        assert_eq!(out.ok(), "notes\n");
+        // ... and the override does what it says, with a warning.
+        let out = w.sh(&["--allow-broad-project", "--ro", home], &read);
+        assert_eq!(out.ok(), "TOP-SECRET\n");
+        assert!(
+            out.stderr().contains("--allow-broad-project"),
+            "{}",
+            out.stderr()
+        );
+    });
+}
+
+#[test]
+fn an_unknown_option_is_an_error_never_the_command() {
+    each_user(|w| {
+        let marker = w.project.join("ran");
+        let touch = format!("touch {}", marker.display());
+        let out = w.sh(&["--allow-domains", "example.com"], &touch);
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(
+            out.stderr().contains("did you mean `--allow-domain`?"),
+            "{}",
+            out.stderr()
+        );
+        // Without `--` as well, and an unknown word with no near match.
+        for args in [
+            &["run", "--allow-domains", "x", "true"][..],
+            &["run", "--frobnicate", "--", "true"],
+            &["run", "-Z", "true"],
+        ] {
+            let out = w.run_args(&args.iter().map(OsStr::new).collect::<Vec<_>>());
+            assert_eq!(out.code(), 125, "{args:?}: {}", out.stderr());
+            assert!(out.stderr().contains("unknown option"), "{}", out.stderr());
+        }
+        assert!(!marker.exists());
+        // Control: the same command runs with the right spelling.
+        w.sh(&["--allow-domain", "example.com"], &touch).ok();
+        assert!(marker.exists());
+        // After `--`, a word that starts with `-` is the command, and options after the
+        // command are its own.
+        executable(w, "home/bin/--weird", "#!/bin/sh\necho weird-ran \"$@\"\n");
+        let path = format!("{}:{PATH}", w.home.join("bin").display());
+        let args = ["run", "--", "--weird", "--allow-domains", "-v"].map(OsStr::new);
+        let out = Out(w.cmd(&args).env("PATH", &path).output().unwrap());
+        assert_eq!(out.ok(), "weird-ran --allow-domains -v\n");
+        let out = w.run_args(&["run", "echo", "--allow-domains", "-v"].map(OsStr::new));
+        assert_eq!(out.ok(), "--allow-domains -v\n");
+    });
+}
