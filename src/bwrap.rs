@@ -134,6 +134,8 @@ pub const MIN_BWRAP: (u32, u32, u32) = (0, 6, 0);
 /// Size bounds of the writable tmpfs mounts, so the agent cannot fill the host's memory.
 const TMP_SIZE: u64 = 4 << 30;
 const RUN_SIZE: u64 = 64 << 20;
+/// `/dev/shm`'s bound (public for the probe that tries to pass it).
+pub const SHM_SIZE: u64 = 1 << 30;
 /// A masked directory is read-only: it needs no room at all.
 const MASK_SIZE: u64 = 4096;
 
@@ -239,9 +241,11 @@ impl Builder {
 ///     (filtered network), the shim directory first on PATH, and each `--env`.
 ///  4. System, read-only: `/usr`; `/bin`, `/sbin`, `/lib*` as the same symlinks as on the host
 ///     (merged /usr) or as binds; `/etc`; `/opt` and `/nix/store` when present.
-///  5. A fresh `/proc` for the new pid namespace and a minimal `/dev`; when started as root,
-///     `/proc/sys` and `/proc/sysrq-trigger` read-only (root owns them even without
-///     capabilities).
+///  5. A fresh `/proc` for the new pid namespace and a minimal `/dev`, read-only (its tmpfs has
+///     no size bound; the device nodes stay usable), with a bounded tmpfs on `/dev/shm`; when
+///     started as root, `/proc/sys` and `/proc/sysrq-trigger` read-only (root owns them even
+///     without capabilities); `/proc` itself read-only unless debugging or nesting is allowed
+///     (the filtered network's relay does this itself, after writing its uid maps).
 ///  6. Empty tmpfs on `/tmp`, `/var/tmp` and `/run`; then, inside `/run`, agentbox itself (the
 ///     probe runner, Ctrl-C shim or relay), the proxy's socket directory, token and resolver
 ///     (filtered network), NixOS's `current-system` link and, with the host network, the real
@@ -299,7 +303,7 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     namespaces(policy, facts, features, &mut b);
     filters(policy, &mut b)?;
     environment(policy, facts, &mut b);
-    system(facts, &mut b);
+    system(policy, facts, features, &mut b);
     scratch(policy, facts, features, &mut b);
     home(facts, features, &mut b);
     binds(facts, &mut b);

@@ -172,6 +172,14 @@ fn default_plan_whole_argv() {
         "/proc",
         "--dev",
         "/dev",
+        "--remount-ro",
+        "/dev",
+        "--size",
+        "1073741824",
+        "--tmpfs",
+        "/dev/shm",
+        "--remount-ro",
+        "/proc",
         "--size",
         "4294967296",
         "--tmpfs",
@@ -627,5 +635,55 @@ fn an_executable_in_a_shallow_home_dir_is_bound_alone() {
         );
         let link = "/run/agentbox/bin/mytool";
         pos(&got, &["--symlink", canonical, link]);
+    }
+}
+
+#[test]
+fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
+    let dev_part = |got: &[String]| {
+        let start = pos(got, &["--dev", "/dev"]);
+        let end = pos(got, &["--tmpfs", "/tmp"]);
+        got[start..end].join(" ")
+    };
+    let got = argv(&policy(&["claude"]), &facts());
+    assert_eq!(
+        dev_part(&got),
+        "--dev /dev --remount-ro /dev --size 1073741824 --tmpfs /dev/shm --remount-ro /proc --size 4294967296"
+    );
+    // A setuid or old bwrap has no --size: /dev/shm is still its own tmpfs, mounted after the
+    // remount so it stays writable.
+    for (version, setuid) in [((0, 8, 0), true), ((0, 6, 0), false)] {
+        let mut f = facts();
+        f.bwrap.version = version;
+        f.bwrap.setuid = setuid;
+        let got = argv(&policy(&["claude"]), &f);
+        assert_eq!(
+            dev_part(&got),
+            "--dev /dev --remount-ro /dev --tmpfs /dev/shm --remount-ro /proc",
+            "{version:?} setuid {setuid}"
+        );
+    }
+    // Debugging and nesting keep /proc writable (uid maps, /proc/PID/mem on purpose); the
+    // filtered network's relay remounts it itself.
+    for tweak in [
+        |p: &mut Policy| p.allow.debug = true,
+        |p: &mut Policy| p.allow.nested = true,
+        |p: &mut Policy| p.net = NetMode::Filtered,
+    ] {
+        let mut p = policy(&["claude"]);
+        tweak(&mut p);
+        let mut f = facts();
+        if p.net == NetMode::Filtered {
+            f.net = Some(crate::host::NetSession {
+                dir: "/run/user/1000/agentbox/net-1".into(),
+                token: "t".into(),
+                uid: 1000,
+                gid: 1000,
+            });
+            f.self_exe = Some("/usr/bin/agentbox".into());
+        }
+        let got = argv(&p, &f);
+        assert!(!got.windows(2).any(|w| w == ["--remount-ro", "/proc"]));
+        pos(&got, &["--remount-ro", "/dev"]);
     }
 }

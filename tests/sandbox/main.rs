@@ -787,7 +787,13 @@ fn escape_suite_reports_exactly_the_weakening() {
         // perf_event_open is still refused by the kernel where perf_event_paranoid > 2.
         let paranoid: i32 = fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
             .map_or(4, |s| s.trim().parse().unwrap_or(4));
-        let mut debug = vec!["ptrace", "process-vm-readv", "process-vm-writev"];
+        let mut debug = vec![
+            "ptrace",
+            "process-vm-readv",
+            "process-vm-writev",
+            "pidfd-getfd",
+            "proc-mem-write",
+        ];
         if paranoid <= 2 {
             debug.push("perf-event-open");
         }

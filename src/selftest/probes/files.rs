@@ -164,6 +164,38 @@ pub(super) fn outside() -> Vec<Probe> {
         p("write-root", C, Blocked, "/ cannot be written", |c| {
             write_fails(&Path::new("/").join(&c.leftover))
         }),
+        p("write-dev", C, Blocked, "/dev cannot be filled", |c| {
+            write_fails(&Path::new("/dev").join(&c.leftover))
+        }),
+        p(
+            "dev-shm-bounded",
+            C,
+            Blocked,
+            "/dev/shm cannot grow past its size bound",
+            |c| {
+                let f = Path::new("/dev/shm").join(&c.leftover);
+                let r = fs::File::create(&f).and_then(|file| {
+                    // tmpfs refuses at once a reservation larger than the whole mount.
+                    let len = crate::bwrap::SHM_SIZE + 4096;
+                    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
+                        .map_err(std::io::Error::from)
+                });
+                let _ = fs::remove_file(&f);
+                io_fails(r)
+            },
+        ),
+        p(
+            "dev-usable",
+            C,
+            Allowed,
+            "/dev/null and /dev/shm still take writes",
+            |c| {
+                let shm = Path::new("/dev/shm").join(&c.leftover);
+                let r = fs::write("/dev/null", "x").and_then(|_| fs::write(&shm, "x"));
+                let _ = fs::remove_file(&shm);
+                io_fails(r)
+            },
+        ),
         p(
             "write-home-persist",
             C,
