@@ -264,7 +264,9 @@ impl Builder {
 ///     read-only tmpfs; the system's own secrets (`/etc/shadow`...) too.
 /// 12. The sandbox's own root read-only (a tmpfs of bwrap's; the mounts in it keep their mode).
 /// 13. The working directory: the current one when it is inside the project, else the project.
-/// 14. A literal `--`, then the command (through the relay, or on a terminal the Ctrl-C shim).
+/// 14. A literal `--`, then the command, through agentbox's shim (Ctrl-C back on a terminal,
+///     then Landlock: writes only beneath what steps 6-11 made writable), and before it the
+///     relay with the filtered network.
 pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     if facts.bwrap.version < MIN_BWRAP {
         let (a, b, c) = facts.bwrap.version;
@@ -337,12 +339,12 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     );
     let interactive = facts.stdin_tty && facts.self_exe.is_some();
     let mut argv = command.0;
+    if facts.self_exe.is_some() {
+        argv.splice(0..0, shim(policy, facts, interactive, &mut b));
+    }
     if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
         let relay = crate::net::plan::relay_argv(policy, net, interactive)?;
         argv.splice(0..0, relay);
-    } else if interactive {
-        let shim = [SELF_INSIDE, "__exec", "--"].map(OsString::from);
-        argv.splice(0..0, shim);
     }
     if policy.limits.any() {
         b.notes.push(
@@ -360,6 +362,31 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
         warnings: b.warnings,
         notes: b.notes,
     })
+}
+
+/// agentbox's shim, the command's last step inside: Ctrl-C back on a terminal, and Landlock
+/// limiting writes to what this plan made writable. Not with nested sandboxes: Landlock
+/// forbids every mount, and a nested sandbox is made of mounts.
+fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![SELF_INSIDE.into(), "__exec".into()];
+    if interactive {
+        argv.push("--tty".into());
+    }
+    if policy.allow.nested {
+        b.notes.push(
+            "--allow-nested: no Landlock (it forbids the mounts a nested sandbox makes); \
+             bwrap's mounts are the only wall"
+                .to_owned(),
+        );
+    } else {
+        argv.push("--landlock".into());
+        for p in crate::landlock::write_paths(&b.steps, &facts.home, policy.allow.debug) {
+            argv.push("--write".into());
+            argv.push(p.into_os_string());
+        }
+    }
+    argv.push("--".into());
+    argv
 }
 
 mod agent;

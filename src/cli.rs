@@ -77,9 +77,19 @@ pub enum Command {
         #[arg(long)]
         only: Option<String>,
     },
-    /// (internal) Inside the sandbox on a terminal: restore Ctrl-C, then become COMMAND.
+    /// (internal) Inside the sandbox: on a terminal restore Ctrl-C, apply Landlock, then
+    /// become COMMAND.
     #[command(name = "__exec", hide = true)]
     Exec {
+        /// On a terminal: give Ctrl-C back to the command (bwrap had to ignore it).
+        #[arg(long)]
+        tty: bool,
+        /// Apply Landlock: writes only beneath the --write paths.
+        #[arg(long)]
+        landlock: bool,
+        /// A path the command may write beneath (with --landlock).
+        #[arg(long, value_name = "PATH")]
+        write: Vec<PathBuf>,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },

@@ -9,6 +9,7 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod host;
+pub mod landlock;
 pub mod launch;
 pub mod limits;
 pub mod net;

@@ -31,7 +31,12 @@ fn main() -> ExitCode {
         Command::Test(args) => selftest::run(args),
         Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
-        Command::Exec { command } => launch::exec_shim(&command),
+        Command::Exec {
+            tty,
+            landlock,
+            write,
+            command,
+        } => launch::exec_shim(tty, landlock.then_some(&write[..]), &command),
         Command::Relay { ctx, command } => agentbox::net::relay::relay_main(&ctx, &command),
         Command::Doctor { json, bwrap } => agentbox::doctor::run(json, bwrap.as_deref()),
         Command::Profiles => commands::profiles(),

@@ -114,7 +114,7 @@ pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut B
                 src: exe.clone(),
                 dest: SELF_INSIDE.into(),
             },
-            "agentbox itself, read-only (the probe runner, or the Ctrl-C shim on a terminal)",
+            "agentbox itself, read-only (its shim: Landlock and Ctrl-C; the relay; the probe runner)",
         );
     }
     if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {

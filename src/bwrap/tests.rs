@@ -102,7 +102,7 @@ fn facts() -> HostFacts {
         uid: 1000,
         proc_writable_by_root: vec!["/proc/sys".into()],
         stdin_tty: false,
-        self_exe: None,
+        self_exe: Some("/usr/local/bin/agentbox".into()),
         net: None,
         agent_home: None,
         agent_state_dirs: vec![],
@@ -192,6 +192,9 @@ fn default_plan_whole_argv() {
         "67108864",
         "--tmpfs",
         "/run",
+        "--ro-bind",
+        "/usr/local/bin/agentbox",
+        "/run/agentbox/agentbox",
         "--size",
         "4294967296",
         "--tmpfs",
@@ -224,6 +227,33 @@ fn default_plan_whole_argv() {
         "/",
         "--chdir",
         "/home/u/p/src",
+        "--",
+        // agentbox's shim: Landlock, writes only where the plan made them possible.
+        "/run/agentbox/agentbox",
+        "__exec",
+        "--landlock",
+        "--write",
+        "/dev/full",
+        "--write",
+        "/dev/null",
+        "--write",
+        "/dev/pts",
+        "--write",
+        "/dev/random",
+        "--write",
+        "/dev/shm",
+        "--write",
+        "/dev/tty",
+        "--write",
+        "/dev/urandom",
+        "--write",
+        "/dev/zero",
+        "--write",
+        "/home/u",
+        "--write",
+        "/tmp",
+        "--write",
+        "/var/tmp",
         "--",
         "claude",
         "-p",
@@ -686,4 +716,27 @@ fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
         assert!(!got.windows(2).any(|w| w == ["--remount-ro", "/proc"]));
         pos(&got, &["--remount-ro", "/dev"]);
     }
+}
+
+#[test]
+fn the_shim_always_runs_and_landlock_is_off_only_for_nested_sandboxes() {
+    let mut f = facts();
+    f.stdin_tty = true;
+    let got = argv(&policy(&["claude"]), &f);
+    let at = pos(
+        &got,
+        &["/run/agentbox/agentbox", "__exec", "--tty", "--landlock"],
+    );
+    assert_eq!(got.last().map(String::as_str), Some("claude"));
+    assert!(at < pos(&got, &["--", "claude"]));
+    let mut p = policy(&["claude"]);
+    p.allow.nested = true;
+    let got = argv(&p, &facts());
+    pos(&got, &["/run/agentbox/agentbox", "__exec", "--", "claude"]);
+    assert!(!got.contains(&"--landlock".to_owned()));
+    // With --allow-debug, /proc is writable under Landlock too (a debugger writes PID/mem).
+    let mut p = policy(&["claude"]);
+    p.allow.debug = true;
+    let got = argv(&p, &facts());
+    pos(&got, &["--write", "/proc"]);
 }
