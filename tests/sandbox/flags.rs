@@ -196,3 +196,56 @@ fn landlock_refuses_a_write_the_mounts_allow() {
         assert_eq!(fs::read_to_string(&file).unwrap(), "reopened\n");
     });
 }
+
+/// /proc is read-only (EROFS, before Landlock is asked), so /proc/PID/mem cannot be opened
+/// for writing; the filtered network's relay makes it so itself after writing its uid maps.
+/// `--allow-debug` opens it on purpose.
+#[test]
+fn proc_mem_opens_for_writing_only_with_allow_debug() {
+    each_user(|w| {
+        let script = "(exec 3<>/proc/self/mem) && echo opened; \
+                      (exec 4</proc/self/mem) && echo readable";
+        for net in ["none", "filtered"] {
+            let out = w.sh(&["--net", net], script);
+            assert_eq!(out.ok(), "readable\n", "--net {net}");
+            assert!(
+                out.stderr().contains("Read-only file system"),
+                "--net {net}: {}",
+                out.stderr()
+            );
+            let out = w.sh(&["--net", net, "--allow-debug"], script);
+            assert_eq!(
+                out.ok(),
+                "opened\nreadable\n",
+                "--net {net}: {}",
+                out.stderr()
+            );
+        }
+    });
+}
+
+/// bwrap's /dev tmpfs has no size option: it is read-only, with a bounded /dev/shm; the
+/// devices, ptys and shared memory still work.
+#[test]
+fn dev_cannot_be_filled_and_still_works() {
+    each_user(|w| {
+        let out = w.sh(&[], "echo x > /dev/fill-me");
+        assert_ne!(out.code(), 0);
+        assert!(
+            out.stderr().contains("Read-only file system"),
+            "{}",
+            out.stderr()
+        );
+        // The bound: 1 GiB where bwrap takes --size (this one does: not setuid, 0.7+).
+        let size = w.sh(&[], "stat -f -c '%b %S' /dev/shm").ok();
+        let mut it = size.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+        let (blocks, bsize) = (it.next().unwrap(), it.next().unwrap());
+        assert_eq!(blocks * bsize, 1 << 30, "{size}");
+        // Controls: the devices, shared memory and a new pty.
+        let script = "echo x > /dev/null && head -c 4 /dev/urandom | wc -c && \
+                      echo x > /dev/shm/f && cat /dev/shm/f && \
+                      script -qec 'tty' /dev/null";
+        let out = w.sh(&[], script).ok();
+        assert!(out.starts_with("4\nx\n/dev/pts/"), "{out}");
+    });
+}
