@@ -379,6 +379,12 @@ fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) 
                 .to_owned(),
         );
     } else {
+        if facts.landlock_abi < crate::landlock::MIN_ABI {
+            b.notes.push(format!(
+                "{} (see agentbox doctor)",
+                crate::landlock::describe(facts.landlock_abi)
+            ));
+        }
         argv.push("--landlock".into());
         for p in crate::landlock::write_paths(&b.steps, &facts.home, policy.allow.debug) {
             argv.push("--write".into());

@@ -94,7 +94,7 @@ pub enum Applied {
 
 /// The oldest ABI worth applying: ABI 2 brought the right to rename and link across
 /// directories.
-const MIN_ABI: u32 = 2;
+pub const MIN_ABI: u32 = 2;
 
 /// Restricts this process and what it starts: writes only beneath `write`, and to the files
 /// on stdin, stdout and stderr that are terminals or (stdout, stderr) files, so a program that

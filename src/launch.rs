@@ -191,9 +191,15 @@ pub fn exec_shim(
         sys::default_interrupts()?;
     }
     if let Some(write) = landlock {
-        // Best effort by design: a kernel without Landlock still has bwrap's mounts, and
-        // `agentbox doctor` and `agentbox test` say which wall is missing.
-        crate::landlock::restrict(write)?;
+        // Best effort by design: a kernel without Landlock still has bwrap's mounts.
+        // `agentbox doctor` and `agentbox test` say which wall is missing; the plan notes a
+        // kernel without it. Here only the unexpected case is worth a line: a kernel that has
+        // Landlock but did not enforce the rules.
+        if let crate::landlock::Applied::Unavailable(abi) = crate::landlock::restrict(write)?
+            && abi >= crate::landlock::MIN_ABI
+        {
+            eprintln!("agentbox: warning: Landlock (ABI {abi}) did not enforce the write rules");
+        }
     }
     let (prog, args) = command.split_first().context("no command")?;
     let err = Command::new(prog).args(args).exec();

@@ -103,6 +103,7 @@ fn facts() -> HostFacts {
         proc_writable_by_root: vec!["/proc/sys".into()],
         stdin_tty: false,
         self_exe: Some("/usr/local/bin/agentbox".into()),
+        landlock_abi: 6,
         net: None,
         agent_home: None,
         agent_state_dirs: vec![],
@@ -739,4 +740,17 @@ fn the_shim_always_runs_and_landlock_is_off_only_for_nested_sandboxes() {
     p.allow.debug = true;
     let got = argv(&p, &facts());
     pos(&got, &["--write", "/proc"]);
+}
+
+#[test]
+fn a_kernel_without_usable_landlock_is_noted() {
+    let note = |abi: u32| {
+        let mut f = facts();
+        f.landlock_abi = abi;
+        let plan = plan(&policy(&["claude"]), &f).unwrap();
+        plan.notes.iter().any(|n| n.contains("Landlock"))
+    };
+    assert!(note(0));
+    assert!(note(1));
+    assert!(!note(2));
 }

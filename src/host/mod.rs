@@ -144,6 +144,8 @@ pub struct HostFacts {
     /// agentbox's own executable (canonical), bound inside: the shim that applies Landlock and
     /// gives Ctrl-C back to the agent, the relay, and `agentbox test`'s probe runner.
     pub self_exe: Option<PathBuf>,
+    /// The kernel's Landlock ABI version (0: none).
+    pub landlock_abi: u32,
 }
 
 impl HostFacts {
@@ -265,6 +267,7 @@ impl HostFacts {
                 .collect(),
             stdin_tty,
             self_exe,
+            landlock_abi: crate::landlock::abi(),
             command: if policy.bind_self && policy.command[0] == crate::bwrap::SELF_INSIDE {
                 // agentbox itself, bound inside by the plan.
                 let inside = PathBuf::from(crate::bwrap::SELF_INSIDE);

@@ -166,6 +166,17 @@ fn landlock_refuses_a_write_the_mounts_allow() {
                 "{}",
                 out.stderr()
             );
+            // The proxy's socket directory is a host directory bound read-write (the relay
+            // needs its socket): Landlock keeps the agent from planting anything in it.
+            if net.is_empty() {
+                let out = w.sh(&["--net", "filtered"], "echo x > /run/agentbox/net/planted");
+                assert_ne!(out.code(), 0);
+                assert!(
+                    out.stderr().contains("Permission denied"),
+                    "{}",
+                    out.stderr()
+                );
+            }
             // Control: without Landlock, the very same mounts take the write.
             let mut off = net.to_vec();
             off.push("--allow-nested");
