@@ -11,7 +11,7 @@ use crate::error::Fail;
 use crate::host::HostFacts;
 use crate::policy::{NetMode, Policy};
 
-/// Where `agentbox test` finds agentbox itself inside the sandbox.
+/// Where agentbox itself is inside the sandbox (its shim, the relay, the probe runner).
 pub const SELF_INSIDE: &str = "/run/agentbox/agentbox";
 
 /// One bubblewrap setup operation.
@@ -246,8 +246,8 @@ impl Builder {
 ///     started as root, `/proc/sys` and `/proc/sysrq-trigger` read-only (root owns them even
 ///     without capabilities); `/proc` itself read-only unless debugging or nesting is allowed
 ///     (the filtered network's relay does this itself, after writing its uid maps).
-///  6. Empty tmpfs on `/tmp`, `/var/tmp` and `/run`; then, inside `/run`, agentbox itself (the
-///     probe runner, Ctrl-C shim or relay), the proxy's socket directory, token and resolver
+///  6. Empty tmpfs on `/tmp`, `/var/tmp` and `/run`; then, inside `/run`, agentbox itself (its
+///     shim, the relay, the probe runner), the proxy's socket directory, token and resolver
 ///     (filtered network), NixOS's `current-system` link and, with the host network, the real
 ///     target of `/etc/resolv.conf`.
 ///  7. `$HOME`: an empty tmpfs, or the agent's own persistent home (agent profiles); then

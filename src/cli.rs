@@ -142,7 +142,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub tree: bool,
 
-    /// (internal, for `agentbox test`) Bind agentbox itself read-only at /run/agentbox/agentbox.
+    /// (internal, for `agentbox test`) The command is agentbox itself, which every run binds
+    /// read-only at /run/agentbox/agentbox.
     #[arg(long, hide = true)]
     pub bind_self: bool,
 

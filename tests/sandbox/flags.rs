@@ -47,6 +47,27 @@ fn a_tool_directly_in_the_home_does_not_show_the_home() {
         let list = format!("ls -a {}", w.home.display());
         let out = run(&["run", "--profile", "generic", "--", "sh", "-c", &list]);
         assert!(!out.ok().contains("secret.txt"), "{}", out.stdout());
+        // Without a profile, the hint names the file, not the home (`--ro ~` is refused), and
+        // following it works.
+        executable(
+            w,
+            "home/plain",
+            "#!/bin/sh
+echo plain-ran
+",
+        );
+        let out = run(&["run", "--no-profile", "--", "plain"]);
+        assert_eq!(out.code(), 127, "{}", out.stderr());
+        let file = w.home.join("plain");
+        let hint = format!("hint: agentbox run --ro {} -- plain", file.display());
+        assert!(out.stderr().contains(&hint), "{}", out.stderr());
+        let file = file.to_str().unwrap();
+        let out = run(&["run", "--no-profile", "--ro", file, "--", "plain"]);
+        assert_eq!(
+            out.ok(),
+            "plain-ran
+"
+        );
     });
 }
 
