@@ -11,7 +11,7 @@ use crate::error::Fail;
 use crate::host::HostFacts;
 use crate::policy::{NetMode, Policy};
 
-/// Where `agentbox test` finds agentbox itself inside the sandbox.
+/// Where agentbox itself is inside the sandbox (its shim, the relay, the probe runner).
 pub const SELF_INSIDE: &str = "/run/agentbox/agentbox";
 
 /// One bubblewrap setup operation.
@@ -134,6 +134,8 @@ pub const MIN_BWRAP: (u32, u32, u32) = (0, 6, 0);
 /// Size bounds of the writable tmpfs mounts, so the agent cannot fill the host's memory.
 const TMP_SIZE: u64 = 4 << 30;
 const RUN_SIZE: u64 = 64 << 20;
+/// `/dev/shm`'s bound (public for the probe that tries to pass it).
+pub const SHM_SIZE: u64 = 1 << 30;
 /// A masked directory is read-only: it needs no room at all.
 const MASK_SIZE: u64 = 4096;
 
@@ -182,6 +184,28 @@ pub fn too_broad(path: &Path, home: &Path) -> Option<&'static str> {
     }
 }
 
+/// Why a `--ro` path is too broad to show the agent, if it is: the root, the home or a
+/// directory holding it (every key and token of the user), the kernel's filesystems (a host
+/// `/proc` shows every host process and its environment), and the scratch directories that
+/// hold the host's UNIX sockets (a read-only mount does not stop `connect()`).
+pub fn too_broad_to_show(path: &Path, home: &Path) -> Option<&'static str> {
+    const SOCKETS: &[&str] = &["/run", "/tmp", "/var/tmp", "/var/run"];
+    const KERNEL: &[&str] = &["/proc", "/sys", "/dev"];
+    if path == Path::new("/") {
+        Some("it is the root of the filesystem")
+    } else if path == home {
+        Some("it is your home directory, with your keys and tokens")
+    } else if home.starts_with(path) {
+        Some("it contains your home directory")
+    } else if KERNEL.iter().any(|s| path == Path::new(s)) || path.starts_with("/proc") {
+        Some("it is the host's kernel filesystem (host processes, devices, settings)")
+    } else if SOCKETS.iter().any(|s| path == Path::new(s)) {
+        Some("it holds the host's sockets (D-Bus, ssh-agent, X11), which stay connectable")
+    } else {
+        None
+    }
+}
+
 /// Sorts binds so that a parent is mounted before its children (a child bind then shows
 /// through; the other order would hide it).
 fn depth(p: &Path) -> usize {
@@ -217,11 +241,13 @@ impl Builder {
 ///     (filtered network), the shim directory first on PATH, and each `--env`.
 ///  4. System, read-only: `/usr`; `/bin`, `/sbin`, `/lib*` as the same symlinks as on the host
 ///     (merged /usr) or as binds; `/etc`; `/opt` and `/nix/store` when present.
-///  5. A fresh `/proc` for the new pid namespace and a minimal `/dev`; when started as root,
-///     `/proc/sys` and `/proc/sysrq-trigger` read-only (root owns them even without
-///     capabilities).
-///  6. Empty tmpfs on `/tmp`, `/var/tmp` and `/run`; then, inside `/run`, agentbox itself (the
-///     probe runner, Ctrl-C shim or relay), the proxy's socket directory, token and resolver
+///  5. A fresh `/proc` for the new pid namespace and a minimal `/dev`, read-only (its tmpfs has
+///     no size bound; the device nodes stay usable), with a bounded tmpfs on `/dev/shm`; when
+///     started as root, `/proc/sys` and `/proc/sysrq-trigger` read-only (root owns them even
+///     without capabilities); `/proc` itself read-only unless debugging or nesting is allowed
+///     (the filtered network's relay does this itself, after writing its uid maps).
+///  6. Empty tmpfs on `/tmp`, `/var/tmp` and `/run`; then, inside `/run`, agentbox itself (its
+///     shim, the relay, the probe runner), the proxy's socket directory, token and resolver
 ///     (filtered network), NixOS's `current-system` link and, with the host network, the real
 ///     target of `/etc/resolv.conf`.
 ///  7. `$HOME`: an empty tmpfs, or the agent's own persistent home (agent profiles); then
@@ -238,7 +264,9 @@ impl Builder {
 ///     read-only tmpfs; the system's own secrets (`/etc/shadow`...) too.
 /// 12. The sandbox's own root read-only (a tmpfs of bwrap's; the mounts in it keep their mode).
 /// 13. The working directory: the current one when it is inside the project, else the project.
-/// 14. A literal `--`, then the command (through the relay, or on a terminal the Ctrl-C shim).
+/// 14. A literal `--`, then the command, through agentbox's shim (Ctrl-C back on a terminal,
+///     then Landlock: writes only beneath what steps 6-11 made writable), and before it the
+///     relay with the filtered network.
 pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     if facts.bwrap.version < MIN_BWRAP {
         let (a, b, c) = facts.bwrap.version;
@@ -277,7 +305,7 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     namespaces(policy, facts, features, &mut b);
     filters(policy, &mut b)?;
     environment(policy, facts, &mut b);
-    system(facts, &mut b);
+    system(policy, facts, features, &mut b);
     scratch(policy, facts, features, &mut b);
     home(facts, features, &mut b);
     binds(facts, &mut b);
@@ -311,12 +339,12 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     );
     let interactive = facts.stdin_tty && facts.self_exe.is_some();
     let mut argv = command.0;
+    if facts.self_exe.is_some() {
+        argv.splice(0..0, shim(policy, facts, interactive, &mut b));
+    }
     if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
         let relay = crate::net::plan::relay_argv(policy, net, interactive)?;
         argv.splice(0..0, relay);
-    } else if interactive {
-        let shim = [SELF_INSIDE, "__exec", "--"].map(OsString::from);
-        argv.splice(0..0, shim);
     }
     if policy.limits.any() {
         b.notes.push(
@@ -334,6 +362,37 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
         warnings: b.warnings,
         notes: b.notes,
     })
+}
+
+/// agentbox's shim, the command's last step inside: Ctrl-C back on a terminal, and Landlock
+/// limiting writes to what this plan made writable. Not with nested sandboxes: Landlock
+/// forbids every mount, and a nested sandbox is made of mounts.
+fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![SELF_INSIDE.into(), "__exec".into()];
+    if interactive {
+        argv.push("--tty".into());
+    }
+    if policy.allow.nested {
+        b.notes.push(
+            "--allow-nested: no Landlock (it forbids the mounts a nested sandbox makes); \
+             bwrap's mounts are the only wall"
+                .to_owned(),
+        );
+    } else {
+        if facts.landlock_abi < crate::landlock::MIN_ABI {
+            b.notes.push(format!(
+                "{} (see agentbox doctor)",
+                crate::landlock::describe(facts.landlock_abi)
+            ));
+        }
+        argv.push("--landlock".into());
+        for p in crate::landlock::write_paths(&b.steps, &facts.home, policy.allow.debug) {
+            argv.push("--write".into());
+            argv.push(p.into_os_string());
+        }
+    }
+    argv.push("--".into());
+    argv
 }
 
 mod agent;

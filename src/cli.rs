@@ -77,9 +77,19 @@ pub enum Command {
         #[arg(long)]
         only: Option<String>,
     },
-    /// (internal) Inside the sandbox on a terminal: restore Ctrl-C, then become COMMAND.
+    /// (internal) Inside the sandbox: on a terminal restore Ctrl-C, apply Landlock, then
+    /// become COMMAND.
     #[command(name = "__exec", hide = true)]
     Exec {
+        /// On a terminal: give Ctrl-C back to the command (bwrap had to ignore it).
+        #[arg(long)]
+        tty: bool,
+        /// Apply Landlock: writes only beneath the --write paths.
+        #[arg(long)]
+        landlock: bool,
+        /// A path the command may write beneath (with --landlock).
+        #[arg(long, value_name = "PATH")]
+        write: Vec<PathBuf>,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
@@ -132,12 +142,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub tree: bool,
 
-    /// (internal, for `agentbox test`) Bind agentbox itself read-only at /run/agentbox/agentbox.
+    /// (internal, for `agentbox test`) The command is agentbox itself, which every run binds
+    /// read-only at /run/agentbox/agentbox.
     #[arg(long, hide = true)]
     pub bind_self: bool,
 
-    /// The command to run, with its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The command to run, with its arguments. A word before it that starts with `-` is an
+    /// agentbox option (an unknown one is an error, never the command): a command that starts
+    /// with `-` goes after a literal `--`.
+    #[arg(required = true, trailing_var_arg = true)]
     #[arg(value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
@@ -180,8 +193,9 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
 
-    /// Accept a project directory that is /, $HOME, an ancestor of $HOME or a system directory.
-    /// The whole of it becomes writable to the agent.
+    /// Accept a project directory (or --rw path) that is /, $HOME, an ancestor of $HOME or a
+    /// system directory, and a --ro path that is /, $HOME, an ancestor of it, /proc, /sys,
+    /// /dev, /run or /tmp. The whole of it becomes writable (or visible) to the agent.
     #[arg(long)]
     pub allow_broad_project: bool,
 
@@ -266,4 +280,27 @@ pub struct SandboxArgs {
     /// there), through a cgroup.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pids: Option<u64>,
+}
+
+/// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead
+/// of clap's usage text: `--allow-domains x -- true` must never run `--allow-domains`.
+pub fn unknown_option(e: &clap::Error) -> Option<crate::error::Fail> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let arg = text(ContextKind::InvalidArg)?;
+    let hint = match text(ContextKind::SuggestedArg) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => "see `agentbox run --help` for the options".to_owned(),
+    };
+    Some(crate::error::Fail::hint(
+        format!("unknown option `{arg}` (a command that starts with `-` goes after `--`)"),
+        hint,
+    ))
 }

@@ -216,10 +216,28 @@ pub fn exit_code(status: ExitStatus) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// Inside the sandbox, on a terminal: undo the "ignore Ctrl-C" bwrap needed, then become the
+/// Inside the sandbox, agentbox's last step: on a terminal, undo the "ignore Ctrl-C" bwrap
+/// needed; with `landlock`, limit writes to those paths (the second wall); then become the
 /// command. Its exit codes follow `env`: 127 not found, 126 not executable.
-pub fn exec_shim(command: &[std::ffi::OsString]) -> Result<ExitCode> {
-    sys::default_interrupts()?;
+pub fn exec_shim(
+    tty: bool,
+    landlock: Option<&[std::path::PathBuf]>,
+    command: &[std::ffi::OsString],
+) -> Result<ExitCode> {
+    if tty {
+        sys::default_interrupts()?;
+    }
+    if let Some(write) = landlock {
+        // Best effort by design: a kernel without Landlock still has bwrap's mounts.
+        // `agentbox doctor` and `agentbox test` say which wall is missing; the plan notes a
+        // kernel without it. Here only the unexpected case is worth a line: a kernel that has
+        // Landlock but did not enforce the rules.
+        if let crate::landlock::Applied::Unavailable(abi) = crate::landlock::restrict(write)?
+            && abi >= crate::landlock::MIN_ABI
+        {
+            eprintln!("agentbox: warning: Landlock (ABI {abi}) did not enforce the write rules");
+        }
+    }
     let (prog, args) = command.split_first().context("no command")?;
     let err = Command::new(prog).args(args).exec();
     eprintln!("agentbox: {}: {err}", prog.to_string_lossy());

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod error;
 pub mod host;
 pub mod hostfs;
+pub mod landlock;
 pub mod launch;
 pub mod limits;
 pub mod net;

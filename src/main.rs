@@ -15,6 +15,13 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some(f) = agentbox::cli::unknown_option(&e) {
+                eprintln!("agentbox: error: {f}");
+                if let Some(h) = &f.hint {
+                    eprintln!("hint: {h}");
+                }
+                return ExitCode::from(f.code);
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_AGENTBOX } else { 0 });
         }
@@ -25,7 +32,12 @@ fn main() -> ExitCode {
         Command::Test(args) => selftest::run(args),
         Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
-        Command::Exec { command } => launch::exec_shim(&command),
+        Command::Exec {
+            tty,
+            landlock,
+            write,
+            command,
+        } => launch::exec_shim(tty, landlock.then_some(&write[..]), &command),
         Command::Relay { ctx, command } => agentbox::net::relay::relay_main(&ctx, &command),
         Command::Doctor { json, bwrap } => agentbox::doctor::run(json, bwrap.as_deref()),
         Command::Profiles => commands::profiles(),

@@ -16,7 +16,8 @@ use seccompiler::{
 /// What the user opted out of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Allow {
-    /// ptrace, process_vm_*, perf_event_open: debuggers and profilers.
+    /// ptrace, process_vm_*, perf_event_open, pidfd_getfd and a writable /proc (PID/mem):
+    /// debuggers and profilers.
     pub debug: bool,
     /// user namespaces and mounts: agents that run their own sandbox (Codex).
     pub nested: bool,
@@ -138,11 +139,13 @@ fn eperm(allow: Allow) -> Result<Group> {
     ]);
     if !allow.debug {
         calls.extend([
-            // Reading or steering other processes of the same user.
+            // Reading or steering other processes of the same user: their memory, and
+            // (pidfd_getfd) a copy of any fd they hold, as ptrace would give it.
             always(SYS_ptrace),
             always(SYS_process_vm_readv),
             always(SYS_process_vm_writev),
             always(SYS_perf_event_open),
+            always(SYS_pidfd_getfd),
         ]);
     }
     if !allow.nested {
@@ -434,6 +437,7 @@ mod tests {
         };
         assert_eq!(verdict(SYS_ptrace, NONE, debug), None);
         assert_eq!(verdict(SYS_perf_event_open, NONE, debug), None);
+        assert_eq!(verdict(SYS_pidfd_getfd, NONE, debug), None);
         assert_eq!(verdict(SYS_unshare, NONE, debug), Some(EPERM));
         let nested = Allow {
             debug: false,
@@ -443,6 +447,7 @@ mod tests {
         assert_eq!(verdict(SYS_mount, NONE, nested), None);
         assert_eq!(verdict(SYS_fsopen, NONE, nested), None);
         assert_eq!(verdict(SYS_ptrace, NONE, nested), Some(EPERM));
+        assert_eq!(verdict(SYS_pidfd_getfd, NONE, nested), Some(EPERM));
         assert_eq!(verdict(SYS_keyctl, NONE, nested), Some(EPERM));
     }
 

@@ -50,13 +50,24 @@ pub fn home(facts: &HostFacts, tmpfs: Op, b: &mut Builder) {
 }
 
 /// What to show of a real file so it runs: its directory (a package, a versions directory),
-/// or the file alone where the directory is a general `bin` that may hold anything.
+/// or the file alone where the directory is a general `bin` that may hold anything, or where
+/// showing it would show too much: the home itself or a directory directly in it (`~/mytool`
+/// beside `~/secret.txt`, `~/.ssh/helper` beside the keys), or anything broad.
 fn exposure_root(facts: &HostFacts, canonical: &Path) -> PathBuf {
     let parent = canonical.parent().unwrap_or(canonical);
     let generic_bin = parent.file_name().is_some_and(|n| n == "bin")
         && (parent.parent() == Some(&facts.home)
             || parent.parent() == Some(&facts.home.join(".local")));
-    if generic_bin {
+    // A package directory is at least two levels below the home (`~/.nvm/versions/...`,
+    // `~/.local/share/claude/versions`); one level up is the home's own first level.
+    let shallow = parent
+        .strip_prefix(&facts.home)
+        .is_ok_and(|rest| rest.components().count() < 2);
+    let broad = shallow
+        || facts.home.starts_with(parent)
+        || super::too_broad(parent, &facts.home).is_some()
+        || super::too_broad_to_show(parent, &facts.home).is_some();
+    if generic_bin || broad {
         canonical.to_owned()
     } else {
         parent.to_owned()

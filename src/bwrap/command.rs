@@ -80,9 +80,18 @@ pub(super) fn check_command(
     let usable = |c: &Candidate| visible(steps, &c.path) && visible(steps, &c.canonical);
     let first_exec = facts.command.iter().find(|c| c.executable);
     let inside = facts.command.iter().find(|c| c.executable && usable(c));
+    // The directory, or the file itself where `--ro DIR` would be refused as too broad
+    // (a tool directly in the home).
+    let show = |file: &Path| {
+        let dir = file.parent().unwrap_or(file);
+        match too_broad_to_show(dir, &facts.home) {
+            Some(_) => file.to_owned(),
+            None => dir.to_owned(),
+        }
+    };
     let hint_for = |c: &Candidate| {
-        let mut dirs = vec![c.path.parent().unwrap_or(&c.path).to_owned()];
-        let target_dir = c.canonical.parent().unwrap_or(&c.canonical).to_owned();
+        let mut dirs = vec![show(&c.path)];
+        let target_dir = show(&c.canonical);
         if !dirs.contains(&target_dir) {
             dirs.push(target_dir);
         }

@@ -8,7 +8,7 @@ use super::*;
 use crate::host::SysEntry;
 use crate::policy::{Access, NetMode, Policy};
 
-pub(super) fn system(facts: &HostFacts, b: &mut Builder) {
+pub(super) fn system(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
     let bound: Vec<&Path> = facts
         .system
         .iter()
@@ -53,6 +53,20 @@ pub(super) fn system(facts: &HostFacts, b: &mut Builder) {
         Op::Dev("/dev".into()),
         "a minimal /dev: null, zero, random, tty, no disks",
     );
+    // bwrap's /dev is a tmpfs with no size option: read-only, nothing can fill it (the device
+    // nodes and /dev/pts are mounts of their own and stay writable). Shared memory gets a
+    // bounded tmpfs of its own, mounted after the remount so it stays writable.
+    b.push(
+        Op::RemountRo("/dev".into()),
+        "/dev read-only: its tmpfs has no size bound (the devices stay usable)",
+    );
+    b.push(
+        Op::Tmpfs {
+            dest: "/dev/shm".into(),
+            size: f.tmpfs_size.then_some(SHM_SIZE),
+        },
+        "private shared memory, size-bounded",
+    );
     if facts.uid == 0 {
         // Started by root, the sandbox still owns root's files: with no capability at all it
         // could write /proc/sys/kernel/core_pattern (a command the host runs as root on the
@@ -63,6 +77,15 @@ pub(super) fn system(facts: &HostFacts, b: &mut Builder) {
                 "started as root: host kernel settings read-only",
             );
         }
+    }
+    // Opening /proc/PID/mem for writing changes another process's memory the way ptrace
+    // would; on a read-only mount the open fails (EROFS). Nested sandboxes write uid maps
+    // there; the filtered network's relay does too, and remounts it read-only itself after.
+    if !policy.allow.debug && !policy.allow.nested && policy.net != NetMode::Filtered {
+        b.push(
+            Op::RemountRo("/proc".into()),
+            "/proc read-only: no writing another process's memory through /proc/PID/mem",
+        );
     }
 }
 
@@ -91,7 +114,7 @@ pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut B
                 src: exe.clone(),
                 dest: SELF_INSIDE.into(),
             },
-            "agentbox itself, read-only (the probe runner, or the Ctrl-C shim on a terminal)",
+            "agentbox itself, read-only (its shim: Landlock and Ctrl-C; the relay; the probe runner)",
         );
     }
     if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {

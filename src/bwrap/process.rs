@@ -22,34 +22,45 @@ pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -
     Ok(())
 }
 
-/// Refuses a writable root (the project, a `--rw` path) that is too broad ([`too_broad`]);
-/// with `allow`, returns a warning for each instead. `HostFacts::probe` calls it too, before
-/// the secret scan, so a run started in `$HOME` is refused without walking all of it first.
+/// Refuses a writable root (the project, a `--rw` path) that is too broad ([`too_broad`]),
+/// and a `--ro` path that would show too much ([`too_broad_to_show`]); with `allow`, returns a
+/// warning for each instead. `HostFacts::probe` calls it too, before the secret scan, so a run
+/// started in `$HOME` is refused without walking all of it first.
 pub fn refuse_broad(
     allow: bool,
     project: &Path,
     extra: &[(PathBuf, Access)],
     home: &Path,
 ) -> Result<Vec<String>> {
-    let writable = std::iter::once(("project", project)).chain(
-        extra
-            .iter()
-            .filter(|e| e.1 == Access::ReadWrite)
-            .map(|e| ("--rw path", e.0.as_path())),
-    );
+    let checks =
+        std::iter::once(("project", project, Access::ReadWrite)).chain(extra.iter().map(|e| {
+            match e.1 {
+                Access::ReadWrite => ("--rw path", e.0.as_path(), e.1),
+                Access::ReadOnly => ("--ro path", e.0.as_path(), e.1),
+            }
+        }));
     let mut warnings = Vec::new();
-    for (what, path) in writable {
-        let Some(why) = too_broad(path, home) else {
+    for (what, path, access) in checks {
+        let why = match access {
+            Access::ReadWrite => too_broad(path, home),
+            Access::ReadOnly => too_broad_to_show(path, home),
+        };
+        let Some(why) = why else {
             continue;
         };
         let message = format!("refusing {what} {}: {why}", path.display());
         if !allow {
-            return Err(Fail::hint(
-                message,
-                "cd into the project directory, or pass --project DIR \
-                 (--allow-broad-project overrides this check)",
-            )
-            .into());
+            let hint = match access {
+                Access::ReadWrite => {
+                    "cd into the project directory, or pass --project DIR \
+                                      (--allow-broad-project overrides this check)"
+                }
+                Access::ReadOnly => {
+                    "pass --ro with the file or directory the agent needs \
+                                     inside it (--allow-broad-project overrides this check)"
+                }
+            };
+            return Err(Fail::hint(message, hint).into());
         }
         warnings.push(format!(
             "{message}; going ahead because of --allow-broad-project"

@@ -102,7 +102,8 @@ fn facts() -> HostFacts {
         uid: 1000,
         proc_writable_by_root: vec!["/proc/sys".into()],
         stdin_tty: false,
-        self_exe: None,
+        self_exe: Some("/usr/local/bin/agentbox".into()),
+        landlock_abi: 6,
         net: None,
         agent_home: None,
         agent_state_dirs: vec![],
@@ -172,6 +173,14 @@ fn default_plan_whole_argv() {
         "/proc",
         "--dev",
         "/dev",
+        "--remount-ro",
+        "/dev",
+        "--size",
+        "1073741824",
+        "--tmpfs",
+        "/dev/shm",
+        "--remount-ro",
+        "/proc",
         "--size",
         "4294967296",
         "--tmpfs",
@@ -184,6 +193,9 @@ fn default_plan_whole_argv() {
         "67108864",
         "--tmpfs",
         "/run",
+        "--ro-bind",
+        "/usr/local/bin/agentbox",
+        "/run/agentbox/agentbox",
         "--size",
         "4294967296",
         "--tmpfs",
@@ -216,6 +228,33 @@ fn default_plan_whole_argv() {
         "/",
         "--chdir",
         "/home/u/p/src",
+        "--",
+        // agentbox's shim: Landlock, writes only where the plan made them possible.
+        "/run/agentbox/agentbox",
+        "__exec",
+        "--landlock",
+        "--write",
+        "/dev/full",
+        "--write",
+        "/dev/null",
+        "--write",
+        "/dev/pts",
+        "--write",
+        "/dev/random",
+        "--write",
+        "/dev/shm",
+        "--write",
+        "/dev/tty",
+        "--write",
+        "/dev/urandom",
+        "--write",
+        "/dev/zero",
+        "--write",
+        "/home/u",
+        "--write",
+        "/tmp",
+        "--write",
+        "/var/tmp",
         "--",
         "claude",
         "-p",
@@ -323,8 +362,41 @@ fn broad_projects_are_refused() {
     let mut f = facts();
     f.extra = vec![("/home/u".into(), Access::ReadWrite)];
     assert!(plan(&policy(&["claude"]), &f).is_err());
-    f.extra = vec![("/home/u".into(), Access::ReadOnly)];
-    assert!(plan(&policy(&["claude"]), &f).is_ok());
+    // Read-only, the same places are refused too, and the kernel's and the sockets' ones,
+    // while a narrower path inside them is shown.
+    for (path, refused) in [
+        ("/", true),
+        ("/home/u", true),
+        ("/home", true),
+        ("/proc", true),
+        ("/proc/1", true),
+        ("/sys", true),
+        ("/dev", true),
+        ("/run", true),
+        ("/tmp", true),
+        ("/usr/share", false),
+        ("/home/u/.cargo", false),
+        ("/tmp/data", false),
+    ] {
+        f.extra = vec![(path.into(), Access::ReadOnly)];
+        let got = plan(&policy(&["claude"]), &f);
+        assert_eq!(got.is_err(), refused, "--ro {path}");
+        if let Err(e) = got {
+            let fail = e.downcast_ref::<Fail>().unwrap();
+            assert_eq!(fail.code, 125, "{path}");
+            assert!(fail.hint.as_deref().unwrap().contains("--ro"), "{path}");
+        }
+        let mut p = policy(&["claude"]);
+        p.allow_broad_project = true;
+        let plan = plan(&p, &f).unwrap();
+        assert_eq!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("--allow-broad-project")),
+            refused,
+            "{path}"
+        );
+    }
 }
 
 #[test]
@@ -335,7 +407,10 @@ fn binds_go_parents_first() {
         ("/home/u/.nvm".into(), Access::ReadOnly),
         ("/home/u".into(), Access::ReadOnly),
     ];
-    let got = argv(&policy(&["claude"]), &f);
+    // `--ro $HOME` needs the override now; the order is what this test is about.
+    let mut p = policy(&["claude"]);
+    p.allow_broad_project = true;
+    let got = argv(&p, &f);
     let home = pos(&got, &["--ro-bind", "/home/u", "/home/u"]);
     let project = pos(&got, &["--bind", "/home/u/p", "/home/u/p"]);
     let vendor = pos(&got, &["--ro-bind", "/home/u/p/vendor"]);
@@ -553,4 +628,129 @@ fn script_quotes_every_word() {
     assert!(s.contains("</dev/null"), "{s}");
     // The argv itself keeps the raw bytes.
     assert!(to_argv(&plan).0.contains(&odd));
+}
+
+#[test]
+fn an_executable_in_a_shallow_home_dir_is_bound_alone() {
+    use crate::host::agent::Exposed;
+    let ex = |name: &str, canonical: &str| Exposed {
+        name: name.into(),
+        path: canonical.into(),
+        canonical: canonical.into(),
+    };
+    for (canonical, bound) in [
+        // Directly in the home: the file, never the home.
+        ("/home/u/mytool", "/home/u/mytool"),
+        // In a directory directly in the home (~/.ssh beside the keys): the file.
+        ("/home/u/.ssh/helper", "/home/u/.ssh/helper"),
+        // A package two levels down: its directory.
+        (
+            "/home/u/.nvm/v20/lib/node_modules/pkg/cli.js",
+            "/home/u/.nvm/v20/lib/node_modules/pkg",
+        ),
+        (
+            "/home/u/.local/share/claude/versions/2.0",
+            "/home/u/.local/share/claude/versions",
+        ),
+    ] {
+        let mut f = facts();
+        f.exposed = vec![ex("mytool", canonical), ex("sh", "/usr/bin/sh")];
+        let mut p = policy(&["mytool"]);
+        p.profile.name = "generic".into();
+        let got = argv(&p, &f);
+        pos(&got, &["--ro-bind", bound, bound]);
+        assert!(
+            !got.windows(3)
+                .any(|w| w == ["--ro-bind", "/home/u", "/home/u"]),
+            "{canonical}: {got:?}"
+        );
+        let link = "/run/agentbox/bin/mytool";
+        pos(&got, &["--symlink", canonical, link]);
+    }
+}
+
+#[test]
+fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
+    let dev_part = |got: &[String]| {
+        let start = pos(got, &["--dev", "/dev"]);
+        let end = pos(got, &["--tmpfs", "/tmp"]);
+        got[start..end].join(" ")
+    };
+    let got = argv(&policy(&["claude"]), &facts());
+    assert_eq!(
+        dev_part(&got),
+        "--dev /dev --remount-ro /dev --size 1073741824 --tmpfs /dev/shm --remount-ro /proc --size 4294967296"
+    );
+    // A setuid or old bwrap has no --size: /dev/shm is still its own tmpfs, mounted after the
+    // remount so it stays writable.
+    for (version, setuid) in [((0, 8, 0), true), ((0, 6, 0), false)] {
+        let mut f = facts();
+        f.bwrap.version = version;
+        f.bwrap.setuid = setuid;
+        let got = argv(&policy(&["claude"]), &f);
+        assert_eq!(
+            dev_part(&got),
+            "--dev /dev --remount-ro /dev --tmpfs /dev/shm --remount-ro /proc",
+            "{version:?} setuid {setuid}"
+        );
+    }
+    // Debugging and nesting keep /proc writable (uid maps, /proc/PID/mem on purpose); the
+    // filtered network's relay remounts it itself.
+    for tweak in [
+        |p: &mut Policy| p.allow.debug = true,
+        |p: &mut Policy| p.allow.nested = true,
+        |p: &mut Policy| p.net = NetMode::Filtered,
+    ] {
+        let mut p = policy(&["claude"]);
+        tweak(&mut p);
+        let mut f = facts();
+        if p.net == NetMode::Filtered {
+            f.net = Some(crate::host::NetSession {
+                dir: "/run/user/1000/agentbox/net-1".into(),
+                token: "t".into(),
+                uid: 1000,
+                gid: 1000,
+            });
+            f.self_exe = Some("/usr/bin/agentbox".into());
+        }
+        let got = argv(&p, &f);
+        assert!(!got.windows(2).any(|w| w == ["--remount-ro", "/proc"]));
+        pos(&got, &["--remount-ro", "/dev"]);
+    }
+}
+
+#[test]
+fn the_shim_always_runs_and_landlock_is_off_only_for_nested_sandboxes() {
+    let mut f = facts();
+    f.stdin_tty = true;
+    let got = argv(&policy(&["claude"]), &f);
+    let at = pos(
+        &got,
+        &["/run/agentbox/agentbox", "__exec", "--tty", "--landlock"],
+    );
+    assert_eq!(got.last().map(String::as_str), Some("claude"));
+    assert!(at < pos(&got, &["--", "claude"]));
+    let mut p = policy(&["claude"]);
+    p.allow.nested = true;
+    let got = argv(&p, &facts());
+    pos(&got, &["/run/agentbox/agentbox", "__exec", "--", "claude"]);
+    assert!(!got.contains(&"--landlock".to_owned()));
+    // With --allow-debug, /proc is writable under Landlock too (a debugger writes PID/mem).
+    let mut p = policy(&["claude"]);
+    p.allow.debug = true;
+    let got = argv(&p, &facts());
+    pos(&got, &["--write", "/proc"]);
+}
+
+#[test]
+fn a_kernel_without_usable_landlock_is_noted() {
+    let note = |abi: u32| {
+        let mut f = facts();
+        f.landlock_abi = abi;
+        let plan = plan(&policy(&["claude"]), &f).unwrap();
+        plan.notes.iter().any(|n| n.contains("Landlock"))
+    };
+    assert!(note(0));
+    assert!(note(1));
+    assert!(!note(2));
 }

@@ -248,9 +248,37 @@ pub(super) fn tiocsti_check() -> Check {
     Check::ok("legacy-tiocsti", tiocsti(sysctl(LEGACY_TIOCSTI)))
 }
 
+/// Landlock, the second wall: a warning (not a failure) where the kernel cannot give it, since
+/// bwrap's mounts still hold.
+pub(super) fn landlock_check(abi: u32) -> Check {
+    let detail = crate::landlock::describe(abi);
+    match abi {
+        0 | 1 => Check::warn(
+            "landlock",
+            detail,
+            vec![
+                "boot Linux 5.19 or later with landlock in the lsm= list (e.g. \
+                 lsm=landlock,lockdown,yama,integrity,apparmor on the kernel command line)"
+                    .to_owned(),
+            ],
+        ),
+        _ => Check::ok("landlock", detail),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn landlock_is_reported_by_abi() {
+        assert_eq!(landlock_check(0).status, super::super::Status::Warn);
+        assert_eq!(landlock_check(1).status, super::super::Status::Warn);
+        assert!(!landlock_check(1).fix.is_empty());
+        let ok = landlock_check(6);
+        assert_eq!(ok.status, super::super::Status::Ok);
+        assert!(ok.detail.contains("ABI 6"), "{}", ok.detail);
+    }
 
     #[test]
     fn user_namespace_settings() {

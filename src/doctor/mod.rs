@@ -185,6 +185,7 @@ fn checks(explicit: Option<&Path>, me: Me) -> Result<Vec<Check>> {
     v.push(aa.clone());
     v.extend(trials);
     v.push(kernel::tiocsti_check());
+    v.push(kernel::landlock_check(crate::landlock::abi()));
     v.push(host::resolv_check(&host::resolv_at(Path::new(
         "/etc/resolv.conf",
     ))));

@@ -86,11 +86,15 @@ pub fn runtime_of(command: &OsStr, path_var: Option<&OsStr>) -> Vec<Exposed> {
     out
 }
 
-/// The canonical paths of a profile's runtime entries that exist in the real home.
+/// The canonical paths of a profile's runtime entries that exist in the real home. An entry
+/// that resolves to the home itself, a directory holding it, or anything else too broad to
+/// show (`~/.nvm` a symlink to `~` or `/`) is left out: a profile shows what it names, never
+/// more.
 pub fn runtime_paths(home: &Path, entries: &[String]) -> Vec<PathBuf> {
     entries
         .iter()
         .filter_map(|e| fs::canonicalize(home.join(e.trim_end_matches('/'))).ok())
+        .filter(|p| crate::bwrap::too_broad_to_show(p, home).is_none())
         .collect()
 }
 
@@ -157,5 +161,16 @@ mod tests {
         assert_eq!(got[0].canonical, prefix.join("lib/node_modules/pkg/cli.js"));
         assert_eq!(got[1].canonical, prefix.join("bin/node"));
         assert!(runtime_of(OsStr::new("missing"), Some(&path)).is_empty());
+    }
+
+    #[test]
+    fn a_runtime_entry_that_resolves_to_the_home_is_left_out() {
+        let t = tempfile::tempdir().unwrap();
+        let home = fs::canonicalize(t.path()).unwrap();
+        fs::create_dir_all(home.join(".cargo")).unwrap();
+        symlink(&home, home.join(".nvm")).unwrap();
+        symlink("/", home.join(".bun")).unwrap();
+        let entries = [".nvm", ".bun", ".cargo/"].map(String::from);
+        assert_eq!(runtime_paths(&home, &entries), [home.join(".cargo")]);
     }
 }

@@ -141,9 +141,11 @@ pub struct HostFacts {
     pub ssh_agent: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub docker: Option<PathBuf>,
-    /// agentbox's own executable (canonical), when it runs inside: for `agentbox test`, and
-    /// on a terminal (the shim that gives Ctrl-C back to the agent).
+    /// agentbox's own executable (canonical), bound inside: the shim that applies Landlock and
+    /// gives Ctrl-C back to the agent, the relay, and `agentbox test`'s probe runner.
     pub self_exe: Option<PathBuf>,
+    /// The kernel's Landlock ABI version (0: none).
+    pub landlock_abi: u32,
 }
 
 impl HostFacts {
@@ -221,14 +223,12 @@ impl HostFacts {
             }),
             false => None,
         };
-        let self_exe = match policy.bind_self || stdin_tty || filtered {
-            true => Some(
-                std::env::current_exe()
-                    .and_then(fs::canonicalize)
-                    .context("finding agentbox's own executable")?,
-            ),
-            false => None,
-        };
+        // Always: agentbox's shim is the command's last step inside (Landlock, Ctrl-C).
+        let self_exe = Some(
+            std::env::current_exe()
+                .and_then(fs::canonicalize)
+                .context("finding agentbox's own executable")?,
+        );
         let agent_home = policy
             .agent_home
             .then(|| agent::home_dir(&home, &policy.profile.name));
@@ -267,6 +267,7 @@ impl HostFacts {
                 .collect(),
             stdin_tty,
             self_exe,
+            landlock_abi: crate::landlock::abi(),
             command: if policy.bind_self && policy.command[0] == crate::bwrap::SELF_INSIDE {
                 // agentbox itself, bound inside by the plan.
                 let inside = PathBuf::from(crate::bwrap::SELF_INSIDE);

@@ -132,6 +132,11 @@ fn become_user(ctx: &RelayCtx) -> Result<()> {
     std::fs::write("/proc/self/setgroups", "deny").context("writing setgroups")?;
     std::fs::write("/proc/self/uid_map", format!("{} 0 1", ctx.uid)).context("writing uid_map")?;
     std::fs::write("/proc/self/gid_map", format!("{} 0 1", ctx.gid)).context("writing gid_map")?;
+    // The last write to /proc: from here it is read-only, so the agent cannot write another
+    // process's memory through /proc/PID/mem (bwrap does this in the other network modes).
+    if !ctx.seccomp.debug && !ctx.seccomp.nested {
+        sys::proc_read_only()?;
+    }
     sys::drop_all_caps()
 }
 

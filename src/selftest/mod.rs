@@ -68,6 +68,9 @@ struct Report<'a> {
     leak: usize,
     fail: usize,
     error: usize,
+    /// The kernel's Landlock ABI (0: none) and what that means for the sandbox.
+    landlock_abi: u32,
+    landlock: String,
     probes: &'a [Row],
 }
 
@@ -505,6 +508,8 @@ fn report(rows: &[Row], json: bool) -> Result<ExitCode> {
             leak,
             fail,
             error,
+            landlock_abi: crate::landlock::abi(),
+            landlock: crate::landlock::describe(crate::landlock::abi()),
             probes: rows,
         };
         serde_json::to_writer_pretty(&mut out, &doc)?;
@@ -546,6 +551,7 @@ fn report(rows: &[Row], json: bool) -> Result<ExitCode> {
             "{} probes: {pass} passed, {leak} leaked, {fail} failed controls, {error} errors",
             rows.len()
         )?;
+        writeln!(out, "{}", crate::landlock::describe(crate::landlock::abi()))?;
     }
     Ok(ExitCode::from(if passed { 0 } else { EXIT_LEAK }))
 }

@@ -225,6 +225,39 @@ pub fn unshare_user() -> Result<()> {
     Ok(())
 }
 
+/// Makes `/proc` read-only for this process and its children: a mount namespace of their own
+/// (owned by the user namespace just made, where this process has the capability), with the
+/// proc mount remounted read-only. Its lock flags (nosuid, nodev, noexec) are kept, as the
+/// kernel requires of a mount inherited from a more privileged namespace.
+pub fn proc_read_only() -> Result<()> {
+    // SAFETY: unshare takes a flag; the process is single-threaded here (CLONE_NEWNS implies
+    // an unshared fs_struct).
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io::Error::last_os_error()).context("unshare(CLONE_NEWNS)");
+    }
+    let flags = libc::MS_REMOUNT
+        | libc::MS_BIND
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC;
+    // SAFETY: the target is a NUL-terminated literal; source, type and data are null, which
+    // a remount takes.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/proc".as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error()).context("remounting /proc read-only");
+    }
+    Ok(())
+}
+
 /// Drops every capability for good: effective, permitted, inheritable, ambient and bounding.
 pub fn drop_all_caps() -> Result<()> {
     // SAFETY: prctl with integer arguments only.

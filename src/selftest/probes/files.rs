@@ -164,6 +164,38 @@ pub(super) fn outside() -> Vec<Probe> {
         p("write-root", C, Blocked, "/ cannot be written", |c| {
             write_fails(&Path::new("/").join(&c.leftover))
         }),
+        p("write-dev", C, Blocked, "/dev cannot be filled", |c| {
+            write_fails(&Path::new("/dev").join(&c.leftover))
+        }),
+        p(
+            "dev-shm-bounded",
+            C,
+            Blocked,
+            "/dev/shm cannot grow past its size bound",
+            |c| {
+                let f = Path::new("/dev/shm").join(&c.leftover);
+                let r = fs::File::create(&f).and_then(|file| {
+                    // tmpfs refuses at once a reservation larger than the whole mount.
+                    let len = crate::bwrap::SHM_SIZE + 4096;
+                    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
+                        .map_err(std::io::Error::from)
+                });
+                let _ = fs::remove_file(&f);
+                io_fails(r)
+            },
+        ),
+        p(
+            "dev-usable",
+            C,
+            Allowed,
+            "/dev/null and /dev/shm still take writes",
+            |c| {
+                let shm = Path::new("/dev/shm").join(&c.leftover);
+                let r = fs::write("/dev/null", "x").and_then(|_| fs::write(&shm, "x"));
+                let _ = fs::remove_file(&shm);
+                io_fails(r)
+            },
+        ),
         p(
             "write-home-persist",
             C,
@@ -176,6 +208,51 @@ pub(super) fn outside() -> Vec<Probe> {
                     .iter()
                     .try_for_each(|d| fs::write(d.join(name), "x"));
                 io_fails(r)
+            },
+        ),
+    ]
+}
+
+/// Landlock, the second wall: `/run` is a read-write tmpfs in bwrap's plan, but Landlock's
+/// rules leave it out (agentbox binds host paths under it), so only Landlock refuses a write
+/// there. The control shows that bwrap's layer alone would have let it through.
+pub(super) fn landlock() -> Vec<Probe> {
+    const C: &str = "landlock";
+    vec![
+        p(
+            "landlock-write",
+            C,
+            Blocked,
+            "Landlock refuses a write bwrap's mounts allow (/run)",
+            |c| {
+                let f = Path::new("/run").join(&c.leftover);
+                let r = fs::write(&f, "x");
+                let _ = fs::remove_file(&f);
+                match r {
+                    Ok(()) => allowed(format!(
+                        "written: Landlock is not in force (this kernel's Landlock ABI: {})",
+                        crate::landlock::abi()
+                    )),
+                    Err(e) => blocked(errno_text(e.raw_os_error().unwrap_or(0))),
+                }
+            },
+        ),
+        p(
+            "landlock-bwrap-layer",
+            C,
+            Allowed,
+            "without Landlock /run takes writes: a read-write mount the user may write",
+            |_| {
+                let run = Path::new("/run");
+                let rw = rustix::fs::statvfs(run)
+                    .map(|s| !s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+                // access(2) asks the mount and the file modes only; Landlock does not answer it.
+                let may = rustix::fs::access(run, rustix::fs::Access::WRITE_OK);
+                match (rw, may) {
+                    (Ok(true), Ok(())) => allowed("read-write mount, writable directory"),
+                    (Ok(false), _) => blocked("/run is a read-only mount"),
+                    (_, Err(e)) | (Err(e), _) => blocked(errno_text(e.raw_os_error())),
+                }
             },
         ),
     ]

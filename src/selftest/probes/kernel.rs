@@ -38,6 +38,41 @@ pub(super) fn syscalls() -> Vec<Probe> {
             |_| fails(raw::perf_event_self()),
         ),
         p(
+            "pidfd-getfd",
+            dbg,
+            Blocked,
+            "pidfd_getfd (copying another process's fd) is refused",
+            |_| {
+                // On this process itself, which the kernel would always allow.
+                let pidfd =
+                    match raw::int_call(SYS_pidfd_open, [std::process::id() as u64, 0, 0, 0, 0, 0])
+                    {
+                        Ok(fd) => fd,
+                        Err(e) => return allowed(format!("pidfd_open failed: {}", errno_text(e))),
+                    };
+                let r = raw::close_returned(raw::int_call(
+                    SYS_pidfd_getfd,
+                    [pidfd as u64, 0, 0, 0, 0, 0],
+                ));
+                raw::close_returned(Ok(pidfd)).ok();
+                fails_with(r, EPERM)
+            },
+        ),
+        p(
+            "proc-mem-write",
+            dbg,
+            Blocked,
+            "/proc/PID/mem cannot be opened for writing",
+            |_| io_fails(fs::OpenOptions::new().write(true).open("/proc/self/mem")),
+        ),
+        p(
+            "proc-mem-read",
+            dbg,
+            Allowed,
+            "/proc/self/mem still opens for reading (sanitizers read it)",
+            |_| io_fails(fs::File::open("/proc/self/mem")),
+        ),
+        p(
             "keyctl",
             key,
             Blocked,

@@ -211,6 +211,7 @@ pub fn all() -> Vec<Probe> {
     v.extend(files::home());
     v.extend(files::project());
     v.extend(files::outside());
+    v.extend(files::landlock());
     v.extend(files::runs_later());
     v.extend(procs::environment());
     v.extend(procs::processes());
