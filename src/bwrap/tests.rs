@@ -79,6 +79,8 @@ fn facts() -> HostFacts {
             secrets: vec![found("/home/u/p/a/.env", Kind::File, "dotenv")],
             runs_later: vec![found("/home/u/p/.envrc", Kind::File, "direnv")],
             runs_later_targets: vec![],
+            watched: vec![],
+            referenced: vec![],
             git: vec![GitRepo {
                 dot_git: "/home/u/p/.git".into(),
                 dot_git_kind: Kind::Dir,

@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::Fail;
-use crate::rules::{self, CACHEDIR_TAG, PRUNED_DIRS, RUNS_LATER, SECRET_EXCEPTIONS};
+use crate::rules::{
+    self, CACHEDIR_TAG, Guard, PRUNED_DIRS, RUNS_LATER, RunsLater, SECRET_EXCEPTIONS,
+};
 use std::os::unix::ffi::OsStrExt;
 
 /// What a directory entry is, from its own type (a symlink is never followed).
@@ -35,6 +37,8 @@ pub struct Found {
 pub struct Report {
     pub secrets: Vec<Found>,
     pub runs_later: Vec<Found>,
+    /// Runs-later entries that stay writable and are only watched (`Guard::Audit`).
+    pub watched: Vec<Found>,
     /// Entries named `.git` (directories, or files pointing at a git dir elsewhere).
     pub git: Vec<Found>,
 }
@@ -255,8 +259,9 @@ impl ByteIndex {
     }
 }
 
-/// `RUNS_LATER` split into (directory, name, why) once per scan, not once per entry.
-struct RunsLaterNames(Vec<(Option<&'static str>, &'static str, &'static str)>);
+/// `RUNS_LATER` and every profile's project files, split into (directory, name, entry) once
+/// per scan, not once per entry.
+struct RunsLaterNames(Vec<(Option<&'static str>, &'static str, &'static RunsLater)>);
 
 impl RunsLaterNames {
     fn new() -> RunsLaterNames {
@@ -267,20 +272,21 @@ impl RunsLaterNames {
         RunsLaterNames(
             RUNS_LATER
                 .iter()
+                .chain(crate::profile::project_files())
                 .map(|r| {
                     let (dir, file) = split(r.path);
-                    (dir, file, r.why)
+                    (dir, file, r)
                 })
                 .collect(),
         )
     }
 
-    /// The reason a `RUNS_LATER` entry matches `name` inside a directory called `parent`.
-    fn find(&self, parent: Option<&OsStr>, name: &OsStr) -> Option<&'static str> {
-        self.0.iter().find_map(|&(dir, file, why)| {
+    /// The entry that matches `name` inside a directory called `parent`.
+    fn find(&self, parent: Option<&OsStr>, name: &OsStr) -> Option<&'static RunsLater> {
+        self.0.iter().find_map(|&(dir, file, r)| {
             let hit = same(name.as_bytes(), file.as_bytes())
                 && dir.is_none_or(|d| parent == Some(OsStr::new(d)));
-            hit.then_some(why)
+            hit.then_some(r)
         })
     }
 }
