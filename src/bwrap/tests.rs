@@ -29,6 +29,7 @@ fn policy(command: &[&str]) -> Policy {
         docker: false,
         notes: vec![],
         command: command.iter().map(OsString::from).collect(),
+        audit_json: None,
     }
 }
 
