@@ -50,6 +50,9 @@ pub fn referenced(root: &Path, items: &[Found], writable: &[PathBuf]) -> Vec<Fou
         }
     }
     while let Some((file, depth)) = queue.pop() {
+        if ide_state(&file) {
+            continue;
+        }
         let Some(text) = read_small(&file) else {
             continue;
         };
@@ -73,6 +76,17 @@ pub fn referenced(root: &Path, items: &[Found], writable: &[PathBuf]) -> Vec<Fou
     }
     out.sort();
     out
+}
+
+/// JetBrains' `.idea/workspace.xml` is the IDE's state, not its config: it lists the files the
+/// user has open, which would all become read-only. Its run configurations start only when the
+/// user picks one.
+fn ide_state(file: &Path) -> bool {
+    file.file_name().is_some_and(|n| n == "workspace.xml")
+        && file
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == ".idea")
 }
 
 /// Regular files below `dir`, not following symlinks, at most `MAX_FILES`.
@@ -391,6 +405,20 @@ mod tests {
         let w = vec![root.clone()];
         let got = referenced(&root, &[cfg], &w);
         // Only the in-root target of the in-root symlink.
+        assert_eq!(rels(&root, &got), ["tools/mcp.js"]);
+    }
+
+    #[test]
+    fn the_ides_state_file_is_not_read() {
+        let (_d, root) = tree();
+        let ws = item(&root, ".idea/workspace.xml", r#"<file url="src/main.rs"/>"#);
+        let runconf = item(
+            &root,
+            ".idea/runConfigurations/x.xml",
+            r#"<x v="tools/mcp.js"/>"#,
+        );
+        let w = vec![root.clone()];
+        let got = referenced(&root, &[ws, runconf], &w);
         assert_eq!(rels(&root, &got), ["tools/mcp.js"]);
     }
 

@@ -58,7 +58,10 @@ fn the_audit_reports_each_kind_of_change_and_keeps_the_exit_code() {
         let lines = audit_lines(&out.stderr());
         assert!(has_line(&lines, "new", ".envrc"), "{lines:?}");
         assert!(has_line(&lines, "changed", "CLAUDE.md"), "{lines:?}");
-        assert!(has_line(&lines, "changed", ".github/workflows/"), "{lines:?}");
+        assert!(
+            has_line(&lines, "changed", ".github/workflows/"),
+            "{lines:?}"
+        );
         assert!(has_line(&lines, "removed", "AGENTS.md"), "{lines:?}");
         assert!(has_line(&lines, "new", "lib/.git/"), "{lines:?}");
         // The swap of a protected directory by renaming its parent: either it is refused
@@ -154,9 +157,8 @@ fn scripts_that_protected_files_launch_are_read_only() {
         w.write("home/src/project/scripts/fmt.sh", "#!/bin/sh\n");
         w.write("home/src/project/scripts/other.sh", "#!/bin/sh\n");
         w.write("home/src/project/.claude/hooks/fmt.sh", "#!/bin/sh\n");
-        let attempt = |file: &str| {
-            format!("echo evil >> {file} 2>/dev/null && echo wrote-{file}; true")
-        };
+        let attempt =
+            |file: &str| format!("echo evil >> {file} 2>/dev/null && echo wrote-{file}; true");
         let script = [
             "tools/mcp.js",
             "tools/other.js",
