@@ -148,6 +148,7 @@ pub const RUNS_LATER: &[RunsLater] = &[
         "dev container config: initializeCommand runs on the host",
     ),
     // Hook frameworks: what git's hooks (installed once, on the host) run at each commit.
+    // Names match at any depth, so lefthook's `.config/lefthook.yml` is covered too.
     later(".husky", "husky: git hooks run these scripts on the host"),
     later(
         ".pre-commit-config.yaml",
@@ -195,22 +196,6 @@ pub const RUNS_LATER: &[RunsLater] = &[
     ),
     later(
         ".lefthook.jsonc",
-        "lefthook: the commands git hooks run on the host",
-    ),
-    later(
-        ".config/lefthook.yml",
-        "lefthook: the commands git hooks run on the host",
-    ),
-    later(
-        ".config/lefthook.yaml",
-        "lefthook: the commands git hooks run on the host",
-    ),
-    later(
-        ".config/lefthook.toml",
-        "lefthook: the commands git hooks run on the host",
-    ),
-    later(
-        ".config/lefthook.json",
         "lefthook: the commands git hooks run on the host",
     ),
     later(
