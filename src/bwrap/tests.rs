@@ -557,3 +557,32 @@ fn script_quotes_every_word() {
     // The argv itself keeps the raw bytes.
     assert!(to_argv(&plan).0.contains(&odd));
 }
+
+#[test]
+fn scripts_that_protected_files_launch_are_bound_read_only_with_their_reason() {
+    let mut f = facts();
+    f.roots[0].referenced = vec![found(
+        "/home/u/p/tools/mcp.js",
+        Kind::File,
+        "run by .mcp.json",
+    )];
+    let plan = plan(&policy(&["claude"]), &f).unwrap();
+    let got = argv(&policy(&["claude"]), &f);
+    pos(
+        &got,
+        &[
+            "--ro-bind",
+            "/home/u/p/tools/mcp.js",
+            "/home/u/p/tools/mcp.js",
+        ],
+    );
+    assert!(
+        plan.steps
+            .iter()
+            .any(|s| s.why == "read-only: run by .mcp.json")
+    );
+    // Without the reference, the same file is not bound (the control).
+    f.roots[0].referenced.clear();
+    let got = argv(&policy(&["claude"]), &f);
+    assert!(!got.contains(&"/home/u/p/tools/mcp.js".to_owned()));
+}
