@@ -134,6 +134,11 @@ pub const RUNS_LATER: &[RunsLater] = &[
         ".zed",
         "editor settings and tasks that run commands on the host",
     ),
+    // Continue (an editor extension) starts the MCP servers its project config names.
+    later(
+        ".continue",
+        "editor assistant config: MCP servers it starts on the host",
+    ),
     // Neovim (with 'exrc') and Vim source these on open.
     later(".nvim.lua", "the editor runs it when it opens the project"),
     later(".nvimrc", "the editor runs it when it opens the project"),
