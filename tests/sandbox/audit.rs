@@ -202,3 +202,68 @@ fn scripts_that_protected_files_launch_are_read_only() {
         assert!(dry.contains("run by .mcp.json"), "{dry}");
     });
 }
+
+#[test]
+fn hook_frameworks_dev_containers_and_every_agents_config_are_read_only() {
+    each_user(|w| {
+        let protected = [
+            ".pre-commit-config.yaml",
+            "lefthook.yml",
+            ".husky/pre-commit",
+            ".devcontainer/devcontainer.json",
+            ".gemini/settings.json",
+            ".codex/config.toml",
+            ".cursor/mcp.json",
+            ".opencode/plugin/x.js",
+            "opencode.json",
+            ".aider.conf.yml",
+            ".amp/settings.json",
+            ".claude/skills/s/SKILL.md",
+            "scripts/init.sh",
+            "scripts/lint.sh",
+        ];
+        for p in protected {
+            w.write(&format!("home/src/project/{p}"), "orig\n");
+        }
+        // Scripts these files launch: a dev container's host-side command, a pre-commit hook.
+        w.write(
+            "home/src/project/.devcontainer/devcontainer.json",
+            r#"{"initializeCommand": "bash ./scripts/init.sh"}"#,
+        );
+        w.write(
+            "home/src/project/.pre-commit-config.yaml",
+            "repos:\n- repo: local\n  hooks:\n  - id: lint\n    entry: scripts/lint.sh\n",
+        );
+        w.write("home/src/project/scripts/free.sh", "orig\n");
+        w.write("home/src/project/CLAUDE.md", "orig\n");
+        let script: String = protected
+            .iter()
+            .chain(&["scripts/free.sh", "CLAUDE.md"])
+            .map(|p| format!("echo evil >> {p} 2>/dev/null && echo wrote:{p}; "))
+            .collect();
+        let out = w.sh(&[], &format!("{script}true"));
+        let stdout = out.ok();
+        for p in protected {
+            assert!(!stdout.contains(&format!("wrote:{p}")), "{p}: {stdout}");
+            assert!(
+                !fs::read_to_string(w.project.join(p))
+                    .unwrap()
+                    .contains("evil"),
+                "{p}"
+            );
+        }
+        // The controls: a script nothing names is writable; an instruction file is writable
+        // and named by the audit.
+        assert!(stdout.contains("wrote:scripts/free.sh"), "{stdout}");
+        assert!(stdout.contains("wrote:CLAUDE.md"), "{stdout}");
+        assert!(
+            has_line(&audit_lines(&out.stderr()), "changed", "CLAUDE.md"),
+            "{}",
+            out.stderr()
+        );
+        // And outside the sandbox the same user can write them: the protection is agentbox's.
+        let mut c = w.program(OsStr::new("sh"));
+        c.args(["-c", "echo ok >> scripts/init.sh"]);
+        assert!(c.status().unwrap().success());
+    });
+}
