@@ -100,6 +100,14 @@ pub fn project_files() -> impl Iterator<Item = &'static RunsLater> {
     builtin::PROFILES.iter().flat_map(|b| b.project.iter())
 }
 
+/// The project files of one built-in profile (empty for an unknown name).
+pub fn project_files_of(name: &str) -> &'static [RunsLater] {
+    builtin::PROFILES
+        .iter()
+        .find(|b| b.name == name)
+        .map_or(&[], |b| b.project)
+}
+
 /// Every built-in profile name, in display order.
 pub fn names() -> Vec<&'static str> {
     builtin::PROFILES.iter().map(|b| b.name).collect()
