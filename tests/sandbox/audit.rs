@@ -200,6 +200,20 @@ fn scripts_that_protected_files_launch_are_read_only() {
         // --dry-run says why.
         let dry = w.sh(&["--dry-run"], "true").ok();
         assert!(dry.contains("run by .mcp.json"), "{dry}");
+        // Swapping the script by renaming its directory away is refused (pinned) or reported.
+        let out = w.sh(
+            &[],
+            "mv tools tools-old 2>/dev/null && mkdir tools && echo evil > tools/mcp.js && \
+             echo swapped; true",
+        );
+        let swapped = out.ok().contains("swapped");
+        let lines = audit_lines(&out.stderr());
+        assert_eq!(
+            swapped,
+            has_line(&lines, "replaced", "tools/mcp.js"),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.contains("run by .mcp.json")) || !swapped);
     });
 }
 
