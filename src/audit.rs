@@ -13,7 +13,7 @@
 //! config). It reads the writable roots and writes only the JSON report; the command's exit
 //! code is left alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -80,6 +80,8 @@ struct Item {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     items: BTreeMap<PathBuf, Item>,
+    /// Cache directories (`CACHEDIR.TAG`), where the scan does not look for runs-later files.
+    caches: BTreeSet<PathBuf>,
 }
 
 /// One difference, as reported.
@@ -110,15 +112,25 @@ impl Snapshot {
             for g in &root.git {
                 s.add(&g.dot_git, GIT_WHY, true);
             }
+            s.caches.extend(root.caches.iter().cloned());
         }
         s
     }
 
-    /// The state at exit: a fresh scan of `roots`, plus every path `before` knew.
+    /// The state at exit: a fresh scan of `roots`, plus every path `before` knew. A directory
+    /// that became a cache during the run is searched all the same: a `CACHEDIR.TAG` the agent
+    /// planted must not hide a new `.envrc` beside it from this audit.
     pub fn end(before: &Snapshot, roots: &[PathBuf], matcher: &Matcher) -> Snapshot {
         let mut s = Snapshot::default();
-        for root in roots {
-            let report = secrets::scan(root, matcher);
+        let mut queue: Vec<PathBuf> = roots.to_vec();
+        while let Some(root) = queue.pop() {
+            let report = secrets::scan(&root, matcher);
+            for c in report.caches {
+                if !before.caches.contains(&c) && !s.caches.contains(&c) {
+                    queue.push(c.clone());
+                }
+                s.caches.insert(c);
+            }
             let add_all = |s: &mut Snapshot, list: &[Found], locked: bool| {
                 for f in list {
                     s.add(&f.path, &f.why, locked);
@@ -478,6 +490,26 @@ mod tests {
                 (Change::New, "lib/.git/".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_planted_cache_tag_does_not_hide_a_new_envrc() {
+        let t = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(t.path()).unwrap();
+        fs::create_dir_all(root.join("old-cache")).unwrap();
+        fs::write(root.join("old-cache/CACHEDIR.TAG"), "Signature").unwrap();
+        let m = Matcher::new(true, &[], &[]).unwrap();
+        let before = Snapshot::end(&Snapshot::default(), std::slice::from_ref(&root), &m);
+        assert!(before.caches.contains(&root.join("old-cache")));
+        fs::create_dir_all(root.join("tools")).unwrap();
+        fs::write(root.join("tools/CACHEDIR.TAG"), "Signature").unwrap();
+        fs::write(root.join("tools/.envrc"), "evil").unwrap();
+        let after = Snapshot::end(&before, std::slice::from_ref(&root), &m);
+        let got: Vec<PathBuf> = compare(&before, &after)
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(got, [root.join("tools/.envrc")]);
     }
 
     #[test]

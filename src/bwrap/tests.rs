@@ -82,6 +82,7 @@ fn facts() -> HostFacts {
             runs_later_targets: vec![],
             watched: vec![],
             referenced: vec![],
+            caches: vec![],
             git: vec![GitRepo {
                 dot_git: "/home/u/p/.git".into(),
                 dot_git_kind: Kind::Dir,

@@ -62,6 +62,8 @@ pub struct Root {
     pub watched: Vec<Found>,
     /// Scripts that the protected entries launch (`refs`): made read-only too.
     pub referenced: Vec<Found>,
+    /// Cache directories (`CACHEDIR.TAG`) the scan did not look into for runs-later files.
+    pub caches: Vec<PathBuf>,
     pub git: Vec<git::GitRepo>,
 }
 
@@ -396,6 +398,7 @@ fn probe_root(root: &Path, matcher: &secrets::Matcher, home: &Path) -> Root {
         runs_later_targets,
         watched: report.watched,
         referenced: Vec::new(),
+        caches: report.caches,
         git: report.git.iter().map(|g| git::probe(g, home)).collect(),
     }
 }

@@ -39,6 +39,9 @@ pub struct Report {
     pub runs_later: Vec<Found>,
     /// Runs-later entries that stay writable and are only watched (`Guard::Audit`).
     pub watched: Vec<Found>,
+    /// Directories below the root marked as caches (`CACHEDIR.TAG`), where runs-later files
+    /// were not looked for.
+    pub caches: Vec<PathBuf>,
     /// Entries named `.git` (directories, or files pointing at a git dir elsewhere).
     pub git: Vec<Found>,
 }

@@ -172,6 +172,7 @@ pub(super) fn scan_holding(root: &Path, matcher: &Matcher, hold_below: RawFd) ->
     report.secrets.sort();
     report.runs_later.sort();
     report.watched.sort();
+    report.caches.sort();
     report.git.sort();
     report
 }
@@ -217,6 +218,7 @@ impl Scan<'_> {
                         report.secrets.append(&mut r.secrets);
                         report.runs_later.append(&mut r.runs_later);
                         report.watched.append(&mut r.watched);
+                        report.caches.append(&mut r.caches);
                         report.git.append(&mut r.git);
                     }
                     Err(panic) => std::panic::resume_unwind(panic),
@@ -307,6 +309,7 @@ impl Scan<'_> {
             report.git.truncate(git_mark);
             report.runs_later.truncate(later_mark);
             report.watched.truncate(watched_mark);
+            report.caches.push(path.clone());
             for sub in &mut stack[stack_mark..] {
                 sub.secrets_only = true;
             }

@@ -107,7 +107,8 @@ fn the_audit_is_quiet_on_ordinary_work() {
         let script = "echo 'fn main() { println!(); }' > src/main.rs && \
              mkdir -p target/debug && echo 'Signature: 8a477f597d28d172789f06886806bc55' \
                > target/CACHEDIR.TAG && echo bin > target/debug/app && \
-             mkdir -p target/debug/.vscode && echo x > target/debug/.vscode/x && \
+             mkdir -p target/debug/deps target/debug/.fingerprint/app-1 && \
+             echo d > target/debug/deps/app.d && echo f > target/debug/.fingerprint/app-1/bin && \
              git -c user.name=t -c user.email=t@example.invalid add src && \
              git -c user.name=t -c user.email=t@example.invalid commit -qm edit && echo done";
         let out = w.sh(&["--audit-json", report_arg], script);
