@@ -242,6 +242,17 @@ pub const RUNS_LATER: &[RunsLater] = &[
     // work, and nothing runs before the user pushes: watched, not locked.
     watch(".github/workflows", "runs in CI on push"),
     watch(".gitlab-ci.yml", "runs in CI on push"),
+    watch(".gitea/workflows", "runs in CI on push"),
+    watch(".forgejo/workflows", "runs in CI on push"),
+    watch(".circleci", "runs in CI on push"),
+    watch(".buildkite", "runs in CI on push"),
+    watch(".travis.yml", "runs in CI on push"),
+    watch(".drone.yml", "runs in CI on push"),
+    watch(".woodpecker", "runs in CI on push"),
+    watch(".woodpecker.yml", "runs in CI on push"),
+    watch("azure-pipelines.yml", "runs in CI on push"),
+    watch("bitbucket-pipelines.yml", "runs in CI on push"),
+    watch("Jenkinsfile", "runs in CI on push"),
 ];
 
 /// Inside a git directory (the common dir, for worktrees and submodules).
