@@ -263,8 +263,13 @@ impl ByteIndex {
 }
 
 /// `RUNS_LATER` and every profile's project files, split into (directory, name, entry) once
-/// per scan, not once per entry.
-struct RunsLaterNames(Vec<(Option<&'static str>, &'static str, &'static RunsLater)>);
+/// per scan, not once per entry, and indexed by the name's first byte: the list is long, and
+/// nearly every name in a tree starts with a byte no entry starts with.
+struct RunsLaterNames {
+    entries: Vec<(Option<&'static str>, &'static str, &'static RunsLater)>,
+    /// For each first byte, the indices into `entries` of the names that start with it.
+    by_first: Vec<Vec<u16>>,
+}
 
 impl RunsLaterNames {
     fn new() -> RunsLaterNames {
@@ -272,21 +277,29 @@ impl RunsLaterNames {
             None => (None, path),
             Some((dir, file)) => (Some(dir), file),
         };
-        RunsLaterNames(
-            RUNS_LATER
-                .iter()
-                .chain(crate::profile::project_files())
-                .map(|r| {
-                    let (dir, file) = split(r.path);
-                    (dir, file, r)
-                })
-                .collect(),
-        )
+        let entries: Vec<_> = RUNS_LATER
+            .iter()
+            .chain(crate::profile::project_files())
+            .map(|r| {
+                let (dir, file) = split(r.path);
+                (dir, file, r)
+            })
+            .collect();
+        let mut by_first = vec![Vec::new(); 256];
+        for (i, (_, file, _)) in entries.iter().enumerate() {
+            if let (Some(&b), Ok(i)) = (file.as_bytes().first(), u16::try_from(i)) {
+                by_first[usize::from(b)].push(i);
+            }
+        }
+        RunsLaterNames { entries, by_first }
     }
 
-    /// The entry that matches `name` inside a directory called `parent`.
+    /// The entry that matches `name` inside a directory called `parent`, the first in list
+    /// order.
     fn find(&self, parent: Option<&OsStr>, name: &OsStr) -> Option<&'static RunsLater> {
-        self.0.iter().find_map(|&(dir, file, r)| {
+        let first = *name.as_bytes().first()?;
+        self.by_first[usize::from(first)].iter().find_map(|&i| {
+            let (dir, file, r) = self.entries[usize::from(i)];
             let hit = same(name.as_bytes(), file.as_bytes())
                 && dir.is_none_or(|d| parent == Some(OsStr::new(d)));
             hit.then_some(r)
