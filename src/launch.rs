@@ -114,6 +114,9 @@ fn supervise(
 ) -> Result<(ExitCode, Option<session::Running>)> {
     let (argv, data) = to_argv(plan);
     if plan.interactive {
+        // Ctrl-C must reach the agent, not kill bwrap (whose death takes the whole sandbox
+        // down) nor agentbox (which must live to audit): both ignore it, and agentbox's shim
+        // inside restores it for the agent.
         sys::ignore_interrupts()?;
     }
     // Other threads (the proxy) hold fds of their own: the data fds are placed in the child
