@@ -49,13 +49,13 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let mut pins: BTreeSet<PathBuf> = BTreeSet::new();
     let mut symlinks: Vec<&Path> = Vec::new();
     for root in &facts.roots {
-        // Scripts the protected files launch (`host::refs`): never symlinks, already resolved.
-        let referenced = root.referenced.iter();
+        // With the scripts the protected files launch (`host::refs`): never symlinks, they are
+        // resolved already.
         for f in root
             .runs_later
             .iter()
             .chain(&root.runs_later_targets)
-            .chain(referenced)
+            .chain(&root.referenced)
         {
             match f.kind {
                 Kind::Symlink => symlinks.push(&f.path),
