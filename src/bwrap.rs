@@ -259,7 +259,8 @@ impl Builder {
 ///  9. Pins: `.git` and `.claude` directories bound onto themselves, so the agent cannot rename
 ///     them away and put a fresh copy in their place.
 /// 10. Files the host runs later, read-only (after creating a missing `.git/hooks`, as git does),
-///     and what git's config points at in the project.
+///     what git's config points at in the project, and the scripts protected files launch
+///     (`host::refs`).
 /// 11. Secrets masked: a file (or socket) becomes an empty read-only file, a directory an empty
 ///     read-only tmpfs; the system's own secrets (`/etc/shadow`...) too.
 /// 12. The sandbox's own root read-only (a tmpfs of bwrap's; the mounts in it keep their mode).

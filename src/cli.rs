@@ -142,6 +142,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub tree: bool,
 
+    /// Also write the exit audit (files the agent created or changed that your tools run
+    /// later) to FILE as JSON, even when nothing changed.
+    #[arg(long, value_name = "FILE")]
+    pub audit_json: Option<PathBuf>,
+
     /// (internal, for `agentbox test`) The command is agentbox itself, which every run binds
     /// read-only at /run/agentbox/agentbox.
     #[arg(long, hide = true)]

@@ -92,6 +92,19 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
     }
     writeln!(out, "  state (rw):     {}", list(&p.state))?;
     writeln!(out, "  runtime (ro):   {}", list(&p.runtime))?;
+    let project: Vec<String> = profile::project_files_of(&p.name)
+        .iter()
+        .map(|r| match r.guard {
+            crate::rules::Guard::ReadOnly => r.path.to_owned(),
+            crate::rules::Guard::Audit => format!("{} (watched)", r.path),
+        })
+        .collect();
+    writeln!(
+        out,
+        "  project files:  {} (read-only in every run, whatever the agent; watched ones stay \
+         writable and are reported at exit)",
+        list(&project)
+    )?;
     let mut env = p.env.clone();
     let mut domains = p.domains.clone();
     let mut ro: Vec<String> = Vec::new();

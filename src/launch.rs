@@ -1,17 +1,18 @@
 //! Starts the planned sandbox: the host preparations git would do, the fds bwrap reads, then
-//! bwrap. Without limits agentbox `exec`s bwrap, so no agentbox process stays around and the
-//! exit status is the command's. With `--memory`/`--pids` it either execs through a systemd
-//! scope or stays as bwrap's parent to remove the cgroup it made.
+//! bwrap. agentbox always stays as bwrap's parent: to run the filtered network's proxy, to
+//! remove the cgroup it made for `--memory`/`--pids`, and in every case to audit at exit what
+//! the agent did to the files the host runs later (`audit`). The exit status is the command's.
 
 use std::fs;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::audit;
 use crate::bwrap::{FIRST_DATA_FD, Plan, Prep, to_argv};
 use crate::host::HostFacts;
 use crate::hostfs::{self, Untrusted};
@@ -20,11 +21,9 @@ use crate::net::session;
 use crate::policy::{NetMode, Policy};
 use crate::sys;
 
-/// Runs the plan. Returns only when agentbox stays as the parent (a cgroup to remove, a proxy
-/// to run), or on failure.
+/// Runs the plan, waits for it, audits, and returns the command's exit code.
 pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> {
-    // Whatever agentbox inherited (a `3</` from the caller, a leaked pipe) must not reach bwrap
-    // on any path, exec or supervised.
+    // Whatever agentbox inherited (a `3</` from the caller, a leaked pipe) must not reach bwrap.
     sys::cloexec_inherited()?;
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
@@ -37,20 +36,28 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
         _ => Vec::new(),
     };
     let filtered = matches!((&facts.net, policy.net), (Some(_), NetMode::Filtered));
-    let cgroup = matches!(enforcer, Some(Enforcer::Cgroup(_)));
-    if !filtered && !cgroup {
-        return exec(plan, &prefix);
-    }
     let pending = match &facts.net {
         Some(n) if filtered => Some(session::prepare(n, &policy.filter, &areas)?),
         _ => None,
     };
-    // The proxy holds two fds per tunnel.
-    sys::raise_nofile_to_hard();
+    // Before the agent can touch anything: the hashes of what the launch scan found.
+    let before = audit::Snapshot::start(facts);
+    if filtered {
+        // The proxy holds two fds per tunnel.
+        sys::raise_nofile_to_hard();
+    }
     let (code, net) = supervise(plan, &prefix, pending)?;
     drop(enforcer);
     if let Some(n) = net {
         n.finish();
+    }
+    // The audit never changes the exit code: a failure to finish it is said, not returned.
+    let matcher = crate::secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide);
+    let audited = matcher
+        .and_then(|m| audit::finish(&before, facts, &m, policy.audit_json.as_deref(), &areas));
+    if let Err(e) = audited {
+        let msg = format!("agentbox: warning: the exit audit failed: {e:#}");
+        eprintln!("{}", crate::text::terminal(&msg));
     }
     Ok(code)
 }
@@ -110,19 +117,6 @@ fn command(plan: &Plan, prefix: &[std::ffi::OsString], argv: Vec<std::ffi::OsStr
     c
 }
 
-/// Replaces this process with bwrap (through `prefix`, if any).
-fn exec(plan: &Plan, prefix: &[std::ffi::OsString]) -> Result<ExitCode> {
-    let (argv, data) = to_argv(plan);
-    sys::prepare_exec_fds(FIRST_DATA_FD, &data)?;
-    if plan.interactive {
-        // Ctrl-C must reach the agent, not kill bwrap (whose death takes the whole sandbox
-        // down): bwrap inherits "ignore", agentbox's shim inside restores it for the agent.
-        sys::ignore_interrupts()?;
-    }
-    let err = command(plan, prefix, argv).exec();
-    Err(anyhow!(err).context(format!("starting {}", plan.bwrap.display())))
-}
-
 /// Runs bwrap as a child, forwards termination signals and waits. Ctrl-C from the terminal
 /// reaches the sandbox directly (same process group).
 fn supervise(
@@ -132,6 +126,9 @@ fn supervise(
 ) -> Result<(ExitCode, Option<session::Running>)> {
     let (argv, data) = to_argv(plan);
     if plan.interactive {
+        // Ctrl-C must reach the agent, not kill bwrap (whose death takes the whole sandbox
+        // down) nor agentbox (which must live to audit): both ignore it, and agentbox's shim
+        // inside restores it for the agent.
         sys::ignore_interrupts()?;
     }
     // bwrap reports the command's status as soon as its pid 1 inside sends it, before that

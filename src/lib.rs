@@ -2,6 +2,7 @@
 //! one concept per module. The binary (`main.rs`) only parses, dispatches and reports.
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod bwrap;
 pub mod cli;
 pub mod commands;

@@ -81,7 +81,8 @@ impl Output {
 }
 
 fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
-    let (policy, warnings) = config::resolve(args.sandbox, args.command, args.bind_self)?;
+    let (mut policy, warnings) = config::resolve(args.sandbox, args.command, args.bind_self)?;
+    policy.audit_json = args.audit_json;
     for w in &warnings {
         eprintln!("agentbox: warning: {}", terminal(w));
     }

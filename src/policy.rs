@@ -88,6 +88,8 @@ pub struct Policy {
     /// What the profile wants the user to know.
     pub notes: Vec<String>,
     pub command: Vec<OsString>,
+    /// Where to write the exit audit as JSON (`--audit-json`), besides stderr.
+    pub audit_json: Option<PathBuf>,
 }
 
 impl Policy {
@@ -206,6 +208,7 @@ impl Policy {
             docker: args.docker,
             notes,
             command,
+            audit_json: None,
         };
         policy.validate()?;
         Ok(policy)

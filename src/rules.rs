@@ -72,19 +72,46 @@ pub const SYSTEM_SECRETS: &[&str] = &[
     "/etc/ssh/ssh_host_dsa_key",
 ];
 
+/// What agentbox does about a runs-later entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Guard {
+    /// Made read-only inside (a bind over it), and checked at exit for a swap.
+    ReadOnly,
+    /// Left writable, because agents edit it as part of their work (instruction files, CI
+    /// workflows), and reported at exit when the agent created, changed or removed it.
+    Audit,
+}
+
 /// A file or directory that the host runs or obeys after the agent is gone. It is made read-only
-/// inside, wherever it appears in a writable root.
+/// inside (or, for `Guard::Audit`, watched), wherever it appears in a writable root.
 pub struct RunsLater {
     /// Path relative to the directory that holds it (one or two components).
     pub path: &'static str,
     pub why: &'static str,
+    pub guard: Guard,
 }
 
-const fn later(path: &'static str, why: &'static str) -> RunsLater {
-    RunsLater { path, why }
+/// Made read-only.
+pub const fn later(path: &'static str, why: &'static str) -> RunsLater {
+    RunsLater {
+        path,
+        why,
+        guard: Guard::ReadOnly,
+    }
 }
 
-/// Found by name anywhere in a writable root.
+/// Watched only: reported at exit if the agent changed it.
+pub const fn watch(path: &'static str, why: &'static str) -> RunsLater {
+    RunsLater {
+        path,
+        why,
+        guard: Guard::Audit,
+    }
+}
+
+/// Found by name anywhere in a writable root, whatever the agent. The project files each agent
+/// obeys are listed with its profile (`profile::builtin`, field `project`) and apply in every
+/// run as well: the host may run any agent in this project later.
 pub const RUNS_LATER: &[RunsLater] = &[
     later(
         ".gitmodules",
@@ -102,27 +129,130 @@ pub const RUNS_LATER: &[RunsLater] = &[
         ".idea",
         "IDE run configurations that run commands on the host",
     ),
+    // Zed runs the language servers and tasks its project settings name.
     later(
-        ".mcp.json",
-        "MCP servers the agent starts on the host next time",
+        ".zed",
+        "editor settings and tasks that run commands on the host",
+    ),
+    // Continue (an editor extension) starts the MCP servers its project config names.
+    later(
+        ".continue",
+        "editor assistant config: MCP servers it starts on the host",
+    ),
+    // Neovim (with 'exrc') and Vim source these on open.
+    later(".nvim.lua", "the editor runs it when it opens the project"),
+    later(".nvimrc", "the editor runs it when it opens the project"),
+    later(".exrc", "the editor runs it when it opens the project"),
+    // initializeCommand runs on the host before any container exists.
+    later(
+        ".devcontainer",
+        "dev container config: initializeCommand runs on the host",
     ),
     later(
-        ".claude/commands",
-        "slash commands a later unsandboxed session obeys",
+        ".devcontainer.json",
+        "dev container config: initializeCommand runs on the host",
+    ),
+    // Hook frameworks: what git's hooks (installed once, on the host) run at each commit.
+    // Names match at any depth, so lefthook's `.config/lefthook.yml` is covered too.
+    later(".husky", "husky: git hooks run these scripts on the host"),
+    later(
+        ".pre-commit-config.yaml",
+        "pre-commit: the commands git hooks run on the host",
     ),
     later(
-        ".claude/agents",
-        "subagent definitions a later unsandboxed session obeys",
+        ".pre-commit-hooks.yaml",
+        "pre-commit: hook definitions with the commands they run",
     ),
     later(
-        ".claude/settings.json",
-        "Claude Code hooks: shell commands run on the host",
+        "lefthook.yml",
+        "lefthook: the commands git hooks run on the host",
     ),
     later(
-        ".claude/settings.local.json",
-        "Claude Code hooks: shell commands run on the host",
+        ".lefthook.yml",
+        "lefthook: the commands git hooks run on the host",
     ),
+    later(
+        "lefthook.yaml",
+        "lefthook: the commands git hooks run on the host",
+    ),
+    later(
+        ".lefthook.yaml",
+        "lefthook: the commands git hooks run on the host",
+    ),
+    later(
+        "lefthook.toml",
+        "lefthook: the commands git hooks run on the host",
+    ),
+    later(
+        ".lefthook.toml",
+        "lefthook: the commands git hooks run on the host",
+    ),
+    later(
+        "lefthook.json",
+        "lefthook: the commands git hooks run on the host",
+    ),
+    later(
+        ".lefthook.json",
+        "lefthook: the commands git hooks run on the host",
+    ),
+    later(
+        "lefthook.jsonc",
+        "lefthook: the commands git hooks run on the host",
+    ),
+    later(
+        ".lefthook.jsonc",
+        "lefthook: the commands git hooks run on the host",
+    ),
+    later(
+        "lefthook-local.yml",
+        "lefthook local config: the commands git hooks run on the host",
+    ),
+    later(
+        ".lefthook-local.yml",
+        "lefthook local config: the commands git hooks run on the host",
+    ),
+    later(
+        "lefthook-local.yaml",
+        "lefthook local config: the commands git hooks run on the host",
+    ),
+    later(
+        ".lefthook-local.yaml",
+        "lefthook local config: the commands git hooks run on the host",
+    ),
+    later(
+        "lefthook-local.toml",
+        "lefthook local config: the commands git hooks run on the host",
+    ),
+    later(
+        "lefthook-local.json",
+        "lefthook local config: the commands git hooks run on the host",
+    ),
+    later(".lefthook", "lefthook: scripts git hooks run on the host"),
+    later(
+        ".lefthook-local",
+        "lefthook: scripts git hooks run on the host",
+    ),
+    later(
+        ".overcommit.yml",
+        "overcommit: the commands git hooks run on the host",
+    ),
+    later(".git-hooks", "overcommit: repository hooks run on the host"),
     later(".agentbox.toml", "agentbox's own project config"),
+    // CI runs these with the repository's secrets once pushed. Agents edit CI as ordinary
+    // work, and nothing runs before the user pushes: watched, not locked.
+    watch(".github/workflows", "runs in CI on push"),
+    watch(".gitlab-ci.yml", "runs in CI on push"),
+    watch(".gitea/workflows", "runs in CI on push"),
+    watch(".forgejo/workflows", "runs in CI on push"),
+    watch(".circleci", "runs in CI on push"),
+    watch(".buildkite", "runs in CI on push"),
+    watch(".travis.yml", "runs in CI on push"),
+    watch(".drone.yml", "runs in CI on push"),
+    watch(".woodpecker", "runs in CI on push"),
+    watch(".woodpecker.yml", "runs in CI on push"),
+    watch("azure-pipelines.yml", "runs in CI on push"),
+    watch("bitbucket-pipelines.yml", "runs in CI on push"),
+    watch("Jenkinsfile", "runs in CI on push"),
 ];
 
 /// Inside a git directory (the common dir, for worktrees and submodules).

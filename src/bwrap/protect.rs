@@ -49,7 +49,14 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let mut pins: BTreeSet<PathBuf> = BTreeSet::new();
     let mut symlinks: Vec<&Path> = Vec::new();
     for root in &facts.roots {
-        for f in root.runs_later.iter().chain(&root.runs_later_targets) {
+        // With the scripts the protected files launch (`host::refs`): never symlinks, they are
+        // resolved already.
+        for f in root
+            .runs_later
+            .iter()
+            .chain(&root.runs_later_targets)
+            .chain(&root.referenced)
+        {
             match f.kind {
                 Kind::Symlink => symlinks.push(&f.path),
                 _ => ro.push((f.path.clone(), f.why.clone())),

@@ -29,6 +29,7 @@ fn policy(command: &[&str]) -> Policy {
         docker: false,
         notes: vec![],
         command: command.iter().map(OsString::from).collect(),
+        audit_json: None,
     }
 }
 
@@ -79,6 +80,9 @@ fn facts() -> HostFacts {
             secrets: vec![found("/home/u/p/a/.env", Kind::File, "dotenv")],
             runs_later: vec![found("/home/u/p/.envrc", Kind::File, "direnv")],
             runs_later_targets: vec![],
+            watched: vec![],
+            referenced: vec![],
+            caches: vec![],
             git: vec![GitRepo {
                 dot_git: "/home/u/p/.git".into(),
                 dot_git_kind: Kind::Dir,
@@ -753,4 +757,33 @@ fn a_kernel_without_usable_landlock_is_noted() {
     assert!(note(0));
     assert!(note(1));
     assert!(!note(2));
+}
+
+#[test]
+fn scripts_that_protected_files_launch_are_bound_read_only_with_their_reason() {
+    let mut f = facts();
+    f.roots[0].referenced = vec![found(
+        "/home/u/p/tools/mcp.js",
+        Kind::File,
+        "run by .mcp.json",
+    )];
+    let plan = plan(&policy(&["claude"]), &f).unwrap();
+    let got = argv(&policy(&["claude"]), &f);
+    pos(
+        &got,
+        &[
+            "--ro-bind",
+            "/home/u/p/tools/mcp.js",
+            "/home/u/p/tools/mcp.js",
+        ],
+    );
+    assert!(
+        plan.steps
+            .iter()
+            .any(|s| s.why == "read-only: run by .mcp.json")
+    );
+    // Without the reference, the same file is not bound (the control).
+    f.roots[0].referenced.clear();
+    let got = argv(&policy(&["claude"]), &f);
+    assert!(!got.contains(&"/home/u/p/tools/mcp.js".to_owned()));
 }

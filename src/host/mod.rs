@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod git;
+pub mod refs;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -57,6 +58,12 @@ pub struct Root {
     pub runs_later: Vec<Found>,
     /// The canonical targets of symlinked runs-later entries.
     pub runs_later_targets: Vec<Found>,
+    /// Runs-later entries left writable and reported at exit when changed (`Guard::Audit`).
+    pub watched: Vec<Found>,
+    /// Scripts that the protected entries launch (`refs`): made read-only too.
+    pub referenced: Vec<Found>,
+    /// Cache directories (`CACHEDIR.TAG`) the scan did not look into for runs-later files.
+    pub caches: Vec<PathBuf>,
     pub git: Vec<git::GitRepo>,
 }
 
@@ -182,10 +189,21 @@ impl HostFacts {
                     .map(|e| e.0.as_path()),
             )
             .collect();
-        let roots = writable
+        let mut roots: Vec<Root> = writable
             .iter()
             .map(|r| probe_root(r, &matcher, &home))
             .collect();
+        let all: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
+        for r in &mut roots {
+            let items: Vec<Found> = r
+                .runs_later
+                .iter()
+                .chain(&r.runs_later_targets)
+                .filter(|f| f.kind != Kind::Symlink)
+                .cloned()
+                .collect();
+            r.referenced = refs::referenced(&r.path, &items, &all);
+        }
         let xdg_config = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
@@ -379,6 +397,9 @@ fn probe_root(root: &Path, matcher: &secrets::Matcher, home: &Path) -> Root {
         secrets,
         runs_later: report.runs_later,
         runs_later_targets,
+        watched: report.watched,
+        referenced: Vec::new(),
+        caches: report.caches,
         git: report.git.iter().map(|g| git::probe(g, home)).collect(),
     }
 }

@@ -2,6 +2,7 @@
 //! easy to correct). Paths are relative to the home. No logic here.
 
 use super::Builtin;
+use crate::rules::{later, watch};
 
 pub const PROFILES: &[Builtin] = &[
     Builtin {
@@ -47,6 +48,50 @@ pub const PROFILES: &[Builtin] = &[
             "its login lives in agentbox's own home for it: log in once inside, or pass \
              ANTHROPIC_API_KEY with --env",
         ],
+        project: &[
+            later(
+                ".mcp.json",
+                "MCP servers the agent starts on the host next time",
+            ),
+            later(
+                ".claude/settings.json",
+                "Claude Code hooks: shell commands run on the host",
+            ),
+            later(
+                ".claude/settings.local.json",
+                "Claude Code hooks: shell commands run on the host",
+            ),
+            later(
+                ".claude/commands",
+                "slash commands a later unsandboxed session obeys",
+            ),
+            later(
+                ".claude/agents",
+                "subagent definitions a later unsandboxed session obeys",
+            ),
+            later(
+                ".claude/skills",
+                "skills (instructions and scripts) a later session runs",
+            ),
+            later(
+                ".claude/hooks",
+                "hook scripts Claude Code settings run on the host",
+            ),
+            // Instruction files: the agent is expected to keep them up to date, so a lock
+            // would break ordinary work; what it wrote is reported instead.
+            watch(
+                "CLAUDE.md",
+                "instructions a later Claude Code session follows",
+            ),
+            watch(
+                "CLAUDE.local.md",
+                "instructions a later Claude Code session follows",
+            ),
+            watch(
+                ".claude/CLAUDE.md",
+                "instructions a later Claude Code session follows",
+            ),
+        ],
     },
     Builtin {
         name: "codex",
@@ -65,6 +110,18 @@ pub const PROFILES: &[Builtin] = &[
             "Codex runs its own bubblewrap sandbox inside: this profile allows nested user \
              namespaces (or run codex with its sandbox off: --sandbox danger-full-access)",
             "ChatGPT login in a headless sandbox: use the device-code login",
+        ],
+        project: &[
+            // Loaded for trusted projects: MCP servers, notify commands, sandbox settings.
+            later(
+                ".codex",
+                "Codex project config: MCP servers and commands it runs",
+            ),
+            watch("AGENTS.md", "instructions a later agent session follows"),
+            watch(
+                "AGENTS.override.md",
+                "instructions a later Codex session follows",
+            ),
         ],
     },
     Builtin {
@@ -93,6 +150,17 @@ pub const PROFILES: &[Builtin] = &[
         notes: &[
             "Gemini CLI reads keys from .env files, which agentbox masks: pass GEMINI_API_KEY \
              with --env instead",
+        ],
+        project: &[
+            // settings.json (MCP servers, hooks, tool discovery commands), commands/*.toml.
+            later(
+                ".gemini",
+                "Gemini CLI project settings: MCP servers and commands it runs",
+            ),
+            watch(
+                "GEMINI.md",
+                "instructions a later Gemini CLI session follows",
+            ),
         ],
     },
     Builtin {
@@ -123,6 +191,13 @@ pub const PROFILES: &[Builtin] = &[
             "add your model provider's API host with --allow-domain if it is not OpenAI or \
              Anthropic",
         ],
+        project: &[
+            // lint-cmd and test-cmd are shell commands aider runs after each edit.
+            later(
+                ".aider.conf.yml",
+                "aider config: lint and test commands it runs",
+            ),
+        ],
     },
     Builtin {
         name: "opencode",
@@ -146,6 +221,21 @@ pub const PROFILES: &[Builtin] = &[
              proxy-ignoring clients carries it",
             "add your model provider's API host with --allow-domain",
         ],
+        project: &[
+            later(
+                "opencode.json",
+                "opencode config: MCP servers, formatters and LSPs it runs",
+            ),
+            later(
+                "opencode.jsonc",
+                "opencode config: MCP servers, formatters and LSPs it runs",
+            ),
+            // plugins are JavaScript opencode loads and runs.
+            later(
+                ".opencode",
+                "opencode plugins, commands and agents it loads",
+            ),
+        ],
     },
     Builtin {
         name: "cursor-agent",
@@ -160,6 +250,17 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &["Cursor's CLI ignores proxy settings: agentbox's capture carries it"],
+        project: &[
+            // mcp.json, hooks.json, rules, commands.
+            later(
+                ".cursor",
+                "Cursor project config: MCP servers and hooks it runs",
+            ),
+            watch(
+                ".cursorrules",
+                "instructions a later Cursor session follows",
+            ),
+        ],
     },
     Builtin {
         name: "copilot",
@@ -174,6 +275,10 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &[],
+        project: &[watch(
+            ".github/copilot-instructions.md",
+            "instructions a later Copilot session follows",
+        )],
     },
     Builtin {
         name: "amp",
@@ -190,6 +295,10 @@ pub const PROFILES: &[Builtin] = &[
         notes: &[
             "Amp is built on Bun, which ignores proxy settings: agentbox's capture carries it",
         ],
+        project: &[
+            // Workspace settings: MCP servers (approved once), tool permissions.
+            later(".amp", "Amp workspace settings: MCP servers it runs"),
+        ],
     },
     Builtin {
         name: "generic",
@@ -204,5 +313,6 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &[],
+        project: &[],
     },
 ];

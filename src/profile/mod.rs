@@ -10,6 +10,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::rules::RunsLater;
+
 /// A built-in profile, as data.
 pub struct Builtin {
     pub name: &'static str,
@@ -34,6 +36,10 @@ pub struct Builtin {
     /// Whether it runs its own sandbox (nested user namespaces).
     pub nested: bool,
     pub notes: &'static [&'static str],
+    /// Project files this agent obeys or runs when started in a project: its settings, hooks,
+    /// MCP servers, commands, and the instruction files it reads. Every profile's list applies
+    /// in every run (the host may start any agent in this project later), like `RUNS_LATER`.
+    pub project: &'static [RunsLater],
 }
 
 /// A profile with the user's config applied.
@@ -87,6 +93,19 @@ impl Profile {
     pub fn is_agent(&self) -> bool {
         !self.name.is_empty() && self.name != "generic"
     }
+}
+
+/// The project files of every built-in profile (see `Builtin::project`).
+pub fn project_files() -> impl Iterator<Item = &'static RunsLater> {
+    builtin::PROFILES.iter().flat_map(|b| b.project.iter())
+}
+
+/// The project files of one built-in profile (empty for an unknown name).
+pub fn project_files_of(name: &str) -> &'static [RunsLater] {
+    builtin::PROFILES
+        .iter()
+        .find(|b| b.name == name)
+        .map_or(&[], |b| b.project)
 }
 
 /// Every built-in profile name, in display order.
@@ -171,10 +190,27 @@ mod tests {
                     "{var}"
                 );
             }
+            // Project files are one or two plain components, as the scan matches them.
+            let b = builtin::PROFILES.iter().find(|b| b.name == name).unwrap();
+            for r in b.project {
+                let parts: Vec<&str> = r.path.split('/').collect();
+                assert!(
+                    (1..=2).contains(&parts.len())
+                        && parts
+                            .iter()
+                            .all(|c| !c.is_empty() && *c != ".." && *c != "."),
+                    "{name}: {}",
+                    r.path
+                );
+            }
             // Telemetry hosts never sit in the list of hosts an agent needs.
             assert!(p.telemetry.iter().all(|t| !p.domains.contains(t)), "{name}");
         }
         assert!(builtin("codex").unwrap().nested);
+        // Every agent lists the project files it obeys.
+        for b in builtin::PROFILES.iter().filter(|b| b.name != "generic") {
+            assert!(!b.project.is_empty(), "{}", b.name);
+        }
         assert!(!builtin("claude").unwrap().nested);
     }
 }

@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::Fail;
-use crate::rules::{self, CACHEDIR_TAG, PRUNED_DIRS, RUNS_LATER, SECRET_EXCEPTIONS};
+use crate::rules::{
+    self, CACHEDIR_TAG, Guard, PRUNED_DIRS, RUNS_LATER, RunsLater, SECRET_EXCEPTIONS,
+};
 use std::os::unix::ffi::OsStrExt;
 
 /// What a directory entry is, from its own type (a symlink is never followed).
@@ -35,6 +37,11 @@ pub struct Found {
 pub struct Report {
     pub secrets: Vec<Found>,
     pub runs_later: Vec<Found>,
+    /// Runs-later entries that stay writable and are only watched (`Guard::Audit`).
+    pub watched: Vec<Found>,
+    /// Directories below the root marked as caches (`CACHEDIR.TAG`), where runs-later files
+    /// were not looked for.
+    pub caches: Vec<PathBuf>,
     /// Entries named `.git` (directories, or files pointing at a git dir elsewhere).
     pub git: Vec<Found>,
 }
@@ -255,8 +262,14 @@ impl ByteIndex {
     }
 }
 
-/// `RUNS_LATER` split into (directory, name, why) once per scan, not once per entry.
-struct RunsLaterNames(Vec<(Option<&'static str>, &'static str, &'static str)>);
+/// `RUNS_LATER` and every profile's project files, split into (directory, name, entry) once
+/// per scan, not once per entry, and indexed by the name's first byte: the list is long, and
+/// nearly every name in a tree starts with a byte no entry starts with.
+struct RunsLaterNames {
+    entries: Vec<(Option<&'static str>, &'static str, &'static RunsLater)>,
+    /// For each first byte, the indices into `entries` of the names that start with it.
+    by_first: Vec<Vec<u16>>,
+}
 
 impl RunsLaterNames {
     fn new() -> RunsLaterNames {
@@ -264,23 +277,32 @@ impl RunsLaterNames {
             None => (None, path),
             Some((dir, file)) => (Some(dir), file),
         };
-        RunsLaterNames(
-            RUNS_LATER
-                .iter()
-                .map(|r| {
-                    let (dir, file) = split(r.path);
-                    (dir, file, r.why)
-                })
-                .collect(),
-        )
+        let entries: Vec<_> = RUNS_LATER
+            .iter()
+            .chain(crate::profile::project_files())
+            .map(|r| {
+                let (dir, file) = split(r.path);
+                (dir, file, r)
+            })
+            .collect();
+        let mut by_first = vec![Vec::new(); 256];
+        for (i, (_, file, _)) in entries.iter().enumerate() {
+            if let (Some(&b), Ok(i)) = (file.as_bytes().first(), u16::try_from(i)) {
+                by_first[usize::from(b)].push(i);
+            }
+        }
+        RunsLaterNames { entries, by_first }
     }
 
-    /// The reason a `RUNS_LATER` entry matches `name` inside a directory called `parent`.
-    fn find(&self, parent: Option<&OsStr>, name: &OsStr) -> Option<&'static str> {
-        self.0.iter().find_map(|&(dir, file, why)| {
+    /// The entry that matches `name` inside a directory called `parent`, the first in list
+    /// order.
+    fn find(&self, parent: Option<&OsStr>, name: &OsStr) -> Option<&'static RunsLater> {
+        let first = *name.as_bytes().first()?;
+        self.by_first[usize::from(first)].iter().find_map(|&i| {
+            let (dir, file, r) = self.entries[usize::from(i)];
             let hit = same(name.as_bytes(), file.as_bytes())
                 && dir.is_none_or(|d| parent == Some(OsStr::new(d)));
-            hit.then_some(why)
+            hit.then_some(r)
         })
     }
 }

@@ -294,3 +294,45 @@ fn bad_globs_are_refused() {
     }
     assert!(check_glob("*.x").is_ok());
 }
+
+#[test]
+fn finds_hook_frameworks_agent_config_and_watched_files() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for f in [
+        ".husky/pre-commit",
+        ".pre-commit-config.yaml",
+        "web/lefthook.yml",
+        ".config/lefthook.toml",
+        ".devcontainer/devcontainer.json",
+        ".gemini/settings.json",
+        "opencode.json",
+        ".cursor/mcp.json",
+        "AGENTS.md",
+        "CLAUDE.md",
+        ".github/workflows/ci.yml",
+        ".github/README.md",
+        "src/main.rs",
+    ] {
+        write(root, f);
+    }
+    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap());
+    assert_eq!(
+        rels(root, &r.runs_later),
+        [
+            ".config/lefthook.toml",
+            ".cursor",
+            ".devcontainer",
+            ".gemini",
+            ".husky",
+            ".pre-commit-config.yaml",
+            "opencode.json",
+            "web/lefthook.yml"
+        ]
+    );
+    // Instruction files and CI workflows stay writable: watched only.
+    assert_eq!(
+        rels(root, &r.watched),
+        [".github/workflows", "AGENTS.md", "CLAUDE.md"]
+    );
+}

@@ -171,6 +171,8 @@ pub(super) fn scan_holding(root: &Path, matcher: &Matcher, hold_below: RawFd) ->
     };
     report.secrets.sort();
     report.runs_later.sort();
+    report.watched.sort();
+    report.caches.sort();
     report.git.sort();
     report
 }
@@ -215,6 +217,8 @@ impl Scan<'_> {
                     Ok(mut r) => {
                         report.secrets.append(&mut r.secrets);
                         report.runs_later.append(&mut r.runs_later);
+                        report.watched.append(&mut r.watched);
+                        report.caches.append(&mut r.caches);
                         report.git.append(&mut r.git);
                     }
                     Err(panic) => std::panic::resume_unwind(panic),
@@ -268,8 +272,12 @@ impl Scan<'_> {
         } = w;
         // Whether this directory is a cache is known only once all of it is read; until then
         // its entries are recorded as if it were not, and taken back if it is.
-        let (git_mark, later_mark, stack_mark) =
-            (report.git.len(), report.runs_later.len(), stack.len());
+        let (git_mark, later_mark, watched_mark, stack_mark) = (
+            report.git.len(),
+            report.runs_later.len(),
+            report.watched.len(),
+            stack.len(),
+        );
         let mut cache = false;
         let dir = Dir {
             path: &path,
@@ -300,6 +308,8 @@ impl Scan<'_> {
         if cache && depth > 0 && !secrets_only {
             report.git.truncate(git_mark);
             report.runs_later.truncate(later_mark);
+            report.watched.truncate(watched_mark);
+            report.caches.push(path.clone());
             for sub in &mut stack[stack_mark..] {
                 sub.secrets_only = true;
             }
@@ -333,9 +343,12 @@ impl Scan<'_> {
         }
         if !dir.secrets_only
             && !git
-            && let Some(why) = self.runs_later.find(dir.parent, name)
+            && let Some(r) = self.runs_later.find(dir.parent, name)
         {
-            out.runs_later.push(found(why));
+            match r.guard {
+                Guard::ReadOnly => out.runs_later.push(found(r.why)),
+                Guard::Audit => out.watched.push(found(r.why)),
+            }
         }
         let path;
         let rel = if self.needs_rel {

@@ -142,6 +142,14 @@ fn plant() -> Result<World> {
     write(root, ".vscode/settings.json", "{}\n")?;
     write(root, ".mcp.json", "{}\n")?;
     write(root, ".claude/commands/hello.md", "hello\n")?;
+    // A hook framework, a dev container, and a script a protected file launches.
+    write(root, ".husky/pre-commit", "npm test\n")?;
+    write(
+        root,
+        ".devcontainer/devcontainer.json",
+        "{\"initializeCommand\": \"sh tools/init.sh\"}\n",
+    )?;
+    write(root, "tools/init.sh", "true\n")?;
 
     let sockets = tempfile::Builder::new()
         .prefix("agentbox-sock-")

@@ -20,38 +20,6 @@ const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 /// A pipe's capacity is at least this, so writing it all before exec cannot block.
 const PIPE_MIN_CAPACITY: usize = 4096 * 16;
 
-/// Leaves exactly fds 0-2 and `first..first+data.len()` open across exec, each of the latter
-/// reading what `data` says (bwrap reads them: empty files for masks, seccomp programs). Every
-/// other fd this process inherited (a `3</` from the caller, a leaked socket) is marked
-/// close-on-exec, so it never reaches bwrap or the sandbox.
-pub fn prepare_exec_fds(first: RawFd, data: &[FdData]) -> Result<()> {
-    cloexec_from(3)?;
-    let end = first as u64 + data.len() as u64;
-    raise_nofile(end + 8)?;
-    // Open every source first, then move each above the target range: a source may have
-    // landed inside it, and placing the targets must not close a source still to be used.
-    let mut high: Vec<RawFd> = Vec::with_capacity(data.len());
-    for d in data {
-        let src = source(d)?;
-        // SAFETY: F_DUPFD_CLOEXEC only reads its integer arguments; `src` is open for the call.
-        let fd = unsafe { libc::fcntl(src.as_raw_fd(), libc::F_DUPFD_CLOEXEC, end as libc::c_int) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error()).context("duplicating a data fd");
-        }
-        high.push(fd);
-    }
-    for (i, &src) in high.iter().enumerate() {
-        let target = first + i as RawFd;
-        // SAFETY: dup2 onto a number in our reserved range; whatever was there was marked
-        // close-on-exec above and is not used again by this process, which execs next. The new
-        // fd is not close-on-exec, so bwrap inherits it.
-        if unsafe { libc::dup2(src, target) } < 0 {
-            return Err(io::Error::last_os_error()).context("placing a data fd for bwrap");
-        }
-    }
-    Ok(())
-}
-
 /// An fd that reads as `data` says.
 fn source(data: &FdData) -> Result<OwnedFd> {
     match data {

@@ -303,6 +303,27 @@ pub(super) fn runs_later() -> Vec<Probe> {
             |c| write_fails(&c.canary(".claude/commands/evil.md")),
         ),
         p(
+            "husky",
+            C,
+            Blocked,
+            "husky's hook scripts cannot be changed",
+            |c| write_fails(&c.canary(".husky/pre-commit")),
+        ),
+        p(
+            "devcontainer",
+            C,
+            Blocked,
+            "the dev container config (initializeCommand runs on the host) cannot be changed",
+            |c| write_fails(&c.canary(".devcontainer/devcontainer.json")),
+        ),
+        p(
+            "launched-script",
+            C,
+            Blocked,
+            "a script that a protected file launches cannot be changed",
+            |c| write_fails(&c.canary("tools/init.sh")),
+        ),
+        p(
             "git-objects",
             C,
             Allowed,

@@ -1,0 +1,284 @@
+//! The exit audit (what the agent created or changed among the files the host runs later) and
+//! the scripts that protected files launch (read-only like the files that name them).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use super::{World, each_user};
+
+const HEADER: &str = "the agent created or changed files your tools run later";
+
+/// The audit lines of a run's stderr (those after the header), trimmed.
+fn audit_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .skip_while(|l| !l.contains(HEADER))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+fn has_line(lines: &[String], change: &str, path: &str) -> bool {
+    lines.iter().any(|l| {
+        let mut words = l.split_whitespace();
+        words.next() == Some(change) && words.next() == Some(path)
+    })
+}
+
+/// `git` as the scenario's user, in `dir`.
+fn git(w: &World, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut c = w.program(OsStr::new("git"));
+    c.current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args);
+    c.output().unwrap()
+}
+
+#[test]
+fn the_audit_reports_each_kind_of_change_and_keeps_the_exit_code() {
+    each_user(|w| {
+        w.write("home/src/project/AGENTS.md", "be careful\n");
+        w.write("home/src/project/CLAUDE.md", "old\n");
+        w.write("home/src/project/.github/workflows/ci.yml", "on: push\n");
+        w.write("home/src/project/sub/.vscode/settings.json", "{}\n");
+        w.write("home/src/project/src/main.rs", "fn main() {}\n");
+        let script = "echo 'echo pwned' > .envrc; \
+             echo '# more' >> CLAUDE.md; \
+             echo 'on: push' > .github/workflows/evil.yml; \
+             rm AGENTS.md; \
+             git init -q lib && printf '#!/bin/sh\\necho pwned > ../hooked.txt\\n' \
+               > lib/.git/hooks/pre-commit && chmod +x lib/.git/hooks/pre-commit; \
+             mv sub sub-old 2>/dev/null && mkdir -p sub/.vscode && \
+               echo '{\"tasks\":[]}' > sub/.vscode/tasks.json && echo swapped; \
+             exit 3";
+        let out = w.sh(&[], script);
+        assert_eq!(out.code(), 3, "{}", out.stderr());
+        let lines = audit_lines(&out.stderr());
+        assert!(has_line(&lines, "new", ".envrc"), "{lines:?}");
+        assert!(has_line(&lines, "changed", "CLAUDE.md"), "{lines:?}");
+        assert!(
+            has_line(&lines, "changed", ".github/workflows/"),
+            "{lines:?}"
+        );
+        assert!(has_line(&lines, "removed", "AGENTS.md"), "{lines:?}");
+        assert!(has_line(&lines, "new", "lib/.git/"), "{lines:?}");
+        // The swap of a protected directory by renaming its parent: either it is refused
+        // (pinned) or the audit names it.
+        let swapped = out.stdout().contains("swapped");
+        assert_eq!(
+            swapped,
+            has_line(&lines, "replaced", "sub/.vscode/"),
+            "{lines:?}"
+        );
+        if !swapped {
+            assert!(w.project.join("sub/.vscode/settings.json").exists());
+        }
+        assert!(
+            lines.iter().any(|l| l.contains("(direnv runs it")),
+            "reasons are printed: {lines:?}"
+        );
+        assert!(!lines.iter().any(|l| l.contains("src/")), "{lines:?}");
+        // Step two, as the host would: the planted hook does run at the user's next commit in
+        // lib/. The audit above is what stood between the two.
+        fs::write(w.project.join("lib/a.txt"), "a").unwrap();
+        w.chown_all();
+        git(w, &w.project.join("lib"), &["add", "a.txt"]);
+        git(w, &w.project.join("lib"), &["commit", "-qm", "x"]);
+        assert!(w.project.join("hooked.txt").exists());
+    });
+}
+
+#[test]
+fn the_audit_is_quiet_on_ordinary_work() {
+    each_user(|w| {
+        w.write("home/src/project/src/main.rs", "fn main() {}\n");
+        w.write("home/src/project/AGENTS.md", "notes\n");
+        w.write("home/src/project/.vscode/settings.json", "{}\n");
+        let st = git(w, &w.project, &["init", "-q"]);
+        assert!(st.status.success());
+        git(w, &w.project, &["add", "-A"]);
+        let st = git(w, &w.project, &["commit", "-qm", "start"]);
+        assert!(st.status.success(), "{st:?}");
+        let report = w.base.join("home/audit.json");
+        let report_arg = report.to_str().unwrap();
+        // Edit sources, build (a cache directory with its tag, as cargo makes), commit.
+        let script = "echo 'fn main() { println!(); }' > src/main.rs && \
+             mkdir -p target/debug && echo 'Signature: 8a477f597d28d172789f06886806bc55' \
+               > target/CACHEDIR.TAG && echo bin > target/debug/app && \
+             mkdir -p target/debug/deps target/debug/.fingerprint/app-1 && \
+             echo d > target/debug/deps/app.d && echo f > target/debug/.fingerprint/app-1/bin && \
+             git -c user.name=t -c user.email=t@example.invalid add src && \
+             git -c user.name=t -c user.email=t@example.invalid commit -qm edit && echo done";
+        let out = w.sh(&["--audit-json", report_arg], script);
+        assert!(out.ok().contains("done"));
+        assert!(!out.stderr().contains(HEADER), "{}", out.stderr());
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(v["changes"], serde_json::json!([]));
+        // The control: the same world does report a new .envrc, in both places.
+        let out = w.sh(&["--audit-json", report_arg], "echo x > .envrc");
+        assert!(out.stderr().contains(HEADER), "{}", out.stderr());
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(v["changes"][0]["change"], "new");
+        assert!(
+            v["changes"][0]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("project/.envrc")
+        );
+    });
+}
+
+#[test]
+fn the_json_report_is_not_written_through_a_planted_symlink() {
+    each_user(|w| {
+        let victim = w.write("home/.bashrc", "keep\n");
+        let link = w.project.join("report.json");
+        symlink(&victim, &link).unwrap();
+        let out = w.sh(&["--audit-json", link.to_str().unwrap()], "exit 4");
+        assert_eq!(out.code(), 4, "{}", out.stderr());
+        assert!(out.stderr().contains("audit"), "{}", out.stderr());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep\n");
+        // The control: a plain name in the same directory is written.
+        let plain = w.project.join("plain.json");
+        let out = w.sh(&["--audit-json", plain.to_str().unwrap()], "exit 4");
+        assert_eq!(out.code(), 4);
+        assert!(fs::read_to_string(&plain).unwrap().contains("\"changes\""));
+    });
+}
+
+#[test]
+fn scripts_that_protected_files_launch_are_read_only() {
+    each_user(|w| {
+        w.write("home/src/project/tools/mcp.js", "// server\n");
+        w.write("home/src/project/tools/other.js", "// other\n");
+        w.write("home/src/project/scripts/fmt.sh", "#!/bin/sh\n");
+        w.write("home/src/project/scripts/other.sh", "#!/bin/sh\n");
+        w.write("home/src/project/.claude/hooks/fmt.sh", "#!/bin/sh\n");
+        let attempt =
+            |file: &str| format!("echo evil >> {file} 2>/dev/null && echo wrote-{file}; true");
+        let script = [
+            "tools/mcp.js",
+            "tools/other.js",
+            "scripts/fmt.sh",
+            "scripts/other.sh",
+            ".claude/hooks/fmt.sh",
+        ]
+        .map(attempt)
+        .join("; ");
+
+        // Without a reference, the agent can change them: what the host would run next.
+        let out = w.sh(&[], &script).ok();
+        assert!(out.contains("wrote-tools/mcp.js"), "{out}");
+        assert!(out.contains("wrote-scripts/fmt.sh"), "{out}");
+
+        // Named by .mcp.json and by a hook in .claude/settings.json: read-only.
+        w.write(
+            "home/src/project/.mcp.json",
+            r#"{"mcpServers":{"t":{"command":"node","args":["./tools/mcp.js"]}}}"#,
+        );
+        w.write(
+            "home/src/project/.claude/settings.json",
+            r#"{"hooks":{"PostToolUse":[{"matcher":"Edit","hooks":[
+                {"type":"command","command":"\"$CLAUDE_PROJECT_DIR\"/.claude/hooks/fmt.sh"},
+                {"type":"command","command":"sh scripts/fmt.sh --all"}]}]}}"#,
+        );
+        let before = fs::read_to_string(w.project.join("tools/mcp.js")).unwrap();
+        let out = w.sh(&[], &script).ok();
+        for blocked in ["tools/mcp.js", "scripts/fmt.sh", ".claude/hooks/fmt.sh"] {
+            assert!(!out.contains(&format!("wrote-{blocked}")), "{out}");
+        }
+        assert_eq!(
+            fs::read_to_string(w.project.join("tools/mcp.js")).unwrap(),
+            before
+        );
+        // The controls: unreferenced scripts beside them stay writable.
+        assert!(out.contains("wrote-tools/other.js"), "{out}");
+        assert!(out.contains("wrote-scripts/other.sh"), "{out}");
+        // --dry-run says why.
+        let dry = w.sh(&["--dry-run"], "true").ok();
+        assert!(dry.contains("run by .mcp.json"), "{dry}");
+        // Swapping the script by renaming its directory away is refused (pinned) or reported.
+        let out = w.sh(
+            &[],
+            "mv tools tools-old 2>/dev/null && mkdir tools && echo evil > tools/mcp.js && \
+             echo swapped; true",
+        );
+        let swapped = out.ok().contains("swapped");
+        let lines = audit_lines(&out.stderr());
+        assert_eq!(
+            swapped,
+            has_line(&lines, "replaced", "tools/mcp.js"),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.contains("run by .mcp.json")) || !swapped);
+    });
+}
+
+#[test]
+fn hook_frameworks_dev_containers_and_every_agents_config_are_read_only() {
+    each_user(|w| {
+        let protected = [
+            ".pre-commit-config.yaml",
+            "lefthook.yml",
+            ".husky/pre-commit",
+            ".devcontainer/devcontainer.json",
+            ".gemini/settings.json",
+            ".codex/config.toml",
+            ".cursor/mcp.json",
+            ".opencode/plugin/x.js",
+            "opencode.json",
+            ".aider.conf.yml",
+            ".amp/settings.json",
+            ".claude/skills/s/SKILL.md",
+            "scripts/init.sh",
+            "scripts/lint.sh",
+        ];
+        for p in protected {
+            w.write(&format!("home/src/project/{p}"), "orig\n");
+        }
+        // Scripts these files launch: a dev container's host-side command, a pre-commit hook.
+        w.write(
+            "home/src/project/.devcontainer/devcontainer.json",
+            r#"{"initializeCommand": "bash ./scripts/init.sh"}"#,
+        );
+        w.write(
+            "home/src/project/.pre-commit-config.yaml",
+            "repos:\n- repo: local\n  hooks:\n  - id: lint\n    entry: scripts/lint.sh\n",
+        );
+        w.write("home/src/project/scripts/free.sh", "orig\n");
+        w.write("home/src/project/CLAUDE.md", "orig\n");
+        let script: String = protected
+            .iter()
+            .chain(&["scripts/free.sh", "CLAUDE.md"])
+            .map(|p| format!("echo evil >> {p} 2>/dev/null && echo wrote:{p}; "))
+            .collect();
+        let out = w.sh(&[], &format!("{script}true"));
+        let stdout = out.ok();
+        for p in protected {
+            assert!(!stdout.contains(&format!("wrote:{p}")), "{p}: {stdout}");
+            assert!(
+                !fs::read_to_string(w.project.join(p))
+                    .unwrap()
+                    .contains("evil"),
+                "{p}"
+            );
+        }
+        // The controls: a script nothing names is writable; an instruction file is writable
+        // and named by the audit.
+        assert!(stdout.contains("wrote:scripts/free.sh"), "{stdout}");
+        assert!(stdout.contains("wrote:CLAUDE.md"), "{stdout}");
+        assert!(
+            has_line(&audit_lines(&out.stderr()), "changed", "CLAUDE.md"),
+            "{}",
+            out.stderr()
+        );
+        // And outside the sandbox the same user can write them: the protection is agentbox's.
+        let mut c = w.program(OsStr::new("sh"));
+        c.args(["-c", "echo ok >> scripts/init.sh"]);
+        assert!(c.status().unwrap().success());
+    });
+}
