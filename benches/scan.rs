@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agentbox::rules::{CACHEDIR_TAG, PRUNED_DIRS};
+use agentbox::rules::PRUNED_DIRS;
 use agentbox::secrets::{self, Matcher};
 
 const TOTAL_FILES: usize = 100_000;
@@ -40,8 +40,21 @@ const PLANTED: &[&str] = &[
     "web/certs/x.pem",
 ];
 
-/// Look-alikes the scan must *not* report: templates and public keys.
-const DECOYS: &[&str] = &["deploy/keys/id_rsa.pub", "services/api/config/.env.example"];
+/// Look-alikes the scan must *not* report: templates, public keys, and certificate files that
+/// hold only certificates (read to decide, like the planted `.pem` keys).
+const DECOYS: &[&str] = &[
+    "deploy/keys/id_rsa.pub",
+    "services/api/config/.env.example",
+    "venv/lib/python3.12/site-packages/certifi/cacert.pem",
+    "node_modules/tls-fixtures/test/ca.crt",
+    "web/certs/chain.pem",
+];
+
+/// What the key-or-certificate files hold: the scan reads them to decide.
+const PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n\
+                           -----END PRIVATE KEY-----\n";
+const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIFazCCA1OgAwIBAgIRAIIQz7DSQONZ\n\
+                           -----END CERTIFICATE-----\n";
 
 type BenchResult<T> = Result<T, Box<dyn Error>>;
 
@@ -89,7 +102,7 @@ fn main() -> BenchResult<()> {
             let t0 = Instant::now();
             match which {
                 0 => {
-                    std::hint::black_box(secrets::scan(&root, &matcher));
+                    std::hint::black_box(secrets::scan(&root, &matcher)?);
                 }
                 1 => {
                     std::hint::black_box(walk_all(&root)?);
@@ -161,7 +174,7 @@ fn main() -> BenchResult<()> {
 
 /// Panics unless the scan reports exactly the planted secrets and the one `.git`.
 fn check_scan(root: &Path, matcher: &Matcher) {
-    let report = secrets::scan(root, matcher);
+    let report = secrets::scan(root, matcher).expect("the scan refused the tree");
     let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
     let found: Vec<String> = report.secrets.iter().map(|f| rel(&f.path)).collect();
     assert_eq!(
@@ -187,20 +200,13 @@ fn walk_all(dir: &Path) -> io::Result<usize> {
 
 /// Counts the entries the scan looks at: the same pruning rules, no matching, one thread.
 fn walk_pruned(dir: &Path) -> io::Result<usize> {
-    walk_pruned_in(dir, dir)
-}
-
-fn walk_pruned_in(root: &Path, dir: &Path) -> io::Result<usize> {
     let entries = fs::read_dir(dir)?.collect::<io::Result<Vec<_>>>()?;
-    if dir != root && entries.iter().any(|e| e.file_name() == CACHEDIR_TAG) {
-        return Ok(0);
-    }
     let mut n = 0;
     for entry in entries {
         n += 1;
         let name = entry.file_name();
         if entry.file_type()?.is_dir() && !PRUNED_DIRS.iter().any(|p| name == *p) {
-            n += walk_pruned_in(root, &entry.path())?;
+            n += walk_pruned(&entry.path())?;
         }
     }
     Ok(n)
@@ -263,7 +269,8 @@ impl Rng {
     }
 }
 
-/// Creates files (empty: the scan never reads contents) and their directories, counting both.
+/// Creates files (empty, but for the key-or-certificate files the scan reads to decide) and
+/// their directories, counting both.
 struct Tree {
     root: PathBuf,
     made: HashSet<PathBuf>,
@@ -382,6 +389,16 @@ fn generate(root: &Path) -> io::Result<Tree> {
     let mut rng = Rng(0x00a9_e17b_0c5e_ed01);
     for rel in PLANTED.iter().chain(DECOYS) {
         tree.file(rel)?;
+        let ext = Path::new(rel).extension().and_then(|e| e.to_str());
+        if matches!(ext, Some("pem" | "crt")) {
+            // A CA bundle the size of certifi's (about 140 certificates, 280 kB).
+            let body = match PLANTED.contains(rel) {
+                true => PRIVATE_KEY.to_owned(),
+                false if rel.ends_with("cacert.pem") => CERTIFICATE.repeat(140 * 20),
+                false => CERTIFICATE.repeat(3),
+            };
+            fs::write(tree.root.join(rel), body)?;
+        }
     }
     for rel in [
         "Cargo.toml",

@@ -93,6 +93,7 @@ fn facts() -> HostFacts {
             }],
         }],
         system_secrets: vec!["/etc/shadow".into()],
+        system_secret_dirs: Vec::new(),
         command: vec![exe("/usr/bin/claude")],
         bwrap: Bwrap {
             path: "/usr/bin/bwrap".into(),
@@ -209,6 +210,8 @@ fn default_plan_whole_argv() {
         "--ro-bind-data",
         "MASK1",
         "/home/u/p/a/.env",
+        "--perms",
+        "0000",
         "--ro-bind-data",
         "MASK2",
         "/etc/shadow",

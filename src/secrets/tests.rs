@@ -41,7 +41,7 @@ fn finds_secrets_at_any_depth_and_spares_templates() {
         write(root, f);
     }
     let m = Matcher::new(true, &[], &[]).unwrap();
-    let r = scan(root, &m);
+    let r = scan(root, &m).unwrap();
     assert_eq!(
         rels(root, &r.secrets),
         [
@@ -75,9 +75,9 @@ fn hide_and_unhide() {
     }
     let hide = ["conf/*.secret".to_owned()];
     let unhide = ["x.pem".to_owned(), ".env".to_owned()];
-    let r = scan(root, &Matcher::new(true, &hide, &unhide).unwrap());
+    let r = scan(root, &Matcher::new(true, &hide, &unhide).unwrap()).unwrap();
     assert_eq!(rels(root, &r.secrets), ["conf/db.secret", "y.pem"]);
-    let r = scan(root, &Matcher::new(false, &hide, &[]).unwrap());
+    let r = scan(root, &Matcher::new(false, &hide, &[]).unwrap()).unwrap();
     assert_eq!(rels(root, &r.secrets), ["conf/db.secret"]);
 }
 
@@ -90,7 +90,7 @@ fn symlinks_are_reported_not_followed() {
     fs::create_dir_all(&root).unwrap();
     std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
     std::os::unix::fs::symlink(outside.join(".env"), root.join(".env")).unwrap();
-    let r = scan(&root, &Matcher::new(true, &[], &[]).unwrap());
+    let r = scan(&root, &Matcher::new(true, &[], &[]).unwrap()).unwrap();
     assert_eq!(rels(&root, &r.secrets), [".env"]);
     assert_eq!(r.secrets[0].kind, Kind::Symlink);
 }
@@ -110,7 +110,7 @@ fn finds_runs_later_and_git() {
     ] {
         write(root, f);
     }
-    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap());
+    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap()).unwrap();
     assert_eq!(
         rels(root, &r.runs_later),
         [
@@ -135,10 +135,18 @@ fn the_built_in_list_needs_no_regex() {
     }
     assert_eq!(Literal::of("*.pem"), Some(Literal::Suffix(".pem")));
     assert_eq!(Literal::of(".env.*"), Some(Literal::Prefix(".env.")));
-    assert_eq!(Literal::of("a*b"), None);
+    assert_eq!(Literal::of("a*b*c"), None);
     // A bare suffix or prefix is not a match by itself.
-    assert!(!Literal::Suffix(".pem").matches(b".pem"));
-    assert!(!Literal::Prefix(".env.").matches(b".env."));
+    assert!(!Literal::Suffix(".pem").matches(b".pem", None));
+    assert!(!Literal::Prefix(".env.").matches(b".env.", None));
+    assert_eq!(
+        Literal::of(".kube/config"),
+        Some(Literal::InDir(".kube", "config"))
+    );
+    assert_eq!(Literal::of("a*b"), Some(Literal::Around("a", "b")));
+    assert!(Literal::Around("client_secret", ".json").matches(b"client_secret.json", None));
+    assert!(Literal::InDir(".kube", "config").matches(b"config", Some(b".KUBE")));
+    assert!(!Literal::InDir(".kube", "config").matches(b"config", Some(b"etc")));
 }
 
 #[test]
@@ -150,7 +158,7 @@ fn large_trees_go_parallel_and_find_the_same() {
     }
     write(root, "d17/sub/.env");
     write(root, "d399/.envrc");
-    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap());
+    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap()).unwrap();
     assert_eq!(rels(root, &r.secrets), ["d17/sub/.env"]);
     assert_eq!(rels(root, &r.runs_later), ["d399/.envrc"]);
 }
@@ -183,22 +191,32 @@ fn the_byte_index_finds_what_the_list_finds() {
         ]
         .map(String::from),
     );
+    let glob = |p: Option<&SecretPattern>| p.map(|p| p.glob);
     for n in &names {
-        assert_eq!(
-            m.builtin(n.as_bytes()),
-            m.builtin_linear(n.as_bytes()),
-            "{n:?}"
-        );
+        for parent in [None, Some(&b".kube"[..]), Some(b".DOCKER"), Some(b"gh")] {
+            for is_dir in [false, true] {
+                let upper = n.to_ascii_uppercase();
+                for n in [n.as_bytes(), upper.as_bytes()] {
+                    assert_eq!(
+                        glob(m.builtin(n, parent, is_dir)),
+                        glob(m.builtin_linear(n, parent, is_dir)),
+                        "{n:?}"
+                    );
+                }
+            }
+        }
     }
     // An empty suffix makes every name a candidate.
-    let star = [(Literal::Suffix(""), "any"), (Literal::Exact("a"), "a")];
+    let p = &rules::SECRET_PATTERNS[0];
+    let star = [(Literal::Suffix(""), p), (Literal::Exact("a"), p)];
     let index = ByteIndex::new(&star).unwrap();
     assert_eq!(index.last[usize::from(b'z')], 1);
     assert_eq!(index.last[usize::from(b'a')], 0b11);
+    assert_eq!(index.last[usize::from(b'A')], 0b11);
 }
 
 #[test]
-fn a_cache_is_searched_for_secrets_only() {
+fn no_file_or_name_in_the_tree_turns_a_check_off() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     for f in [
@@ -206,21 +224,34 @@ fn a_cache_is_searched_for_secrets_only() {
         ".envrc",
         "cache/CACHEDIR.TAG",
         "cache/.envrc",
-        "cache/.git/config",
         "cache/.vscode/x",
         "cache/deep/.mcp.json",
         "cache/deep/.env",
-        "cache/deep/er/id_rsa",
+        "node_modules/pkg/.envrc",
+        "__pycache__/.vscode/x",
+        // Git's own directory is the git model's (runs-later files there are found as git
+        // sees them); secrets in it are still found.
+        "cache/.git/hooks/.envrc",
+        "cache/.git/.env",
     ] {
         write(root, f);
     }
-    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap());
-    // A tag at the root itself does not make the project a cache.
-    assert_eq!(rels(root, &r.runs_later), [".envrc"]);
-    assert!(r.git.is_empty());
+    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap()).unwrap();
+    assert_eq!(
+        rels(root, &r.runs_later),
+        [
+            ".envrc",
+            "__pycache__/.vscode",
+            "cache/.envrc",
+            "cache/.vscode",
+            "cache/deep/.mcp.json",
+            "node_modules/pkg/.envrc",
+        ]
+    );
+    assert_eq!(rels(root, &r.git), ["cache/.git"]);
     assert_eq!(
         rels(root, &r.secrets),
-        ["cache/deep/.env", "cache/deep/er/id_rsa"]
+        ["cache/.git/.env", "cache/deep/.env"]
     );
 }
 
@@ -230,11 +261,11 @@ fn sockets_are_secrets_unless_unhidden() {
     let root = t.path();
     fs::create_dir(root.join("run")).unwrap();
     let _listener = std::os::unix::net::UnixListener::bind(root.join("run/agent.sock")).unwrap();
-    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap());
+    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap()).unwrap();
     assert_eq!(rels(root, &r.secrets), ["run/agent.sock"]);
     assert_eq!(r.secrets[0].kind, Kind::Other);
     let unhide = ["agent.sock".to_owned()];
-    let r = scan(root, &Matcher::new(true, &[], &unhide).unwrap());
+    let r = scan(root, &Matcher::new(true, &[], &unhide).unwrap()).unwrap();
     assert!(r.secrets.is_empty());
 }
 
@@ -253,17 +284,17 @@ fn deep_trees_are_read_to_the_bottom() {
     write(root, &format!("{deep}sub/.envrc"));
     std::os::unix::fs::symlink(root, root.join(format!("{deep}loop"))).unwrap();
     let m = Matcher::new(true, &[], &[]).unwrap();
-    let r = scan(root, &m);
+    let r = scan(root, &m).unwrap();
     assert_eq!(rels(root, &r.secrets), [format!("{deep}.env")]);
     assert_eq!(rels(root, &r.runs_later), [format!("{deep}sub/.envrc")]);
     // Holding none, or only a few, reads the same by path.
     for hold_below in [0, 8] {
-        assert_eq!(scan_holding(root, &m, hold_below), r, "{hold_below}");
+        assert_eq!(scan_holding(root, &m, hold_below, &[]), r, "{hold_below}");
     }
 }
 
 #[test]
-fn large_trees_keep_the_cache_and_git_rules() {
+fn large_trees_keep_the_git_rules() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     for i in 0..300 {
@@ -281,10 +312,16 @@ fn large_trees_keep_the_cache_and_git_rules() {
     ] {
         write(root, f);
     }
-    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap());
+    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap()).unwrap();
     assert_eq!(rels(root, &r.secrets), ["target/d9/key.pem"]);
-    assert_eq!(rels(root, &r.runs_later), ["src/d250/.envrc"]);
-    assert_eq!(rels(root, &r.git), ["src/d251/.git", "src/d252/.git"]);
+    assert_eq!(
+        rels(root, &r.runs_later),
+        ["src/d250/.envrc", "target/d7/.envrc"]
+    );
+    assert_eq!(
+        rels(root, &r.git),
+        ["src/d251/.git", "src/d252/.git", "target/d8/.git"]
+    );
 }
 
 #[test]

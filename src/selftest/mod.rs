@@ -243,7 +243,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true)?;
     let facts = HostFacts::probe(&policy)?;
     let matcher = secrets::Matcher::new(true, &policy.hide, &policy.unhide)?;
-    let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project, &matcher)
+    let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project, &matcher)?
         .secrets
         .into_iter()
         .filter(|f| f.kind == secrets::Kind::File)
