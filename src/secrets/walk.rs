@@ -43,15 +43,15 @@ pub(super) struct Job {
     /// open it from there by `rel`, one component at a time without following a symlink: no
     /// path lookup, so nothing above it can be swapped for a symlink while the walk is under
     /// way, and no PATH_MAX limit. `None` for the root.
-    anchor: Option<Arc<OwnedFd>>,
+    pub(super) anchor: Option<Arc<OwnedFd>>,
     /// The names from `anchor` to here.
-    rel: PathBuf,
+    pub(super) rel: PathBuf,
     /// Real path: the root joined with the names that led here.
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// Levels below the root.
-    depth: usize,
+    pub(super) depth: usize,
     /// Only secrets are looked for inside (git's own directory).
-    secrets_only: bool,
+    pub(super) secrets_only: bool,
 }
 
 /// Why part of the tree went unread. Any one refuses the launch: what the scan did not see, it
@@ -291,7 +291,7 @@ pub(super) fn scan_holding(
 }
 
 /// The error for what the scan could not read: the first place (of `count`), why, and the fix.
-fn refusal(root: &Path, p: &Problem, count: usize) -> anyhow::Error {
+pub(super) fn refusal(root: &Path, p: &Problem, count: usize) -> anyhow::Error {
     // The escape hatch is to hide the place whole: a `--hide` directory is not descended. A
     // path glob, so it names this one place; its glob characters escaped.
     let top = match p.what {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 mod net;
 mod profiles;
+mod scan;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentbox");
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
