@@ -307,10 +307,17 @@ pub(super) fn refusal(root: &Path, p: &Problem, count: usize) -> anyhow::Error {
         }
         glob.push(c);
     }
-    let hide = format!(
-        "--hide {}",
-        crate::bwrap::shell_quote(OsStr::new(&format!("{glob}/")))
-    );
+    // The root itself cannot be hidden: only its mode can be fixed.
+    let hide = (!glob.is_empty()).then(|| {
+        format!(
+            "--hide {}",
+            crate::bwrap::shell_quote(OsStr::new(&format!("{glob}/")))
+        )
+    });
+    let or_hide = |fix: String| match &hide {
+        Some(hide) => format!("{hide} hides it whole, or {fix}"),
+        None => fix,
+    };
     let shown = crate::bwrap::shell_quote(p.path.as_os_str());
     let shown = match shown.char_indices().nth(200) {
         Some((cut, _)) => format!("{}...", &shown[..cut]),
@@ -324,25 +331,25 @@ pub(super) fn refusal(root: &Path, p: &Problem, count: usize) -> anyhow::Error {
     let (message, hint) = match p.what {
         What::Open(e) => (
             format!("refusing to start: cannot open {shown}: {e}; {why}{more}"),
-            format!(
-                "{hide} hides it whole, or make it readable: chmod u+rx {}",
+            or_hide(format!(
+                "make it readable: chmod u+rx {}",
                 crate::bwrap::shell_quote(p.path.as_os_str())
-            ),
+            )),
         ),
         What::Changed(e) => (
             format!("refusing to start: {shown} changed while it was scanned ({e}); {why}{more}"),
-            format!("run again once nothing is changing it, or {hide} hides it whole"),
+            or_hide("run again once nothing is changing it".to_owned()),
         ),
         What::Read(e) | What::Stat(e) => (
             format!("refusing to start: cannot read {shown}: {e}; {why}{more}"),
-            format!("{hide} hides it whole, or repair it (fsck)"),
+            or_hide("repair it (fsck)".to_owned()),
         ),
         What::TooLong => (
             format!(
                 "refusing to start: {shown} must be masked or made read-only, but its path is \
                  longer than a mount allows (PATH_MAX){more}"
             ),
-            format!("{hide} hides the deep directory whole, or move it higher up"),
+            or_hide("move it higher up".to_owned()),
         ),
     };
     Fail::hint(message, hint).into()
