@@ -130,6 +130,14 @@ fn plant() -> Result<World> {
         write(root, rel, &secret)?;
     }
     std::os::unix::fs::symlink("real-secret.txt", root.join(".env.local"))?;
+    // The same file by another name, a name in capitals, a private key and a CA bundle in the
+    // key-or-certificate type decided by content.
+    fs::hard_link(root.join(".env"), root.join("linked-notes.txt"))?;
+    write(root, "upper/.ENV", &secret)?;
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let key = format!("-----BEGIN PRIVATE KEY-----\n{CANARY}\n-----END PRIVATE KEY-----\n");
+    write(root, "certs/server.pem", &key)?;
+    write(root, "certs/cacert.pem", &cert.repeat(3))?;
     write(root, ".env.example", "EXAMPLE=1\n")?;
     write(root, ".git/HEAD", "ref: refs/heads/main\n")?;
     write(root, ".git/config", "[core]\n\tbare = false\n")?;
