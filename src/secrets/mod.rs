@@ -169,7 +169,7 @@ impl UserGlobs {
 }
 
 /// What `--hide` matches report.
-static HIDDEN: SecretPattern = SecretPattern {
+pub(super) static HIDDEN: SecretPattern = SecretPattern {
     glob: "--hide",
     why: "--hide",
     check: Check::Name,

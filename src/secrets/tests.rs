@@ -449,6 +449,15 @@ fn a_hard_link_to_a_secret_is_a_secret() {
     let m = Matcher::new(true, &[], &[]).unwrap();
     let r = scan(root, &m).unwrap();
     assert_eq!(rels(root, &r.secrets), ["a/.env", "b/c/notes.txt"]);
+    // A file inside a masked directory, linked out of it.
+    write(root, ".aws/credentials");
+    fs::hard_link(root.join(".aws/credentials"), root.join("aws-notes")).unwrap();
+    let r = scan(root, &m).unwrap();
+    assert_eq!(
+        rels(root, &r.secrets),
+        [".aws", "a/.env", "aws-notes", "b/c/notes.txt"]
+    );
+    fs::remove_file(root.join("aws-notes")).unwrap();
     // Across roots: the link in one root, the secret in another.
     let other = tempfile::tempdir().unwrap();
     fs::hard_link(root.join("a/.env"), other.path().join("copy")).unwrap();
@@ -461,7 +470,7 @@ fn a_hard_link_to_a_secret_is_a_secret() {
     let rs = scan_roots(&[root], &m, &[(st.dev(), st.ino())]).unwrap();
     assert_eq!(
         rels(root, &rs[0].secrets),
-        ["a/.env", "b/c/notes.txt", "src/x.rs", "src/y.rs"]
+        [".aws", "a/.env", "b/c/notes.txt", "src/x.rs", "src/y.rs"]
     );
 }
 

@@ -570,8 +570,13 @@ impl Scan<'_> {
             && (is_dir || sniff::is_secret(dir.fd, cname, p.check, kind == Kind::Symlink))
         {
             out.secrets.push(found(p.why));
-            if kind == Kind::File {
-                self.note_links(dir, cname, out);
+            match kind {
+                Kind::File => self.note_links(dir, cname, out),
+                // A masked directory hides its files: a hard link to one of them elsewhere is
+                // found the same way. (`--hide` directories are not opened: hiding is also
+                // the way out for what cannot be read.)
+                Kind::Dir if !std::ptr::eq(p, &HIDDEN) => links_inside(dir.fd, cname, out),
+                _ => {}
             }
             return;
         }
@@ -610,6 +615,48 @@ impl Scan<'_> {
                 path: dir.path.join(OsStr::from_bytes(name.to_bytes())),
                 what: What::Changed(e),
             }),
+        }
+    }
+}
+
+/// Notes the identity of every file with other names below the masked directory `name`, within
+/// bounds (secret directories such as `.ssh` are small). What cannot be read there is masked
+/// with the directory, so it is passed over.
+fn links_inside(parent: &OwnedFd, name: &CStr, out: &mut Report) {
+    const MAX_ENTRIES: usize = 10_000;
+    const MAX_DEPTH: usize = 8;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(top) = rfs::openat(parent.as_fd(), name, flags, Mode::empty()) else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(DIR_BUF);
+    let mut stack = vec![(top, 0)];
+    let mut seen = 0;
+    while let Some((fd, depth)) = stack.pop() {
+        let mut entries = RawDir::new(&fd, buf.spare_capacity_mut());
+        let mut subdirs = Vec::new();
+        while let Some(Ok(entry)) = entries.next() {
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                return;
+            }
+            let name = entry.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
+            }
+            let Ok(st) = rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile if st.st_nlink > 1 => out.links.push((st.st_dev, st.st_ino)),
+                FileType::Directory if depth < MAX_DEPTH => subdirs.push(name.to_owned()),
+                _ => {}
+            }
+        }
+        for sub in subdirs {
+            if let Ok(sub) = rfs::openat(&fd, sub.as_c_str(), flags, Mode::empty()) {
+                stack.push((sub, depth + 1));
+            }
         }
     }
 }
