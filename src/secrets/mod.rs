@@ -318,7 +318,11 @@ impl ByteIndex {
 }
 
 /// `RUNS_LATER` split into (directory, name, why) once per scan, not once per entry.
-struct RunsLaterNames(Vec<(Option<&'static str>, &'static str, &'static str)>);
+/// With the first bytes of those names: one lookup passes over nearly every name in a tree.
+struct RunsLaterNames(
+    Vec<(Option<&'static str>, &'static str, &'static str)>,
+    [bool; 256],
+);
 
 impl RunsLaterNames {
     fn new() -> RunsLaterNames {
@@ -326,19 +330,29 @@ impl RunsLaterNames {
             None => (None, path),
             Some((dir, file)) => (Some(dir), file),
         };
-        RunsLaterNames(
-            RUNS_LATER
-                .iter()
-                .map(|r| {
-                    let (dir, file) = split(r.path);
-                    (dir, file, r.why)
-                })
-                .collect(),
-        )
+        let names: Vec<_> = RUNS_LATER
+            .iter()
+            .map(|r| {
+                let (dir, file) = split(r.path);
+                (dir, file, r.why)
+            })
+            .collect();
+        let mut first = [false; 256];
+        for (_, file, _) in &names {
+            match file.as_bytes().first() {
+                Some(&b) => first[usize::from(b)] = true,
+                None => first = [true; 256],
+            }
+        }
+        RunsLaterNames(names, first)
     }
 
     /// The reason a `RUNS_LATER` entry matches `name` inside a directory called `parent`.
     fn find(&self, parent: Option<&OsStr>, name: &OsStr) -> Option<&'static str> {
+        let first = name.as_bytes().first().map_or(0, |&b| usize::from(b));
+        if !self.1[first] {
+            return None;
+        }
         self.0.iter().find_map(|&(dir, file, why)| {
             let hit = name.as_bytes() == file.as_bytes()
                 && dir.is_none_or(|d| parent == Some(OsStr::new(d)));

@@ -40,7 +40,11 @@ pub fn etc_secrets(etc: &Path) -> Masks {
             if seen > MAX_ENTRIES {
                 break;
             }
-            // lstat: a symlink is never followed (its own mode is always 0777).
+            // A symlink is never followed (its own mode is always 0777), and needs no lstat:
+            // the listing says what it is (`/etc/ssl/certs` is hundreds of them).
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
             let Ok(meta) = entry.metadata() else { continue };
             let path = entry.path();
             let private = meta.permissions().mode() & 0o004 == 0;
