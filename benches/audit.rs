@@ -104,10 +104,10 @@ fn main() -> R<()> {
     let matcher = Matcher::new(true, &[], &[])?;
     let roots = [root.clone()];
 
-    let before = Snapshot::end(&Snapshot::default(), &roots, &matcher);
-    let after = Snapshot::end(&before, &roots, &matcher);
+    let before = Snapshot::end(&Snapshot::default(), &roots, &matcher).expect("scan");
+    let after = Snapshot::end(&before, &roots, &matcher).expect("scan");
     assert_eq!(audit::compare(&before, &after), [], "false alarm");
-    let report = secrets::scan(&root, &matcher);
+    let report = secrets::scan(&root, &matcher).expect("scan");
     assert_eq!(report.runs_later.len(), 5, "{:?}", report.runs_later);
     assert_eq!(report.watched.len(), 3, "{:?}", report.watched);
 
@@ -119,14 +119,14 @@ fn main() -> R<()> {
             let t0 = Instant::now();
             match which {
                 0 => {
-                    std::hint::black_box(secrets::scan(&root, &matcher));
+                    std::hint::black_box(secrets::scan(&root, &matcher).expect("scan"));
                 }
                 1 => {
-                    std::hint::black_box(Snapshot::end(&before, &roots, &matcher));
+                    std::hint::black_box(Snapshot::end(&before, &roots, &matcher).expect("scan"));
                 }
                 // No root to scan: only the items known at start, hashed, as at launch.
                 _ => {
-                    std::hint::black_box(Snapshot::end(&before, &[], &matcher));
+                    std::hint::black_box(Snapshot::end(&before, &[], &matcher).expect("scan"));
                 }
             }
             t[which] = t0.elapsed();

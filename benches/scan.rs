@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agentbox::rules::{CACHEDIR_TAG, PRUNED_DIRS};
+use agentbox::rules::PRUNED_DIRS;
 use agentbox::secrets::{self, Matcher};
 
 const TOTAL_FILES: usize = 100_000;
@@ -40,8 +40,21 @@ const PLANTED: &[&str] = &[
     "web/certs/x.pem",
 ];
 
-/// Look-alikes the scan must *not* report: templates and public keys.
-const DECOYS: &[&str] = &["deploy/keys/id_rsa.pub", "services/api/config/.env.example"];
+/// Look-alikes the scan must *not* report: templates, public keys, and certificate files that
+/// hold only certificates (read to decide, like the planted `.pem` keys).
+const DECOYS: &[&str] = &[
+    "deploy/keys/id_rsa.pub",
+    "services/api/config/.env.example",
+    "venv/lib/python3.12/site-packages/certifi/cacert.pem",
+    "node_modules/tls-fixtures/test/ca.crt",
+    "web/certs/chain.pem",
+];
+
+/// What the key-or-certificate files hold: the scan reads them to decide.
+const PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n\
+                           -----END PRIVATE KEY-----\n";
+const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIFazCCA1OgAwIBAgIRAIIQz7DSQONZ\n\
+                           -----END CERTIFICATE-----\n";
 
 type BenchResult<T> = Result<T, Box<dyn Error>>;
 
@@ -82,14 +95,24 @@ fn main() -> BenchResult<()> {
     let mut all_t = Vec::new();
     let mut pruned_t = Vec::new();
     let mut matcher_t = Vec::new();
+    let mut linked_t = Vec::new();
+    let mut etc_t = Vec::new();
+    // A file with other names makes the scan read the tree twice (the second pass finds the
+    // other names): timed by declaring one file of the tree linked.
+    let linked = {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(root.join("README.md"))?;
+        [(m.dev(), m.ino())]
+    };
+    const KINDS: usize = 6;
     for round in 0..WARMUP_RUNS + runs {
-        let mut times = [Duration::ZERO; 4];
-        for k in 0..4 {
-            let which = (k + round) % 4;
+        let mut times = [Duration::ZERO; KINDS];
+        for k in 0..KINDS {
+            let which = (k + round) % KINDS;
             let t0 = Instant::now();
             match which {
                 0 => {
-                    std::hint::black_box(secrets::scan(&root, &matcher));
+                    std::hint::black_box(secrets::scan(&root, &matcher)?);
                 }
                 1 => {
                     std::hint::black_box(walk_all(&root)?);
@@ -97,8 +120,14 @@ fn main() -> BenchResult<()> {
                 2 => {
                     std::hint::black_box(walk_pruned(&root)?);
                 }
-                _ => {
+                3 => {
                     std::hint::black_box(Matcher::new(true, &[], &[])?);
+                }
+                4 => {
+                    std::hint::black_box(secrets::scan_roots(&[&root], &matcher, &linked)?);
+                }
+                _ => {
+                    std::hint::black_box(secrets::etc_secrets(Path::new("/etc")));
                 }
             }
             times[which] = t0.elapsed();
@@ -108,16 +137,21 @@ fn main() -> BenchResult<()> {
             all_t.push(times[1]);
             pruned_t.push(times[2]);
             matcher_t.push(times[3]);
+            linked_t.push(times[4]);
+            etc_t.push(times[5]);
         }
     }
     let scan = Stats::of(&scan_t);
     let all = Stats::of(&all_t);
     let pruned = Stats::of(&pruned_t);
     let matcher = Stats::of(&matcher_t);
+    let linked = Stats::of(&linked_t);
+    let etc = Stats::of(&etc_t);
+    let etc_found = secrets::etc_secrets(Path::new("/etc"));
 
     println!("agentbox secret-scan benchmark");
     println!(
-        "  tree: {} files, {} dirs at {} (generated in {:.1} s; empty files)",
+        "  tree: {} files, {} dirs at {} (generated in {:.1} s; empty but the .pem/.crt files)",
         tree.files,
         tree.dirs,
         root.display(),
@@ -129,7 +163,7 @@ fn main() -> BenchResult<()> {
         TOTAL_FILES - NODE_MODULES_FILES - TARGET_FILES - GIT_FILES,
         tree.max_depth
     );
-    println!("  entries: {entries} in the whole tree, {visible} left after the scan's pruning");
+    println!("  entries: {entries} in the whole tree, {visible} outside .git");
     println!(
         "  runs: {WARMUP_RUNS} warm-up + {runs} timed rounds, interleaved; cores: {}",
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -137,8 +171,15 @@ fn main() -> BenchResult<()> {
     println!("  {:<44} {:>9} {:>9} {:>9}", "(ms)", "min", "median", "p90");
     scan.print("secrets::scan (sequential start, then parallel)");
     all.print("baseline: read_dir walk, all, 1 thread");
-    pruned.print("reference: read_dir walk, pruned, 1 thread");
+    pruned.print("reference: read_dir walk, no .git, 1 thread");
     matcher.print("Matcher::new(true, &[], &[])");
+    linked.print("scan, a masked file with 2 names (2 passes)");
+    etc.print("etc_secrets(/etc) (as root only)");
+    println!(
+        "  /etc: {} files and {} directories to mask",
+        etc_found.files.len(),
+        etc_found.dirs.len()
+    );
     println!(
         "  ratio scan / baseline walk (medians): {:.2}   scan / pruned walk: {:.2}",
         scan.median / all.median,
@@ -161,7 +202,7 @@ fn main() -> BenchResult<()> {
 
 /// Panics unless the scan reports exactly the planted secrets and the one `.git`.
 fn check_scan(root: &Path, matcher: &Matcher) {
-    let report = secrets::scan(root, matcher);
+    let report = secrets::scan(root, matcher).expect("the scan refused the tree");
     let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
     let found: Vec<String> = report.secrets.iter().map(|f| rel(&f.path)).collect();
     assert_eq!(
@@ -185,22 +226,16 @@ fn walk_all(dir: &Path) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Counts the entries the scan looks at: the same pruning rules, no matching, one thread.
+/// Counts the entries outside git's own directory (where the scan looks for secrets only), no
+/// matching, one thread.
 fn walk_pruned(dir: &Path) -> io::Result<usize> {
-    walk_pruned_in(dir, dir)
-}
-
-fn walk_pruned_in(root: &Path, dir: &Path) -> io::Result<usize> {
     let entries = fs::read_dir(dir)?.collect::<io::Result<Vec<_>>>()?;
-    if dir != root && entries.iter().any(|e| e.file_name() == CACHEDIR_TAG) {
-        return Ok(0);
-    }
     let mut n = 0;
     for entry in entries {
         n += 1;
         let name = entry.file_name();
         if entry.file_type()?.is_dir() && !PRUNED_DIRS.iter().any(|p| name == *p) {
-            n += walk_pruned_in(root, &entry.path())?;
+            n += walk_pruned(&entry.path())?;
         }
     }
     Ok(n)
@@ -263,7 +298,8 @@ impl Rng {
     }
 }
 
-/// Creates files (empty: the scan never reads contents) and their directories, counting both.
+/// Creates files (empty, but for the key-or-certificate files the scan reads to decide) and
+/// their directories, counting both.
 struct Tree {
     root: PathBuf,
     made: HashSet<PathBuf>,
@@ -382,6 +418,16 @@ fn generate(root: &Path) -> io::Result<Tree> {
     let mut rng = Rng(0x00a9_e17b_0c5e_ed01);
     for rel in PLANTED.iter().chain(DECOYS) {
         tree.file(rel)?;
+        let ext = Path::new(rel).extension().and_then(|e| e.to_str());
+        if matches!(ext, Some("pem" | "crt")) {
+            // A CA bundle the size of certifi's (about 140 certificates, 280 kB).
+            let body = match PLANTED.contains(rel) {
+                true => PRIVATE_KEY.to_owned(),
+                false if rel.ends_with("cacert.pem") => CERTIFICATE.repeat(140 * 20),
+                false => CERTIFICATE.repeat(3),
+            };
+            fs::write(tree.root.join(rel), body)?;
+        }
     }
     for rel in [
         "Cargo.toml",

@@ -13,7 +13,7 @@
 //! config). It reads the writable roots and writes only the JSON report; the command's exit
 //! code is left alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -82,8 +82,6 @@ struct Item {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     items: BTreeMap<PathBuf, Item>,
-    /// Cache directories (`CACHEDIR.TAG`), where the scan does not look for runs-later files.
-    caches: BTreeSet<PathBuf>,
 }
 
 /// One difference, as reported.
@@ -114,25 +112,16 @@ impl Snapshot {
             for g in &root.git {
                 s.add(&g.dot_git, GIT_WHY, true);
             }
-            s.caches.extend(root.caches.iter().cloned());
         }
         s
     }
 
-    /// The state at exit: a fresh scan of `roots`, plus every path `before` knew. A directory
-    /// that became a cache during the run is searched all the same: a `CACHEDIR.TAG` the agent
-    /// planted must not hide a new `.envrc` beside it from this audit.
-    pub fn end(before: &Snapshot, roots: &[PathBuf], matcher: &Matcher) -> Snapshot {
+    /// The state at exit: a fresh scan of `roots`, plus every path `before` knew. The scan
+    /// fails closed as at launch: what it cannot read is an error, never a quiet audit.
+    pub fn end(before: &Snapshot, roots: &[PathBuf], matcher: &Matcher) -> Result<Snapshot> {
         let mut s = Snapshot::default();
-        let mut queue: Vec<PathBuf> = roots.to_vec();
-        while let Some(root) = queue.pop() {
-            let report = secrets::scan(&root, matcher);
-            for c in report.caches {
-                if !before.caches.contains(&c) && !s.caches.contains(&c) {
-                    queue.push(c.clone());
-                }
-                s.caches.insert(c);
-            }
+        for root in roots {
+            let report = secrets::scan(root, matcher)?;
             let add_all = |s: &mut Snapshot, list: &[Found], locked: bool| {
                 for f in list {
                     s.add(&f.path, &f.why, locked);
@@ -149,7 +138,7 @@ impl Snapshot {
                 s.add(path, &item.why, item.locked);
             }
         }
-        s
+        Ok(s)
     }
 
     fn add(&mut self, path: &Path, why: &str, locked: bool) {
@@ -269,7 +258,7 @@ pub fn finish(
     areas: &Untrusted,
 ) -> Result<()> {
     let roots: Vec<PathBuf> = facts.roots.iter().map(|r| r.path.clone()).collect();
-    let after = Snapshot::end(before, &roots, matcher);
+    let after = Snapshot::end(before, &roots, matcher)?;
     let findings = compare(before, &after);
     if let Some(text) = render(&findings, &facts.project) {
         eprint!("{text}");
@@ -415,6 +404,7 @@ mod tests {
             &[root.to_owned()],
             &Matcher::new(true, &[], &[]).unwrap(),
         )
+        .unwrap()
     }
 
     #[test]
@@ -469,15 +459,12 @@ mod tests {
     fn a_planted_cache_tag_does_not_hide_a_new_envrc() {
         let t = tempfile::tempdir().unwrap();
         let root = fs::canonicalize(t.path()).unwrap();
-        fs::create_dir_all(root.join("old-cache")).unwrap();
-        fs::write(root.join("old-cache/CACHEDIR.TAG"), "Signature").unwrap();
         let m = Matcher::new(true, &[], &[]).unwrap();
-        let before = Snapshot::end(&Snapshot::default(), std::slice::from_ref(&root), &m);
-        assert!(before.caches.contains(&root.join("old-cache")));
+        let before = Snapshot::end(&Snapshot::default(), std::slice::from_ref(&root), &m).unwrap();
         fs::create_dir_all(root.join("tools")).unwrap();
         fs::write(root.join("tools/CACHEDIR.TAG"), "Signature").unwrap();
         fs::write(root.join("tools/.envrc"), "evil").unwrap();
-        let after = Snapshot::end(&before, std::slice::from_ref(&root), &m);
+        let after = Snapshot::end(&before, std::slice::from_ref(&root), &m).unwrap();
         let got: Vec<PathBuf> = compare(&before, &after)
             .into_iter()
             .map(|f| f.path)
@@ -498,7 +485,8 @@ mod tests {
             &s,
             std::slice::from_ref(&root),
             &Matcher::new(true, &[], &[]).unwrap(),
-        );
+        )
+        .unwrap();
         let got = compare(&s, &after);
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].change, got[0].dir), (Change::Changed, true));

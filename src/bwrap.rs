@@ -74,6 +74,10 @@ pub enum Op {
     RemountRo(PathBuf),
     /// An empty, read-only file over `dest` (`--ro-bind-data FD`, FD reading /dev/null).
     EmptyFile(PathBuf),
+    /// The same with mode 000 (`--perms 0000`): unreadable inside, as the file it masks is on
+    /// the host, so a check such as `[ -r /etc/shadow ]` answers as it would there. The sandbox
+    /// holds no capability, so not even uid 0 inside reads it.
+    UnreadableFile(PathBuf),
     Chdir(PathBuf),
 }
 

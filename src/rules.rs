@@ -4,28 +4,85 @@
 //!
 //! This module holds no logic; `secrets.rs` and `bwrap.rs` interpret it.
 
+/// How a name that matches is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// By its name alone: masked.
+    Name,
+    /// By what it holds: masked when it holds a private key (PEM `PRIVATE KEY` blocks, OpenSSH,
+    /// PuTTY, anything binary but an X.509 certificate, any text that is not PEM), shown when
+    /// it holds only public material (a CA bundle). Unreadable or too large to check: masked.
+    PrivateKey,
+    /// By what it holds: masked when it contains any of these words (a config file that a tool
+    /// needs and that sometimes carries a token). Unreadable or too large: masked.
+    Holds(&'static [&'static str]),
+}
+
 /// A secret pattern and why it is hidden. A pattern without `/` matches a file or directory name
-/// at any depth; one with `/` matches the path relative to the scanned root.
+/// at any depth; `dir/name` matches `name` inside a directory called `dir`, at any depth. Names
+/// are compared without regard to ASCII case: `.ENV` and `ID_RSA` are what users mean by `.env`
+/// and `id_rsa`, and a project checked out on a case-insensitive disk has them that way.
 pub struct SecretPattern {
     pub glob: &'static str,
     pub why: &'static str,
+    pub check: Check,
+    /// Whether a directory of this name is masked too (false: files only, for names that
+    /// source directories also have, such as `crypto_rsa`).
+    pub dirs: bool,
 }
 
 const fn secret(glob: &'static str, why: &'static str) -> SecretPattern {
-    SecretPattern { glob, why }
+    SecretPattern {
+        glob,
+        why,
+        check: Check::Name,
+        dirs: true,
+    }
 }
+
+const fn secret_file(glob: &'static str, why: &'static str) -> SecretPattern {
+    SecretPattern {
+        glob,
+        why,
+        check: Check::Name,
+        dirs: false,
+    }
+}
+
+const fn by_content(glob: &'static str, why: &'static str, check: Check) -> SecretPattern {
+    SecretPattern {
+        glob,
+        why,
+        check,
+        dirs: false,
+    }
+}
+
+const KEY_OR_CERT: &str =
+    "holds a private key (a file of this type that holds only certificates is shown)";
 
 pub const SECRET_PATTERNS: &[SecretPattern] = &[
     secret(".env", "dotenv file: API keys and passwords"),
     secret(".env.*", "dotenv variant: API keys and passwords"),
-    secret("*.pem", "PEM key or certificate bundle"),
-    secret("*.key", "private key"),
-    secret("id_rsa", "SSH private key"),
-    secret("id_dsa", "SSH private key"),
-    secret("id_ecdsa", "SSH private key"),
-    secret("id_ecdsa_sk", "SSH private key"),
-    secret("id_ed25519", "SSH private key"),
-    secret("id_ed25519_sk", "SSH private key"),
+    by_content("*.pem", KEY_OR_CERT, Check::PrivateKey),
+    by_content("*.key", KEY_OR_CERT, Check::PrivateKey),
+    by_content("*.crt", KEY_OR_CERT, Check::PrivateKey),
+    by_content("*.cer", KEY_OR_CERT, Check::PrivateKey),
+    // `id_rsa`, `deploy_rsa`, `github_ed25519`: ssh-keygen's names and the usual renames.
+    secret_file("*_rsa", "SSH private key"),
+    secret_file("*_dsa", "SSH private key"),
+    secret_file("*_ecdsa", "SSH private key"),
+    secret_file("*_ed25519", "SSH private key"),
+    secret_file("*_ecdsa_sk", "SSH private key (security key handle)"),
+    secret_file("*_ed25519_sk", "SSH private key (security key handle)"),
+    // `id_rsa.bak`, `id_rsa.old`, `id_ed25519-work` (`.pub` is an exception below).
+    secret_file("id_rsa*", "SSH private key (a copy or variant)"),
+    secret_file("id_dsa*", "SSH private key (a copy or variant)"),
+    secret_file("id_ecdsa*", "SSH private key (a copy or variant)"),
+    secret_file("id_ed25519*", "SSH private key (a copy or variant)"),
+    secret_file("deploy_key", "SSH deploy key"),
+    secret_file("deploy_key*", "SSH deploy key (a copy or variant)"),
+    secret_file("*.ppk", "PuTTY private key"),
     secret("*.p12", "PKCS#12 key store"),
     secret("*.pfx", "PKCS#12 key store"),
     secret("*.jks", "Java key store"),
@@ -36,27 +93,63 @@ pub const SECRET_PATTERNS: &[SecretPattern] = &[
     secret(".git-credentials", "git credential store (tokens in clear)"),
     secret(".npmrc", "package registry auth token"),
     secret(".pypirc", "package index upload credentials"),
+    by_content(
+        ".yarnrc.yml",
+        "yarn config holding a registry token (one without is shown: yarn needs it)",
+        Check::Holds(&["npmAuthToken", "npmAuthIdent", "npmPassword"]),
+    ),
+    by_content(
+        ".yarnrc",
+        "yarn 1 config holding a registry token (one without is shown)",
+        Check::Holds(&["_auth", "_password"]),
+    ),
+    secret(".cargo/credentials", "cargo registry token"),
+    secret(".cargo/credentials.toml", "cargo registry token"),
     secret(".pgpass", "PostgreSQL passwords"),
     secret(".htpasswd", "HTTP password hashes"),
     secret("credentials.json", "cloud or OAuth client credentials"),
+    secret_file(
+        "client_secret*.json",
+        "OAuth client secret (as Google Cloud names it)",
+    ),
+    secret_file("service-account*.json", "cloud service-account key"),
+    secret_file("service_account*.json", "cloud service-account key"),
+    secret("secrets.yml", "application secrets (Rails and others)"),
+    secret("secrets.yaml", "application secrets"),
     secret("*.tfvars", "Terraform variables (often secrets)"),
     secret("*.tfstate", "Terraform state (holds secrets in clear)"),
     secret(
         "*.tfstate.backup",
         "Terraform state backup (holds secrets in clear)",
     ),
+    secret(".terraformrc", "Terraform CLI config: registry tokens"),
+    secret("terraform.rc", "Terraform CLI config: registry tokens"),
+    secret("kubeconfig", "Kubernetes cluster credentials"),
+    secret("*.kubeconfig", "Kubernetes cluster credentials"),
+    secret(".kube/config", "Kubernetes cluster credentials"),
+    secret(".docker/config.json", "container registry credentials"),
+    secret(".vault-token", "HashiCorp Vault token"),
+    secret(".s3cfg", "s3cmd config: AWS keys"),
+    secret(".boto", "boto config: AWS and GCS keys"),
+    // `.config/gh/hosts.yml`, matched by its directory's name.
+    secret("gh/hosts.yml", "GitHub CLI OAuth token"),
+    secret(".config/gcloud", "Google Cloud SDK credentials directory"),
+    secret(".azure", "Azure CLI credentials directory"),
     secret(".ssh", "SSH keys directory"),
     secret(".gnupg", "GnuPG keyring directory"),
     secret(".aws", "AWS credentials directory"),
 ];
 
-/// Names that match a secret pattern but are templates by convention: shown, not hidden.
+/// Names that match a secret pattern but are templates or public halves by convention: shown,
+/// not hidden. Same form as the patterns (a name, `*suffix` or `prefix*`), any case.
 pub const SECRET_EXCEPTIONS: &[&str] = &[
     ".env.example",
     ".env.sample",
     ".env.template",
     ".env.dist",
     ".env.defaults",
+    // The public half of an SSH key pair (`id_rsa.pub`, `deploy_key.pub`).
+    "*.pub",
 ];
 
 /// Host files that are secret even to the user's own uid 0: hidden when they exist, so that
@@ -70,6 +163,7 @@ pub const SYSTEM_SECRETS: &[&str] = &[
     "/etc/ssh/ssh_host_ecdsa_key",
     "/etc/ssh/ssh_host_ed25519_key",
     "/etc/ssh/ssh_host_dsa_key",
+    "/etc/security/opasswd",
 ];
 
 /// What agentbox does about a runs-later entry.
@@ -275,15 +369,11 @@ pub const GIT_RUNS_LATER: &[RunsLater] = &[
 /// mount points, which the agent cannot rename or remove to slip a fresh copy in their place.
 pub const PINNED_PARENTS: &[&str] = &[".git", ".claude"];
 
-/// Directory names where the scan looks for secrets only, not for files the host runs later
-/// (large by design, and nothing in them is run by the host). Secrets are still looked for
-/// inside: an earlier run could rename a directory holding a `.env` to one of these names.
-pub const PRUNED_DIRS: &[&str] = &["node_modules", "__pycache__", ".git"];
-
-/// A directory holding this file is a cache (cargo's `target/`, many build tools), by the
-/// cross-tool convention at <https://bford.info/cachedir/>: searched for secrets only, like
-/// `PRUNED_DIRS`.
-pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+/// Directory names where the scan looks for secrets only, not for files the host runs later:
+/// git's own directory, whose runs-later files the git model finds as git sees them. Nothing
+/// else is spared: a planted `CACHEDIR.TAG` or a directory renamed `node_modules` would
+/// otherwise switch the next run's protection off for what it holds.
+pub const PRUNED_DIRS: &[&str] = &[".git"];
 
 /// Environment variables that pass into the sandbox by default: the terminal, locale and identity
 /// an interactive program needs, and nothing that carries credentials.

@@ -43,7 +43,9 @@ pub(super) fn seen_depth(steps: &[Step], path: &Path, depth: u8) -> Seen {
                     Seen::Absent
                 };
             }
-            Op::EmptyFile(d) if path.starts_with(d) => return Seen::Masked,
+            Op::EmptyFile(d) | Op::UnreadableFile(d) if path.starts_with(d) => {
+                return Seen::Masked;
+            }
             Op::Symlink { target, link } if path.starts_with(link) && depth < 8 => {
                 let base = link.parent().unwrap_or(Path::new("/"));
                 let rest = path.strip_prefix(link).unwrap_or(Path::new(""));

@@ -21,7 +21,7 @@ pub(super) fn check_size(b: &Builder) -> Result<()> {
         let masks = b
             .steps
             .iter()
-            .filter(|s| matches!(s.op, Op::EmptyFile(_)))
+            .filter(|s| matches!(s.op, Op::EmptyFile(_) | Op::UnreadableFile(_)))
             .count();
         return Err(Fail::hint(
             format!(
@@ -194,8 +194,18 @@ pub(super) fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {
     }
     for p in &facts.system_secrets {
         b.push(
-            Op::EmptyFile(p.clone()),
-            "masked: password hashes and host keys, readable by uid 0",
+            Op::UnreadableFile(p.clone()),
+            "masked unreadable, as on the host: password hashes, host keys, private files",
         );
+    }
+    for d in &facts.system_secret_dirs {
+        b.push(
+            Op::Tmpfs {
+                dest: d.clone(),
+                size: f.tmpfs_size.then_some(MASK_SIZE),
+            },
+            "masked: a system directory others may not read (private keys)",
+        );
+        b.push(Op::RemountRo(d.clone()), "masked directory: read-only");
     }
 }

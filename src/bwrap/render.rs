@@ -96,6 +96,17 @@ pub(super) fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, Option<FdData<'_>>) {
             let args = vec![o("--ro-bind-data"), o(&fd.to_string()), p(d)];
             return (args, Some(FdData::Empty));
         }
+        // `--perms` applies to the next option only (bwrap 0.5, older than MIN_BWRAP).
+        Op::UnreadableFile(d) => {
+            let args = vec![
+                o("--perms"),
+                o("0000"),
+                o("--ro-bind-data"),
+                o(&fd.to_string()),
+                p(d),
+            ];
+            return (args, Some(FdData::Empty));
+        }
         Op::Chdir(d) => vec![o("--chdir"), p(d)],
     };
     (v, None)

@@ -82,7 +82,6 @@ fn facts() -> HostFacts {
             runs_later_targets: vec![],
             watched: vec![],
             referenced: vec![],
-            caches: vec![],
             git: vec![GitRepo {
                 dot_git: "/home/u/p/.git".into(),
                 dot_git_kind: Kind::Dir,
@@ -97,6 +96,7 @@ fn facts() -> HostFacts {
             }],
         }],
         system_secrets: vec!["/etc/shadow".into()],
+        system_secret_dirs: Vec::new(),
         command: vec![exe("/usr/bin/claude")],
         bwrap: Bwrap {
             path: "/usr/bin/bwrap".into(),
@@ -225,6 +225,8 @@ fn default_plan_whole_argv() {
         "--ro-bind-data",
         "MASK1",
         "/home/u/p/a/.env",
+        "--perms",
+        "0000",
         "--ro-bind-data",
         "MASK2",
         "/etc/shadow",

@@ -62,8 +62,6 @@ pub struct Root {
     pub watched: Vec<Found>,
     /// Scripts that the protected entries launch (`refs`): made read-only too.
     pub referenced: Vec<Found>,
-    /// Cache directories (`CACHEDIR.TAG`) the scan did not look into for runs-later files.
-    pub caches: Vec<PathBuf>,
     pub git: Vec<git::GitRepo>,
 }
 
@@ -130,7 +128,11 @@ pub struct HostFacts {
     pub extra: Vec<(PathBuf, Access)>,
     /// The project first, then each `--rw` path.
     pub roots: Vec<Root>,
+    /// System files masked unreadable (password hashes, host keys; as root, every file of
+    /// /etc that others may not read, and private keys there).
     pub system_secrets: Vec<PathBuf>,
+    /// System directories masked (as root: those of /etc that others may not read).
+    pub system_secret_dirs: Vec<PathBuf>,
     /// Where the command exists on the host, in PATH order.
     pub command: Vec<Candidate>,
     pub bwrap: Bwrap,
@@ -189,9 +191,26 @@ impl HostFacts {
                     .map(|e| e.0.as_path()),
             )
             .collect();
+        let me = fs::metadata("/proc/self").context("reading /proc/self")?;
+        let uid = std::os::unix::fs::MetadataExt::uid(&me);
+        let system_secrets = system_secrets(SYSTEM_SECRETS.iter().map(Path::new), uid == 0);
+        // A hard link in a writable root to a masked system file (root can make one to
+        // /etc/shadow) is that file by another name: the scan masks it too.
+        let linked: Vec<(u64, u64)> = system_secrets
+            .files
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .filter(|m| std::os::unix::fs::MetadataExt::nlink(m) > 1)
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            })
+            .collect();
+        let reports = secrets::scan_roots(&writable, &matcher, &linked)?;
         let mut roots: Vec<Root> = writable
             .iter()
-            .map(|r| probe_root(r, &matcher, &home))
+            .zip(reports)
+            .map(|(r, report)| probe_root(r, report, &home))
             .collect();
         let all: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
         for r in &mut roots {
@@ -229,8 +248,6 @@ impl HostFacts {
             &writable_roots,
         )?;
         let stdin_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
-        let me = fs::metadata("/proc/self").context("reading /proc/self")?;
-        let uid = std::os::unix::fs::MetadataExt::uid(&me);
         let filtered = policy.net == crate::policy::NetMode::Filtered;
         let net = match filtered {
             true => Some(NetSession {
@@ -303,7 +320,8 @@ impl HostFacts {
                 .is_ok_and(|m| m.file_type().is_symlink())
                 .then(|| fs::canonicalize("/etc/resolv.conf").ok())
                 .flatten(),
-            system_secrets: system_secrets(SYSTEM_SECRETS.iter().map(Path::new)),
+            system_secrets: system_secrets.files,
+            system_secret_dirs: system_secrets.dirs,
             home,
             cwd,
             project,
@@ -324,21 +342,42 @@ impl HostFacts {
     }
 }
 
+/// The system files and directories to mask.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SystemSecrets {
+    pub files: Vec<PathBuf>,
+    pub dirs: Vec<PathBuf>,
+}
+
 /// The files to mask for these system secrets: each regular file, and for a symlink (a host
 /// key linked to persistent storage) the file it ends at, since masking the link itself would
-/// mount over its target only where bwrap resolves it, and leaving it would show the key.
-fn system_secrets<'a>(paths: impl Iterator<Item = &'a Path>) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = paths
-        .filter_map(|p| match fs::symlink_metadata(p).ok()? {
-            m if m.is_file() => Some(p.to_owned()),
-            m if m.file_type().is_symlink() => fs::canonicalize(p)
-                .ok()
-                .filter(|t| fs::metadata(t).is_ok_and(|m| m.is_file())),
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    out.dedup();
+/// mount over its target only where bwrap resolves it, and leaving it would show the key. As
+/// root (who reads everything through the read-only `/etc`), also what `etc_secrets` finds.
+fn system_secrets<'a>(paths: impl Iterator<Item = &'a Path>, root: bool) -> SystemSecrets {
+    let mut out = SystemSecrets {
+        files: paths
+            .filter_map(|p| match fs::symlink_metadata(p).ok()? {
+                m if m.is_file() => Some(p.to_owned()),
+                m if m.file_type().is_symlink() => fs::canonicalize(p)
+                    .ok()
+                    .filter(|t| fs::metadata(t).is_ok_and(|m| m.is_file())),
+                _ => None,
+            })
+            .collect(),
+        dirs: Vec::new(),
+    };
+    if root {
+        let found = secrets::etc_secrets(Path::new("/etc"));
+        out.files.extend(found.files);
+        out.dirs.extend(found.dirs);
+    }
+    out.files.sort();
+    out.files.dedup();
+    out.dirs.sort();
+    out.dirs.dedup();
+    // A file inside a masked directory is hidden with it.
+    let dirs = out.dirs.clone();
+    out.files.retain(|f| !dirs.iter().any(|d| f.starts_with(d)));
     out
 }
 
@@ -376,8 +415,7 @@ fn resolve(found: &Found) -> Option<Found> {
     })
 }
 
-fn probe_root(root: &Path, matcher: &secrets::Matcher, home: &Path) -> Root {
-    let report = secrets::scan(root, matcher);
+fn probe_root(root: &Path, report: secrets::Report, home: &Path) -> Root {
     let secrets = report
         .secrets
         .into_iter()
@@ -399,7 +437,6 @@ fn probe_root(root: &Path, matcher: &secrets::Matcher, home: &Path) -> Root {
         runs_later_targets,
         watched: report.watched,
         referenced: Vec::new(),
-        caches: report.caches,
         git: report.git.iter().map(|g| git::probe(g, home)).collect(),
     }
 }
@@ -598,7 +635,7 @@ mod tests {
         fs::create_dir(dir.join("a_dir")).unwrap();
         let names = ["shadow", "host_key", "dangling", "a_dir", "absent"];
         let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-        let found = system_secrets(paths.iter().map(PathBuf::as_path));
+        let found = system_secrets(paths.iter().map(PathBuf::as_path), false).files;
         let dir_c = fs::canonicalize(&dir).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         // A plain file as itself (the control), a link at its target; nothing else.

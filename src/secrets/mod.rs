@@ -2,6 +2,10 @@
 //! read-only, at any depth, in parallel. It reads directories and never follows a symlink, so
 //! every path it reports is free of symlinks below the (canonical) root it was given. It changes
 //! nothing on the host.
+//!
+//! A writable root is attacker-controlled (an earlier run wrote it), so the scan fails closed:
+//! it sees every entry, or `scan` returns an error that names the place and the fix. Nothing in
+//! the tree can make it look less: no marker file or directory name turns a check off.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -11,7 +15,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::Fail;
 use crate::rules::{
-    self, CACHEDIR_TAG, Guard, PRUNED_DIRS, RUNS_LATER, RunsLater, SECRET_EXCEPTIONS,
+    self, Check, Guard, PRUNED_DIRS, RUNS_LATER, RunsLater, SECRET_EXCEPTIONS, SecretPattern,
 };
 use std::os::unix::ffi::OsStrExt;
 
@@ -39,11 +43,12 @@ pub struct Report {
     pub runs_later: Vec<Found>,
     /// Runs-later entries that stay writable and are only watched (`Guard::Audit`).
     pub watched: Vec<Found>,
-    /// Directories below the root marked as caches (`CACHEDIR.TAG`), where runs-later files
-    /// were not looked for.
-    pub caches: Vec<PathBuf>,
     /// Entries named `.git` (directories, or files pointing at a git dir elsewhere).
     pub git: Vec<Found>,
+    /// (device, inode) of masked files that have other names (hard links), for `scan_roots`.
+    pub links: Vec<(u64, u64)>,
+    /// What the walk could not read: any one refuses the launch.
+    problems: Vec<walk::Problem>,
 }
 
 fn compile(glob: &str) -> Result<Glob> {
@@ -74,7 +79,8 @@ pub fn check_glob(glob: &str) -> Result<()> {
 
 /// A built-in name pattern in the form the scan checks without a regex: the list in
 /// `rules.rs` stays globs for people to read, and every one of them has this shape (a test
-/// holds it to that), so a launch compiles nothing for it.
+/// holds it to that), so a launch compiles nothing for it. Compared without regard to ASCII
+/// case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Literal {
     Exact(&'static str),
@@ -82,37 +88,51 @@ enum Literal {
     Suffix(&'static str),
     /// `.env.*`
     Prefix(&'static str),
+    /// `client_secret*.json`
+    Around(&'static str, &'static str),
+    /// `.kube/config`: a name inside a directory of that name.
+    InDir(&'static str, &'static str),
 }
 
 impl Literal {
     fn of(glob: &'static str) -> Option<Literal> {
         let meta = |s: &str| s.contains(['*', '?', '[', ']', '{', '}', '\\', '/']);
+        if let Some((dir, name)) = glob.split_once('/') {
+            return (!meta(dir) && !meta(name) && !dir.is_empty() && !name.is_empty())
+                .then_some(Literal::InDir(dir, name));
+        }
         if let Some(rest) = glob.strip_prefix('*') {
             (!meta(rest)).then_some(Literal::Suffix(rest))
         } else if let Some(rest) = glob.strip_suffix('*') {
             (!meta(rest)).then_some(Literal::Prefix(rest))
+        } else if let Some((pre, suf)) = glob.split_once('*') {
+            (!meta(pre) && !meta(suf)).then_some(Literal::Around(pre, suf))
         } else {
             (!meta(glob)).then_some(Literal::Exact(glob))
         }
     }
 
-    fn matches(self, name: &[u8]) -> bool {
+    fn matches(self, name: &[u8], parent: Option<&[u8]>) -> bool {
+        let ends = |s: &str| same(&name[name.len() - s.len()..], s.as_bytes());
+        let starts = |p: &str| same(&name[..p.len()], p.as_bytes());
         match self {
             Literal::Exact(e) => same(name, e.as_bytes()),
-            Literal::Suffix(s) => {
-                name.len() > s.len() && same(&name[name.len() - s.len()..], s.as_bytes())
+            Literal::Suffix(s) => name.len() > s.len() && ends(s),
+            Literal::Prefix(p) => name.len() > p.len() && starts(p),
+            Literal::Around(p, s) => name.len() >= p.len() + s.len() && ends(s) && starts(p),
+            Literal::InDir(d, n) => {
+                same(name, n.as_bytes()) && parent.is_some_and(|p| same(p, d.as_bytes()))
             }
-            Literal::Prefix(p) => name.len() > p.len() && same(&name[..p.len()], p.as_bytes()),
         }
     }
 }
 
-/// `a == b` without a call to libc's `memcmp`: the scan compares every name in the tree with
-/// every pattern, nearly all differ in their first byte compared, and the calls were a visible
-/// share of a scan's time.
+/// `a == b` in any ASCII case, without a call to libc: the scan compares every name in the
+/// tree with every candidate pattern, nearly all differ in their first byte compared, and the
+/// calls were a visible share of a scan's time.
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y))
 }
 
 /// User globs (`--hide`, `--unhide`): names (no `/`) match the entry's name, paths match the
@@ -152,31 +172,43 @@ impl UserGlobs {
     }
 }
 
+/// What `--hide` matches report.
+pub(super) static HIDDEN: SecretPattern = SecretPattern {
+    glob: "--hide",
+    why: "--hide",
+    check: Check::Name,
+    dirs: true,
+};
+
 /// The secret patterns: the built-in list (unless `--no-hide-env`), `--hide`, and the
-/// exceptions (templates such as `.env.example`, and `--unhide`).
+/// exceptions (templates such as `.env.example`, public keys, and `--unhide`).
 pub struct Matcher {
-    builtin: Vec<(Literal, &'static str)>,
+    builtin: Vec<(Literal, &'static SecretPattern)>,
     index: Option<Box<ByteIndex>>,
+    exceptions: Vec<Literal>,
     hide: UserGlobs,
     unhide: UserGlobs,
 }
 
 impl Matcher {
     pub fn new(builtin: bool, hide: &[String], unhide: &[String]) -> Result<Matcher> {
+        let literal = |glob: &'static str| {
+            Literal::of(glob).with_context(|| format!("built-in pattern {glob:?} is not literal"))
+        };
         let builtin = match builtin {
             true => rules::SECRET_PATTERNS
                 .iter()
-                .map(|p| {
-                    let lit = Literal::of(p.glob)
-                        .with_context(|| format!("built-in pattern {:?} is not literal", p.glob))?;
-                    Ok((lit, p.why))
-                })
+                .map(|p| Ok((literal(p.glob)?, p)))
                 .collect::<Result<Vec<_>>>()?,
             false => Vec::new(),
         };
         Ok(Matcher {
             index: ByteIndex::new(&builtin),
             builtin,
+            exceptions: SECRET_EXCEPTIONS
+                .iter()
+                .map(|e| literal(e))
+                .collect::<Result<_>>()?,
             hide: UserGlobs::new(hide)?,
             unhide: UserGlobs::new(unhide)?,
         })
@@ -192,55 +224,75 @@ impl Matcher {
         self.unhide.matches(rel, name)
     }
 
-    /// Why `rel` (named `name`) is a secret, or `None`.
-    pub fn secret(&self, rel: &Path, name: &OsStr) -> Option<&'static str> {
+    /// The pattern that makes `rel` (named `name`, in a directory named `parent`) a secret, if
+    /// any. A pattern decided by content (`Check`) still has to be checked by the caller.
+    pub fn secret(
+        &self,
+        rel: &Path,
+        name: &OsStr,
+        parent: Option<&OsStr>,
+        is_dir: bool,
+    ) -> Option<&'static SecretPattern> {
         let bytes = name.as_bytes();
-        let why = match self.builtin(bytes) {
-            Some(why) => why,
-            None if self.hide.matches(rel, name) => "--hide",
-            None => return None,
+        let hit = match self.builtin(bytes, parent.map(OsStr::as_bytes), is_dir) {
+            Some(p) if !self.exceptions.iter().any(|e| e.matches(bytes, None)) => p,
+            _ if self.hide.matches(rel, name) => &HIDDEN,
+            _ => return None,
         };
-        let template = SECRET_EXCEPTIONS.iter().any(|e| bytes == e.as_bytes());
-        (!template && !self.unhide.matches(rel, name)).then_some(why)
+        (!self.unhide.matches(rel, name)).then_some(hit)
     }
 
     /// The first built-in pattern, in list order, that `name` matches.
-    fn builtin(&self, name: &[u8]) -> Option<&'static str> {
+    fn builtin(
+        &self,
+        name: &[u8],
+        parent: Option<&[u8]>,
+        is_dir: bool,
+    ) -> Option<&'static SecretPattern> {
         let (Some(index), Some(&first), Some(&last)) = (&self.index, name.first(), name.last())
         else {
-            return self.builtin_linear(name);
+            return self.builtin_linear(name, parent, is_dir);
         };
         let mut candidates = index.first[usize::from(first)] | index.last[usize::from(last)];
         while candidates != 0 {
             let i = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
-            if let Some(&(lit, why)) = self.builtin.get(i)
-                && lit.matches(name)
+            if let Some(&(lit, p)) = self.builtin.get(i)
+                && (p.dirs || !is_dir)
+                && lit.matches(name, parent)
             {
-                return Some(why);
+                return Some(p);
             }
         }
         None
     }
 
-    fn builtin_linear(&self, name: &[u8]) -> Option<&'static str> {
-        let hit = self.builtin.iter().find(|(l, _)| l.matches(name));
-        hit.map(|&(_, why)| why)
+    fn builtin_linear(
+        &self,
+        name: &[u8],
+        parent: Option<&[u8]>,
+        is_dir: bool,
+    ) -> Option<&'static SecretPattern> {
+        let hit = self
+            .builtin
+            .iter()
+            .find(|(l, p)| (p.dirs || !is_dir) && l.matches(name, parent));
+        hit.map(|&(_, p)| p)
     }
 }
 
 /// Which built-in patterns a name can match, as bits in list order: exact names and suffixes
-/// by the name's last byte, prefixes by its first. One lookup rules out nearly every pattern
-/// for nearly every name, and a scan checks every name in the tree.
+/// by the name's last byte, prefixes by its first, in both ASCII cases. One lookup rules out
+/// nearly every pattern for nearly every name, and a scan checks every name in the tree.
 struct ByteIndex {
-    first: [u64; 256],
-    last: [u64; 256],
+    first: [u128; 256],
+    last: [u128; 256],
 }
 
 impl ByteIndex {
     /// `None` if there are more patterns than bits (the list is then searched in full).
-    fn new(builtin: &[(Literal, &'static str)]) -> Option<Box<ByteIndex>> {
-        if builtin.len() > 64 {
+    fn new(builtin: &[(Literal, &'static SecretPattern)]) -> Option<Box<ByteIndex>> {
+        if builtin.len() > 128 {
             return None;
         }
         let mut index = Box::new(ByteIndex {
@@ -249,11 +301,18 @@ impl ByteIndex {
         });
         for (i, (lit, _)) in builtin.iter().enumerate() {
             let (table, byte) = match *lit {
-                Literal::Exact(s) | Literal::Suffix(s) => (&mut index.last, s.as_bytes().last()),
+                Literal::Exact(s) | Literal::Suffix(s) | Literal::InDir(_, s) => {
+                    (&mut index.last, s.as_bytes().last())
+                }
+                Literal::Around(p, "") => (&mut index.first, p.as_bytes().first()),
+                Literal::Around(_, s) => (&mut index.last, s.as_bytes().last()),
                 Literal::Prefix(p) => (&mut index.first, p.as_bytes().first()),
             };
             match byte {
-                Some(&b) => table[usize::from(b)] |= 1 << i,
+                Some(&b) => {
+                    table[usize::from(b.to_ascii_lowercase())] |= 1 << i;
+                    table[usize::from(b.to_ascii_uppercase())] |= 1 << i;
+                }
                 // An empty suffix or prefix (`*`): a candidate for every name.
                 None => table.iter_mut().for_each(|t| *t |= 1 << i),
             }
@@ -307,8 +366,11 @@ impl RunsLaterNames {
     }
 }
 
+mod sniff;
+mod system;
 mod walk;
-pub use walk::scan;
+pub use system::{Masks, etc_secrets};
+pub use walk::{scan, scan_roots};
 
 #[cfg(test)]
 mod tests;

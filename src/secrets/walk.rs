@@ -1,10 +1,10 @@
 //! The walk of the secret scan: each directory opened relative to its parent's fd (never
-//! following a symlink below the root) and read with getdents64 into a large buffer, names
+//! following a symlink below the root, at any depth) and read with getdents64 into a large buffer, names
 //! matched on the raw bytes, work shared between threads depth-first. It reads and never
 //! writes.
 
 use std::collections::VecDeque;
-use std::ffi::OsStr;
+use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawDir};
 use rustix::io::Errno;
-use rustix::process::{Resource, getrlimit};
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 use super::*;
 
@@ -26,25 +26,54 @@ pub(super) const MAX_THREADS: usize = 8;
 
 /// At most this many directories stay open while their subdirectories wait to be read (those
 /// are opened relative to them, which costs the kernel less than a path lookup: about 7% of a
-/// whole scan). See `hold_below`.
-pub(super) const MAX_HELD: u64 = 256;
+/// whole scan). Deeper than that, a directory is opened from the nearest one held, one
+/// component at a time. See `hold_below`.
+pub(super) const MAX_HELD: u64 = 4096;
 
 /// getdents64 buffer: large enough that nearly every directory is read in one call (plus the
 /// call that finds the end). Allocated once per thread, never initialised.
 pub(super) const DIR_BUF: usize = 64 * 1024;
 
+/// The longest path bwrap can mount on (PATH_MAX, with its NUL).
+pub(super) const PATH_MAX: usize = 4096;
+
 /// A directory to read.
 pub(super) struct Job {
-    /// The open directory that holds this one, to open it by name from there: no path lookup,
-    /// so nothing above it can be swapped for a symlink while the walk is under way, and no
-    /// PATH_MAX limit. `None` for the root and when too many are open already (`hold_below`).
-    parent: Option<Arc<OwnedFd>>,
+    /// The nearest open directory above this one (its parent, unless too many are open), to
+    /// open it from there by `rel`, one component at a time without following a symlink: no
+    /// path lookup, so nothing above it can be swapped for a symlink while the walk is under
+    /// way, and no PATH_MAX limit. `None` for the root.
+    pub(super) anchor: Option<Arc<OwnedFd>>,
+    /// The names from `anchor` to here.
+    pub(super) rel: PathBuf,
     /// Real path: the root joined with the names that led here.
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// Levels below the root.
-    depth: usize,
-    /// Only secrets are looked for inside (git's own directory, `PRUNED_DIRS`, caches).
-    secrets_only: bool,
+    pub(super) depth: usize,
+    /// Only secrets are looked for inside (git's own directory).
+    pub(super) secrets_only: bool,
+}
+
+/// Why part of the tree went unread. Any one refuses the launch: what the scan did not see, it
+/// cannot mask or protect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Problem {
+    pub(super) path: PathBuf,
+    pub(super) what: What,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum What {
+    /// A directory that would not open (its mode, most often).
+    Open(Errno),
+    /// A directory that went away or changed type between its listing and its opening.
+    Changed(Errno),
+    /// Reading a directory failed part way.
+    Read(Errno),
+    /// An entry whose type the listing left out and that would not stat.
+    Stat(Errno),
+    /// A secret or protected entry whose path is too long for a mount.
+    TooLong,
 }
 
 /// What one thread carries: its stack of directories to read (depth first, so few stay open),
@@ -129,34 +158,105 @@ pub(super) struct Scan<'a> {
     runs_later: RunsLaterNames,
     /// A directory whose descriptor is below this is kept open for its subdirectories.
     hold_below: RawFd,
+    /// (device, inode) of masked files with other names: every name of them is a secret.
+    linked: &'a [(u64, u64)],
 }
 
 /// The descriptor number below which a directory is kept open for its subdirectories. The
 /// kernel hands out the lowest free number, so holding only those below N holds at most N: a
-/// deliberately deep tree cannot run the process out of descriptors (a directory that fails
-/// to open for want of one would go unread). Half the soft limit leaves room for the rest of
-/// the process and each thread's one directory in reading.
+/// deliberately deep tree cannot run the process out of descriptors (the directories past it
+/// are opened from the nearest one held instead). Half the soft limit leaves room for the rest
+/// of the process and each thread's one directory in reading.
 pub(super) fn hold_below() -> RawFd {
     let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
     RawFd::try_from((soft / 2).min(MAX_HELD)).unwrap_or(0)
 }
 
-/// Scans `root` (canonical): sequentially, then in parallel if the tree turns out large.
-pub fn scan(root: &Path, matcher: &Matcher) -> Report {
-    scan_holding(root, matcher, hold_below())
+/// Raises the soft descriptor limit to the hard one while it lives (a deep tree is then read
+/// with more of its directories held open), and puts it back: the agent inherits the limit,
+/// and programs that still use select() need the usual 1024.
+struct MoreFds(Option<Rlimit>);
+
+impl MoreFds {
+    fn raise() -> MoreFds {
+        let old = getrlimit(Resource::Nofile);
+        if old.current >= old.maximum {
+            return MoreFds(None);
+        }
+        let raised = Rlimit {
+            current: old.maximum,
+            maximum: old.maximum,
+        };
+        MoreFds(setrlimit(Resource::Nofile, raised).ok().map(|()| old))
+    }
 }
 
-pub(super) fn scan_holding(root: &Path, matcher: &Matcher, hold_below: RawFd) -> Report {
+impl Drop for MoreFds {
+    fn drop(&mut self) {
+        if let Some(old) = self.0.take() {
+            // Only fails if the hard limit was lowered meanwhile, which leaves less anyway.
+            let _ = setrlimit(Resource::Nofile, old);
+        }
+    }
+}
+
+/// Scans `root` (canonical): sequentially, then in parallel if the tree turns out large. Hard
+/// links to its secrets are found within it; `scan_roots` finds them across several roots.
+/// Fails, naming the place and the fix, when any part of the tree cannot be read.
+pub fn scan(root: &Path, matcher: &Matcher) -> Result<Report> {
+    Ok(scan_roots(&[root], matcher, &[])?.remove(0))
+}
+
+/// Scans each root; then, if any masked file has other names (its own, or one of `linked`:
+/// masked system files), every root again to find them: the common case reads nothing twice.
+pub fn scan_roots(
+    roots: &[&Path],
+    matcher: &Matcher,
+    linked: &[(u64, u64)],
+) -> Result<Vec<Report>> {
+    let _fds = MoreFds::raise();
+    let hold = hold_below();
+    let mut reports = Vec::new();
+    let mut links = linked.to_vec();
+    for root in roots {
+        let r = scan_holding(root, matcher, hold, &[]);
+        links.extend(&r.links);
+        reports.push(r);
+    }
+    links.sort_unstable();
+    links.dedup();
+    if !links.is_empty() {
+        reports = roots
+            .iter()
+            .map(|root| scan_holding(root, matcher, hold, &links))
+            .collect();
+    }
+    for (root, r) in roots.iter().zip(&reports) {
+        if let Some(first) = r.problems.first() {
+            return Err(refusal(root, first, r.problems.len()));
+        }
+    }
+    Ok(reports)
+}
+
+pub(super) fn scan_holding(
+    root: &Path,
+    matcher: &Matcher,
+    hold_below: RawFd,
+    linked: &[(u64, u64)],
+) -> Report {
     let scan = Scan {
         root,
         matcher,
         needs_rel: matcher.needs_rel(),
         runs_later: RunsLaterNames::new(),
         hold_below,
+        linked,
     };
     let mut w = Worker::new();
     w.stack.push(Job {
-        parent: None,
+        anchor: None,
+        rel: PathBuf::new(),
         path: root.to_owned(),
         depth: 0,
         secrets_only: false,
@@ -169,12 +269,101 @@ pub(super) fn scan_holding(root: &Path, matcher: &Matcher, hold_below: RawFd) ->
         true => w.report,
         false => scan.parallel(w),
     };
+    // A mount cannot be made on a path longer than PATH_MAX: what the plan must act on has to
+    // be within it.
+    let long = |f: &Found| f.path.as_os_str().len() >= PATH_MAX;
+    let too_long: Vec<Problem> = (report.secrets.iter())
+        .chain(&report.runs_later)
+        .chain(&report.git)
+        .filter(|f| long(f))
+        .map(|f| Problem {
+            path: f.path.clone(),
+            what: What::TooLong,
+        })
+        .collect();
+    report.problems.extend(too_long);
     report.secrets.sort();
+    report.secrets.dedup_by(|a, b| a.path == b.path);
     report.runs_later.sort();
     report.watched.sort();
-    report.caches.sort();
     report.git.sort();
+    report.problems.sort_by(|a, b| a.path.cmp(&b.path));
     report
+}
+
+/// The error for what the scan could not read: the first place (of `count`), why, and the fix.
+pub(super) fn refusal(root: &Path, p: &Problem, count: usize) -> anyhow::Error {
+    // The escape hatch is to hide the place whole: a `--hide` directory is not descended. A
+    // path glob, so it names this one place; its glob characters escaped.
+    let top = match p.what {
+        // The shallowest directory whose path still fits, within the deep part.
+        What::TooLong => shallow_ancestor(root, &p.path),
+        _ => p.path.clone(),
+    };
+    let rel = top.strip_prefix(root).unwrap_or(&top);
+    let mut glob = String::new();
+    for c in rel.to_string_lossy().chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            glob.push('\\');
+        }
+        glob.push(c);
+    }
+    // The root itself cannot be hidden: only its mode can be fixed.
+    let hide = (!glob.is_empty()).then(|| {
+        format!(
+            "--hide {}",
+            crate::bwrap::shell_quote(OsStr::new(&format!("{glob}/")))
+        )
+    });
+    let or_hide = |fix: String| match &hide {
+        Some(hide) => format!("{hide} hides it whole, or {fix}"),
+        None => fix,
+    };
+    let shown = crate::bwrap::shell_quote(p.path.as_os_str());
+    let shown = match shown.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &shown[..cut]),
+        None => shown,
+    };
+    let more = match count {
+        1 => String::new(),
+        n => format!(" (and {} more place(s))", n - 1),
+    };
+    let why = "the secret scan must see every entry of a writable root";
+    let (message, hint) = match p.what {
+        What::Open(e) => (
+            format!("refusing to start: cannot open {shown}: {e}; {why}{more}"),
+            or_hide(format!(
+                "make it readable: chmod u+rx {}",
+                crate::bwrap::shell_quote(p.path.as_os_str())
+            )),
+        ),
+        What::Changed(e) => (
+            format!("refusing to start: {shown} changed while it was scanned ({e}); {why}{more}"),
+            or_hide("run again once nothing is changing it".to_owned()),
+        ),
+        What::Read(e) | What::Stat(e) => (
+            format!("refusing to start: cannot read {shown}: {e}; {why}{more}"),
+            or_hide("repair it (fsck)".to_owned()),
+        ),
+        What::TooLong => (
+            format!(
+                "refusing to start: {shown} must be masked or made read-only, but its path is \
+                 longer than a mount allows (PATH_MAX){more}"
+            ),
+            or_hide("move it higher up".to_owned()),
+        ),
+    };
+    Fail::hint(message, hint).into()
+}
+
+/// The shallowest directory below `root` on the way to `path`, whose path is short enough to
+/// mask: hiding it hides the whole deep part.
+fn shallow_ancestor(root: &Path, path: &Path) -> PathBuf {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    match rel.components().next() {
+        Some(first) => root.join(first),
+        None => path.to_owned(),
+    }
 }
 
 impl Scan<'_> {
@@ -218,8 +407,9 @@ impl Scan<'_> {
                         report.secrets.append(&mut r.secrets);
                         report.runs_later.append(&mut r.runs_later);
                         report.watched.append(&mut r.watched);
-                        report.caches.append(&mut r.caches);
                         report.git.append(&mut r.git);
+                        report.links.append(&mut r.links);
+                        report.problems.append(&mut r.problems);
                     }
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
@@ -245,87 +435,103 @@ impl Scan<'_> {
         }
     }
 
-    /// Reads one directory: records what it finds, pushes each subdirectory on `w.stack`.
+    /// Reads one directory: records what it finds, pushes each subdirectory on `w.stack`, and
+    /// records a `Problem` for anything it cannot read.
     ///
-    /// Git's own directory, `node_modules` and the like, and cache directories (`CACHEDIR.TAG`)
-    /// are searched for secrets only: the runs-later files are not looked for there. They are
-    /// never skipped outright, because an earlier run could rename a directory holding a secret
-    /// to one of those names (or plant a `CACHEDIR.TAG` beside it) to hide it from the next scan.
+    /// Git's own directory is searched for secrets only (the git model finds what git runs
+    /// later in it). Nothing is skipped outright, and no file in the tree changes what is
+    /// looked for: an earlier run could name or mark a directory to hide what it holds.
     fn visit(&self, job: Job, w: &mut Worker) {
-        // A directory we cannot open is one the agent (same uid) cannot list either.
-        let Some(fd) = open_dir(&job, &mut w.noatime) else {
-            return;
+        let fd = match open_dir(&job, &mut w.noatime) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let what = match e {
+                    Errno::NOENT | Errno::NOTDIR | Errno::LOOP => What::Changed(e),
+                    _ => What::Open(e),
+                };
+                w.report.problems.push(Problem {
+                    path: job.path,
+                    what,
+                });
+                return;
+            }
         };
         let Job {
-            parent,
+            anchor,
+            rel,
             path,
             depth,
             secrets_only,
         } = job;
-        // Open now, this one no longer needs its parent: let it close as soon as no other
-        // subdirectory of it is waiting.
-        drop(parent);
         let fd = Arc::new(fd);
-        let hold = (fd.as_raw_fd() < self.hold_below).then_some(&fd);
+        // Subdirectories open from this one if it is held, else from the same anchor as it.
+        let held = anchor.is_none() || fd.as_raw_fd() < self.hold_below;
+        let from = match (held, anchor) {
+            (false, Some(anchor)) => From::Anchor(anchor, rel),
+            // Open now, this one no longer needs its anchor: let it close as soon as no other
+            // subdirectory of it is waiting.
+            _ => From::Held,
+        };
         let Worker {
             stack, report, buf, ..
         } = w;
-        // Whether this directory is a cache is known only once all of it is read; until then
-        // its entries are recorded as if it were not, and taken back if it is.
-        let (git_mark, later_mark, watched_mark, stack_mark) = (
-            report.git.len(),
-            report.runs_later.len(),
-            report.watched.len(),
-            stack.len(),
-        );
-        let mut cache = false;
         let dir = Dir {
+            fd: &fd,
+            from,
             path: &path,
             parent: path.file_name(),
             depth,
             secrets_only,
         };
         let mut entries = RawDir::new(&*fd, buf.spare_capacity_mut());
-        // An error ends the directory early, as it did for `read_dir`: getdents only fails when
-        // the directory went away or its filesystem is broken.
-        while let Some(Ok(entry)) = entries.next() {
+        while let Some(entry) = entries.next() {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    report.problems.push(Problem {
+                        path: path.clone(),
+                        what: What::Read(e),
+                    });
+                    break;
+                }
+            };
             let name = entry.file_name();
             let bytes = name.to_bytes();
             if bytes == b"." || bytes == b".." {
                 continue;
             }
-            cache |= bytes == CACHEDIR_TAG.as_bytes();
             let ft = match entry.file_type() {
                 // Some filesystems leave the type out of the listing.
                 FileType::Unknown => match rfs::statat(&*fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) => FileType::from_raw_mode(st.st_mode),
-                    Err(_) => continue,
+                    Err(e) => {
+                        report.problems.push(Problem {
+                            path: path.join(OsStr::from_bytes(bytes)),
+                            what: What::Stat(e),
+                        });
+                        continue;
+                    }
                 },
                 ft => ft,
             };
-            self.entry(&dir, OsStr::from_bytes(bytes), ft, hold, report, stack);
-        }
-        if cache && depth > 0 && !secrets_only {
-            report.git.truncate(git_mark);
-            report.runs_later.truncate(later_mark);
-            report.watched.truncate(watched_mark);
-            report.caches.push(path.clone());
-            for sub in &mut stack[stack_mark..] {
-                sub.secrets_only = true;
-            }
+            let linked = !self.linked.is_empty()
+                && ft == FileType::RegularFile
+                && self.linked.iter().any(|l| l.1 == entry.ino());
+            self.entry(&dir, name, ft, linked, report, stack);
         }
     }
 
-    /// One entry of `dir`.
+    /// One entry of `dir`. `linked`: its inode is one of `self.linked` (to confirm).
     fn entry(
         &self,
         dir: &Dir<'_>,
-        name: &OsStr,
+        cname: &CStr,
         ft: FileType,
-        hold: Option<&Arc<OwnedFd>>,
+        linked: bool,
         out: &mut Report,
         stack: &mut Vec<Job>,
     ) {
+        let name = OsStr::from_bytes(cname.to_bytes());
         let kind = match ft {
             FileType::Symlink => Kind::Symlink,
             FileType::Directory => Kind::Dir,
@@ -364,54 +570,156 @@ impl Scan<'_> {
                 .push(found("a UNIX socket: it would reach a host process"));
             return;
         }
-        if let Some(why) = self.matcher.secret(rel, name) {
-            out.secrets.push(found(why));
+        let is_dir = kind == Kind::Dir;
+        if let Some(p) = self.matcher.secret(rel, name, dir.parent, is_dir)
+            && (is_dir || sniff::is_secret(dir.fd, cname, p.check, kind == Kind::Symlink))
+        {
+            out.secrets.push(found(p.why));
+            match kind {
+                Kind::File => self.note_links(dir, cname, out),
+                // A masked directory hides its files: a hard link to one of them elsewhere is
+                // found the same way. (`--hide` directories are not opened: hiding is also
+                // the way out for what cannot be read.)
+                Kind::Dir if !std::ptr::eq(p, &HIDDEN) => links_inside(dir.fd, cname, out),
+                _ => {}
+            }
             return;
         }
-        if kind == Kind::Dir {
-            let skip_later = git || PRUNED_DIRS.iter().any(|p| name == *p);
+        if linked
+            && let Ok(st) = rfs::statat(dir.fd.as_fd(), cname, AtFlags::SYMLINK_NOFOLLOW)
+            && self.linked.contains(&(st.st_dev, st.st_ino))
+        {
+            out.secrets.push(found(
+                "a hard link to a masked file (the same file by another name)",
+            ));
+            return;
+        }
+        if is_dir {
+            let (anchor, rel) = match &dir.from {
+                From::Held => (dir.fd.clone(), PathBuf::from(name)),
+                From::Anchor(anchor, rel) => (anchor.clone(), rel.join(name)),
+            };
             stack.push(Job {
-                parent: hold.cloned(),
+                anchor: Some(anchor),
+                rel,
                 path: dir.path.join(name),
                 depth: dir.depth + 1,
-                secrets_only: dir.secrets_only || skip_later,
+                secrets_only: dir.secrets_only || PRUNED_DIRS.iter().any(|p| name == *p),
             });
+        }
+    }
+
+    /// A masked file with other names: note its identity, so that the other names are found
+    /// and masked too (`scan_roots`). One stat per secret file found, none for other files.
+    fn note_links(&self, dir: &Dir<'_>, name: &CStr, out: &mut Report) {
+        match rfs::statat(dir.fd.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_nlink > 1 => out.links.push((st.st_dev, st.st_ino)),
+            Ok(_) => {}
+            // It was listed a moment ago: if it cannot be looked at now, the tree is changing.
+            Err(e) => out.problems.push(Problem {
+                path: dir.path.join(OsStr::from_bytes(name.to_bytes())),
+                what: What::Changed(e),
+            }),
         }
     }
 }
 
+/// Notes the identity of every file with other names below the masked directory `name`, within
+/// bounds (secret directories such as `.ssh` are small). What cannot be read there is masked
+/// with the directory, so it is passed over.
+fn links_inside(parent: &OwnedFd, name: &CStr, out: &mut Report) {
+    const MAX_ENTRIES: usize = 10_000;
+    const MAX_DEPTH: usize = 8;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(top) = rfs::openat(parent.as_fd(), name, flags, Mode::empty()) else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(DIR_BUF);
+    let mut stack = vec![(top, 0)];
+    let mut seen = 0;
+    while let Some((fd, depth)) = stack.pop() {
+        let mut entries = RawDir::new(&fd, buf.spare_capacity_mut());
+        let mut subdirs = Vec::new();
+        while let Some(Ok(entry)) = entries.next() {
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                return;
+            }
+            let name = entry.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
+            }
+            let Ok(st) = rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile if st.st_nlink > 1 => out.links.push((st.st_dev, st.st_ino)),
+                FileType::Directory if depth < MAX_DEPTH => subdirs.push(name.to_owned()),
+                _ => {}
+            }
+        }
+        for sub in subdirs {
+            if let Ok(sub) = rfs::openat(&fd, sub.as_c_str(), flags, Mode::empty()) {
+                stack.push((sub, depth + 1));
+            }
+        }
+    }
+}
+
+/// Where the subdirectories of a directory are opened from.
+enum From {
+    /// The directory itself, held open.
+    Held,
+    /// An ancestor held open, and the names from it to the directory.
+    Anchor(Arc<OwnedFd>, PathBuf),
+}
+
 /// The directory being read, as `Scan::entry` needs it.
 pub(super) struct Dir<'a> {
+    fd: &'a Arc<OwnedFd>,
+    from: From,
     path: &'a Path,
-    /// Its own name, for the two-level `RUNS_LATER` entries.
+    /// Its own name, for the two-level `RUNS_LATER` entries and secret patterns.
     parent: Option<&'a OsStr>,
     depth: usize,
     secrets_only: bool,
 }
 
 /// Opens a directory to read. Below the root it must be a real directory, not a symlink to one
-/// (`O_NOFOLLOW`); the root is canonical (the caller resolved it). The directories above are
-/// held open already or, when too many are (`hold_below`), looked up again by path like
-/// `read_dir` does (so within PATH_MAX, and through a symlink that something swaps in above
-/// them while the walk runs).
+/// (`O_NOFOLLOW`), and every component from its anchor (the nearest directory held open above
+/// it) is opened the same way, relative to the one before: no path is looked up again, so no
+/// PATH_MAX limit and no symlink swapped in above it while the walk runs. The root is
+/// canonical (the caller resolved it).
 ///
 /// `O_NOATIME` keeps the scan from writing directory access times (it changes nothing on the
 /// host) and saves the kernel the check; only the owner may ask for it, so after one refusal
 /// (`noatime` turns false) this thread stops asking.
-pub(super) fn open_dir(job: &Job, noatime: &mut bool) -> Option<OwnedFd> {
-    let (at, path): (BorrowedFd<'_>, &Path) = match &job.parent {
-        Some(parent) => (parent.as_fd(), Path::new(job.path.file_name()?)),
-        None => (rfs::CWD, &job.path),
-    };
+pub(super) fn open_dir(job: &Job, noatime: &mut bool) -> Result<OwnedFd, Errno> {
     let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     if job.depth > 0 {
         flags |= OFlags::NOFOLLOW;
     }
-    if *noatime {
-        match rfs::openat(at, path, flags | OFlags::NOATIME, Mode::empty()) {
-            Err(Errno::PERM) => *noatime = false,
-            opened => return opened.ok(),
+    let mut open = |at: BorrowedFd<'_>, name: &Path| {
+        if *noatime {
+            match rfs::openat(at, name, flags | OFlags::NOATIME, Mode::empty()) {
+                Err(Errno::PERM) => *noatime = false,
+                opened => return opened,
+            }
         }
+        rfs::openat(at, name, flags, Mode::empty())
+    };
+    let Some(anchor) = &job.anchor else {
+        return open(rfs::CWD, &job.path);
+    };
+    let mut names = job.rel.iter();
+    let last = names.next_back().ok_or(Errno::NOENT)?;
+    let mut cur: Option<OwnedFd> = None;
+    for name in names {
+        // O_PATH: passing through needs search permission only, as a path lookup does.
+        let at = cur.as_ref().map_or(anchor.as_fd(), |c| c.as_fd());
+        let step = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        cur = Some(rfs::openat(at, name, step, Mode::empty())?);
     }
-    rfs::openat(at, path, flags, Mode::empty()).ok()
+    let at = cur.as_ref().map_or(anchor.as_fd(), |c| c.as_fd());
+    open(at, Path::new(last))
 }

@@ -133,6 +133,14 @@ fn plant() -> Result<World> {
         write(root, rel, &secret)?;
     }
     std::os::unix::fs::symlink("real-secret.txt", root.join(".env.local"))?;
+    // The same file by another name, a name in capitals, a private key and a CA bundle in the
+    // key-or-certificate type decided by content.
+    fs::hard_link(root.join(".env"), root.join("linked-notes.txt"))?;
+    write(root, "upper/.ENV", &secret)?;
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let key = format!("-----BEGIN PRIVATE KEY-----\n{CANARY}\n-----END PRIVATE KEY-----\n");
+    write(root, "certs/server.pem", &key)?;
+    write(root, "certs/cacert.pem", &cert.repeat(3))?;
     write(root, ".env.example", "EXAMPLE=1\n")?;
     write(root, ".git/HEAD", "ref: refs/heads/main\n")?;
     write(root, ".git/config", "[core]\n\tbare = false\n")?;
@@ -254,7 +262,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true)?;
     let facts = HostFacts::probe(&policy)?;
     let matcher = secrets::Matcher::new(true, &policy.hide, &policy.unhide)?;
-    let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project, &matcher)
+    let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project, &matcher)?
         .secrets
         .into_iter()
         .filter(|f| f.kind == secrets::Kind::File)

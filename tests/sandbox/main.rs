@@ -19,6 +19,7 @@ mod flags;
 mod hostwrites;
 mod net;
 mod profiles;
+mod scan;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentbox");
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -781,6 +782,9 @@ fn escape_suite_reports_exactly_the_weakening() {
                 "canary-key",
                 "canary-secret-dir",
                 "canary-symlink",
+                "canary-hard-link",
+                "canary-upper-case",
+                "canary-private-pem",
                 "canary-env-write",
                 "project-secrets",
             ]),

@@ -101,6 +101,54 @@ pub(super) fn project() -> Vec<Probe> {
             |c| secret_read(&c.canary(".env.local")),
         ),
         p(
+            "canary-hard-link",
+            C,
+            Blocked,
+            "a hard link to a .env reads empty",
+            |c| secret_read(&c.canary("linked-notes.txt")),
+        ),
+        p(
+            "canary-upper-case",
+            C,
+            Blocked,
+            "a .ENV (capitals) reads empty",
+            |c| secret_read(&c.canary("upper/.ENV")),
+        ),
+        p(
+            "canary-private-pem",
+            C,
+            Blocked,
+            "a .pem holding a private key reads empty",
+            |c| secret_read(&c.canary("certs/server.pem")),
+        ),
+        p(
+            "canary-ca-bundle",
+            C,
+            Allowed,
+            "a .pem holding only certificates (a CA bundle) stays readable",
+            |c| match fs::read_to_string(c.canary("certs/cacert.pem")) {
+                Ok(s) if s.contains("BEGIN CERTIFICATE") => allowed("readable"),
+                Ok(_) => blocked("empty"),
+                Err(e) => blocked(e.to_string()),
+            },
+        ),
+        p(
+            "system-shadow",
+            C,
+            Blocked,
+            "/etc/shadow cannot be read, as on the host (not readable-empty)",
+            |_| match fs::File::open("/etc/shadow") {
+                Err(e) => blocked(format!(
+                    "unreadable: {}",
+                    errno_text(e.raw_os_error().unwrap_or(0))
+                )),
+                Ok(f) if f.metadata().is_ok_and(|m| m.len() == 0) => {
+                    allowed("opens (reads as empty)")
+                }
+                Ok(_) => allowed("readable"),
+            },
+        ),
+        p(
             "canary-env-write",
             C,
             Blocked,
