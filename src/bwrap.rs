@@ -191,9 +191,12 @@ pub fn too_broad(path: &Path, home: &Path) -> Option<&'static str> {
 /// Why a `--ro` path is too broad to show the agent, if it is: the root, the home or a
 /// directory holding it (every key and token of the user), the kernel's filesystems (a host
 /// `/proc` shows every host process and its environment), and the scratch directories that
-/// hold the host's UNIX sockets (a read-only mount does not stop `connect()`).
+/// hold the host's UNIX sockets (a read-only mount does not stop `connect()`): all of `/run`
+/// (`/run/user/UID` holds D-Bus and systemd's user manager, which start programs on the host;
+/// `/run/docker.sock`), and the X11 and ICE socket directories in `/tmp`.
 pub fn too_broad_to_show(path: &Path, home: &Path) -> Option<&'static str> {
-    const SOCKETS: &[&str] = &["/run", "/tmp", "/var/tmp", "/var/run"];
+    const SOCKETS: &[&str] = &["/tmp", "/var/tmp"];
+    const SOCKETS_BENEATH: &[&str] = &["/run", "/var/run", "/tmp/.X11-unix", "/tmp/.ICE-unix"];
     const KERNEL: &[&str] = &["/proc", "/sys", "/dev"];
     if path == Path::new("/") {
         Some("it is the root of the filesystem")
@@ -203,7 +206,9 @@ pub fn too_broad_to_show(path: &Path, home: &Path) -> Option<&'static str> {
         Some("it contains your home directory")
     } else if KERNEL.iter().any(|s| path == Path::new(s)) || path.starts_with("/proc") {
         Some("it is the host's kernel filesystem (host processes, devices, settings)")
-    } else if SOCKETS.iter().any(|s| path == Path::new(s)) {
+    } else if SOCKETS.iter().any(|s| path == Path::new(s))
+        || SOCKETS_BENEATH.iter().any(|s| path.starts_with(s))
+    {
         Some("it holds the host's sockets (D-Bus, ssh-agent, X11), which stay connectable")
     } else {
         None

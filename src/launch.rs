@@ -145,6 +145,7 @@ fn supervise(
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
+            reap_orphans();
             return Err(e);
         }
     };

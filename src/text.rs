@@ -22,7 +22,11 @@ fn escape(s: &OsStr, backslash: bool) -> String {
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
                 '\x1b' => out.push_str("\\e"),
-                c if c.is_control() => {
+                // Bidirectional overrides and invisible format characters make a name
+                // display as something else (U+202E turns `exe.txt` around).
+                c if c.is_control()
+                    || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}') =>
+                {
                     let _ = write!(out, "\\u{{{:x}}}", c as u32);
                 }
                 c => out.push(c),
@@ -40,14 +44,13 @@ pub fn printable_str(s: &str) -> String {
     printable(OsStr::new(s))
 }
 
-/// For agentbox's own messages, whose lines may quote a path it did not escape itself: every
-/// control character but the line breaks agentbox put there is escaped, so the terminal gets
-/// text and never a command. Backslashes stay (what `printable` made is not escaped twice).
+/// For agentbox's own messages (errors, hints, warnings, notes), each printed as one line,
+/// whose text may quote a path it did not escape itself: every control character is escaped,
+/// line breaks included, so a name from the sandbox can neither send the terminal a command
+/// nor start a line of its own (a fake `hint:` with a command to copy). Backslashes stay
+/// (what `printable` made is not escaped twice).
 pub fn terminal(s: &str) -> String {
-    s.split('\n')
-        .map(|l| escape(OsStr::new(l), false))
-        .collect::<Vec<_>>()
-        .join("\n")
+    escape(OsStr::new(s), false)
 }
 
 #[cfg(test)]
@@ -66,12 +69,13 @@ mod tests {
             ("\u{9b}31m".as_bytes(), "\\u{9b}31m"),
             (b"bad\xffutf8", "bad\\xffutf8"),
             ("caf\u{e9} $`&".as_bytes(), "caf\u{e9} $`&"),
+            ("a\u{202e}txt.exe".as_bytes(), "a\\u{202e}txt.exe"),
         ] {
             let got = printable(OsStr::from_bytes(input));
             assert_eq!(got, want, "{input:?}");
             assert!(!got.bytes().any(|b| b.is_ascii_control()), "{got:?}");
         }
-        assert_eq!(terminal("a\x1b[2J\nb\x07"), "a\\e[2J\nb\\u{7}");
+        assert_eq!(terminal("a\x1b[2J\nhint: b\x07"), "a\\e[2J\\nhint: b\\u{7}");
         let once = printable(OsStr::from_bytes(b"x\x1by"));
         assert_eq!(terminal(&once), once);
     }

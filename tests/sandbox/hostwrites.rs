@@ -343,29 +343,30 @@ fn leftovers_of(w: &World, words: &[&str]) -> (i32, Vec<String>) {
 }
 
 #[test]
-fn a_filtered_run_returns_with_every_process_reaped() {
+fn every_run_returns_with_every_process_reaped() {
     each_user(|w| {
         // Control: the harness finds a process left behind.
         let (_, left) = leftovers_of(w, &["sh", "-c", "sleep 30 >/dev/null 2>&1 & exit 0"]);
         assert_eq!(left.len(), 1, "{left:?}");
-        for (script, code) in [("true", 0), ("sleep 30 & exit 3", 3)] {
-            let words = [
-                BIN,
-                "run",
-                "--allow-domain",
-                "example.com",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ];
-            let (status, left) = leftovers_of(w, &words);
-            assert_eq!(status, code);
-            assert_eq!(
-                left,
-                Vec::<String>::new(),
-                "left by agentbox after {script:?}"
-            );
+        // The filtered network (agentbox runs a proxy), no network, and the host's network.
+        let modes: [&[&str]; 3] = [
+            &["--allow-domain", "example.com"],
+            &["--net", "none"],
+            &["--allow-net"],
+        ];
+        for mode in modes {
+            for (script, code) in [("true", 0), ("sleep 30 & exit 3", 3)] {
+                let mut words = vec![BIN, "run"];
+                words.extend_from_slice(mode);
+                words.extend_from_slice(&["--", "sh", "-c", script]);
+                let (status, left) = leftovers_of(w, &words);
+                assert_eq!(status, code, "{mode:?}");
+                assert_eq!(
+                    left,
+                    Vec::<String>::new(),
+                    "left by agentbox {mode:?} after {script:?}"
+                );
+            }
         }
     });
 }
