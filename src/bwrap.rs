@@ -388,13 +388,14 @@ fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) 
              bwrap's mounts are the only wall"
                 .to_owned(),
         );
+    } else if facts.landlock_abi < crate::landlock::MIN_ABI {
+        b.notes.push(format!(
+            "{} (see agentbox doctor)",
+            crate::landlock::describe(facts.landlock_abi)
+        ));
     } else {
-        if facts.landlock_abi < crate::landlock::MIN_ABI {
-            b.notes.push(format!(
-                "{} (see agentbox doctor)",
-                crate::landlock::describe(facts.landlock_abi)
-            ));
-        }
+        // Asked for only where the host has it: the shim then refuses to start the command
+        // without it, so nothing inside can switch the second wall off quietly.
         argv.push("--landlock".into());
         for p in crate::landlock::write_paths(&b.steps, &facts.home, policy.allow.debug) {
             argv.push("--write".into());

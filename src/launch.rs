@@ -226,14 +226,18 @@ pub fn exec_shim(
         sys::default_interrupts()?;
     }
     if let Some(write) = landlock {
-        // Best effort by design: a kernel without Landlock still has bwrap's mounts.
-        // `agentbox doctor` and `agentbox test` say which wall is missing; the plan notes a
-        // kernel without it. Here only the unexpected case is worth a line: a kernel that has
-        // Landlock but did not enforce the rules.
-        if let crate::landlock::Applied::Unavailable(abi) = crate::landlock::restrict(write)?
-            && abi >= crate::landlock::MIN_ABI
-        {
-            eprintln!("agentbox: warning: Landlock (ABI {abi}) did not enforce the write rules");
+        // The plan asks for Landlock only where the host kernel has it (elsewhere it notes the
+        // missing wall). Not getting it here is therefore something in the way, and the
+        // command does not start without its second wall.
+        if let crate::landlock::Applied::Unavailable(abi) = crate::landlock::restrict(write)? {
+            return Err(crate::error::Fail::hint(
+                format!(
+                    "Landlock (ABI {abi} inside the sandbox) did not enforce the write rules the \
+                     host's kernel supports: refusing to start the command without them"
+                ),
+                "run agentbox doctor; --allow-nested runs without Landlock",
+            )
+            .into());
         }
     }
     let (prog, args) = command.split_first().context("no command")?;

@@ -753,16 +753,20 @@ fn the_shim_always_runs_and_landlock_is_off_only_for_nested_sandboxes() {
 }
 
 #[test]
-fn a_kernel_without_usable_landlock_is_noted() {
-    let note = |abi: u32| {
+fn a_kernel_without_usable_landlock_is_noted_and_landlock_asked_for_only_where_it_is() {
+    // (noted, asked of the shim)
+    let got = |abi: u32| {
         let mut f = facts();
         f.landlock_abi = abi;
         let plan = plan(&policy(&["claude"]), &f).unwrap();
-        plan.notes.iter().any(|n| n.contains("Landlock"))
+        (
+            plan.notes.iter().any(|n| n.contains("Landlock")),
+            plan.command.iter().any(|w| w == "--landlock"),
+        )
     };
-    assert!(note(0));
-    assert!(note(1));
-    assert!(!note(2));
+    assert_eq!(got(0), (true, false));
+    assert_eq!(got(1), (true, false));
+    assert_eq!(got(2), (false, true));
 }
 
 #[test]
