@@ -141,10 +141,6 @@ pub const GIT_RUNS_LATER: &[RunsLater] = &[
     ),
 ];
 
-/// Directories that hold other protected entries: they are bound onto themselves so they become
-/// mount points, which the agent cannot rename or remove to slip a fresh copy in their place.
-pub const PINNED_PARENTS: &[&str] = &[".git", ".claude"];
-
 /// Directory names where the scan looks for secrets only, not for files the host runs later
 /// (large by design, and nothing in them is run by the host). Secrets are still looked for
 /// inside: an earlier run could rename a directory holding a `.env` to one of these names.

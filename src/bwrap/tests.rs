@@ -1,6 +1,7 @@
 //! Planner tests: `Policy` + `HostFacts` (made up, no I/O) -> whole argv.
 
 use super::*;
+use crate::host::git::Refusal;
 use crate::host::{Bwrap, Candidate, GitRepo, Root, SysEntry};
 use crate::policy::{Access, EnvPass};
 use crate::seccomp;
@@ -82,9 +83,12 @@ fn facts() -> HostFacts {
             git: vec![GitRepo {
                 dot_git: "/home/u/p/.git".into(),
                 dot_git_kind: Kind::Dir,
+                git_dir: Some("/home/u/p/.git".into()),
                 linked_common: None,
                 config_paths: vec![],
                 anomalies: vec![],
+                warnings: vec![],
+                control_absent: vec![],
                 entries: vec![
                     ("/home/u/p/.git/hooks".into(), None, "hooks"),
                     ("/home/u/p/.git/config".into(), Some(Kind::File), "config"),
@@ -194,12 +198,12 @@ fn default_plan_whole_argv() {
         "--bind",
         "/home/u/p",
         "/home/u/p",
-        "--bind",
-        "/home/u/p/.git",
-        "/home/u/p/.git",
         "--ro-bind",
         "/home/u/p/.envrc",
         "/home/u/p/.envrc",
+        "--bind",
+        "/home/u/p/.git",
+        "/home/u/p/.git",
         "--ro-bind",
         "/home/u/p/.git/config",
         "/home/u/p/.git/config",
@@ -438,19 +442,27 @@ fn runs_later_symlinks_warn_and_are_not_bound() {
 #[test]
 fn git_tampering_and_unprotectable_config_refuse_to_start() {
     let mut f = facts();
-    f.roots[0].git[0].anomalies = vec!["/home/u/p/.git/commondir exists".into()];
+    f.roots[0].git[0].anomalies = vec![Refusal {
+        what: "/home/u/p/.git/commondir exists".into(),
+        hint: "remove it".into(),
+    }];
     let err = plan(&policy(&["claude"]), &f).unwrap_err();
     assert!(err.to_string().contains("commondir"), "{err}");
-    assert_eq!(err.downcast_ref::<Fail>().unwrap().code, 125);
+    let fail = err.downcast_ref::<Fail>().unwrap();
+    assert_eq!(fail.code, 125);
+    assert_eq!(fail.hint.as_deref(), Some("remove it"));
 
     // core.hooksPath inside the project: protected when it exists (here it cannot be checked
     // on disk, so a path outside any writable root is ignored and one inside refuses).
     let mut f = facts();
-    f.roots[0].git[0].config_paths =
-        vec![("/home/u/p/.husky-missing".into(), "core.hookspath".into())];
+    f.roots[0].git[0].config_paths = vec![(
+        "/home/u/p/.husky-missing".into(),
+        None,
+        "core.hookspath".into(),
+    )];
     let err = plan(&policy(&["claude"]), &f).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
-    f.roots[0].git[0].config_paths = vec![("/usr/bin/cat".into(), "diff.x.textconv".into())];
+    f.roots[0].git[0].config_paths = vec![("/usr/bin/cat".into(), None, "diff.x.textconv".into())];
     assert!(plan(&policy(&["claude"]), &f).is_ok());
 }
 
@@ -487,9 +499,12 @@ fn worktree_common_dir_is_bound_and_protected() {
     f.roots[0].git = vec![GitRepo {
         dot_git: "/home/u/p/.git".into(),
         dot_git_kind: Kind::File,
+        git_dir: Some("/home/u/main/.git/worktrees/p".into()),
         linked_common: Some("/home/u/main/.git".into()),
         config_paths: vec![],
         anomalies: vec![],
+        warnings: vec![],
+        control_absent: vec![],
         entries: vec![
             ("/home/u/main/.git/hooks".into(), Some(Kind::Dir), "hooks"),
             (

@@ -1,13 +1,44 @@
-//! Facts about the git directories in a writable root: which files git will run or obey on the
-//! host after the agent is gone (hooks, config, `.git` files, `commondir`, and whatever the
-//! config points at: `core.hooksPath`, includes, commands such as `core.fsmonitor`), and whether
-//! a `.git` file really is a linked worktree. Part of host probing: reads, never writes.
+//! Facts about the git repositories in a writable root: which files git will run or obey on the
+//! host after the agent is gone, found the way the host's git will find them. Part of host
+//! probing: reads, never writes, and runs nothing of the project's.
+//!
+//! How the configuration is read: by asking the host's own git, once per repository,
+//! `git config --list --show-origin -z`, with `GIT_DIR` set to the repository (so discovery and
+//! `safe.directory` play no part), `HOME` and `XDG_CONFIG_HOME` from the user, a fixed `PATH`,
+//! no other variable (no `GIT_*` of the caller), stdin null and a timeout. That is the same
+//! code the user's later `git commit` runs: system, global, local and worktree scopes, line
+//! continuations, quoting, `include.path` and `includeIf` (`gitdir:`, `onbranch:`,
+//! `hasconfig:`) are all evaluated by git itself, and `--show-origin` names every file that
+//! contributed. A parser of our own (or gix-config) would have to track git's rules as they
+//! change. `git config` starts no hook, fsmonitor or filter. What this cannot see: variables
+//! the user sets in a later shell (`GIT_CONFIG_GLOBAL`...), and include files whose
+//! `onbranch:` condition does not hold now (their paths are protected, not their content).
+//!
+//! The config's own file is also passed as `-c include.path=...`: git ignores the local config
+//! of a directory that is not (yet) a valid repository (no `objects/`), and the agent could
+//! complete it later.
+//!
+//! When git is not installed, no configuration is read: git's own files (hooks, config) are
+//! still protected, and a warning says that the configuration was not checked.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use super::git_keys::{self, Use};
 use crate::rules::GIT_RUNS_LATER;
 use crate::secrets::{Found, Kind};
+
+/// Why a repository cannot be protected, and what the user can do: agentbox refuses to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub what: String,
+    pub hint: String,
+}
 
 /// A git directory found in a writable root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,16 +46,68 @@ pub struct GitRepo {
     /// The `.git` entry itself.
     pub dot_git: PathBuf,
     pub dot_git_kind: Kind,
+    /// The git directory the host's git uses for this checkout (canonical), whatever path led
+    /// there: a `.git` directory, a symlink, a `gitdir:` file.
+    pub git_dir: Option<PathBuf>,
     /// The common git dir of a linked worktree whose `.git` file checks out (its gitdir is
     /// `<common>/worktrees/<name>` and names this `.git` file back): git needs it writable.
     pub linked_common: Option<PathBuf>,
     /// Files git runs or obeys, with their kind (`None`: missing) and why.
     pub entries: Vec<(PathBuf, Option<Kind>, &'static str)>,
-    /// Paths git's config points at (hooks directory, included config, commands): they must
-    /// not be writable, and must exist where they would be.
-    pub config_paths: Vec<(PathBuf, String)>,
-    /// Signs of tampering that agentbox cannot protect against: it refuses to start.
-    pub anomalies: Vec<String>,
+    /// Paths git's config points at (hooks directory, included config, commands, what hooks
+    /// run): they must not be writable, and must exist where they would be.
+    pub config_paths: Vec<(PathBuf, Option<Kind>, String)>,
+    /// Signs of tampering, or states agentbox cannot protect: it refuses to start.
+    pub anomalies: Vec<Refusal>,
+    pub warnings: Vec<String>,
+    /// Control files git would obey that did not exist at start and that git itself does not
+    /// write (see `planted_control_files`).
+    pub control_absent: Vec<PathBuf>,
+}
+
+/// How agentbox runs the host's git to read configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHost {
+    /// git as the user's PATH finds it (absolute entries, outside the writable roots); `None`
+    /// when git is not installed.
+    pub git: Option<PathBuf>,
+    pub home: PathBuf,
+    pub xdg_config_home: Option<OsString>,
+    /// The writable roots: a path in them that git would follow through a symlink is refused.
+    pub writable: Vec<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// A `git config` call that takes longer than this is hung (an include naming a FIFO): refuse.
+pub const GIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The PATH the configuration is read with: `git config` runs nothing, so nothing else needs it.
+const FIXED_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+impl GitHost {
+    pub fn find(home: &Path, path_var: Option<&OsStr>, writable: &[PathBuf]) -> GitHost {
+        let git = path_var
+            .map(|v| std::env::split_paths(v).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| d.is_absolute() && d.components().all(|c| c != Component::ParentDir))
+            .filter_map(|d| fs::canonicalize(d.join("git")).ok())
+            .find(|g| {
+                !writable.iter().any(|w| g.starts_with(w))
+                    && fs::metadata(g).is_ok_and(|m| m.is_file())
+            });
+        GitHost {
+            git,
+            home: home.to_owned(),
+            xdg_config_home: std::env::var_os("XDG_CONFIG_HOME"),
+            writable: writable.to_owned(),
+            timeout: GIT_TIMEOUT,
+        }
+    }
+
+    fn in_writable(&self, p: &Path) -> bool {
+        self.writable.iter().any(|w| p.starts_with(w))
+    }
 }
 
 pub fn kind_at(path: &Path) -> Option<Kind> {
@@ -46,11 +129,9 @@ fn read_pointer(file: &Path, prefix: &[u8], base: &Path) -> Option<PathBuf> {
     let content = fs::read(file).ok()?;
     let rest = content.strip_prefix(prefix)?;
     let line = rest.split(|&b| b == b'\n').next()?;
-    let target = Path::new(std::ffi::OsStr::from_bytes(line.trim_ascii()));
+    let target = Path::new(OsStr::from_bytes(line.trim_ascii()));
     fs::canonicalize(base.join(target)).ok()
 }
-
-use std::os::unix::ffi::OsStrExt;
 
 /// Removes `.` and `..` lexically (for paths that may not exist yet).
 pub fn normalize(p: &Path) -> PathBuf {
@@ -67,19 +148,28 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// The canonical path if it exists, else the lexically normalised one.
-fn resolved(p: &Path) -> PathBuf {
-    fs::canonicalize(p).unwrap_or_else(|_| normalize(p))
+/// Probes every `.git` entry of one writable root. A git directory reached twice (a submodule's
+/// `.git` file and its superproject's `modules/`) has its configuration read once.
+pub fn probe_all(found: &[Found], host: &GitHost) -> Vec<GitRepo> {
+    let mut read = std::collections::BTreeSet::new();
+    found.iter().map(|f| probe(f, host, &mut read)).collect()
 }
 
-pub fn probe(dot_git: &Found, home: &Path) -> GitRepo {
+pub fn probe(
+    dot_git: &Found,
+    host: &GitHost,
+    read: &mut std::collections::BTreeSet<PathBuf>,
+) -> GitRepo {
     let mut repo = GitRepo {
         dot_git: dot_git.path.clone(),
         dot_git_kind: dot_git.kind,
+        git_dir: None,
         linked_common: None,
         entries: Vec::new(),
         config_paths: Vec::new(),
         anomalies: Vec::new(),
+        warnings: Vec::new(),
+        control_absent: Vec::new(),
     };
     let top = dot_git.path.parent().unwrap_or(Path::new("/")).to_owned();
     let gitdir = match dot_git.kind {
@@ -97,15 +187,36 @@ pub fn probe(dot_git: &Found, home: &Path) -> GitRepo {
                 None => return repo,
             }
         }
-        _ => return repo,
+        Kind::Symlink => match fs::canonicalize(&dot_git.path) {
+            Ok(g) if g.is_dir() => {
+                repo.warnings.push(format!(
+                    "{} is a symlink to {}: git's files there are read-only, but the link \
+                     itself cannot be, and the agent could point it elsewhere; a file \
+                     `gitdir: {}` in its place can be protected",
+                    dot_git.path.display(),
+                    g.display(),
+                    g.display()
+                ));
+                g
+            }
+            _ => return repo,
+        },
+        Kind::Other => return repo,
     };
+    repo.git_dir = Some(gitdir.clone());
+    // A repository's own git dir (not a linked worktree's): git never writes `commondir` in
+    // it, and one planted there would redirect config and hooks.
+    let own = dot_git.kind != Kind::File || !gitdir.join("commondir").exists();
     let common = read_pointer(&gitdir.join("commondir"), b"", &gitdir);
-    if dot_git.kind == Kind::Dir && kind_at(&gitdir.join("commondir")).is_some() {
-        repo.anomalies.push(format!(
-            "{} exists: git never writes it in a repository's own .git, and it redirects \
-             git's config and hooks elsewhere (planted by an earlier run?)",
-            gitdir.join("commondir").display()
-        ));
+    if dot_git.kind != Kind::File && kind_at(&gitdir.join("commondir")).is_some() {
+        repo.anomalies.push(Refusal {
+            what: format!(
+                "{} exists: git never writes it in a repository's own .git, and it redirects \
+                 git's config and hooks elsewhere (planted by an earlier run?)",
+                gitdir.join("commondir").display()
+            ),
+            hint: "look at it with the agent stopped, and remove it".to_owned(),
+        });
     }
     let common = common.unwrap_or_else(|| gitdir.clone());
     if gitdir != common {
@@ -115,12 +226,41 @@ pub fn probe(dot_git: &Found, home: &Path) -> GitRepo {
             repo.linked_common = Some(common.clone());
         }
     }
-    // The worktrees' own pointer and config files, for this checkout and its siblings.
-    let mut worktree_dirs = vec![gitdir.clone()];
-    if let Ok(rd) = fs::read_dir(common.join("worktrees")) {
-        worktree_dirs.extend(rd.flatten().map(|e| e.path()));
+    if own {
+        repo.control_absent.extend(absent([
+            gitdir.join("commondir"),
+            gitdir.join("info/attributes"),
+        ]));
     }
-    for w in worktree_dirs.iter().filter(|w| **w != common) {
+    // The worktrees' own pointer and config files, for this checkout and its siblings; the
+    // siblings' tops, where a relative hooks path or command also resolves.
+    let mut tops = vec![top.clone()];
+    let mut siblings = Vec::new();
+    if let Ok(rd) = fs::read_dir(common.join("worktrees")) {
+        for w in rd.flatten().map(|e| e.path()) {
+            if let Some(t) = read_pointer(&w.join("gitdir"), b"", &w)
+                .as_deref()
+                .and_then(Path::parent)
+            {
+                tops.push(t.to_owned());
+            }
+            if w != gitdir {
+                siblings.push(w);
+            }
+        }
+    }
+    if common != gitdir
+        && common.file_name() == Some(OsStr::new(".git"))
+        && let Some(t) = common.parent()
+    {
+        tops.push(t.to_owned());
+    }
+    tops.sort();
+    tops.dedup();
+    for w in siblings.iter().chain(std::iter::once(&gitdir)) {
+        if *w == common {
+            continue;
+        }
         for (name, why) in [
             ("commondir", "says where a worktree's config and hooks are"),
             ("gitdir", "says where a worktree is"),
@@ -132,10 +272,11 @@ pub fn probe(dot_git: &Found, home: &Path) -> GitRepo {
             }
         }
     }
-    // The common dir and every submodule's git dir (modules/, nested as deep as they are).
-    let mut dirs = vec![common.clone()];
+    // The common dir and every submodule's git dir (modules/, nested as deep as they are),
+    // each with the configuration git will read for it.
+    let mut dirs = vec![(common.clone(), gitdir.clone(), tops)];
     let mut seen = 0;
-    while let Some(dir) = dirs.pop() {
+    while let Some((dir, config_dir, tops)) = dirs.pop() {
         seen += 1;
         if seen > 1000 {
             break;
@@ -144,295 +285,503 @@ pub fn probe(dot_git: &Found, home: &Path) -> GitRepo {
             let p = dir.join(r.path);
             let kind = kind_at(&p);
             if kind == Some(Kind::Symlink) && r.path == "hooks" {
-                repo.anomalies.push(format!(
-                    "{} is a symlink: git follows it and the agent could replace it; make it \
-                     a directory (or point core.hooksPath at the hooks)",
-                    p.display()
-                ));
+                repo.anomalies.push(Refusal {
+                    what: format!(
+                        "{} is a symlink: git follows it and the agent could replace it",
+                        p.display()
+                    ),
+                    hint: "make it a directory (or point core.hooksPath at the hooks)".to_owned(),
+                });
             }
             repo.entries.push((p, kind, r.why));
         }
-        let dir_top = config_worktree(&dir).unwrap_or_else(|| top.clone());
-        for cfg in ["config", "config.worktree"] {
-            repo.config_paths
-                .extend(config_refs(&dir.join(cfg), &dir_top, home));
+        if read.insert(config_dir.clone()) {
+            repo_config(host, &dir, &config_dir, &tops, &siblings, &mut repo);
         }
-        if let Ok(rd) = fs::read_dir(dir.join("modules")) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
+        for m in modules(&dir) {
+            let sub_top = worktree_of(&m);
+            dirs.push((m.clone(), m, sub_top.into_iter().collect()));
+        }
+    }
+    repo
+}
+
+impl GitRepo {
+    /// Records a path git's configuration makes git read or run, as it is now.
+    fn path(&mut self, p: PathBuf, why: &str) {
+        if !self.config_paths.iter().any(|c| c.0 == p) {
+            let kind = kind_at(&p);
+            self.config_paths.push((p, kind, why.to_owned()));
+        }
+    }
+}
+
+fn absent<const N: usize>(paths: [PathBuf; N]) -> impl Iterator<Item = PathBuf> {
+    paths.into_iter().filter(|p| kind_at(p).is_none())
+}
+
+/// The git dirs of the submodules in `dir/modules` (names may contain `/`: modules/a/b).
+fn modules(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir.join("modules")) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if p.join("HEAD").is_file() {
+            out.push(p);
+        } else if let Ok(sub) = fs::read_dir(&p) {
+            out.extend(
+                sub.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.join("HEAD").is_file()),
+            );
+        }
+    }
+    out
+}
+
+/// A submodule git dir's work tree: the `core.worktree` line of its config, resolved against
+/// it (git writes it there on `submodule absorbgitdirs` and `clone`).
+fn worktree_of(gitdir: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string(gitdir.join("config")).ok()?;
+    let value = text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("worktree")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })?;
+    fs::canonicalize(gitdir.join(value)).ok()
+}
+
+/// One `name=value` of `git config --list`, with the file it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub origin: Option<PathBuf>,
+    pub key: String,
+    pub value: Option<OsString>,
+}
+
+/// Everything git's configuration makes git run or read for the repository at `common` (its
+/// configuration read through `config_dir`, the checkout's own git dir), into `repo`.
+fn repo_config(
+    host: &GitHost,
+    common: &Path,
+    config_dir: &Path,
+    tops: &[PathBuf],
+    siblings: &[PathBuf],
+    repo: &mut GitRepo,
+) {
+    let Some(git) = &host.git else {
+        repo.warnings.push(format!(
+            "git is not installed here, so the configuration of {} was not checked (its hooks \
+             and config are read-only); install git before agentbox if you will run git later",
+            common.display()
+        ));
+        return;
+    };
+    let mut extra = vec![common.join("config")];
+    extra.extend(existing(config_dir.join("config.worktree")));
+    let entries = match read_config(git, host, config_dir, &extra) {
+        Ok(e) => e,
+        Err(r) => {
+            repo.anomalies.push(r);
+            return;
+        }
+    };
+    let on = |k: &str| {
+        entries
+            .iter()
+            .rev()
+            .find(|e| e.key.eq_ignore_ascii_case(k))
+            .is_some_and(|e| bool_value(e.value.as_deref()))
+    };
+    let worktree_config = on("extensions.worktreeconfig");
+    let own_wt = config_dir.join("config.worktree");
+    if worktree_config {
+        if kind_at(&own_wt).is_none() {
+            repo.anomalies.push(Refusal {
+                what: format!(
+                    "extensions.worktreeConfig is on but {} does not exist: the agent could \
+                     create it with commands git on the host would run",
+                    own_wt.display()
+                ),
+                hint: format!("create it empty first: touch {}", own_wt.display()),
+            });
+        }
+        // Another worktree's missing config.worktree would be obeyed when the user works
+        // there: its whole git dir is read-only (the agent has no business in it).
+        for s in siblings {
+            if kind_at(&s.join("config.worktree")).is_none() {
+                repo.entries.push((
+                    s.clone(),
+                    Some(Kind::Dir),
+                    "another worktree's git dir (worktreeConfig: a config.worktree planted \
+                     there would be obeyed)",
+                ));
+            }
+        }
+    } else {
+        repo.control_absent.extend(absent([own_wt]));
+    }
+    let mut hooks_set = false;
+    for e in &entries {
+        let why = match &e.origin {
+            Some(o) => format!("{} in {}", e.key, o.display()),
+            None => e.key.clone(),
+        };
+        // Every file that gave configuration is read again by the host's git (where it
+        // really is: a global config can be a link into a dotfiles project).
+        if let Some(o) = &e.origin {
+            let real = fs::canonicalize(o).unwrap_or_else(|_| o.clone());
+            repo.path(real, "git reads its config from here");
+        }
+        let Some(k) = git_keys::lookup(&e.key) else {
+            continue;
+        };
+        let Some(value) = &e.value else { continue };
+        let rel_base = e
+            .origin
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"));
+        match k.used {
+            Use::Hooks => {
+                hooks_set = true;
+                for dir in expand(value.as_bytes(), tops, &host.home) {
+                    repo.path(dir.clone(), &why);
+                    hook_scripts(&dir, tops, host, &why, repo);
                 }
-                if p.join("HEAD").is_file() {
-                    dirs.push(p);
-                } else if let Ok(sub) = fs::read_dir(&p) {
-                    // Submodule names may contain '/': modules/a/b.
-                    dirs.extend(
-                        sub.flatten()
-                            .map(|e| e.path())
-                            .filter(|p| p.join("HEAD").is_file()),
+            }
+            Use::Include => {
+                let bases = [rel_base.to_owned()];
+                for file in expand(value.as_bytes(), &bases, &host.home) {
+                    check_path(&file, &why, host, repo);
+                }
+            }
+            Use::Command => {
+                for (word, forced) in words(value.as_bytes()) {
+                    command_word(
+                        word,
+                        forced,
+                        tops,
+                        host,
+                        &format!("{why} ({})", k.why),
+                        repo,
                     );
                 }
             }
         }
     }
-    if gitdir != common {
-        repo.config_paths
-            .extend(config_refs(&gitdir.join("config.worktree"), &top, home));
+    if !hooks_set {
+        let why = format!("a hook in {}", common.join("hooks").display());
+        hook_scripts(&common.join("hooks"), tops, host, &why, repo);
     }
-    repo
 }
 
-/// A submodule git dir's `core.worktree`, resolved against it.
-fn config_worktree(gitdir: &Path) -> Option<PathBuf> {
-    let text = fs::read_to_string(gitdir.join("config")).ok()?;
-    let value = parse_config(&text)
-        .into_iter()
-        .find(|(k, _)| k == "core.worktree")?
-        .1;
-    Some(resolved(&gitdir.join(value)))
+fn existing(p: PathBuf) -> Option<PathBuf> {
+    kind_at(&p).is_some().then_some(p)
 }
 
-/// Keys whose value is a command git runs (its first word, when it is a path, must not be
-/// writable by the agent).
-fn is_command_key(key: &str) -> bool {
-    let exact = [
-        "core.fsmonitor",
-        "core.sshcommand",
-        "core.editor",
-        "core.pager",
-        "core.askpass",
-        "credential.helper",
-        "gpg.program",
-        "gpg.ssh.program",
-        "sequence.editor",
-        "diff.external",
-    ];
-    let suffix = [
-        ".textconv",
-        ".command",
-        ".clean",
-        ".smudge",
-        ".process",
-        ".driver",
-    ];
-    exact.contains(&key)
-        || (key.starts_with("alias."))
-        || (key.starts_with("credential.") && key.ends_with(".helper"))
-        || ((key.starts_with("diff.")
-            || key.starts_with("filter.")
-            || key.starts_with("merge.")
-            || key.starts_with("difftool.")
-            || key.starts_with("mergetool."))
-            && suffix.iter().any(|s| key.ends_with(s)))
-}
-
-/// The paths a config file makes git read or run: the hooks directory, included files and
-/// command programs, each resolved as git would.
-pub fn config_refs(file: &Path, top: &Path, home: &Path) -> Vec<(PathBuf, String)> {
-    let Ok(text) = fs::read_to_string(file) else {
-        return Vec::new();
-    };
-    let base = file.parent().unwrap_or(Path::new("/"));
-    let expand = |v: &str, rel_to: &Path| -> PathBuf {
-        match v.strip_prefix("~/") {
-            Some(rest) => home.join(rest),
-            None => rel_to.join(v),
+/// git's boolean: a key with no `=` is true.
+fn bool_value(v: Option<&OsStr>) -> bool {
+    match v {
+        None => true,
+        Some(v) => {
+            let v = v.to_string_lossy().to_ascii_lowercase();
+            matches!(v.trim(), "true" | "yes" | "on" | "1")
         }
-    };
+    }
+}
+
+/// A path value (hooks dir, include) resolved as git does: `~/` from the home, absolute as it
+/// is, relative against each base.
+fn expand(value: &[u8], bases: &[PathBuf], home: &Path) -> Vec<PathBuf> {
+    let v = Path::new(OsStr::from_bytes(value));
+    if let Ok(rest) = v.strip_prefix("~") {
+        return vec![normalize(&home.join(rest))];
+    }
+    if v.is_absolute() {
+        return vec![normalize(v)];
+    }
+    bases.iter().map(|b| normalize(&b.join(v))).collect()
+}
+
+/// A path git will read or run: protected where it is, and where a symlink would take it.
+/// Missing, it is still recorded: `protect` refuses it inside a writable root.
+fn check_path(p: &Path, why: &str, host: &GitHost, repo: &mut GitRepo) {
+    match fs::canonicalize(p) {
+        Ok(real) if real != *p => {
+            if host.in_writable(p) {
+                repo.anomalies.push(Refusal {
+                    what: format!(
+                        "{why} names {}, which leads through a symlink the agent could \
+                         re-point",
+                        p.display()
+                    ),
+                    hint: format!(
+                        "name the real path ({}) in the config instead",
+                        real.display()
+                    ),
+                });
+            }
+            repo.path(real, why);
+        }
+        _ => repo.path(p.to_owned(), why),
+    }
+}
+
+/// The words of a command value that may be paths, each with whether it must be one (the value
+/// of an option `-c key=VALUE` whose key runs something). Quotes and shell punctuation split
+/// words, as does `=` (`--config=./x`).
+fn words(value: &[u8]) -> Vec<(&[u8], bool)> {
     let mut out = Vec::new();
-    for (key, value) in parse_config(&text) {
-        let why = format!("{key} in {}", file.display());
-        if key == "core.hookspath" {
-            out.push((resolved(&expand(&value, top)), why));
-        } else if key == "include.path" || (key.starts_with("includeif.") && key.ends_with(".path"))
-        {
-            out.push((resolved(&expand(&value, base)), why));
-        } else if is_command_key(&key) {
-            let cmd = value.trim_start_matches('!').trim();
-            let first = cmd.split_whitespace().next().unwrap_or("");
-            if first.contains('/') {
-                out.push((resolved(&expand(first, top)), why));
+    let seps = b" \t\n;|&()<>'\"`!$,";
+    for word in value.split(|b| seps.contains(b)).filter(|w| !w.is_empty()) {
+        let mut parts = word.split(|&b| b == b'=');
+        let first = parts.next().unwrap_or_default();
+        let forced = std::str::from_utf8(first)
+            .ok()
+            .and_then(git_keys::lookup)
+            .is_some();
+        if !first.is_empty() {
+            out.push((first, false));
+        }
+        out.extend(parts.filter(|p| !p.is_empty()).map(|p| (p, forced)));
+    }
+    out
+}
+
+/// Does a word look like a path (as opposed to an option, a format string, a URL)?
+fn path_like(w: &[u8]) -> bool {
+    w.contains(&b'/')
+        && !w.starts_with(b"-")
+        && w.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"._/~+@-".contains(&b) || b >= 0x80)
+}
+
+/// One word of a command: an existing file is protected; a missing one that looks like a path
+/// is recorded (and refused inside a writable root), since the agent could create it.
+fn command_word(
+    word: &[u8],
+    forced: bool,
+    tops: &[PathBuf],
+    host: &GitHost,
+    why: &str,
+    repo: &mut GitRepo,
+) {
+    for p in expand(word, tops, &host.home) {
+        match kind_at(&p) {
+            Some(Kind::Dir) => {}
+            Some(_) => check_path(&p, why, host, repo),
+            None if forced || path_like(word) => {
+                // A prefix of the path may be a symlink: canonicalize what exists.
+                check_path(&p, why, host, repo);
+            }
+            None => {}
+        }
+    }
+}
+
+/// The hooks directory's scripts and what they run, as far as it can be known: the targets of
+/// symlinked hooks, the files their words name, and for husky's layout (`core.hooksPath =
+/// .husky/_`, whose stubs run `.husky/<hook>`) the directory above.
+fn hook_scripts(dir: &Path, tops: &[PathBuf], host: &GitHost, why: &str, repo: &mut GitRepo) {
+    const MAX_FILES: usize = 200;
+    const MAX_BYTES: u64 = 256 * 1024;
+    let husky = dir.file_name() == Some(OsStr::new("_"))
+        || dir.join("h").is_file()
+        || dir.join("husky.sh").is_file();
+    let mut dirs = vec![dir.to_owned()];
+    if husky && let Some(parent) = dir.parent() {
+        repo.path(
+            parent.to_owned(),
+            &format!("{why}: husky's stubs run the scripts here"),
+        );
+        dirs.push(parent.to_owned());
+    }
+    let mut scripts: Vec<PathBuf> = Vec::new();
+    for d in &dirs {
+        let Ok(rd) = fs::read_dir(d) else { continue };
+        for e in rd.flatten().take(MAX_FILES) {
+            let p = e.path();
+            if p.extension() == Some(OsStr::new("sample")) {
+                continue;
+            }
+            match kind_at(&p) {
+                Some(Kind::Symlink) => {
+                    if let Ok(t) = fs::canonicalize(&p) {
+                        repo.path(t.clone(), &format!("{why}: target of hook {}", p.display()));
+                        if t.is_file() {
+                            scripts.push(t);
+                        }
+                    }
+                }
+                Some(Kind::File) => scripts.push(p),
+                _ => {}
             }
         }
     }
-    out
-}
-
-/// A small git-config reader: `(section[.subsection].key, value)`, names lowercased (the
-/// subsection keeps its case), quotes and escapes undone, comments dropped.
-pub fn parse_config(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut section = String::new();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+    let mut bases = tops.to_vec();
+    bases.push(dir.to_owned());
+    for s in scripts.iter().take(MAX_FILES) {
+        let Ok(f) = fs::File::open(s) else { continue };
+        let mut text = Vec::new();
+        if f.take(MAX_BYTES).read_to_end(&mut text).is_err() {
             continue;
         }
-        if let Some(rest) = line.strip_prefix('[') {
-            let Some(end) = rest.find(']') else { continue };
-            let inner = rest[..end].trim();
-            section = match inner.split_once(char::is_whitespace) {
-                Some((name, sub)) => {
-                    let sub = sub.trim().trim_matches('"');
-                    format!("{}.{sub}", name.to_ascii_lowercase())
+        for (w, _) in words(&text) {
+            for p in expand(w, &bases, &host.home) {
+                if p != *s && kind_at(&p) == Some(Kind::File) && host.in_writable(&p) {
+                    let why = format!("{why}: run by hook {}", s.display());
+                    repo.path(p, &why);
                 }
-                None => inner.to_ascii_lowercase(),
-            };
-            continue;
+            }
         }
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), unquote(v.trim())),
-            None => (line, "true".to_owned()),
-        };
-        out.push((format!("{section}.{}", key.to_ascii_lowercase()), value));
     }
-    out
 }
 
-/// Undoes git-config quoting and drops a trailing comment outside quotes.
-fn unquote(v: &str) -> String {
-    let mut out = String::new();
-    let mut quoted = false;
-    let mut chars = v.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => quoted = !quoted,
-            '\\' => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some(other) => out.push(other),
-                None => {}
-            },
-            '#' | ';' if !quoted => break,
-            c => out.push(c),
+/// Runs `git config --list --show-origin -z` for the repository at `git_dir`, as described in
+/// the module doc, with `extra` config files included as well.
+fn read_config(
+    git: &Path,
+    host: &GitHost,
+    git_dir: &Path,
+    extra: &[PathBuf],
+) -> Result<Vec<Entry>, Refusal> {
+    let mut cmd = Command::new(git);
+    for f in extra {
+        let mut arg = OsString::from("include.path=");
+        arg.push(f);
+        cmd.arg("-c").arg(arg);
+    }
+    cmd.args(["config", "--list", "--show-origin", "-z"])
+        .env_clear()
+        .env("HOME", &host.home)
+        .env("PATH", FIXED_PATH)
+        .env("GIT_DIR", git_dir)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(x) = &host.xdg_config_home {
+        cmd.env("XDG_CONFIG_HOME", x);
+    }
+    let fail = |what: String| Refusal {
+        what,
+        hint: format!(
+            "see what git says: GIT_DIR={} git config --list --show-origin",
+            git_dir.display()
+        ),
+    };
+    let out = run_with_timeout(cmd, host.timeout).map_err(|e| match e {
+        RunError::Timeout => Refusal {
+            what: format!(
+                "reading the git configuration of {} took over {} s: an include may name a \
+                 FIFO or a file that never ends (git on the host would hang the same way)",
+                git_dir.display(),
+                host.timeout.as_secs()
+            ),
+            hint: format!(
+                "look at the include.path and includeIf entries: GIT_DIR={} git config \
+                 --list --show-origin",
+                git_dir.display()
+            ),
+        },
+        RunError::Io(e) => fail(format!("running {}: {e}", git.display())),
+    })?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "git cannot read the configuration of {}: {}",
+            git_dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(parse_list(&out.stdout))
+}
+
+/// Parses `git config --list --show-origin -z`: records of `origin NUL key [LF value] NUL`.
+pub fn parse_list(out: &[u8]) -> Vec<Entry> {
+    let mut fields = out.split(|&b| b == 0);
+    let mut entries = Vec::new();
+    while let (Some(origin), Some(kv)) = (fields.next(), fields.next()) {
+        if origin.is_empty() && kv.is_empty() {
+            break;
+        }
+        let origin = origin
+            .strip_prefix(b"file:")
+            .map(|p| PathBuf::from(OsString::from_vec(p.to_vec())));
+        let (key, value) = match kv.iter().position(|&b| b == b'\n') {
+            Some(i) => (&kv[..i], Some(OsString::from_vec(kv[i + 1..].to_vec()))),
+            None => (kv, None),
+        };
+        entries.push(Entry {
+            origin,
+            key: String::from_utf8_lossy(key).into_owned(),
+            value,
+        });
+    }
+    entries
+}
+
+enum RunError {
+    Timeout,
+    Io(std::io::Error),
+}
+
+/// Runs `cmd` to completion, or kills it after `limit`.
+fn run_with_timeout(mut cmd: Command, limit: Duration) -> Result<std::process::Output, RunError> {
+    let mut child = cmd.spawn().map_err(RunError::Io)?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = stdout {
+            let _ = p.read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(stdout) => {
+            let status = child.wait().map_err(RunError::Io)?;
+            Ok(std::process::Output {
+                status,
+                stdout,
+                stderr: stderr.join().unwrap_or_default(),
+            })
+        }
+        Err(_) => {
+            // Still ours and not reaped: the kill reaches this child and no other process.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(RunError::Timeout)
         }
     }
-    out.trim_end().to_owned()
+}
+
+/// Control files git obeys that were absent when the run started and that git itself does not
+/// write there: present now, the agent planted them. For the exit audit (report them; the next
+/// run refuses the `commondir` one).
+pub fn planted_control_files(repo: &GitRepo) -> Vec<PathBuf> {
+    repo.control_absent
+        .iter()
+        .filter(|p| kind_at(p).is_some())
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_reader() {
-        let text = "[core]\n\thooksPath = .husky # hooks\n\tfsmonitor = \"./tools/fs mon.sh\"\n\
-                    [includeIf \"gitdir:~/work/\"]\n\tpath = ../team.gitconfig\n\
-                    [alias]\n\tst = !./scripts/st.sh --x\n\tco = checkout\n[user]\nname = A ; c\n";
-        let got = parse_config(text);
-        assert_eq!(
-            got,
-            [
-                ("core.hookspath".to_owned(), ".husky".to_owned()),
-                ("core.fsmonitor".to_owned(), "./tools/fs mon.sh".to_owned()),
-                (
-                    "includeif.gitdir:~/work/.path".to_owned(),
-                    "../team.gitconfig".to_owned()
-                ),
-                ("alias.st".to_owned(), "!./scripts/st.sh --x".to_owned()),
-                ("alias.co".to_owned(), "checkout".to_owned()),
-                ("user.name".to_owned(), "A".to_owned()),
-            ]
-        );
-    }
-
-    #[test]
-    fn config_refs_resolve_as_git_does() {
-        let t = tempfile::tempdir().unwrap();
-        let top = t.path().join("p");
-        fs::create_dir_all(top.join(".git")).unwrap();
-        let cfg = top.join(".git/config");
-        fs::write(
-            &cfg,
-            "[core]\nhooksPath = .husky\n[include]\npath = ../shared.cfg\n\
-             [alias]\nst = !./scripts/st.sh\nco = checkout\n[diff \"x\"]\ntextconv = /usr/bin/cat\n",
-        )
-        .unwrap();
-        let refs: Vec<PathBuf> = config_refs(&cfg, &top, Path::new("/home/u"))
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
-        assert_eq!(
-            refs,
-            [
-                top.join(".husky"),
-                top.join("shared.cfg"),
-                top.join("scripts/st.sh"),
-                PathBuf::from("/usr/bin/cat"),
-            ]
-        );
-    }
-
-    fn found(p: PathBuf, kind: Kind) -> Found {
-        Found {
-            path: p,
-            kind,
-            why: String::new(),
-        }
-    }
-
-    #[test]
-    fn linked_worktrees_are_checked_both_ways() {
-        let t = tempfile::tempdir().unwrap();
-        let base = fs::canonicalize(t.path()).unwrap();
-        let main = base.join("main/.git");
-        let wt = base.join("wt");
-        fs::create_dir_all(main.join("hooks")).unwrap();
-        fs::write(main.join("config"), "").unwrap();
-        fs::create_dir_all(main.join("worktrees/wt")).unwrap();
-        fs::write(main.join("worktrees/wt/commondir"), "../..\n").unwrap();
-        fs::write(
-            main.join("worktrees/wt/gitdir"),
-            format!("{}\n", wt.join(".git").display()),
-        )
-        .unwrap();
-        fs::create_dir_all(&wt).unwrap();
-        let gitdir = main.join("worktrees/wt");
-        fs::write(wt.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
-        let repo = probe(&found(wt.join(".git"), Kind::File), &base);
-        assert_eq!(repo.linked_common, Some(main.clone()));
-        assert!(repo.anomalies.is_empty(), "{:?}", repo.anomalies);
-        let paths: Vec<&PathBuf> = repo.entries.iter().map(|e| &e.0).collect();
-        for p in [
-            wt.join(".git"),
-            gitdir.join("commondir"),
-            gitdir.join("gitdir"),
-            main.join("hooks"),
-        ] {
-            assert!(paths.contains(&&p), "{p:?} not protected");
-        }
-
-        // A .git file pointing at any other directory is not a worktree: nothing is bound.
-        fs::write(wt.join(".git"), "gitdir: ..\n").unwrap();
-        let repo = probe(&found(wt.join(".git"), Kind::File), &base);
-        assert_eq!(repo.linked_common, None);
-        // ... and a worktree gitdir that does not name this .git file back is not either.
-        let other = base.join("other");
-        fs::create_dir_all(&other).unwrap();
-        fs::write(
-            other.join(".git"),
-            format!("gitdir: {}\n", gitdir.display()),
-        )
-        .unwrap();
-        let repo = probe(&found(other.join(".git"), Kind::File), &base);
-        assert_eq!(repo.linked_common, None);
-    }
-
-    #[test]
-    fn a_planted_commondir_is_an_anomaly() {
-        let t = tempfile::tempdir().unwrap();
-        let base = fs::canonicalize(t.path()).unwrap();
-        fs::create_dir_all(base.join("p/.git/hooks")).unwrap();
-        fs::create_dir_all(base.join("p/evil")).unwrap();
-        let repo = probe(&found(base.join("p/.git"), Kind::Dir), &base);
-        assert!(repo.anomalies.is_empty());
-        fs::write(base.join("p/.git/commondir"), "../evil\n").unwrap();
-        let repo = probe(&found(base.join("p/.git"), Kind::Dir), &base);
-        assert!(
-            repo.anomalies[0].contains("commondir"),
-            "{:?}",
-            repo.anomalies
-        );
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod git;
+pub mod git_keys;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -180,9 +181,12 @@ impl HostFacts {
                     .map(|e| e.0.as_path()),
             )
             .collect();
+        let path_var = std::env::var_os("PATH");
+        let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
+        let git_host = git::GitHost::find(&home, path_var.as_deref(), &writable_roots);
         let roots = writable
             .iter()
-            .map(|r| probe_root(r, &matcher, &home))
+            .map(|r| probe_root(r, &matcher, &git_host))
             .collect();
         let xdg_config = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
@@ -201,8 +205,6 @@ impl HostFacts {
         .into_iter()
         .filter_map(|(src, dest)| Some((fs::canonicalize(src).ok()?, dest)))
         .collect();
-        let path_var = std::env::var_os("PATH");
-        let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
         let bwrap = find_bwrap(
             policy.bwrap.as_deref(),
             path_var.as_deref(),
@@ -357,7 +359,7 @@ fn resolve(found: &Found) -> Option<Found> {
     })
 }
 
-fn probe_root(root: &Path, matcher: &secrets::Matcher, home: &Path) -> Root {
+fn probe_root(root: &Path, matcher: &secrets::Matcher, git_host: &git::GitHost) -> Root {
     let report = secrets::scan(root, matcher);
     let secrets = report
         .secrets
@@ -378,7 +380,7 @@ fn probe_root(root: &Path, matcher: &secrets::Matcher, home: &Path) -> Root {
         secrets,
         runs_later: report.runs_later,
         runs_later_targets,
-        git: report.git.iter().map(|g| git::probe(g, home)).collect(),
+        git: git::probe_all(&report.git, git_host),
     }
 }
 
