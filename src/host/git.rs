@@ -27,7 +27,7 @@ use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::git_keys::{self, Use};
 use crate::rules::GIT_RUNS_LATER;
@@ -148,18 +148,111 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// Probes every `.git` entry of one writable root. A git directory reached twice (a submodule's
-/// `.git` file and its superproject's `modules/`) has its configuration read once.
-pub fn probe_all(found: &[Found], host: &GitHost) -> Vec<GitRepo> {
-    let mut read = std::collections::BTreeSet::new();
-    found.iter().map(|f| probe(f, host, &mut read)).collect()
+/// Probes every `.git` entry of one writable root. The `git config` calls run in parallel
+/// (some already started by `start_early`, while the scan ran); a git directory reached twice
+/// (a submodule's `.git` file and its superproject's `modules/`) has its configuration read
+/// once.
+pub fn probe_all(found: &[Found], host: &GitHost, mut reads: Reads) -> Vec<GitRepo> {
+    /// Calls under way at once: each holds a process, two pipes and two threads.
+    const BATCH: usize = 32;
+    let mut repos = Vec::new();
+    let mut jobs: Vec<(usize, Job)> = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        let (repo, js) = structure(f);
+        repos.push(repo);
+        jobs.extend(js.into_iter().map(|j| (i, j)));
+    }
+    for chunk in jobs.chunks(BATCH) {
+        for (_, job) in chunk {
+            reads.start(job, host);
+        }
+        for (i, job) in chunk {
+            if let Some(read) = reads.take(&job.config_dir) {
+                apply(read.finish(host), job, host, &mut repos[*i]);
+            }
+        }
+    }
+    repos
 }
 
-pub fn probe(
-    dot_git: &Found,
-    host: &GitHost,
-    read: &mut std::collections::BTreeSet<PathBuf>,
-) -> GitRepo {
+/// `git config` calls started before the scan, for the `.git` at the top of a writable root
+/// (nearly always there, and the scan takes about as long as git does).
+pub fn start_early(root: &Path, host: &GitHost) -> Reads {
+    let mut reads = Reads::default();
+    let dot_git = root.join(".git");
+    if let Some(kind) = kind_at(&dot_git) {
+        let found = Found {
+            path: dot_git,
+            kind,
+            why: String::new(),
+        };
+        for job in structure(&found).1 {
+            reads.start(&job, host);
+        }
+    }
+    reads
+}
+
+/// A repository whose configuration is to be read: its common dir, the git dir to read it
+/// through (a linked worktree's own, for its config.worktree), the tops of its worktrees and
+/// its sibling worktrees' git dirs.
+struct Job {
+    common: PathBuf,
+    config_dir: PathBuf,
+    tops: Vec<PathBuf>,
+    siblings: Vec<PathBuf>,
+}
+
+/// The `git config` calls of a probe, by the git dir they read through.
+#[derive(Default)]
+pub struct Reads {
+    calls: std::collections::BTreeMap<PathBuf, Option<Call>>,
+}
+
+enum Call {
+    Running(Running),
+    Failed(Refusal),
+    NoGit,
+}
+
+impl Reads {
+    fn start(&mut self, job: &Job, host: &GitHost) {
+        if self.calls.contains_key(&job.config_dir) {
+            return;
+        }
+        let read = match &host.git {
+            None => Call::NoGit,
+            Some(git) => {
+                let mut extra = vec![job.common.join("config")];
+                extra.extend(existing(job.config_dir.join("config.worktree")));
+                match spawn_config(git, host, &job.config_dir, &extra) {
+                    Ok(r) => Call::Running(r),
+                    Err(e) => Call::Failed(e),
+                }
+            }
+        };
+        self.calls.insert(job.config_dir.clone(), Some(read));
+    }
+
+    /// The call for this git dir, to the first who asks.
+    fn take(&mut self, config_dir: &Path) -> Option<Call> {
+        self.calls.get_mut(config_dir).and_then(Option::take)
+    }
+}
+
+impl Call {
+    fn finish(self, host: &GitHost) -> Result<Option<Vec<Entry>>, Refusal> {
+        match self {
+            Call::Running(r) => r.finish(host).map(Some),
+            Call::Failed(e) => Err(e),
+            Call::NoGit => Ok(None),
+        }
+    }
+}
+
+/// The `.git` entry's repository: its entries, and the configurations to read.
+fn structure(dot_git: &Found) -> (GitRepo, Vec<Job>) {
+    let mut jobs = Vec::new();
     let mut repo = GitRepo {
         dot_git: dot_git.path.clone(),
         dot_git_kind: dot_git.kind,
@@ -184,7 +277,7 @@ pub fn probe(
             ));
             match read_pointer(&dot_git.path, b"gitdir:", &top) {
                 Some(g) => g,
-                None => return repo,
+                None => return (repo, jobs),
             }
         }
         Kind::Symlink => match fs::canonicalize(&dot_git.path) {
@@ -199,9 +292,9 @@ pub fn probe(
                 ));
                 g
             }
-            _ => return repo,
+            _ => return (repo, jobs),
         },
-        Kind::Other => return repo,
+        Kind::Other => return (repo, jobs),
     };
     repo.git_dir = Some(gitdir.clone());
     // A repository's own git dir (not a linked worktree's): git never writes `commondir` in
@@ -295,15 +388,19 @@ pub fn probe(
             }
             repo.entries.push((p, kind, r.why));
         }
-        if read.insert(config_dir.clone()) {
-            repo_config(host, &dir, &config_dir, &tops, &siblings, &mut repo);
-        }
         for m in modules(&dir) {
             let sub_top = worktree_of(&m);
             dirs.push((m.clone(), m, sub_top.into_iter().collect()));
         }
+        jobs.push(Job {
+            common: dir,
+            config_dir,
+            tops,
+            // Only the checkout's own repository has worktrees (submodules' are not followed).
+            siblings: std::mem::take(&mut siblings),
+        });
     }
-    repo
+    (repo, jobs)
 }
 
 impl GitRepo {
@@ -365,28 +462,26 @@ pub struct Entry {
     pub value: Option<OsString>,
 }
 
-/// Everything git's configuration makes git run or read for the repository at `common` (its
-/// configuration read through `config_dir`, the checkout's own git dir), into `repo`.
-fn repo_config(
-    host: &GitHost,
-    common: &Path,
-    config_dir: &Path,
-    tops: &[PathBuf],
-    siblings: &[PathBuf],
-    repo: &mut GitRepo,
-) {
-    let Some(git) = &host.git else {
-        repo.warnings.push(format!(
-            "git is not installed here, so the configuration of {} was not checked (its hooks \
-             and config are read-only); install git before agentbox if you will run git later",
-            common.display()
-        ));
-        return;
-    };
-    let mut extra = vec![common.join("config")];
-    extra.extend(existing(config_dir.join("config.worktree")));
-    let entries = match read_config(git, host, config_dir, &extra) {
-        Ok(e) => e,
+/// Everything git's configuration (`read`: the entries, or `None` without git) makes git run or
+/// read for the job's repository, into `repo`.
+fn apply(read: Result<Option<Vec<Entry>>, Refusal>, job: &Job, host: &GitHost, repo: &mut GitRepo) {
+    let Job {
+        common,
+        config_dir,
+        tops,
+        siblings,
+    } = job;
+    let entries = match read {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            repo.warnings.push(format!(
+                "git is not installed here, so the configuration of {} was not checked (its \
+                 hooks and config are read-only); install git before agentbox if you will run \
+                 git later",
+                common.display()
+            ));
+            return;
+        }
         Err(r) => {
             repo.anomalies.push(r);
             return;
@@ -644,14 +739,14 @@ fn hook_scripts(dir: &Path, tops: &[PathBuf], host: &GitHost, why: &str, repo: &
     }
 }
 
-/// Runs `git config --list --show-origin -z` for the repository at `git_dir`, as described in
-/// the module doc, with `extra` config files included as well.
-fn read_config(
+/// Starts `git config --list --show-origin -z` for the repository at `git_dir`, as described
+/// in the module doc, with `extra` config files included as well.
+fn spawn_config(
     git: &Path,
     host: &GitHost,
     git_dir: &Path,
     extra: &[PathBuf],
-) -> Result<Vec<Entry>, Refusal> {
+) -> Result<Running, Refusal> {
     let mut cmd = Command::new(git);
     for f in extra {
         let mut arg = OsString::from("include.path=");
@@ -670,37 +765,83 @@ fn read_config(
     if let Some(x) = &host.xdg_config_home {
         cmd.env("XDG_CONFIG_HOME", x);
     }
-    let fail = |what: String| Refusal {
-        what,
-        hint: format!(
-            "see what git says: GIT_DIR={} git config --list --show-origin",
-            git_dir.display()
-        ),
-    };
-    let out = run_with_timeout(cmd, host.timeout).map_err(|e| match e {
-        RunError::Timeout => Refusal {
-            what: format!(
-                "reading the git configuration of {} took over {} s: an include may name a \
-                 FIFO or a file that never ends (git on the host would hang the same way)",
-                git_dir.display(),
-                host.timeout.as_secs()
-            ),
-            hint: format!(
-                "look at the include.path and includeIf entries: GIT_DIR={} git config \
-                 --list --show-origin",
-                git_dir.display()
-            ),
-        },
-        RunError::Io(e) => fail(format!("running {}: {e}", git.display())),
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| Refusal {
+        what: format!("running {}: {e}", git.display()),
+        hint: "check that git runs: git --version".to_owned(),
     })?;
-    if !out.status.success() {
-        return Err(fail(format!(
-            "git cannot read the configuration of {}: {}",
-            git_dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+    let stderr = child.stderr.take();
+    let stderr = std::thread::spawn(move || drain(stderr));
+    let (tx, stdout) = std::sync::mpsc::channel();
+    let out = child.stdout.take();
+    std::thread::spawn(move || {
+        let _ = tx.send(drain(out));
+    });
+    Ok(Running {
+        child,
+        stdout,
+        stderr,
+        started,
+        git_dir: git_dir.to_owned(),
+    })
+}
+
+fn drain(pipe: Option<impl Read>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_end(&mut buf);
     }
-    Ok(parse_list(&out.stdout))
+    buf
+}
+
+/// A `git config` call under way: its output is read by two threads, so that a slow call
+/// costs no more than its own time while the others run.
+struct Running {
+    child: std::process::Child,
+    stdout: std::sync::mpsc::Receiver<Vec<u8>>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+    started: Instant,
+    git_dir: PathBuf,
+}
+
+impl Running {
+    /// Its entries, or a refusal: git failed, or did not finish within the timeout from its
+    /// start (it is killed then).
+    fn finish(mut self, host: &GitHost) -> Result<Vec<Entry>, Refusal> {
+        let git_dir = self.git_dir.display();
+        let hint = format!("see what git says: GIT_DIR={git_dir} git config --list --show-origin");
+        let left = host.timeout.saturating_sub(self.started.elapsed());
+        let Ok(stdout) = self.stdout.recv_timeout(left) else {
+            // Still ours and not reaped: the kill reaches this child and no other process.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return Err(Refusal {
+                what: format!(
+                    "reading the git configuration of {git_dir} took over {} s: an include may \
+                     name a FIFO or a file that never ends (git on the host would hang the \
+                     same way)",
+                    host.timeout.as_secs_f32()
+                ),
+                hint: format!("look at the include.path and includeIf entries: {hint}"),
+            });
+        };
+        let status = self.child.wait();
+        let stderr = self.stderr.join().unwrap_or_default();
+        match status {
+            Ok(st) if st.success() => Ok(parse_list(&stdout)),
+            Ok(_) => Err(Refusal {
+                what: format!(
+                    "git cannot read the configuration of {git_dir}: {}",
+                    String::from_utf8_lossy(&stderr).trim()
+                ),
+                hint,
+            }),
+            Err(e) => Err(Refusal {
+                what: format!("waiting for git: {e}"),
+                hint,
+            }),
+        }
+    }
 }
 
 /// Parses `git config --list --show-origin -z`: records of `origin NUL key [LF value] NUL`.
@@ -725,51 +866,6 @@ pub fn parse_list(out: &[u8]) -> Vec<Entry> {
         });
     }
     entries
-}
-
-enum RunError {
-    Timeout,
-    Io(std::io::Error),
-}
-
-/// Runs `cmd` to completion, or kills it after `limit`.
-fn run_with_timeout(mut cmd: Command, limit: Duration) -> Result<std::process::Output, RunError> {
-    let mut child = cmd.spawn().map_err(RunError::Io)?;
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = stdout {
-            let _ = p.read_to_end(&mut buf);
-        }
-        let _ = tx.send(buf);
-    });
-    match rx.recv_timeout(limit) {
-        Ok(stdout) => {
-            let status = child.wait().map_err(RunError::Io)?;
-            Ok(std::process::Output {
-                status,
-                stdout,
-                stderr: stderr.join().unwrap_or_default(),
-            })
-        }
-        Err(_) => {
-            // Still ours and not reaped: the kill reaches this child and no other process.
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(RunError::Timeout)
-        }
-    }
 }
 
 /// Control files git obeys that were absent when the run started and that git itself does not

@@ -360,6 +360,8 @@ fn resolve(found: &Found) -> Option<Found> {
 }
 
 fn probe_root(root: &Path, matcher: &secrets::Matcher, git_host: &git::GitHost) -> Root {
+    // git reads the top repository's configuration while the scan runs.
+    let early = git::start_early(root, git_host);
     let report = secrets::scan(root, matcher);
     let secrets = report
         .secrets
@@ -380,7 +382,7 @@ fn probe_root(root: &Path, matcher: &secrets::Matcher, git_host: &git::GitHost) 
         secrets,
         runs_later: report.runs_later,
         runs_later_targets,
-        git: git::probe_all(&report.git, git_host),
+        git: git::probe_all(&report.git, git_host, early),
     }
 }
 

@@ -1,5 +1,4 @@
 use super::*;
-use std::collections::BTreeSet;
 
 fn found(p: PathBuf, kind: Kind) -> Found {
     Found {
@@ -27,6 +26,10 @@ fn git(dir: &Path, args: &[&str]) {
         .status()
         .unwrap();
     assert!(st.success(), "git {args:?}");
+}
+
+fn probe(f: &Found, h: &GitHost) -> GitRepo {
+    probe_all(std::slice::from_ref(f), h, Reads::default()).remove(0)
 }
 
 fn paths(repo: &GitRepo) -> Vec<PathBuf> {
@@ -103,7 +106,7 @@ fn configuration_is_read_as_git_reads_it() {
     std::os::unix::fs::symlink("../../scripts/hook.sh", p.join(".git/hooks/pre-push")).unwrap();
     fs::write(base.join(".gitconfig"), "[core]\n\tpager = ./pager.sh\n").unwrap();
     let h = host(&base, &p);
-    let repo = probe(&found(p.join(".git"), Kind::Dir), &h, &mut BTreeSet::new());
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
     assert!(repo.anomalies.is_empty(), "{:?}", repo.anomalies);
     let got = paths(&repo);
     for want in [
@@ -129,7 +132,7 @@ fn configuration_is_read_as_git_reads_it() {
         cfg.replace("../inc.cfg", "../none.cfg"),
     )
     .unwrap();
-    let repo = probe(&found(p.join(".git"), Kind::Dir), &h, &mut BTreeSet::new());
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
     assert!(paths(&repo).contains(&p.join("scripts/hook.sh")));
     assert!(paths(&repo).contains(&p.join("none.cfg")));
 }
@@ -143,11 +146,11 @@ fn worktree_config_without_its_file_refuses_with_the_touch_hint() {
     git(&p, &["init", "-q"]);
     git(&p, &["config", "extensions.worktreeConfig", "true"]);
     let h = host(&base, &p);
-    let repo = probe(&found(p.join(".git"), Kind::Dir), &h, &mut BTreeSet::new());
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
     assert_eq!(repo.anomalies.len(), 1, "{:?}", repo.anomalies);
     assert!(repo.anomalies[0].hint.contains("touch"));
     fs::write(p.join(".git/config.worktree"), "").unwrap();
-    let repo = probe(&found(p.join(".git"), Kind::Dir), &h, &mut BTreeSet::new());
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
     assert!(repo.anomalies.is_empty(), "{:?}", repo.anomalies);
 }
 
@@ -165,7 +168,7 @@ fn a_fifo_include_times_out_and_refuses() {
     fs::write(p.join(".git/config"), cfg).unwrap();
     let mut h = host(&base, &p);
     h.timeout = Duration::from_millis(300);
-    let repo = probe(&found(p.join(".git"), Kind::Dir), &h, &mut BTreeSet::new());
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
     assert!(
         repo.anomalies.iter().any(|a| a.what.contains("took over")),
         "{:?}",
@@ -183,11 +186,7 @@ fn a_git_symlink_leads_to_the_real_git_dir() {
     fs::rename(p.join(".git"), p.join("real-git")).unwrap();
     std::os::unix::fs::symlink("real-git", p.join(".git")).unwrap();
     let h = host(&base, &p);
-    let repo = probe(
-        &found(p.join(".git"), Kind::Symlink),
-        &h,
-        &mut BTreeSet::new(),
-    );
+    let repo = probe(&found(p.join(".git"), Kind::Symlink), &h);
     assert_eq!(repo.git_dir, Some(p.join("real-git")));
     let entries: Vec<&PathBuf> = repo.entries.iter().map(|e| &e.0).collect();
     assert!(entries.contains(&&p.join("real-git/hooks")));
@@ -203,7 +202,7 @@ fn planted_control_files_are_found() {
     fs::create_dir_all(&p).unwrap();
     git(&p, &["init", "-q"]);
     let h = host(&base, &p);
-    let repo = probe(&found(p.join(".git"), Kind::Dir), &h, &mut BTreeSet::new());
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
     assert!(planted_control_files(&repo).is_empty());
     fs::write(p.join(".git/config.worktree"), "[core]\nfsmonitor = ./x\n").unwrap();
     fs::write(p.join(".git/commondir"), "../x\n").unwrap();
@@ -234,11 +233,7 @@ fn linked_worktrees_are_checked_both_ways() {
     let gitdir = main.join("worktrees/wt");
     fs::write(wt.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
     let h = host(&base, &wt);
-    let repo = probe(
-        &found(wt.join(".git"), Kind::File),
-        &h,
-        &mut BTreeSet::new(),
-    );
+    let repo = probe(&found(wt.join(".git"), Kind::File), &h);
     assert_eq!(repo.linked_common, Some(main.clone()));
     assert!(repo.anomalies.is_empty(), "{:?}", repo.anomalies);
     let paths: Vec<&PathBuf> = repo.entries.iter().map(|e| &e.0).collect();
@@ -253,11 +248,7 @@ fn linked_worktrees_are_checked_both_ways() {
 
     // A .git file pointing at any other directory is not a worktree: nothing is bound.
     fs::write(wt.join(".git"), "gitdir: ..\n").unwrap();
-    let repo = probe(
-        &found(wt.join(".git"), Kind::File),
-        &h,
-        &mut BTreeSet::new(),
-    );
+    let repo = probe(&found(wt.join(".git"), Kind::File), &h);
     assert_eq!(repo.linked_common, None);
     // ... and a worktree gitdir that does not name this .git file back is not either.
     let other = base.join("other");
@@ -267,11 +258,7 @@ fn linked_worktrees_are_checked_both_ways() {
         format!("gitdir: {}\n", gitdir.display()),
     )
     .unwrap();
-    let repo = probe(
-        &found(other.join(".git"), Kind::File),
-        &h,
-        &mut BTreeSet::new(),
-    );
+    let repo = probe(&found(other.join(".git"), Kind::File), &h);
     assert_eq!(repo.linked_common, None);
 }
 
@@ -282,21 +269,34 @@ fn a_planted_commondir_is_an_anomaly() {
     fs::create_dir_all(base.join("p/.git/hooks")).unwrap();
     fs::create_dir_all(base.join("p/evil")).unwrap();
     let h = host(&base, &base.join("p"));
-    let repo = probe(
-        &found(base.join("p/.git"), Kind::Dir),
-        &h,
-        &mut BTreeSet::new(),
-    );
+    let repo = probe(&found(base.join("p/.git"), Kind::Dir), &h);
     assert!(repo.anomalies.is_empty(), "{:?}", repo.anomalies);
     fs::write(base.join("p/.git/commondir"), "../evil\n").unwrap();
-    let repo = probe(
-        &found(base.join("p/.git"), Kind::Dir),
-        &h,
-        &mut BTreeSet::new(),
-    );
+    let repo = probe(&found(base.join("p/.git"), Kind::Dir), &h);
     assert!(
         repo.anomalies[0].what.contains("commondir"),
         "{:?}",
         repo.anomalies
     );
+}
+
+#[test]
+fn without_git_the_files_are_protected_and_a_warning_says_what_was_not_checked() {
+    let t = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(t.path()).unwrap();
+    let p = base.join("p");
+    fs::create_dir_all(&p).unwrap();
+    git(&p, &["init", "-q"]);
+    let mut h = host(&base, &p);
+    h.git = None;
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
+    assert!(repo.anomalies.is_empty());
+    assert!(
+        repo.warnings[0].contains("not installed"),
+        "{:?}",
+        repo.warnings
+    );
+    let entries: Vec<&PathBuf> = repo.entries.iter().map(|e| &e.0).collect();
+    assert!(entries.contains(&&p.join(".git/hooks")));
+    assert!(entries.contains(&&p.join(".git/config")));
 }
