@@ -522,6 +522,13 @@ fn apply(read: Result<Option<Vec<Entry>>, Refusal>, job: &Job, host: &GitHost, r
     } else {
         repo.control_absent.extend(absent([own_wt]));
     }
+    let entries = match with_branch_includes(entries, config_dir, host) {
+        Ok(e) => e,
+        Err(r) => {
+            repo.anomalies.push(r);
+            return;
+        }
+    };
     let mut hooks_set = false;
     for e in &entries {
         let why = match &e.origin {
@@ -575,6 +582,56 @@ fn apply(read: Result<Option<Vec<Entry>>, Refusal>, job: &Job, host: &GitHost, r
         let why = format!("a hook in {}", common.join("hooks").display());
         hook_scripts(&common.join("hooks"), tops, host, &why, repo);
     }
+}
+
+/// `entries` and the entries of the files that `includeIf "onbranch:..."` names but git did
+/// not read (the branch is another one now): the agent can switch branches, and git on the host
+/// would then read them. Read with `git config --file F --includes`, nested up to 3 deep.
+fn with_branch_includes(
+    mut entries: Vec<Entry>,
+    config_dir: &Path,
+    host: &GitHost,
+) -> Result<Vec<Entry>, Refusal> {
+    let Some(git) = &host.git else {
+        return Ok(entries);
+    };
+    let mut done: Vec<PathBuf> = Vec::new();
+    for _depth in 0..3 {
+        let read: Vec<&Path> = entries.iter().filter_map(|e| e.origin.as_deref()).collect();
+        let unread: Vec<PathBuf> = entries
+            .iter()
+            .filter(|e| {
+                let k = e.key.to_ascii_lowercase();
+                k.starts_with("includeif.onbranch:") && k.ends_with(".path")
+            })
+            .filter_map(|e| {
+                let base = e.origin.as_deref()?.parent()?;
+                let v = e.value.as_deref()?;
+                expand(v.as_bytes(), &[base.to_owned()], &host.home).pop()
+            })
+            .filter(|f| f.is_file() && !read.contains(&f.as_path()) && !done.contains(f))
+            .collect();
+        if unread.is_empty() {
+            break;
+        }
+        for f in unread {
+            let args = [
+                "config",
+                "--list",
+                "--show-origin",
+                "-z",
+                "--includes",
+                "--file",
+            ]
+            .map(OsString::from)
+            .into_iter()
+            .chain([f.clone().into_os_string()])
+            .collect();
+            entries.extend(spawn_git(git, host, config_dir, args)?.finish(host)?);
+            done.push(f);
+        }
+    }
+    Ok(entries)
 }
 
 fn existing(p: PathBuf) -> Option<PathBuf> {
@@ -747,13 +804,26 @@ fn spawn_config(
     git_dir: &Path,
     extra: &[PathBuf],
 ) -> Result<Running, Refusal> {
-    let mut cmd = Command::new(git);
+    let mut args = Vec::new();
     for f in extra {
         let mut arg = OsString::from("include.path=");
         arg.push(f);
-        cmd.arg("-c").arg(arg);
+        args.extend([OsString::from("-c"), arg]);
     }
-    cmd.args(["config", "--list", "--show-origin", "-z"])
+    args.extend(["config", "--list", "--show-origin", "-z"].map(OsString::from));
+    spawn_git(git, host, git_dir, args)
+}
+
+/// Starts git with `args` the way the module doc says: clean environment, `GIT_DIR` explicit,
+/// stdin null.
+fn spawn_git(
+    git: &Path,
+    host: &GitHost,
+    git_dir: &Path,
+    args: Vec<OsString>,
+) -> Result<Running, Refusal> {
+    let mut cmd = Command::new(git);
+    cmd.args(args)
         .env_clear()
         .env("HOME", &host.home)
         .env("PATH", FIXED_PATH)

@@ -300,3 +300,24 @@ fn without_git_the_files_are_protected_and_a_warning_says_what_was_not_checked()
     assert!(entries.contains(&&p.join(".git/hooks")));
     assert!(entries.contains(&&p.join(".git/config")));
 }
+
+/// An `includeIf "onbranch:..."` for another branch: git does not read it now, but would once
+/// the agent switches branches, so its content counts too.
+#[test]
+fn includes_for_another_branch_are_read_too() {
+    let t = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(t.path()).unwrap();
+    let p = base.join("p");
+    fs::create_dir_all(p.join("hooks2")).unwrap();
+    git(&p, &["init", "-q"]);
+    fs::write(p.join("evil.cfg"), "[core]\n\thooksPath = hooks2\n").unwrap();
+    let mut cfg = fs::read_to_string(p.join(".git/config")).unwrap();
+    cfg.push_str("[includeIf \"onbranch:evil\"]\n\tpath = ../evil.cfg\n");
+    fs::write(p.join(".git/config"), cfg).unwrap();
+    let h = host(&base, &p);
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
+    assert!(repo.anomalies.is_empty(), "{:?}", repo.anomalies);
+    let got = paths(&repo);
+    assert!(got.contains(&p.join("evil.cfg")), "{got:?}");
+    assert!(got.contains(&p.join("hooks2")), "{got:?}");
+}
