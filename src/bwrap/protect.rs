@@ -10,8 +10,8 @@ use super::*;
 use crate::error::Fail;
 use crate::secrets::{Found, Kind};
 
-/// bwrap refuses more than 9000 arguments (`MAX_ARGS`); each mask takes three. Say so, with
-/// the fix, instead of letting bwrap fail with its own exit status.
+/// bwrap refuses more than 9000 arguments (`MAX_ARGS`); each mask, pin or read-only bind takes
+/// three. Say so, with the fix, instead of letting bwrap fail with its own exit status.
 pub(super) fn check_size(b: &Builder) -> Result<()> {
     const BWRAP_MAX_ARGS: usize = 9000;
     const MARGIN: usize = 500; // the command's own arguments and agentbox's later additions
@@ -22,12 +22,23 @@ pub(super) fn check_size(b: &Builder) -> Result<()> {
             .iter()
             .filter(|s| matches!(s.op, Op::EmptyFile(_)))
             .count();
+        let protected = b
+            .steps
+            .iter()
+            .filter(|s| s.why.starts_with("pinned") || s.why.starts_with("read-only: "))
+            .count();
+        let hint = if masks >= protected {
+            "--unhide the test fixtures that are not secrets, e.g. --unhide 'testdata/*.pem'"
+        } else {
+            "run the agent in a smaller part of the project (--project DIR): each nested git \
+             repository and file the host runs later costs a few mounts"
+        };
         return Err(Fail::hint(
             format!(
-                "the sandbox needs {count} bwrap arguments ({masks} masked files), more than \
-                 bwrap accepts"
+                "the sandbox needs {count} bwrap arguments ({masks} masked files, {protected} \
+                 read-only or pinned paths), more than bwrap accepts"
             ),
-            "--unhide the test fixtures that are not secrets, e.g. --unhide 'testdata/*.pem'",
+            hint,
         )
         .into());
     }

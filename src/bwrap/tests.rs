@@ -493,6 +493,67 @@ fn too_many_masks_is_refused_with_a_hint() {
     assert!(plan(&policy(&["claude"]), &f).is_ok());
 }
 
+/// Every directory from the writable root down to a protected item is pinned, once, before
+/// what is in it; a read-only item is not also pinned.
+#[test]
+fn every_directory_above_a_protected_item_is_pinned_once() {
+    let mut f = facts();
+    f.roots[0].runs_later = vec![
+        found("/home/u/p/a/b/.vscode", Kind::Dir, "editor"),
+        found("/home/u/p/a/b/c/.envrc", Kind::File, "direnv"),
+        found("/home/u/p/a/.envrc", Kind::File, "direnv"),
+    ];
+    let got = argv(&policy(&["claude"]), &f);
+    let binds = |flag: &str, p: &str| {
+        got.windows(3)
+            .filter(|w| w[0] == flag && w[1] == p && w[2] == p)
+            .count()
+    };
+    for dir in [
+        "/home/u/p/a",
+        "/home/u/p/a/b",
+        "/home/u/p/a/b/c",
+        "/home/u/p/.git",
+    ] {
+        assert_eq!(binds("--bind", dir), 1, "{dir} pinned once: {got:?}");
+    }
+    assert_eq!(binds("--bind", "/home/u/p/a/b/.vscode"), 0);
+    assert_eq!(binds("--ro-bind", "/home/u/p/a/b/.vscode"), 1);
+    // The project itself is the writable root: bound read-write once, not pinned again.
+    assert_eq!(binds("--bind", "/home/u/p"), 1);
+    let a = pos(&got, &["--bind", "/home/u/p/a", "/home/u/p/a"]);
+    let ab = pos(&got, &["--bind", "/home/u/p/a/b", "/home/u/p/a/b"]);
+    assert!(a < pos(&got, &["--ro-bind", "/home/u/p/a/.envrc"]));
+    assert!(a < ab && ab < pos(&got, &["--ro-bind", "/home/u/p/a/b/.vscode"]));
+}
+
+/// Thousands of nested repositories: more mounts than bwrap takes, refused with a hint.
+#[test]
+fn too_many_protected_paths_is_refused_with_a_hint() {
+    let mut f = facts();
+    let repo = f.roots[0].git[0].clone();
+    f.roots[0].git = (0..1000)
+        .map(|i| {
+            let mut r = repo.clone();
+            let d = format!("/home/u/p/vendor/r{i}/.git");
+            r.dot_git = d.clone().into();
+            r.entries = vec![
+                (format!("{d}/hooks").into(), Some(Kind::Dir), "hooks"),
+                (format!("{d}/config").into(), Some(Kind::File), "config"),
+            ];
+            r
+        })
+        .collect();
+    let err = plan(&policy(&["claude"]), &f).unwrap_err();
+    let fail = err.downcast_ref::<Fail>().unwrap();
+    assert!(
+        fail.hint.as_deref().unwrap().contains("--project"),
+        "{fail:?}"
+    );
+    f.roots[0].git.truncate(500);
+    assert!(plan(&policy(&["claude"]), &f).is_ok());
+}
+
 #[test]
 fn worktree_common_dir_is_bound_and_protected() {
     let mut f = facts();
