@@ -1,4 +1,5 @@
 use super::*;
+use std::process::{Command, Stdio};
 
 fn found(p: PathBuf, kind: Kind) -> Found {
     Found {
