@@ -120,6 +120,8 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
             }
         }
     }
+    // Every source of read-only items adds to `ro` above this line: the pins below follow
+    // whatever is there.
     ro.retain(|(p, _)| in_writable(facts, &b.steps, p));
     // Only what agentbox protects is created, and only inside a writable root.
     create.retain(|p| in_writable(facts, &b.steps, p));
