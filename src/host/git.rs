@@ -178,6 +178,8 @@ pub fn probe_all(found: &[Found], host: &GitHost, mut reads: Reads) -> Vec<GitRe
         repos.push(repo);
         jobs.extend(js.into_iter().map(|j| (i, j)));
     }
+    let all: Vec<&Job> = jobs.iter().map(|(_, j)| j).collect();
+    reads.batch(&all, host);
     for chunk in jobs.chunks(BATCH) {
         for (_, job) in chunk {
             reads.start(job, host);

@@ -13,16 +13,85 @@ use super::{FIXED_PATH, GitHost, Job, Refusal, existing, expand};
 /// The `git config` calls of a probe, by the git dir they read through.
 #[derive(Default)]
 pub struct Reads {
-    calls: std::collections::BTreeMap<PathBuf, Option<Call>>,
+    pub(super) calls: std::collections::BTreeMap<PathBuf, Option<Call>>,
 }
 
 pub(super) enum Call {
     Running(Running),
+    /// Read already, in a batch with other repositories.
+    Done(Vec<Entry>),
     Failed(Refusal),
     NoGit,
 }
 
 impl Reads {
+    /// Reads the configuration of all `jobs` not started yet with one `git config` call, when
+    /// that gives what one call each would: each repository's config is passed as its own
+    /// `-c include.path=FILE` (git prints that entry before the file's), and no `includeIf`
+    /// appears anywhere (its condition would be evaluated for no repository or the wrong one).
+    /// Otherwise, or on any failure, nothing is recorded and `start` runs one call each. One
+    /// spawn costs about as much as the rest of a launch: a project with 50 nested
+    /// repositories pays it once instead of 50 times.
+    pub(super) fn batch(&mut self, jobs: &[&Job], host: &GitHost) {
+        let Some(git) = &host.git else { return };
+        let mut files: Vec<(PathBuf, usize)> = Vec::new();
+        let mut todo: Vec<&Job> = Vec::new();
+        for job in jobs {
+            // Each file must mark one repository only (worktrees share their common config).
+            if self.calls.contains_key(&job.config_dir)
+                || files.iter().any(|(f, _)| *f == job.common.join("config"))
+            {
+                continue;
+            }
+            files.push((job.common.join("config"), todo.len()));
+            files.extend(existing(job.config_dir.join("config.worktree")).map(|f| (f, todo.len())));
+            todo.push(job);
+        }
+        if todo.len() < 2 {
+            return;
+        }
+        let mut args = Vec::new();
+        for (f, _) in &files {
+            let mut arg = OsString::from("include.path=");
+            arg.push(f);
+            args.extend([OsString::from("-c"), arg]);
+        }
+        args.extend(["config", "--list", "--show-origin", "-z"].map(OsString::from));
+        // A git dir that is no repository: no local config of any of them is read as such.
+        let no_repo = Path::new("/nonexistent/agentbox-no-repository");
+        let Ok(entries) = spawn_git(git, host, no_repo, args).and_then(|r| r.finish(host)) else {
+            return;
+        };
+        if entries
+            .iter()
+            .any(|e| e.key.to_ascii_lowercase().starts_with("includeif."))
+        {
+            return;
+        }
+        let mut base = Vec::new();
+        let mut each: Vec<Vec<Entry>> = vec![Vec::new(); todo.len()];
+        let mut current: Option<usize> = None;
+        for e in entries {
+            let marker = (e.origin.is_none() && e.key == "include.path")
+                .then(|| {
+                    let v = Path::new(e.value.as_deref()?);
+                    files.iter().find(|(f, _)| f == v).map(|(_, i)| *i)
+                })
+                .flatten();
+            match (marker, current) {
+                (Some(i), _) => current = Some(i),
+                (None, Some(i)) => each[i].push(e),
+                (None, None) => base.push(e),
+            }
+        }
+        for (job, mut own) in todo.iter().zip(each) {
+            let mut all = base.clone();
+            all.append(&mut own);
+            self.calls
+                .insert(job.config_dir.clone(), Some(Call::Done(all)));
+        }
+    }
+
     pub(super) fn start(&mut self, job: &Job, host: &GitHost) {
         if self.calls.contains_key(&job.config_dir) {
             return;
@@ -51,6 +120,7 @@ impl Call {
     pub(super) fn finish(self, host: &GitHost) -> Result<Option<Vec<Entry>>, Refusal> {
         match self {
             Call::Running(r) => r.finish(host).map(Some),
+            Call::Done(e) => Ok(Some(e)),
             Call::Failed(e) => Err(e),
             Call::NoGit => Ok(None),
         }

@@ -322,3 +322,59 @@ fn includes_for_another_branch_are_read_too() {
     assert!(got.contains(&p.join("evil.cfg")), "{got:?}");
     assert!(got.contains(&p.join("hooks2")), "{got:?}");
 }
+
+/// Nested repositories read in one call give each its own configuration, as one call each
+/// would; an includeIf anywhere makes it one call each again.
+#[test]
+fn nested_repositories_read_together_keep_their_own_configuration() {
+    let t = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(t.path()).unwrap();
+    let p = base.join("p");
+    let mut found_all = Vec::new();
+    for (i, hooks) in ["h0", "h1", "h2"].iter().enumerate() {
+        let r = p.join(format!("r{i}"));
+        fs::create_dir_all(r.join(hooks)).unwrap();
+        git(&r, &["init", "-q"]);
+        git(&r, &["config", "core.hooksPath", hooks]);
+        fs::write(r.join("clean.sh"), "").unwrap();
+        git(
+            &r,
+            &["config", &format!("filter.f{i}.clean"), "sh clean.sh"],
+        );
+        found_all.push(found(r.join(".git"), Kind::Dir));
+    }
+    let h = host(&base, &p);
+    let check = |repos: &[GitRepo]| {
+        for (i, repo) in repos.iter().enumerate() {
+            let r = p.join(format!("r{i}"));
+            let got = paths(repo);
+            assert!(got.contains(&r.join(format!("h{i}"))), "{i}: {got:?}");
+            assert!(got.contains(&r.join("clean.sh")), "{i}: {got:?}");
+            for j in (0..3).filter(|j| *j != i) {
+                assert!(
+                    !got.contains(&r.join(format!("h{j}"))),
+                    "{i} has {j}'s: {got:?}"
+                );
+            }
+        }
+    };
+    let mut reads = Reads::default();
+    let structures: Vec<_> = found_all.iter().map(|f| structure(f).1).collect();
+    let jobs: Vec<&Job> = structures.iter().flatten().collect();
+    reads.batch(&jobs, &h);
+    assert!(
+        jobs.iter().all(|j| matches!(
+            reads.calls.get(&j.config_dir),
+            Some(Some(read::Call::Done(_)))
+        )),
+        "the batch did not run"
+    );
+    check(&probe_all(&found_all, &h, Reads::default()));
+    // An includeIf: one call each, and the same result.
+    let r0 = p.join("r0");
+    git(&r0, &["config", "includeIf.onbranch:x.path", "../x.cfg"]);
+    let mut reads = Reads::default();
+    reads.batch(&jobs, &h);
+    assert!(reads.calls.is_empty());
+    check(&probe_all(&found_all, &h, Reads::default()));
+}
