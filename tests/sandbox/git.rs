@@ -106,6 +106,46 @@ fn a_hook_symlinked_to_a_project_script() {
     });
 }
 
+/// A hook that is a regular file running a project script: the script is protected too.
+#[test]
+fn a_script_a_hook_runs() {
+    each_user(|w| {
+        init(w);
+        write_exec(w, "scripts/lint.sh", "#!/bin/sh\ntrue\n");
+        write_exec(
+            w,
+            ".git/hooks/pre-commit",
+            "#!/bin/sh\nsh ./scripts/lint.sh\n",
+        );
+        attack(
+            w,
+            &plant(w, "scripts/lint.sh"),
+            &[&["commit", "-q", "--allow-empty", "-m", "x"]],
+        );
+    });
+}
+
+/// `includeIf "onbranch:evil"`: not read while another branch is out, but the agent can switch
+/// branches; what that file makes git run is protected all the same.
+#[test]
+fn an_include_for_another_branch() {
+    each_user(|w| {
+        init(w);
+        write_exec(w, "hooks2/pre-commit", "#!/bin/sh\ntrue\n");
+        w.write(
+            "home/src/project/evil.cfg",
+            "[core]\n\thooksPath = hooks2\n",
+        );
+        git(
+            w,
+            &["config", "includeIf.onbranch:evil.path", "../evil.cfg"],
+        )
+        .ok();
+        let switch = format!("{}; git checkout -q -B evil", plant(w, "hooks2/pre-commit"));
+        attack(w, &switch, &[&["commit", "-q", "--allow-empty", "-m", "x"]]);
+    });
+}
+
 /// husky v9: `core.hooksPath = .husky/_`, whose stubs source `_/h`, which runs `.husky/<hook>`
 /// when it exists. Both changing a script and adding a missing one are planting.
 #[test]
