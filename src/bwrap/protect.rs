@@ -105,6 +105,18 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
                 if !in_writable(facts, &b.steps, path) {
                     continue;
                 }
+                if facts.roots.iter().any(|r| r.path == *path) {
+                    return Err(Fail::hint(
+                        format!(
+                            "refusing to start: {why} names {} itself: git on the host would \
+                             run what the agent puts there, and agentbox cannot make it \
+                             read-only",
+                            path.display()
+                        ),
+                        "point it at a directory inside the project",
+                    )
+                    .into());
+                }
                 if kind.is_none() {
                     return Err(Fail::hint(
                         format!(

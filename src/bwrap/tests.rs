@@ -464,6 +464,11 @@ fn git_tampering_and_unprotectable_config_refuse_to_start() {
     assert!(err.to_string().contains("does not exist"), "{err}");
     f.roots[0].git[0].config_paths = vec![("/usr/bin/cat".into(), None, "diff.x.textconv".into())];
     assert!(plan(&policy(&["claude"]), &f).is_ok());
+    // A hooks path at the project itself (`core.hooksPath = .`) would make it read-only: refused.
+    f.roots[0].git[0].config_paths =
+        vec![("/home/u/p".into(), Some(Kind::Dir), "core.hookspath".into())];
+    let err = plan(&policy(&["claude"]), &f).unwrap_err();
+    assert!(err.to_string().contains("itself"), "{err}");
 }
 
 #[test]

@@ -99,7 +99,10 @@ pub(super) fn apply(
         let Some(k) = git_keys::lookup(&e.key) else {
             continue;
         };
-        let Some(value) = &e.value else { continue };
+        // An empty value unsets (git's own reading): it names no path.
+        let Some(value) = e.value.as_ref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
         let rel_base = e
             .origin
             .as_deref()
@@ -249,15 +252,26 @@ fn command_word(
 fn hook_scripts(dir: &Path, tops: &[PathBuf], host: &GitHost, why: &str, repo: &mut GitRepo) {
     const MAX_FILES: usize = 200;
     const MAX_BYTES: u64 = 256 * 1024;
-    let husky = dir.file_name() == Some(OsStr::new("_"))
-        || dir.join("h").is_file()
-        || dir.join("husky.sh").is_file();
+    // husky v9 names its stub directory `_` (`<dir>/_`, `.husky/_` by default).
+    let husky = dir.file_name() == Some(OsStr::new("_"));
     let mut dirs = vec![dir.to_owned()];
     if husky && let Some(parent) = dir.parent() {
-        repo.path(
-            parent.to_owned(),
-            &format!("{why}: husky's stubs run the scripts here"),
-        );
+        if host.writable.iter().any(|w| w == parent) {
+            // Read-only, it would make the whole project read-only.
+            repo.anomalies.push(Refusal {
+                what: format!(
+                    "{why}: husky's stubs in {} run scripts at the top of the project, which \
+                     agentbox cannot make read-only",
+                    dir.display()
+                ),
+                hint: "install husky into its own directory (npx husky .husky)".to_owned(),
+            });
+        } else {
+            repo.path(
+                parent.to_owned(),
+                &format!("{why}: husky's stubs run the scripts here"),
+            );
+        }
         dirs.push(parent.to_owned());
     }
     let mut scripts: Vec<PathBuf> = Vec::new();
