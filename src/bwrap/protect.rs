@@ -89,7 +89,11 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
                     Fail::hint(format!("refusing to start: {}", a.what), a.hint.clone()).into(),
                 );
             }
-            b.warnings.extend(repo.warnings.iter().cloned());
+            for w in &repo.warnings {
+                if !b.warnings.contains(w) {
+                    b.warnings.push(w.clone());
+                }
+            }
             for (path, kind, why) in &repo.entries {
                 match kind {
                     Some(Kind::Symlink) => symlinks.push(path),

@@ -443,3 +443,42 @@ fn git_works_inside_with_every_protection_on() {
         );
     });
 }
+
+/// Without git on the host, git's own files stay read-only and a warning says the configuration
+/// was not checked (the host cannot run git later without installing it first).
+#[test]
+fn without_git_the_files_stay_protected_and_agentbox_says_so() {
+    each_user(|w| {
+        init(w);
+        let bwrap = fs::canonicalize("/usr/bin/bwrap").unwrap();
+        let script = format!(
+            "{} && echo planted; true",
+            plant(w, ".git/hooks/pre-commit")
+        );
+        // /usr/bin/env sets the PATH agentbox sees (the test user's setpriv needs the usual one).
+        let args = [
+            OsStr::new("PATH=/nonexistent"),
+            OsStr::new(super::BIN),
+            OsStr::new("run"),
+            OsStr::new("--bwrap"),
+            bwrap.as_os_str(),
+            OsStr::new("--"),
+            OsStr::new("/bin/sh"),
+            OsStr::new("-c"),
+            OsStr::new(&script),
+        ];
+        let out = Out(w
+            .program(OsStr::new("/usr/bin/env"))
+            .args(args)
+            .output()
+            .unwrap());
+        let stdout = out.ok();
+        assert!(!stdout.contains("planted"), "{stdout}");
+        assert!(
+            out.stderr().contains("git is not installed"),
+            "{}",
+            out.stderr()
+        );
+        assert!(!w.project.join(".git/hooks/pre-commit").exists());
+    });
+}

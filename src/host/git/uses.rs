@@ -29,12 +29,12 @@ pub(super) fn apply(
     let entries = match read {
         Ok(Some(e)) => e,
         Ok(None) => {
-            repo.warnings.push(format!(
-                "git is not installed here, so the configuration of {} was not checked (its \
-                 hooks and config are read-only); install git before agentbox if you will run \
-                 git later",
-                common.display()
-            ));
+            repo.warnings.push(
+                "git is not installed here, so git's configuration was not checked (hooks and \
+                 config files are read-only all the same); install git before agentbox if you \
+                 will run git on this project later"
+                    .to_owned(),
+            );
             return;
         }
         Err(r) => {
