@@ -239,7 +239,7 @@ fn spawn_git(
     Ok(Running {
         child,
         stdout,
-        stderr,
+        stderr: Some(stderr),
         started,
         git_dir: git_dir.to_owned(),
     })
@@ -258,9 +258,21 @@ fn drain(pipe: Option<impl Read>) -> Vec<u8> {
 pub(super) struct Running {
     child: std::process::Child,
     stdout: std::sync::mpsc::Receiver<Vec<u8>>,
-    stderr: std::thread::JoinHandle<Vec<u8>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
     started: Instant,
     git_dir: PathBuf,
+}
+
+/// A call never finished (its repository was not in the scan after all, or probing stopped
+/// early) is killed and reaped here: agentbox execs bwrap next, which would inherit a running
+/// git as its child.
+impl Drop for Running {
+    fn drop(&mut self) {
+        // After a wait, std knows the child is gone and sends no signal (the pid could be
+        // another process's by then).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Running {
@@ -271,9 +283,8 @@ impl Running {
         let hint = format!("see what git says: GIT_DIR={git_dir} git config --list --show-origin");
         let left = host.timeout.saturating_sub(self.started.elapsed());
         let Ok(stdout) = self.stdout.recv_timeout(left) else {
-            // Still ours and not reaped: the kill reaches this child and no other process.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            // Dropping `self` kills it: still ours and not reaped, the kill reaches this child
+            // and no other process.
             return Err(Refusal {
                 what: format!(
                     "reading the git configuration of {git_dir} took over {} s: an include may \
@@ -285,7 +296,11 @@ impl Running {
             });
         };
         let status = self.child.wait();
-        let stderr = self.stderr.join().unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
         match status {
             Ok(st) if st.success() => Ok(parse_list(&stdout)),
             Ok(_) => Err(Refusal {

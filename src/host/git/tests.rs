@@ -175,6 +175,20 @@ fn a_fifo_include_times_out_and_refuses() {
         "{:?}",
         repo.anomalies
     );
+    // The hung git was killed and reaped, not left behind (bwrap would inherit it).
+    let needle = p.join(".git/config");
+    let left: Vec<_> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                c.windows(needle.as_os_str().len())
+                    .any(|w| w == needle.as_os_str().as_bytes())
+            })
+        })
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "git still running: {left:?}");
 }
 
 #[test]
