@@ -139,10 +139,28 @@ pub fn kind_at(path: &Path) -> Option<Kind> {
     })
 }
 
+/// The first `limit` bytes of a regular file; `None` for anything else. Opened non-blocking:
+/// a FIFO planted where git keeps a small file (`commondir`, a hook) must not hang the launch.
+pub(crate) fn read_regular(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    f.take(limit).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
 /// Reads a pointer file (`gitdir: PATH` in a `.git` file, or the path in `commondir`):
 /// the path, relative to `base`, canonical.
 fn read_pointer(file: &Path, prefix: &[u8], base: &Path) -> Option<PathBuf> {
-    let content = fs::read(file).ok()?;
+    let content = read_regular(file, 64 * 1024)?;
     let rest = content.strip_prefix(prefix)?;
     let line = rest.split(|&b| b == b'\n').next()?;
     let target = Path::new(OsStr::from_bytes(line.trim_ascii()));
@@ -415,7 +433,8 @@ fn modules(dir: &Path) -> Vec<PathBuf> {
 /// A submodule git dir's work tree: the `core.worktree` line of its config, resolved against
 /// it (git writes it there on `submodule absorbgitdirs` and `clone`).
 fn worktree_of(gitdir: &Path) -> Option<PathBuf> {
-    let text = fs::read_to_string(gitdir.join("config")).ok()?;
+    let text = read_regular(&gitdir.join("config"), 1 << 20)?;
+    let text = String::from_utf8_lossy(&text);
     let value = text.lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;
         k.trim()

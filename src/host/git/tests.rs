@@ -1,5 +1,6 @@
 use super::*;
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 fn found(p: PathBuf, kind: Kind) -> Found {
     Found {
@@ -391,4 +392,24 @@ fn nested_repositories_read_together_keep_their_own_configuration() {
     reads.batch(&jobs, &h);
     assert!(reads.calls.is_empty());
     check(&probe_all(&found_all, &h, Reads::default()));
+}
+
+/// FIFOs planted where git keeps small files (`commondir`, a hook) do not hang the probe.
+#[test]
+fn fifos_in_the_git_dir_do_not_hang_the_probe() {
+    let t = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(t.path()).unwrap();
+    let p = base.join("p");
+    fs::create_dir_all(&p).unwrap();
+    git(&p, &["init", "-q"]);
+    for f in [".git/commondir", ".git/hooks/pre-commit"] {
+        let st = Command::new("mkfifo").arg(p.join(f)).status().unwrap();
+        assert!(st.success());
+    }
+    let mut h = host(&base, &p);
+    h.timeout = Duration::from_millis(500);
+    let t0 = Instant::now();
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(repo.anomalies.iter().any(|a| a.what.contains("commondir")));
 }

@@ -3,7 +3,6 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -299,11 +298,9 @@ fn hook_scripts(dir: &Path, tops: &[PathBuf], host: &GitHost, why: &str, repo: &
     let mut bases = tops.to_vec();
     bases.push(dir.to_owned());
     for s in scripts.iter().take(MAX_FILES) {
-        let Ok(f) = fs::File::open(s) else { continue };
-        let mut text = Vec::new();
-        if f.take(MAX_BYTES).read_to_end(&mut text).is_err() {
+        let Some(text) = super::read_regular(s, MAX_BYTES) else {
             continue;
-        }
+        };
         for (w, _) in words(&text) {
             for p in expand(w, &bases, &host.home) {
                 if p != *s && kind_at(&p) == Some(Kind::File) && host.in_writable(&p) {
