@@ -1,4 +1,5 @@
-//! What the plan protects: files the host runs later made read-only (their parents pinned),
+//! What the plan protects: files the host runs later made read-only (every directory above
+//! them, up to the writable root, pinned),
 //! secrets masked, and the size check against bwrap's argument limit. Pure.
 
 use std::collections::BTreeMap;
