@@ -1,6 +1,6 @@
 //! What the plan protects: files the host runs later made read-only (every directory above
-//! them, up to the writable root, pinned),
-//! secrets masked, and the size check against bwrap's argument limit. Pure.
+//! them, up to the writable root, pinned), secrets masked, and the size check against bwrap's
+//! argument limit. Pure.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
