@@ -111,7 +111,8 @@ pub(super) fn apply(
             Use::Hooks => {
                 hooks_set = true;
                 for dir in expand(value.as_bytes(), tops, &host.home) {
-                    repo.path(dir.clone(), &why);
+                    // A hooks path through a symlink the agent can re-point is refused.
+                    check_path(&dir, &why, host, repo);
                     hook_scripts(&dir, tops, host, &why, repo);
                 }
             }
