@@ -265,11 +265,14 @@ impl Builder {
 ///     sockets of `--ssh-agent` and `--docker`.
 ///  8. The project read-write, the `--ro`/`--rw` paths, and the common git dir of a worktree
 ///     project, all at their real paths, parents before children.
-///  9. Pins: `.git` and `.claude` directories bound onto themselves, so the agent cannot rename
-///     them away and put a fresh copy in their place.
-/// 10. Files the host runs later, read-only (after creating a missing `.git/hooks`, as git does),
-///     what git's config points at in the project, and the scripts protected files launch
-///     (`host::refs`).
+///  9. Pins: every directory from a writable root down to each item of step 10 bound onto
+///     itself, so the agent cannot rename any of them away and put a doctored copy in its
+///     place (a mount point cannot be renamed; a directory above one can).
+/// 10. Files the host runs later, read-only (after creating a missing `.git/hooks`, as git does):
+///     git's hooks and config in every git dir a `.git` leads to, whatever git's configuration
+///     (read by the host's git) makes git run or read, the runs-later names, and the scripts
+///     protected files launch (`host::refs`). Steps 9 and 10
+///     are emitted together in path order, so a directory comes before what is in it.
 /// 11. Secrets masked: a file (or socket) becomes an empty read-only file, a directory an empty
 ///     read-only tmpfs; the system's own secrets (`/etc/shadow`...) too.
 /// 12. The sandbox's own root read-only (a tmpfs of bwrap's; the mounts in it keep their mode).

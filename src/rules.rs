@@ -365,10 +365,6 @@ pub const GIT_RUNS_LATER: &[RunsLater] = &[
     ),
 ];
 
-/// Directories that hold other protected entries: they are bound onto themselves so they become
-/// mount points, which the agent cannot rename or remove to slip a fresh copy in their place.
-pub const PINNED_PARENTS: &[&str] = &[".git", ".claude"];
-
 /// Directory names where the scan looks for secrets only, not for files the host runs later:
 /// git's own directory, whose runs-later files the git model finds as git sees them. Nothing
 /// else is spared: a planted `CACHEDIR.TAG` or a directory renamed `node_modules` would

@@ -1,18 +1,18 @@
-//! What the plan protects: files the host runs later made read-only (their parents pinned),
-//! secrets masked, and the size check against bwrap's argument limit. Pure.
+//! What the plan protects: files the host runs later made read-only (every directory above
+//! them, up to the writable root, pinned), secrets masked, and the size check against bwrap's
+//! argument limit. Pure.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::*;
 use crate::error::Fail;
-use crate::rules::PINNED_PARENTS;
 use crate::secrets::{Found, Kind};
 
-/// bwrap refuses more than 9000 arguments (`MAX_ARGS`); each mask takes three. Say so, with
-/// the fix, instead of letting bwrap fail with its own exit status.
+/// bwrap refuses more than 9000 arguments (`MAX_ARGS`); each mask, pin or read-only bind takes
+/// three. Say so, with the fix, instead of letting bwrap fail with its own exit status.
 pub(super) fn check_size(b: &Builder) -> Result<()> {
     const BWRAP_MAX_ARGS: usize = 9000;
     const MARGIN: usize = 500; // the command's own arguments and agentbox's later additions
@@ -23,12 +23,23 @@ pub(super) fn check_size(b: &Builder) -> Result<()> {
             .iter()
             .filter(|s| matches!(s.op, Op::EmptyFile(_) | Op::UnreadableFile(_)))
             .count();
+        let protected = b
+            .steps
+            .iter()
+            .filter(|s| s.why.starts_with("pinned") || s.why.starts_with("read-only: "))
+            .count();
+        let hint = if masks >= protected {
+            "--unhide the test fixtures that are not secrets, e.g. --unhide 'testdata/*.pem'"
+        } else {
+            "run the agent in a smaller part of the project (--project DIR): each nested git \
+             repository and file the host runs later costs a few mounts"
+        };
         return Err(Fail::hint(
             format!(
-                "the sandbox needs {count} bwrap arguments ({masks} masked files), more than \
-                 bwrap accepts"
+                "the sandbox needs {count} bwrap arguments ({masks} masked files, {protected} \
+                 read-only or pinned paths), more than bwrap accepts"
             ),
-            "--unhide the test fixtures that are not secrets, e.g. --unhide 'testdata/*.pem'",
+            hint,
         )
         .into());
     }
@@ -37,16 +48,34 @@ pub(super) fn check_size(b: &Builder) -> Result<()> {
 
 /// Is `path` inside a writable root (where the agent could change it)?
 pub(super) fn in_writable(facts: &HostFacts, steps: &[Step], path: &Path) -> bool {
-    facts.roots.iter().any(|r| path.starts_with(&r.path))
-        || steps
-            .iter()
-            .any(|s| matches!(&s.op, Op::Bind(p) if path.starts_with(p)))
+    writable_root(facts, steps, path).is_some()
 }
 
+/// The deepest writable root or read-write bind that holds `path`.
+fn writable_root<'a>(facts: &'a HostFacts, steps: &'a [Step], path: &Path) -> Option<&'a Path> {
+    facts
+        .roots
+        .iter()
+        .map(|r| r.path.as_path())
+        .chain(steps.iter().filter_map(|s| match &s.op {
+            Op::Bind(p) => Some(p.as_path()),
+            _ => None,
+        }))
+        .filter(|r| path.starts_with(r))
+        .max_by_key(|r| depth(r))
+}
+
+/// Files the host runs later made read-only, and every directory above each of them pinned.
+///
+/// A read-only bind is a mount point, which `rename()` refuses (EBUSY); but renaming a directory
+/// above it is allowed, and would let the agent move the protected copy away and put a doctored
+/// one where it was. So every directory from the writable root down to a protected item is
+/// bound onto itself (pinned) as well, whatever the item's source (the scan, git's model, ...).
+/// Pins and read-only binds are emitted in path order, so a directory is always mounted before
+/// anything inside it.
 pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let mut ro: Vec<(PathBuf, String)> = Vec::new();
     let mut create: Vec<PathBuf> = Vec::new();
-    let mut pins: BTreeSet<PathBuf> = BTreeSet::new();
     let mut symlinks: Vec<&Path> = Vec::new();
     for root in &facts.roots {
         // With the scripts the protected files launch (`host::refs`): never symlinks, they are
@@ -64,14 +93,14 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
         }
         for repo in &root.git {
             if let Some(a) = repo.anomalies.first() {
-                return Err(Fail::hint(
-                    format!("refusing to start: {a}"),
-                    "look at it with the agent stopped, and fix or remove it",
-                )
-                .into());
+                return Err(
+                    Fail::hint(format!("refusing to start: {}", a.what), a.hint.clone()).into(),
+                );
             }
-            if repo.dot_git_kind == Kind::Dir {
-                pins.insert(repo.dot_git.clone());
+            for w in &repo.warnings {
+                if !b.warnings.contains(w) {
+                    b.warnings.push(w.clone());
+                }
             }
             for (path, kind, why) in &repo.entries {
                 match kind {
@@ -84,11 +113,23 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
                     None => {}
                 }
             }
-            for (path, why) in &repo.config_paths {
+            for (path, kind, why) in &repo.config_paths {
                 if !in_writable(facts, &b.steps, path) {
                     continue;
                 }
-                if !path.exists() {
+                if facts.roots.iter().any(|r| r.path == *path) {
+                    return Err(Fail::hint(
+                        format!(
+                            "refusing to start: {why} names {} itself: git on the host would \
+                             run what the agent puts there, and agentbox cannot make it \
+                             read-only",
+                            path.display()
+                        ),
+                        "point it at a directory inside the project",
+                    )
+                    .into());
+                }
+                if kind.is_none() {
                     return Err(Fail::hint(
                         format!(
                             "refusing to start: {why} names {}, which does not exist: the \
@@ -103,30 +144,35 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
             }
         }
     }
+    // Every source of read-only items adds to `ro` above this line: the pins below follow
+    // whatever is there.
     ro.retain(|(p, _)| in_writable(facts, &b.steps, p));
     // Only what agentbox protects is created, and only inside a writable root.
     create.retain(|p| in_writable(facts, &b.steps, p));
     b.prep.extend(create.into_iter().map(Prep::CreateDir));
+    // path -> None: a pin; Some(why): read-only. Read-only wins over a pin of the same path.
+    let mut mounts: BTreeMap<PathBuf, Option<String>> = BTreeMap::new();
     for (p, _) in &ro {
-        for parent in p.ancestors().skip(1) {
-            let named = parent
-                .file_name()
-                .is_some_and(|n| PINNED_PARENTS.iter().any(|x| n == *x));
-            if named && in_writable(facts, &b.steps, parent) {
-                pins.insert(parent.to_owned());
+        if let Some(root) = writable_root(facts, &b.steps, p) {
+            for dir in p.ancestors().skip(1).take_while(|a| *a != root) {
+                mounts.entry(dir.to_owned()).or_insert(None);
             }
         }
     }
-    for p in pins {
-        b.push(
-            Op::Bind(p),
-            "pinned (a mount point): cannot be renamed away and replaced",
-        );
-    }
-    ro.sort();
-    ro.dedup_by(|a, b| a.0 == b.0);
     for (p, why) in ro {
-        b.push(Op::RoBind(p), format!("read-only: {why}"));
+        let slot = mounts.entry(p).or_insert(None);
+        if slot.is_none() {
+            *slot = Some(why);
+        }
+    }
+    for (p, why) in mounts {
+        match why {
+            Some(why) => b.push(Op::RoBind(p), format!("read-only: {why}")),
+            None => b.push(
+                Op::Bind(p),
+                "pinned (a mount point): cannot be renamed away and replaced",
+            ),
+        }
     }
     for link in symlinks {
         b.warnings.push(format!(

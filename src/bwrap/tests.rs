@@ -1,6 +1,7 @@
 //! Planner tests: `Policy` + `HostFacts` (made up, no I/O) -> whole argv.
 
 use super::*;
+use crate::host::git::Refusal;
 use crate::host::{Bwrap, Candidate, GitRepo, Root, SysEntry};
 use crate::policy::{Access, EnvPass};
 use crate::seccomp;
@@ -85,9 +86,12 @@ fn facts() -> HostFacts {
             git: vec![GitRepo {
                 dot_git: "/home/u/p/.git".into(),
                 dot_git_kind: Kind::Dir,
+                git_dir: Some("/home/u/p/.git".into()),
                 linked_common: None,
                 config_paths: vec![],
                 anomalies: vec![],
+                warnings: vec![],
+                control_absent: vec![],
                 entries: vec![
                     ("/home/u/p/.git/hooks".into(), None, "hooks"),
                     ("/home/u/p/.git/config".into(), Some(Kind::File), "config"),
@@ -210,12 +214,12 @@ fn default_plan_whole_argv() {
         "--bind",
         "/home/u/p",
         "/home/u/p",
-        "--bind",
-        "/home/u/p/.git",
-        "/home/u/p/.git",
         "--ro-bind",
         "/home/u/p/.envrc",
         "/home/u/p/.envrc",
+        "--bind",
+        "/home/u/p/.git",
+        "/home/u/p/.git",
         "--ro-bind",
         "/home/u/p/.git/config",
         "/home/u/p/.git/config",
@@ -523,20 +527,33 @@ fn runs_later_symlinks_warn_and_are_not_bound() {
 #[test]
 fn git_tampering_and_unprotectable_config_refuse_to_start() {
     let mut f = facts();
-    f.roots[0].git[0].anomalies = vec!["/home/u/p/.git/commondir exists".into()];
+    f.roots[0].git[0].anomalies = vec![Refusal {
+        what: "/home/u/p/.git/commondir exists".into(),
+        hint: "remove it".into(),
+    }];
     let err = plan(&policy(&["claude"]), &f).unwrap_err();
     assert!(err.to_string().contains("commondir"), "{err}");
-    assert_eq!(err.downcast_ref::<Fail>().unwrap().code, 125);
+    let fail = err.downcast_ref::<Fail>().unwrap();
+    assert_eq!(fail.code, 125);
+    assert_eq!(fail.hint.as_deref(), Some("remove it"));
 
     // core.hooksPath inside the project: protected when it exists (here it cannot be checked
     // on disk, so a path outside any writable root is ignored and one inside refuses).
     let mut f = facts();
-    f.roots[0].git[0].config_paths =
-        vec![("/home/u/p/.husky-missing".into(), "core.hookspath".into())];
+    f.roots[0].git[0].config_paths = vec![(
+        "/home/u/p/.husky-missing".into(),
+        None,
+        "core.hookspath".into(),
+    )];
     let err = plan(&policy(&["claude"]), &f).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
-    f.roots[0].git[0].config_paths = vec![("/usr/bin/cat".into(), "diff.x.textconv".into())];
+    f.roots[0].git[0].config_paths = vec![("/usr/bin/cat".into(), None, "diff.x.textconv".into())];
     assert!(plan(&policy(&["claude"]), &f).is_ok());
+    // A hooks path at the project itself (`core.hooksPath = .`) would make it read-only: refused.
+    f.roots[0].git[0].config_paths =
+        vec![("/home/u/p".into(), Some(Kind::Dir), "core.hookspath".into())];
+    let err = plan(&policy(&["claude"]), &f).unwrap_err();
+    assert!(err.to_string().contains("itself"), "{err}");
 }
 
 #[test]
@@ -566,15 +583,79 @@ fn too_many_masks_is_refused_with_a_hint() {
     assert!(plan(&policy(&["claude"]), &f).is_ok());
 }
 
+/// Every directory from the writable root down to a protected item is pinned, once, before
+/// what is in it; a read-only item is not also pinned.
+#[test]
+fn every_directory_above_a_protected_item_is_pinned_once() {
+    let mut f = facts();
+    f.roots[0].runs_later = vec![
+        found("/home/u/p/a/b/.vscode", Kind::Dir, "editor"),
+        found("/home/u/p/a/b/c/.envrc", Kind::File, "direnv"),
+        found("/home/u/p/a/.envrc", Kind::File, "direnv"),
+    ];
+    let got = argv(&policy(&["claude"]), &f);
+    let binds = |flag: &str, p: &str| {
+        got.windows(3)
+            .filter(|w| w[0] == flag && w[1] == p && w[2] == p)
+            .count()
+    };
+    for dir in [
+        "/home/u/p/a",
+        "/home/u/p/a/b",
+        "/home/u/p/a/b/c",
+        "/home/u/p/.git",
+    ] {
+        assert_eq!(binds("--bind", dir), 1, "{dir} pinned once: {got:?}");
+    }
+    assert_eq!(binds("--bind", "/home/u/p/a/b/.vscode"), 0);
+    assert_eq!(binds("--ro-bind", "/home/u/p/a/b/.vscode"), 1);
+    // The project itself is the writable root: bound read-write once, not pinned again.
+    assert_eq!(binds("--bind", "/home/u/p"), 1);
+    let a = pos(&got, &["--bind", "/home/u/p/a", "/home/u/p/a"]);
+    let ab = pos(&got, &["--bind", "/home/u/p/a/b", "/home/u/p/a/b"]);
+    assert!(a < pos(&got, &["--ro-bind", "/home/u/p/a/.envrc"]));
+    assert!(a < ab && ab < pos(&got, &["--ro-bind", "/home/u/p/a/b/.vscode"]));
+}
+
+/// Thousands of nested repositories: more mounts than bwrap takes, refused with a hint.
+#[test]
+fn too_many_protected_paths_is_refused_with_a_hint() {
+    let mut f = facts();
+    let repo = f.roots[0].git[0].clone();
+    f.roots[0].git = (0..1000)
+        .map(|i| {
+            let mut r = repo.clone();
+            let d = format!("/home/u/p/vendor/r{i}/.git");
+            r.dot_git = d.clone().into();
+            r.entries = vec![
+                (format!("{d}/hooks").into(), Some(Kind::Dir), "hooks"),
+                (format!("{d}/config").into(), Some(Kind::File), "config"),
+            ];
+            r
+        })
+        .collect();
+    let err = plan(&policy(&["claude"]), &f).unwrap_err();
+    let fail = err.downcast_ref::<Fail>().unwrap();
+    assert!(
+        fail.hint.as_deref().unwrap().contains("--project"),
+        "{fail:?}"
+    );
+    f.roots[0].git.truncate(500);
+    assert!(plan(&policy(&["claude"]), &f).is_ok());
+}
+
 #[test]
 fn worktree_common_dir_is_bound_and_protected() {
     let mut f = facts();
     f.roots[0].git = vec![GitRepo {
         dot_git: "/home/u/p/.git".into(),
         dot_git_kind: Kind::File,
+        git_dir: Some("/home/u/main/.git/worktrees/p".into()),
         linked_common: Some("/home/u/main/.git".into()),
         config_paths: vec![],
         anomalies: vec![],
+        warnings: vec![],
+        control_absent: vec![],
         entries: vec![
             ("/home/u/main/.git/hooks".into(), Some(Kind::Dir), "hooks"),
             (

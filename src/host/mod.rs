@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod git;
+pub mod git_keys;
 pub mod refs;
 
 use std::ffi::{OsStr, OsString};
@@ -191,6 +192,9 @@ impl HostFacts {
                     .map(|e| e.0.as_path()),
             )
             .collect();
+        let path_var = std::env::var_os("PATH");
+        let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
+        let git_host = git::GitHost::find(&home, path_var.as_deref(), &writable_roots);
         let me = fs::metadata("/proc/self").context("reading /proc/self")?;
         let uid = std::os::unix::fs::MetadataExt::uid(&me);
         let system_secrets = system_secrets(SYSTEM_SECRETS.iter().map(Path::new), uid == 0);
@@ -206,11 +210,17 @@ impl HostFacts {
                 (m.dev(), m.ino())
             })
             .collect();
+        // git reads the top repositories' configuration while the scan runs.
+        let early: Vec<git::Reads> = writable
+            .iter()
+            .map(|r| git::start_early(r, &git_host))
+            .collect();
         let reports = secrets::scan_roots(&writable, &matcher, &linked)?;
         let mut roots: Vec<Root> = writable
             .iter()
             .zip(reports)
-            .map(|(r, report)| probe_root(r, report, &home))
+            .zip(early)
+            .map(|((r, report), early)| probe_root(r, report, &git_host, early))
             .collect();
         let all: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
         for r in &mut roots {
@@ -240,8 +250,6 @@ impl HostFacts {
         .into_iter()
         .filter_map(|(src, dest)| Some((fs::canonicalize(src).ok()?, dest)))
         .collect();
-        let path_var = std::env::var_os("PATH");
-        let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
         let bwrap = find_bwrap(
             policy.bwrap.as_deref(),
             path_var.as_deref(),
@@ -415,7 +423,12 @@ fn resolve(found: &Found) -> Option<Found> {
     })
 }
 
-fn probe_root(root: &Path, report: secrets::Report, home: &Path) -> Root {
+fn probe_root(
+    root: &Path,
+    report: secrets::Report,
+    git_host: &git::GitHost,
+    early: git::Reads,
+) -> Root {
     let secrets = report
         .secrets
         .into_iter()
@@ -437,7 +450,7 @@ fn probe_root(root: &Path, report: secrets::Report, home: &Path) -> Root {
         runs_later_targets,
         watched: report.watched,
         referenced: Vec::new(),
-        git: report.git.iter().map(|g| git::probe(g, home)).collect(),
+        git: git::probe_all(&report.git, git_host, early),
     }
 }
 

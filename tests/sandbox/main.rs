@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 mod audit;
 mod flags;
+mod git;
 mod hostwrites;
 mod net;
 mod profiles;
