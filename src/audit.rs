@@ -38,6 +38,9 @@ const MAX_TREE: usize = 10_000;
 /// rest, so a huge (or sparse) file planted in a watched directory cannot stall the exit.
 const MAX_HASHED: u64 = 16 * 1024 * 1024;
 
+/// Why a control file that appeared in a git dir is reported.
+const CONTROL_WHY: &str = "git obeys it once it exists and never writes it there itself: planted?";
+
 const GIT_WHY: &str = "a git repository: git runs its hooks and obeys its config here";
 
 /// What happened to an item between start and exit.
@@ -111,6 +114,10 @@ impl Snapshot {
             }
             for g in &root.git {
                 s.add(&g.dot_git, GIT_WHY, true);
+                // Absent now; present at exit means planted (git never writes them there).
+                for p in &g.control_absent {
+                    s.add(p, CONTROL_WHY, true);
+                }
             }
         }
         s

@@ -282,3 +282,41 @@ fn hook_frameworks_dev_containers_and_every_agents_config_are_read_only() {
         assert!(c.status().unwrap().success());
     });
 }
+
+/// A control file git obeys once it exists (`commondir`, `info/attributes`), created in a
+/// repository's own `.git` during the run: git never writes them there, the sandbox cannot be
+/// kept from creating them without stub files, so the exit audit names them, and the next run
+/// refuses the `commondir` one. Control: ordinary git work inside reports nothing.
+#[test]
+fn control_files_planted_in_git_dir_are_reported_and_the_next_run_refuses() {
+    each_user(|w| {
+        let init = git(w, &w.project, &["init", "-q"]);
+        assert!(init.status.success(), "{init:?}");
+        w.write("home/src/project/src/main.rs", "fn main() {}\n");
+        let quiet = w.sh(
+            &[],
+            "git add -A && git status --short >/dev/null && echo ok",
+        );
+        assert_eq!(quiet.ok(), "ok\n");
+        assert_eq!(audit_lines(&quiet.stderr()), Vec::<String>::new());
+
+        w.write(
+            "home/src/project/evil/config",
+            "[core]\n\thooksPath = /tmp\n",
+        );
+        let out = w.sh(
+            &[],
+            "printf '../evil\\n' > .git/commondir && mkdir -p .git/info && \
+             echo '* filter=x' > .git/info/attributes && echo planted",
+        );
+        assert_eq!(out.ok(), "planted\n");
+        let lines = audit_lines(&out.stderr());
+        assert!(has_line(&lines, "new", ".git/commondir"), "{lines:?}");
+        assert!(has_line(&lines, "new", ".git/info/attributes"), "{lines:?}");
+        // The next run will not start while the commondir is there.
+        let next = w.sh(&[], "echo started");
+        assert_eq!(next.code(), 125, "{}", next.stderr());
+        assert!(next.stderr().contains("commondir"), "{}", next.stderr());
+        assert!(!next.stdout().contains("started"));
+    });
+}
