@@ -24,7 +24,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::Fail;
-use crate::text::printable;
+use crate::text::{printable, shell_quote};
 
 /// How many symlinks one resolution follows (outside the untrusted areas), like the kernel's 40.
 const MAX_LINKS: usize = 40;
@@ -81,7 +81,7 @@ fn symlink_refused(path: &Path) -> anyhow::Error {
         "is a symlink where the sandbox (or another user) could have put it: it may point anywhere",
         &format!(
             "remove it (rm {}) or choose another path",
-            shell_words::quote(&printable(path.as_os_str()))
+            shell_quote(path.as_os_str())
         ),
     )
 }
@@ -273,7 +273,7 @@ pub fn open_file(path: &Path, how: Write, areas: &Untrusted) -> Result<File> {
                 "is a symlink",
                 &format!(
                     "remove it (rm {}) or choose another path",
-                    shell_words::quote(&printable(full.as_os_str()))
+                    shell_quote(full.as_os_str())
                 ),
             ),
             Errno::NXIO => refuse(&full, "is not a regular file", "choose another path"),

@@ -53,6 +53,31 @@ pub fn terminal(s: &str) -> String {
     escape(OsStr::new(s), false)
 }
 
+/// Quotes for a POSIX-ish shell; bytes that are not UTF-8 or not printable use bash's `$'...'`,
+/// so a command agentbox suggests (a hint, `--dry-run`) names the real path, and a name from the
+/// sandbox can neither run as shell code nor put a control character on the terminal.
+pub fn shell_quote(s: &OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match s.to_str() {
+        Some(t) if !t.chars().any(char::is_control) => shell_words::quote(t).into_owned(),
+        _ => {
+            let mut out = String::from("$'");
+            for &byte in s.as_bytes() {
+                match byte {
+                    b'\'' | b'\\' => {
+                        out.push('\\');
+                        out.push(byte as char);
+                    }
+                    0x20..=0x7e => out.push(byte as char),
+                    _ => out.push_str(&format!("\\x{byte:02x}")),
+                }
+            }
+            out.push('\'');
+            out
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

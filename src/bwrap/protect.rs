@@ -136,7 +136,10 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
                              agent could create it, and git on the host would obey it",
                             path.display()
                         ),
-                        format!("create it first (mkdir -p or touch {})", path.display()),
+                        format!(
+                            "create it first (mkdir -p or touch {})",
+                            crate::text::shell_quote(path.as_os_str())
+                        ),
                     )
                     .into());
                 }

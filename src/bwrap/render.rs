@@ -1,7 +1,7 @@
 //! The plan in bwrap's words: the argv with its data fds, and the commented script that
 //! `--dry-run` prints. Pure.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::Path;
 
 use super::*;
@@ -112,28 +112,7 @@ pub(super) fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, Option<FdData<'_>>) {
     (v, None)
 }
 
-/// Quotes for a POSIX-ish shell; bytes that are not UTF-8 or not printable use bash's `$'...'`.
-pub fn shell_quote(s: &OsStr) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    match s.to_str() {
-        Some(t) if !t.chars().any(char::is_control) => shell_words::quote(t).into_owned(),
-        _ => {
-            let mut out = String::from("$'");
-            for &byte in s.as_bytes() {
-                match byte {
-                    b'\'' | b'\\' => {
-                        out.push('\\');
-                        out.push(byte as char);
-                    }
-                    0x20..=0x7e => out.push(byte as char),
-                    _ => out.push_str(&format!("\\x{byte:02x}")),
-                }
-            }
-            out.push('\'');
-            out
-        }
-    }
-}
+pub use crate::text::shell_quote;
 
 pub(super) fn is_shell_name(n: &str) -> bool {
     !n.is_empty()

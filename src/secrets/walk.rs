@@ -312,14 +312,14 @@ pub(super) fn refusal(root: &Path, p: &Problem, count: usize) -> anyhow::Error {
     let hide = (!glob.is_empty()).then(|| {
         format!(
             "--hide {}",
-            crate::bwrap::shell_quote(OsStr::new(&format!("{glob}/")))
+            crate::text::shell_quote(OsStr::new(&format!("{glob}/")))
         )
     });
     let or_hide = |fix: String| match &hide {
         Some(hide) => format!("{hide} hides it whole, or {fix}"),
         None => fix,
     };
-    let shown = crate::bwrap::shell_quote(p.path.as_os_str());
+    let shown = crate::text::shell_quote(p.path.as_os_str());
     let shown = match shown.char_indices().nth(200) {
         Some((cut, _)) => format!("{}...", &shown[..cut]),
         None => shown,
@@ -334,7 +334,7 @@ pub(super) fn refusal(root: &Path, p: &Problem, count: usize) -> anyhow::Error {
             format!("refusing to start: cannot open {shown}: {e}; {why}{more}"),
             or_hide(format!(
                 "make it readable: chmod u+rx {}",
-                crate::bwrap::shell_quote(p.path.as_os_str())
+                crate::text::shell_quote(p.path.as_os_str())
             )),
         ),
         What::Changed(e) => (

@@ -260,6 +260,58 @@ fn an_escape_sequence_in_a_file_name_does_not_reach_the_terminal() {
     });
 }
 
+/// A name from the project that carries a line break cannot add a line of its own to what
+/// agentbox prints (a fake `hint:` with a command to copy), and a path agentbox suggests a
+/// command for is shell-quoted, so copying the hint runs no code from the name. Planted as an
+/// earlier run would leave them; the run refuses either way (the control that the names reach
+/// the messages at all).
+#[test]
+fn a_name_with_a_line_break_or_shell_code_cannot_forge_a_hint() {
+    each_user(|w| {
+        // A nested repository whose hooks are a symlink: refused, naming the directory.
+        let nested = w
+            .project
+            .join(OsStr::from_bytes(b"m\nhint: all fine, run: sh -c evil"));
+        fs::create_dir_all(nested.join(".git")).unwrap();
+        fs::write(nested.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        fs::write(nested.join(".git/config"), "[core]\n").unwrap();
+        std::os::unix::fs::symlink("/tmp", nested.join(".git/hooks")).unwrap();
+        w.chown_all();
+        let out = w.sh(&[], "echo started");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        let err = out.stderr();
+        assert!(err.contains("all fine"), "the name is named: {err}");
+        let hints: Vec<&str> = err.lines().filter(|l| l.starts_with("hint:")).collect();
+        assert_eq!(hints.len(), 1, "{err}");
+        assert!(
+            !hints[0].contains("sh -c evil") || hints[0].contains("\\n"),
+            "{err}"
+        );
+        assert!(
+            err.lines().all(|l| !l.starts_with("hint: all fine")),
+            "{err}"
+        );
+        fs::remove_dir_all(&nested).unwrap();
+
+        // A hooks path with shell code in its name that does not exist: the hint's command
+        // quotes it.
+        w.write(
+            "home/src/project/.git/config",
+            "[core]\n\thooksPath = h$(touch pwned)\n",
+        );
+        w.write("home/src/project/.git/HEAD", "ref: refs/heads/main\n");
+        let out = w.sh(&[], "echo started");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        let err = out.stderr();
+        let hint = err
+            .lines()
+            .find(|l| l.starts_with("hint:"))
+            .unwrap_or_default();
+        assert!(hint.contains("h$(touch pwned)'"), "quoted: {err}");
+        assert!(!w.project.join("pwned").exists());
+    });
+}
+
 /// The state and parent of `pid`, from `/proc/PID/stat`.
 fn stat(pid: u32) -> Option<(char, u32)> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -270,13 +322,13 @@ fn stat(pid: u32) -> Option<(char, u32)> {
 /// What `reaper_harness` runs, its words separated by 0x1f.
 const HARNESS_CMD: &str = "AGENTBOX_TEST_REAPER_CMD";
 
-/// Not a test of its own: `a_filtered_run_returns_with_every_process_reaped` runs this test
+/// Not a test of its own: `every_run_returns_with_every_process_reaped` runs this test
 /// binary again with only this, as a separate process that is a child subreaper. It runs the
 /// command, waits for it, and prints every process that was handed to it (`left PID STATE`):
 /// whatever the command started and did not reap. A process of its own keeps the orphans of
 /// concurrent tests out of the count.
 #[test]
-#[ignore = "run by a_filtered_run_returns_with_every_process_reaped"]
+#[ignore = "run by every_run_returns_with_every_process_reaped"]
 fn reaper_harness() {
     let Ok(cmd) = std::env::var(HARNESS_CMD) else {
         return;

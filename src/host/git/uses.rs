@@ -58,7 +58,10 @@ pub(super) fn apply(
                      create it with commands git on the host would run",
                     own_wt.display()
                 ),
-                hint: format!("create it empty first: touch {}", own_wt.display()),
+                hint: format!(
+                    "create it empty first: touch {}",
+                    crate::text::shell_quote(own_wt.as_os_str())
+                ),
             });
         }
         // Another worktree's missing config.worktree would be obeyed when the user works
