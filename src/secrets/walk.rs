@@ -216,6 +216,38 @@ pub fn scan_roots(
 ) -> Result<Vec<Report>> {
     let _fds = MoreFds::raise();
     let hold = hold_below();
+    let mut attempt = 1;
+    loop {
+        let reports = scan_roots_once(roots, matcher, linked, hold);
+        let problems = || reports.iter().flat_map(|r| &r.problems);
+        // A directory that vanished or changed type while it was read (a build running in
+        // the project, say) is read again from the start: the whole walk, since what moved may
+        // have moved to where the walk had been already. Only a tree that keeps changing, or
+        // what cannot be read at all, refuses.
+        let moving =
+            problems().next().is_some() && problems().all(|p| matches!(p.what, What::Changed(_)));
+        if moving && attempt < SCAN_ATTEMPTS {
+            attempt += 1;
+            continue;
+        }
+        for (root, r) in roots.iter().zip(&reports) {
+            if let Some(first) = r.problems.first() {
+                return Err(refusal(root, first, r.problems.len()));
+            }
+        }
+        return Ok(reports);
+    }
+}
+
+/// How many times a walk that met a changing tree is made before it refuses.
+const SCAN_ATTEMPTS: usize = 3;
+
+fn scan_roots_once(
+    roots: &[&Path],
+    matcher: &Matcher,
+    linked: &[(u64, u64)],
+    hold: RawFd,
+) -> Vec<Report> {
     let mut reports = Vec::new();
     let mut links = linked.to_vec();
     for root in roots {
@@ -231,12 +263,7 @@ pub fn scan_roots(
             .map(|root| scan_holding(root, matcher, hold, &links))
             .collect();
     }
-    for (root, r) in roots.iter().zip(&reports) {
-        if let Some(first) = r.problems.first() {
-            return Err(refusal(root, first, r.problems.len()));
-        }
-    }
-    Ok(reports)
+    reports
 }
 
 pub(super) fn scan_holding(
