@@ -6,6 +6,11 @@
 //! writable root is compared with the state at start and the differences are printed on stderr
 //! (and written as JSON with `--audit-json FILE`).
 //!
+//! The rule for everything here: a path or file inside a writable root, or anywhere the sandbox
+//! could write in an earlier run (agent homes, runtime directories), is attacker-controlled.
+//! Nothing read from there may widen the sandbox, redirect a host-side write, or make the next
+//! run's scan see less; what cannot be read or checked is refused (exit 125, with the fix).
+//!
 //! The start state is the launch scan's findings (`HostFacts`), hashed before bwrap starts; the
 //! end state is a fresh scan of the same roots plus every path known at start. Each item is
 //! compared by identity (device and inode: a swap) and by a SHA-256 of its content (a file's

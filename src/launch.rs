@@ -2,6 +2,11 @@
 //! bwrap. agentbox always stays as bwrap's parent: to run the filtered network's proxy, to
 //! remove the cgroup it made for `--memory`/`--pids`, and in every case to audit at exit what
 //! the agent did to the files the host runs later (`audit`). The exit status is the command's.
+//!
+//! The rule for everything here: a path or file inside a writable root, or anywhere the sandbox
+//! could write in an earlier run (agent homes, runtime directories), is attacker-controlled.
+//! Nothing read from there may widen the sandbox, redirect a host-side write, or make the next
+//! run's scan see less; what cannot be read or checked is refused (exit 125, with the fix).
 
 use std::fs;
 use std::os::unix::process::{CommandExt, ExitStatusExt};

@@ -32,6 +32,11 @@
 //! `info/attributes` created during a run are listed by `planted_control_files` for the exit
 //! audit. `.git/info` itself stays writable (`git sparse-checkout` writes there, and what can be
 //! planted in it only picks among drivers that the protected config defines).
+//!
+//! The rule for everything here: a path or file inside a writable root, or anywhere the sandbox
+//! could write in an earlier run (agent homes, runtime directories), is attacker-controlled.
+//! Nothing read from there may widen the sandbox, redirect a host-side write, or make the next
+//! run's scan see less; what cannot be read or checked is refused (exit 125, with the fix).
 
 mod read;
 mod uses;

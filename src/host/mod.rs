@@ -1,6 +1,11 @@
 //! `HostFacts::probe`: the one place that looks at the host for planning (environment, $HOME,
 //! PATH, the filesystem, bwrap). It reads and never writes. Everything it returns is plain data
 //! that `bwrap::plan` turns into the argv without further I/O.
+//!
+//! The rule for everything here: a path or file inside a writable root, or anywhere the sandbox
+//! could write in an earlier run (agent homes, runtime directories), is attacker-controlled.
+//! Nothing read from there may widen the sandbox, redirect a host-side write, or make the next
+//! run's scan see less; what cannot be read or checked is refused (exit 125, with the fix).
 
 pub mod agent;
 pub mod git;
