@@ -1,5 +1,6 @@
-//! The HTTP side of the proxy: reading a bounded request head, parsing `CONNECT host:port` and
-//! absolute-form requests, rewriting the latter for the origin, and the proxy's own replies.
+//! The HTTP side of the proxy: reading a bounded request head, parsing it (`httparse` splits and
+//! checks it, the narrower rules are ours) as `CONNECT host:port` or an absolute-form request,
+//! rewriting the latter for the origin, and the proxy's own replies.
 //!
 //! The head sent on is rebuilt from the parsed parts, never passed through, so the origin sees
 //! the same request the proxy checked: `Host` comes from the checked URL (a client-chosen Host
@@ -79,52 +80,73 @@ fn find_end(buf: &[u8], from: usize) -> Option<usize> {
     })
 }
 
+/// Most header lines accepted in one head; a head with more is refused. Real clients send a
+/// dozen or two; the 16 KiB cap would allow about 4000 one-letter ones.
+const MAX_HEADERS: usize = 100;
+
 /// A head (up to and including its blank line) -> what it asks for.
+///
+/// The request line and header lines are split and checked by `httparse` (methods and header
+/// names are tokens, the target has no spaces or controls, the version is HTTP/1.0 or 1.1, no
+/// folded lines, no control bytes but tab in a value, at most [`MAX_HEADERS`]); what is
+/// narrower than HTTP is checked here on top.
 pub(super) fn parse(head: &[u8]) -> Result<(Kind, Host, u16), &'static str> {
-    let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().ok_or("empty request")?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("malformed request line");
-    };
-    // Narrower than a token: the method is logged and summarised, and `$`, `&` or a backtick
-    // (all valid token characters) have no business in any real method.
-    if method.is_empty() || method.len() > 32 || !method.bytes().all(is_method_char) {
+    // Everything below is text: the method and host go to the log, the rest is rebuilt.
+    std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
+    // Narrower than a token, and checked first so that the answer names it: the method is
+    // logged and summarised, and `$`, `&` or a backtick (all valid token characters) have no
+    // business in any real method. Checking the head's first word also refuses the blank lines
+    // httparse skips before a request line (RFC 9112 2.2), which no client of a proxy sends.
+    let method = head.split(|&b| b == b' ').next().unwrap_or_default();
+    if method.is_empty() || method.len() > 32 || !method.iter().all(|&b| is_method_char(b)) {
         return Err("malformed method");
     }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    match req.parse(head) {
+        // The head ends where the reader found its blank line, or the two disagree about
+        // where it ends: refuse rather than pick one.
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(_) => return Err("malformed request head"),
+        Err(e) => return Err(refusal(e)),
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err("malformed request line");
+    };
+    // httparse lets bytes past 0x7f through (checked as UTF-8 above); the rest it refuses too.
     if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err("malformed request target");
     }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err("unsupported HTTP version");
-    }
-    let headers = header_lines(lines)?;
+    let version = match minor {
+        0 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
     if method == "CONNECT" {
         let (host, port) = authority(target, None).ok_or("CONNECT needs host:port")?;
         return Ok((Kind::Connect, host, port));
     }
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| {
+            let value = std::str::from_utf8(h.value).map_err(|_| "malformed header value")?;
+            Ok((h.name, value.trim_matches([' ', '\t'])))
+        })
+        .collect::<Result<Vec<_>, &'static str>>()?;
     forward(method, target, version, &headers)
 }
 
-fn header_lines<'a>(
-    lines: impl Iterator<Item = &'a str>,
-) -> Result<Vec<(&'a str, &'a str)>, &'static str> {
-    let mut headers = Vec::new();
-    for line in lines.take_while(|l| !l.is_empty()) {
-        // Folded lines and stray control bytes are where parsers disagree: refuse them.
-        if line.starts_with([' ', '\t']) || line.bytes().any(|b| b < 0x20 && b != b'\t') {
-            return Err("malformed header line");
-        }
-        let (name, value) = line.split_once(':').ok_or("header line without ':'")?;
-        if name.is_empty() || !name.bytes().all(is_tchar) {
-            return Err("malformed header name");
-        }
-        headers.push((name, value.trim_matches([' ', '\t'])));
+/// What the answer says about a head httparse refused.
+fn refusal(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::Token => "malformed method or request target",
+        httparse::Error::Version => "unsupported HTTP version",
+        httparse::Error::HeaderName => "malformed header name",
+        httparse::Error::HeaderValue => "malformed header value",
+        httparse::Error::NewLine => "malformed line ending",
+        httparse::Error::TooManyHeaders => "too many header lines",
+        _ => "malformed request head",
     }
-    Ok(headers)
 }
 
 /// An absolute-form request -> its destination and the head to send it, in origin form.
@@ -200,10 +222,6 @@ fn authority(s: &str, default_port: Option<u16>) -> Option<(Host, u16)> {
 /// Every registered method is made of these (`GET`, `M-SEARCH`, `BASELINE-CONTROL`).
 fn is_method_char(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'-' || b == b'_'
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The proxy's own answer: a short text body, the connection closed after it.
@@ -365,6 +383,60 @@ mod tests {
             let head = format!("{method} http://example.com/ HTTP/1.1\r\n\r\n");
             assert!(parse(head.as_bytes()).is_ok(), "{method}");
         }
+    }
+
+    #[test]
+    fn what_httparse_refuses_stays_refused() {
+        let req = |headers: &str| format!("GET http://example.com/ HTTP/1.1\r\n{headers}\r\n");
+        for (headers, why) in [
+            ("A: b\r\n c\r\n", "malformed header name"),
+            ("A: b\r\n\tc\r\n", "malformed header name"),
+            ("A : b\r\n", "malformed header name"),
+            ("A\u{0}B: c\r\n", "malformed header name"),
+            ("[A]: b\r\n", "malformed header name"),
+            (": b\r\n", "malformed header name"),
+            ("A: b\u{0}c\r\n", "malformed header value"),
+            ("A: b\rc\r\n", "malformed header value"),
+            ("A: b\u{1b}c\r\n", "malformed header value"),
+            ("A: b\u{7f}c\r\n", "malformed header value"),
+        ] {
+            assert_eq!(
+                parse(req(headers).as_bytes()).err(),
+                Some(why),
+                "{headers:?}"
+            );
+        }
+        // Controls: a tab and bytes past 0x7f (as UTF-8) are a value's to carry.
+        let (head, _, _) = forwarded(&req("A: b\tc \u{e9}\r\n"));
+        assert!(head.contains("\r\nA: b\tc \u{e9}\r\n"), "{head:?}");
+
+        let many = |n: usize| req(&"A: b\r\n".repeat(n));
+        assert!(parse(many(MAX_HEADERS).as_bytes()).is_ok());
+        assert_eq!(
+            parse(many(MAX_HEADERS + 1).as_bytes()).err(),
+            Some("too many header lines")
+        );
+
+        for head in [
+            // httparse would skip the blank line; nothing before the method is accepted.
+            "\r\nGET http://example.com/ HTTP/1.1\r\n\r\n",
+            " GET http://example.com/ HTTP/1.1\r\n\r\n",
+            "GET http://example.com/ HTTP/1.1 \r\n\r\n",
+            "GET http://example.com/ HTTP/1.1\r\r\n\r\n",
+            "GET http://example.com/ http/1.1\r\n\r\n",
+            // The head must end where the reader saw its blank line, not before.
+            "GET http://example.com/ HTTP/1.1\r\n\r\nA: b\r\n\r\n",
+            // Nor after: no blank line at all.
+            "GET http://example.com/ HTTP/1.1\r\nA: b\r\n",
+        ] {
+            assert!(parse(head.as_bytes()).is_err(), "{head:?}");
+        }
+        let long = "A".repeat(33);
+        assert_eq!(
+            parse(format!("{long} http://example.com/ HTTP/1.1\r\n\r\n").as_bytes()).err(),
+            Some("malformed method")
+        );
+        assert!(parse(format!("{} http://a.com/ HTTP/1.1\r\n\r\n", &long[1..]).as_bytes()).is_ok());
     }
 
     #[test]
