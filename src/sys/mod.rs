@@ -11,6 +11,13 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use anyhow::{Context, Result, bail};
 
+use rustix::mount::{MountFlags, mount_remount};
+use rustix::process::{Pid, Resource, Rlimit, Signal, getrlimit, setrlimit};
+use rustix::thread::{
+    CapabilitySet, CapabilitySets, clear_ambient_capability_set,
+    remove_capability_from_bounding_set, set_capabilities,
+};
+
 use crate::bwrap::FdData;
 use crate::error::Fail;
 
@@ -73,47 +80,43 @@ fn cloexec_from(first: RawFd) -> Result<()> {
 
 /// Raises the soft open-file limit to the hard one (best effort).
 pub fn raise_nofile_to_hard() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    let lim = getrlimit(Resource::Nofile);
+    if limit(lim.current) < limit(lim.maximum) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            },
+        );
     }
+}
+
+/// A limit as a number; rustix says `None` for unlimited (`RLIM_INFINITY`).
+fn limit(v: Option<u64>) -> u64 {
+    v.unwrap_or(u64::MAX)
 }
 
 /// Makes room for `needed` fds, within the hard limit.
 fn raise_nofile(needed: u64) -> Result<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error()).context("reading the open-file limit");
-    }
-    if lim.rlim_cur >= needed {
+    let lim = getrlimit(Resource::Nofile);
+    if limit(lim.current) >= needed {
         return Ok(());
     }
-    if lim.rlim_max < needed {
+    if limit(lim.maximum) < needed {
         bail!(Fail::hint(
             format!(
                 "{needed} file descriptors are needed to mask every secret, but the limit is {}",
-                lim.rlim_max
+                limit(lim.maximum)
             ),
             "--unhide GLOB for fixture keys that are not secrets, or raise `ulimit -Hn`",
         ));
     }
-    lim.rlim_cur = needed;
-    // SAFETY: setrlimit reads the struct we own.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(io::Error::last_os_error()).context("raising the open-file limit");
-    }
-    Ok(())
+    let raised = Rlimit {
+        current: Some(needed),
+        maximum: lim.maximum,
+    };
+    setrlimit(Resource::Nofile, raised).context("raising the open-file limit")
 }
 
 /// Spawns `cmd` with `data` on fds `first..` in the child only, for a parent that keeps other
@@ -178,9 +181,12 @@ pub fn default_interrupts() -> Result<()> {
 }
 
 /// Sends `sig` to `pid`, ignoring failure (the child may be gone already).
+/// A pid that is not a single process (0, negative) or a signal rustix does not name sends
+/// nothing: every caller passes a child's pid and a signal it caught.
 pub fn send_signal(pid: i32, sig: i32) {
-    // SAFETY: kill takes integers.
-    unsafe { libc::kill(pid, sig) };
+    if let (Some(pid), Some(sig)) = (Pid::from_raw(pid), Signal::from_named_raw(sig)) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
 }
 
 /// Enters a new user namespace (the relay's, nested in bwrap's, to give the agent back the
@@ -203,73 +209,31 @@ pub fn proc_read_only() -> Result<()> {
     if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
         return Err(io::Error::last_os_error()).context("unshare(CLONE_NEWNS)");
     }
-    let flags = libc::MS_REMOUNT
-        | libc::MS_BIND
-        | libc::MS_RDONLY
-        | libc::MS_NOSUID
-        | libc::MS_NODEV
-        | libc::MS_NOEXEC;
-    // SAFETY: the target is a NUL-terminated literal; source, type and data are null, which
-    // a remount takes.
-    let r = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/proc".as_ptr(),
-            std::ptr::null(),
-            flags,
-            std::ptr::null(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error()).context("remounting /proc read-only");
-    }
-    Ok(())
+    let flags = MountFlags::BIND
+        | MountFlags::RDONLY
+        | MountFlags::NOSUID
+        | MountFlags::NODEV
+        | MountFlags::NOEXEC;
+    // A bind remount changes the per-mount flags only; its data string is ignored.
+    mount_remount("/proc", flags, "").context("remounting /proc read-only")
 }
 
 /// Drops every capability for good: effective, permitted, inheritable, ambient and bounding.
 pub fn drop_all_caps() -> Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        );
-        for cap in 0..64 {
-            // Fails with EINVAL past the kernel's last capability; that is the end of the list.
-            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
-                break;
-            }
+    // Fails on kernels before 4.3, which have no ambient set to clear.
+    let _ = clear_ambient_capability_set();
+    for cap in 0..64 {
+        // Fails with EINVAL past the kernel's last capability; that is the end of the list.
+        if remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap)).is_err() {
+            break;
         }
     }
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut header = Header {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
     };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: capset reads a v3 header and two data structs, which is what we pass.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error()).context("capset");
-    }
+    set_capabilities(None, none).context("capset")?;
     Ok(())
 }
 

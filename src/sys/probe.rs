@@ -4,6 +4,13 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+
+use rustix::io::{FdFlags, fcntl_setfd};
+use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with};
+use rustix::process::{Pid, WaitOptions, test_kill_process, waitpid};
+use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 
 /// A syscall's result: its return value, or the errno it failed with.
 pub type Sys = Result<i64, i32>;
@@ -107,51 +114,29 @@ pub fn clone3_plain() -> Sys {
 }
 
 fn wait_exit(pid: libc::pid_t) -> i32 {
-    let mut status = 0;
-    // SAFETY: waitpid writes the status into our local.
-    unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
+    // __WALL: a clone child that sends no SIGCHLD is waited for too.
+    let all = WaitOptions::from_bits_retain(libc::__WALL as u32);
+    match Pid::from_raw(pid).map(|p| waitpid(Some(p), all)) {
+        Some(Ok(Some((_, status)))) => status.exit_status().unwrap_or(-1),
+        _ => -1,
     }
 }
 
 /// Opens a pseudo-terminal pair: (master, slave).
 pub fn open_pty() -> Result<(OwnedFd, OwnedFd), i32> {
-    // SAFETY: posix_openpt returns a new fd or -1; we own it from here.
-    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-    if master < 0 {
-        return Err(errno());
-    }
-    // SAFETY: `master` is a fresh fd we own.
-    let master = unsafe { OwnedFd::from_raw_fd(master) };
-    // SAFETY: grantpt/unlockpt take an fd; ptsname_r writes into our buffer within its size.
-    let mut name = [0 as libc::c_char; 128];
-    unsafe {
-        if libc::grantpt(master.as_raw_fd()) != 0 || libc::unlockpt(master.as_raw_fd()) != 0 {
-            return Err(errno());
-        }
-        if libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) != 0 {
-            return Err(errno());
-        }
-    }
-    // SAFETY: ptsname_r wrote a NUL-terminated path into `name`.
-    let slave = unsafe {
-        libc::open(
-            name.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if slave < 0 {
-        return Err(errno());
-    }
-    // SAFETY: `slave` is a fresh fd we own.
-    Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    let code = |e: rustix::io::Errno| e.raw_os_error();
+    let master =
+        openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).map_err(code)?;
+    grantpt(&master).map_err(code)?;
+    unlockpt(&master).map_err(code)?;
+    let name = ptsname(&master, Vec::new()).map_err(code)?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(std::ffi::OsStr::from_bytes(name.as_bytes()))
+        .map_err(|e| e.raw_os_error().unwrap_or(0))?;
+    Ok((master, slave.into()))
 }
 
 /// `ioctl(fd, request, &byte)`, with the request passed as a full 64-bit word (so high bits
@@ -213,12 +198,14 @@ pub fn window_size(fd: RawFd) -> Sys {
 
 /// `socket(family, type, 0)`; the socket, if made, is closed at once.
 pub fn socket(family: i32, kind: i32) -> Sys {
-    // SAFETY: socket takes integers and returns a new fd or -1.
-    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
-    let r = ret(fd as libc::c_long)?;
-    // SAFETY: `fd` is a fresh fd we own; closing it is all we do.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
-    Ok(r)
+    let fd = socket_with(
+        AddressFamily::from_raw(family as u16),
+        SocketType::from_raw(kind as u32),
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| e.raw_os_error())?;
+    Ok(fd.as_raw_fd() as i64)
 }
 
 /// Reads 8 bytes of our own memory through `process_vm_readv` (or writes them back with
@@ -288,18 +275,20 @@ pub fn close_returned(r: Sys) -> Sys {
 
 /// Clears close-on-exec on an fd, so a child inherits it (the inherited-fd canary).
 pub fn inheritable(fd: &OwnedFd) -> Sys {
-    // SAFETY: F_SETFD with 0 only clears a flag on an fd we hold.
-    ret(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) } as libc::c_long)
+    fcntl_setfd(fd, FdFlags::empty()).map_err(|e| e.raw_os_error())?;
+    Ok(0)
 }
 
-/// `kill(pid, 0)`: does a process exist and may we signal it?
+/// `kill(pid, 0)`: does a process exist and may we signal it? A pid that names no single
+/// process (0 or negative: a process group) is EINVAL here; probes pass a real one.
 pub fn kill0(pid: i32) -> Sys {
-    // SAFETY: signal 0 sends nothing; it only checks.
-    ret(unsafe { libc::kill(pid, 0) } as libc::c_long)
+    let pid = Pid::from_raw(pid).ok_or(libc::EINVAL)?;
+    test_kill_process(pid).map_err(|e| e.raw_os_error())?;
+    Ok(0)
 }
 
 /// Starts a new session (for the sleeper that tries to outlive the sandbox).
 pub fn setsid() -> Sys {
-    // SAFETY: setsid takes no arguments.
-    ret(unsafe { libc::setsid() } as libc::c_long)
+    let sid = rustix::process::setsid().map_err(|e| e.raw_os_error())?;
+    Ok(sid.as_raw_nonzero().get().into())
 }
