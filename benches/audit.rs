@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "a benchmark panics where its premise fails and prints its figures"
+)]
 //! Benchmark of the exit audit (`cargo bench --bench audit`): on a generated 100,000-file
 //! project with the usual runs-later items (git hooks, editor settings, workflows, agent
 //! config, instruction files), times the audit's end state (`audit::Snapshot::end`: a fresh

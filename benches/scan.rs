@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "a benchmark panics where its premise fails and prints its figures"
+)]
 //! Benchmark of the secret scan (`cargo bench --bench scan`): generates a deterministic
 //! 100,000-file project tree, then times `secrets::scan` against two single-threaded
 //! `read_dir` walks of the same tree, interleaved in one run, so the figure that matters is a

@@ -64,10 +64,12 @@ struct Group {
 const PER_LINUX: u64 = 0x0000;
 const PER_LINUX32: u64 = 0x0008;
 const PER_QUERY: u64 = 0xffff_ffff;
-// The ioctl numbers are c_ulong on glibc and c_int on musl: cast once, here.
-#[allow(clippy::unnecessary_cast)]
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "the ioctl numbers are c_ulong on glibc and c_int on musl: cast once, here"
+)]
 pub const TIOCSTI: u64 = libc::TIOCSTI as u64;
-#[allow(clippy::unnecessary_cast)]
+#[allow(clippy::unnecessary_cast, reason = "as TIOCSTI")]
 pub const TIOCLINUX: u64 = libc::TIOCLINUX as u64;
 
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition> {

@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking, its helpers too"
+)]
 //! Integration tests: the real agentbox binary runs the real bwrap, as the current user and,
 //! when that is root, also as an unprivileged user (`agentbox-test`, made by `.ci/run`; set
 //! AGENTBOX_TEST_USER to use another). Every "blocked" check has its positive control beside it.
