@@ -3,7 +3,7 @@
 //! owns, or buffers sized for the call; the kernel reads or writes nothing else.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -11,6 +11,7 @@ use rustix::io::{FdFlags, fcntl_setfd};
 use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with};
 use rustix::process::{Pid, WaitOptions, test_kill_process, waitpid};
 use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+use rustix::termios::tcgetwinsize;
 
 /// A syscall's result: its return value, or the errno it failed with.
 pub type Sys = Result<i64, i32>;
@@ -184,16 +185,9 @@ pub fn ioctl_byte_on_own_tty(tty: RawFd, request: u64, byte: u8) -> Result<Sys, 
 }
 
 /// `ioctl(fd, TIOCGWINSZ)`: the window size, as a normal ioctl that must keep working.
-pub fn window_size(fd: RawFd) -> Sys {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one struct winsize into `ws`.
-    ret(unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } as libc::c_long)
-        .map(|_| ws.ws_col as i64)
+pub fn window_size(fd: BorrowedFd) -> Sys {
+    let ws = tcgetwinsize(fd).map_err(|e| e.raw_os_error())?;
+    Ok(ws.ws_col.into())
 }
 
 /// `socket(family, type, 0)`; the socket, if made, is closed at once.
@@ -221,13 +215,14 @@ pub fn process_vm_self(write: bool) -> Sys {
         iov_base: src.as_mut_ptr().cast(),
         iov_len: src.len(),
     };
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
     // SAFETY: both iovecs describe live 8-byte buffers of this process; the kernel copies
     // between them and touches nothing else.
     let r = unsafe {
         if write {
-            libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0)
+            libc::process_vm_writev(pid, &local, 1, &remote, 1, 0)
         } else {
-            libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0)
+            libc::process_vm_readv(pid, &local, 1, &remote, 1, 0)
         }
     };
     ret(r as libc::c_long)

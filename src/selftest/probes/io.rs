@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -201,9 +201,9 @@ fn own_tty(request: u64) -> Obs {
     }
 }
 
-pub(super) fn tty(f: impl Fn(i32) -> Sys) -> Obs {
+pub(super) fn tty(f: impl Fn(BorrowedFd) -> Sys) -> Obs {
     match raw::open_pty() {
-        Ok((_m, s)) => fails(f(s.as_raw_fd())),
+        Ok((_m, s)) => fails(f(s.as_fd())),
         Err(e) => blocked(format!("no pty to test on: {}", errno_text(e))),
     }
 }
