@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::{World, current_uid, each_user};
+use crate::harness::{World, current_uid, each_user};
 
 /// The deep directory a run builds: 1100 levels of `aaaa/` (5,500 bytes, past PATH_MAX), made
 /// with relative `mkdir`/`cd -P` (a logical `cd` builds the full path), as an agent would.
