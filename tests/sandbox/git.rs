@@ -32,15 +32,6 @@ fn git(w: &World, args: &[&str]) -> Out {
     Out(w.program(OsStr::new("git")).args(args).output().unwrap())
 }
 
-/// `sh -c SCRIPT` on the host, unsandboxed, as the user, in the project.
-fn host_sh(w: &World, script: &str) -> Out {
-    Out(w
-        .program(OsStr::new("sh"))
-        .args(["-c", script])
-        .output()
-        .unwrap())
-}
-
 /// A repository with one commit, owned by the user.
 fn init(w: &World) {
     w.write(
@@ -64,7 +55,7 @@ fn attack(w: &World, plant: &str, host: &[&[&str]]) {
                 w.sh(&[], &format!("{plant}; true")).ok();
             }
             _ => {
-                host_sh(w, plant).ok();
+                w.host_sh(plant).ok();
             }
         }
         for args in host {

@@ -104,12 +104,18 @@ impl World {
         w
     }
 
+    /// Gives the whole home (the project is inside) to the scenario's user.
     pub fn chown_all(&self) {
+        self.chown(&self.home);
+    }
+
+    /// Gives `path` (and, for a directory, all below it) to the scenario's user.
+    pub fn chown(&self, path: &Path) {
         if let Some(u) = self.user {
             let st = Command::new("chown")
                 .arg("-R")
                 .arg(format!("{}:{}", u.uid, u.gid))
-                .arg(&self.home)
+                .arg(path)
                 .status()
                 .unwrap();
             assert!(st.success());
@@ -171,6 +177,25 @@ impl World {
         args.extend(flags.iter().map(OsStr::new));
         args.extend(["--", "sh", "-c", script].map(OsStr::new));
         self.run_args(&args)
+    }
+
+    /// `sh -c SCRIPT` on the host, unsandboxed, as the user, in the project.
+    pub fn host_sh(&self, script: &str) -> Out {
+        Out(self
+            .program(OsStr::new("sh"))
+            .args(["-c", script])
+            .output()
+            .unwrap())
+    }
+
+    /// tmux as the scenario's user, on a server of its own (its socket in the home).
+    pub fn tmux(&self, args: &[&str]) -> Command {
+        let mut c = self.program(OsStr::new("tmux"));
+        c.arg("-S")
+            .arg(self.home.join("tmux.sock"))
+            .args(args)
+            .env("TERM", "xterm");
+        c
     }
 
     /// Every path below the base dir, for leftover checks.

@@ -22,17 +22,6 @@ fn descend(make: bool) -> String {
     )
 }
 
-/// Runs `script` in the project as the scenario's user on the host (no sandbox): its stdout.
-fn host_read(w: &World, script: &str) -> String {
-    let out = w
-        .program(std::ffi::OsStr::new("sh"))
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn unprivileged(w: &World) -> bool {
     w.user.is_some() || current_uid() != 0
 }
@@ -74,7 +63,7 @@ fn a_directory_made_unreadable_refuses_the_next_run() {
         let s = w.sh(&["--hide", "d/"], steal).ok();
         assert!(s.contains("end") && !s.contains("SECRET"), "{s}");
         // The control: without the sandbox the same uid gets the secret back.
-        let s = host_read(w, "chmod 755 d; cat d/.env");
+        let s = w.host_sh("chmod 755 d; cat d/.env").stdout();
         assert_eq!(s, "SECRET=1\n");
     });
 }
@@ -114,7 +103,9 @@ fn a_path_deeper_than_path_max_is_read_to_the_bottom() {
         let s = w.sh(&["--hide", "deep/"], &read).ok();
         assert!(s.contains("end") && !s.contains("SECRET"), "{s}");
         // The control: the secret is there to read without the sandbox.
-        let s = host_read(w, &format!("cd deep && {} && cat .env", descend(false)));
+        let s = w
+            .host_sh(&format!("cd deep && {} && cat .env", descend(false)))
+            .stdout();
         assert_eq!(s, "SECRET=1\n");
     });
 }

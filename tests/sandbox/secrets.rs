@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::process::Command;
 
 use crate::harness::each_user;
 
@@ -127,13 +126,7 @@ fn sockets_in_the_project_and_git_credentials_stay_outside() {
     each_user(|w| {
         let path = w.project.join("dev.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        if let Some(u) = w.user {
-            Command::new("chown")
-                .arg(format!("{}:{}", u.uid, u.gid))
-                .arg(&path)
-                .status()
-                .unwrap();
-        }
+        w.chown(&path);
         let connect = format!(
             "perl -MIO::Socket::UNIX -e 'my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]); \\
              print $s ? \"connected\\n\" : \"refused\\n\"' {}",

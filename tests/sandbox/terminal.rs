@@ -1,7 +1,6 @@
 //! On a real terminal (tmux): a resize reaches the sandbox, TIOCSTI does not, and Ctrl-C belongs
 //! to the agent.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::time::Duration;
 
@@ -13,16 +12,8 @@ use crate::harness::{BIN, each_user, shell_quote, wait_for};
 #[test]
 fn on_a_terminal_resize_reaches_the_sandbox_and_tiocsti_does_not() {
     each_user(|w| {
-        let socket = w.home.join("tmux.sock");
         let tmux = |args: &[&str]| {
-            let st = w
-                .program(OsStr::new("tmux"))
-                .arg("-S")
-                .arg(&socket)
-                .args(args)
-                .env("TERM", "xterm")
-                .status()
-                .unwrap();
+            let st = w.tmux(args).status().unwrap();
             assert!(st.success(), "tmux {args:?}");
         };
         let tiocsti = r#"perl -e 'my $c = "x"; if (ioctl(STDIN, 0x5412, $c)) { print "INJECTED\n" } else { print "refused: $!\n" }'"#;
@@ -47,13 +38,7 @@ fn on_a_terminal_resize_reaches_the_sandbox_and_tiocsti_does_not() {
         ]);
         let ready = wait_for(&w.project.join("ready.txt"), Duration::from_secs(20));
         if ready.is_none() {
-            let screen = w
-                .program(OsStr::new("tmux"))
-                .arg("-S")
-                .arg(&socket)
-                .args(["capture-pane", "-p", "-t", "t"])
-                .output()
-                .unwrap();
+            let screen = w.tmux(&["capture-pane", "-p", "-t", "t"]).output().unwrap();
             panic!(
                 "never started:\n{}",
                 String::from_utf8_lossy(&screen.stdout)
@@ -61,12 +46,7 @@ fn on_a_terminal_resize_reaches_the_sandbox_and_tiocsti_does_not() {
         }
         tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
         let cols = wait_for(&w.project.join("cols.txt"), Duration::from_secs(10));
-        let _ = w
-            .program(OsStr::new("tmux"))
-            .arg("-S")
-            .arg(&socket)
-            .arg("kill-server")
-            .status();
+        let _ = w.tmux(&["kill-server"]).status();
         assert_eq!(cols.as_deref(), Some("40 120\n"), "no SIGWINCH inside");
         let inside = fs::read_to_string(w.project.join("inside.txt")).unwrap();
         assert_eq!(inside, "refused: Operation not permitted\n");
@@ -88,16 +68,7 @@ fn on_a_terminal_resize_reaches_the_sandbox_and_tiocsti_does_not() {
 #[test]
 fn ctrl_c_belongs_to_the_agent() {
     each_user(|w| {
-        let socket = w.home.join("tmux.sock");
-        let tmux = |args: &[&str]| {
-            w.program(OsStr::new("tmux"))
-                .arg("-S")
-                .arg(&socket)
-                .args(args)
-                .env("TERM", "xterm")
-                .status()
-                .unwrap()
-        };
+        let tmux = |args: &[&str]| w.tmux(args).status().unwrap();
         let agent = "trap 'echo got-int >> int.txt; stop=1' INT; echo ready > ready.txt; i=0; \
                      while [ $i -lt 300 ] && [ -z \"$stop\" ]; do sleep 0.05; i=$((i+1)); done; \
                      echo finished >> int.txt";
