@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use super::{World, each_user};
+use crate::harness::{World, each_user};
 
 const HEADER: &str = "the agent created or changed files your tools run later";
 

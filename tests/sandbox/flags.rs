@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use super::{Out, PATH, World, each_user};
+use crate::harness::{Out, PATH, World, each_user};
 
 fn executable(w: &World, rel: &str, body: &str) {
     let p = w.write(rel, body);
@@ -279,5 +279,43 @@ fn dev_cannot_be_filled_and_still_works() {
                       script -qec 'tty' /dev/null";
         let out = w.sh(&[], script).ok();
         assert!(out.starts_with("4\nx\n/dev/pts/"), "{out}");
+    });
+}
+
+/// A command that lives in the hidden home is made visible read-only (the file alone, for a
+/// general `bin` directory); with `--no-profile` agentbox says so before starting and names
+/// the flags that fix it, and following the hint works.
+#[test]
+fn a_command_in_the_hidden_home_is_shown_or_named_with_its_fix() {
+    each_user(|w| {
+        let tool = w.write("home/.local/bin/mytool", "#!/bin/sh\necho tool-ran\n");
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+        w.write("home/.local/bin/other-script", "TOKEN=secret\n");
+        let path = format!("{}:{PATH}", w.home.join(".local/bin").display());
+        let run = |args: &[&OsStr]| Out(w.cmd(args).env("PATH", &path).output().unwrap());
+        let out = run(&["run", "--", "mytool"].map(OsStr::new));
+        assert_eq!(out.ok(), "tool-ran\n");
+        let other = w.home.join(".local/bin/other-script");
+        let script = format!("cat {} 2>/dev/null || echo hidden", other.display());
+        let out = run(&["run", "--", "sh", "-c", &script].map(OsStr::new));
+        assert_eq!(out.ok(), "hidden\n", "only the command itself is shown");
+
+        let out = run(&["run", "--no-profile", "--", "mytool"].map(OsStr::new));
+        assert_eq!(out.code(), 127, "{}", out.stderr());
+        assert!(out.stderr().contains("cannot see"), "{}", out.stderr());
+        assert!(
+            out.stderr().contains("hint: agentbox run --ro"),
+            "{}",
+            out.stderr()
+        );
+        let ro = w.home.join(".local/bin");
+        let out = run(&[
+            OsStr::new("run"),
+            OsStr::new("--no-profile"),
+            OsStr::new("--ro"),
+            ro.as_os_str(),
+            OsStr::new("mytool"),
+        ]);
+        assert_eq!(out.ok(), "tool-ran\n");
     });
 }

@@ -2,6 +2,8 @@
 //! `git commit` / `git status` / `git add` on the host would run, then runs that git command
 //! on the host as the user and checks the planted code did not run. The positive control is
 //! the same planting done in an unsandboxed shell: the same git command then runs it.
+//! Also: git's hooks and config are read-only inside, and what a run plants in git's files
+//! (a `.git` file, `commondir`, `core.hooksPath`) widens nothing on the next run.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -9,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Out, World, each_user};
+use crate::harness::{BIN, Out, World, each_user};
 
 /// The file the planted code creates when it runs.
 fn mark(w: &World) -> PathBuf {
@@ -28,15 +30,6 @@ fn plant(w: &World, path: &str) -> String {
 /// git on the host, as the user, in the project.
 fn git(w: &World, args: &[&str]) -> Out {
     Out(w.program(OsStr::new("git")).args(args).output().unwrap())
-}
-
-/// `sh -c SCRIPT` on the host, unsandboxed, as the user, in the project.
-fn host_sh(w: &World, script: &str) -> Out {
-    Out(w
-        .program(OsStr::new("sh"))
-        .args(["-c", script])
-        .output()
-        .unwrap())
 }
 
 /// A repository with one commit, owned by the user.
@@ -62,7 +55,7 @@ fn attack(w: &World, plant: &str, host: &[&[&str]]) {
                 w.sh(&[], &format!("{plant}; true")).ok();
             }
             _ => {
-                host_sh(w, plant).ok();
+                w.host_sh(plant).ok();
             }
         }
         for args in host {
@@ -458,7 +451,7 @@ fn without_git_the_files_stay_protected_and_agentbox_says_so() {
         // /usr/bin/env sets the PATH agentbox sees (the test user's setpriv needs the usual one).
         let args = [
             OsStr::new("PATH=/nonexistent"),
-            OsStr::new(super::BIN),
+            OsStr::new(BIN),
             OsStr::new("run"),
             OsStr::new("--bwrap"),
             bwrap.as_os_str(),
@@ -480,5 +473,102 @@ fn without_git_the_files_stay_protected_and_agentbox_says_so() {
             out.stderr()
         );
         assert!(!w.project.join(".git/hooks/pre-commit").exists());
+    });
+}
+
+#[test]
+fn git_hooks_and_config_are_read_only() {
+    each_user(|w| {
+        w.write("home/src/project/.git/config", "[core]\n");
+        w.write("home/src/project/.git/HEAD", "ref: refs/heads/main\n");
+        w.write("home/src/project/.envrc", "export A=1\n");
+        let script = "echo x > .git/hooks/pre-commit 2>/dev/null && echo hook-written; \
+             echo '[core] hooksPath=/tmp' >> .git/config 2>/dev/null && echo config-written; \
+             echo x >> .envrc 2>/dev/null && echo envrc-written; \
+             mv .git .git-old 2>/dev/null && echo git-moved; \
+             echo ref > .git/ORIG_HEAD && echo git-writable";
+        let out = w.sh(&[], script).ok();
+        assert!(out.contains("git-writable"), "{out}");
+        for bad in [
+            "hook-written",
+            "config-written",
+            "envrc-written",
+            "git-moved",
+        ] {
+            assert!(!out.contains(bad), "{bad}: {out}");
+        }
+        // .git/hooks did not exist: it was created empty, as git does, and stays empty.
+        let hooks = w.project.join(".git/hooks");
+        assert!(hooks.is_dir() && fs::read_dir(&hooks).unwrap().next().is_none());
+        assert_eq!(
+            fs::read_to_string(w.project.join(".envrc")).unwrap(),
+            "export A=1\n"
+        );
+    });
+}
+
+/// What an earlier run could plant in git's files to have the host run code, or to get a
+/// broader sandbox next time, does not work.
+#[test]
+fn git_files_cannot_be_turned_against_the_host() {
+    each_user(|w| {
+        w.write("home/.ssh/id_rsa", "PRIVATE KEY");
+        // 1. A `.git` file naming the home as git's directory does not make it writable.
+        w.sh(&[], "printf 'gitdir: ../..\\n' > .git").ok();
+        let out = w
+            .sh(
+                &[],
+                "cat ~/.ssh/id_rsa 2>&1; echo x >> ~/.bashrc 2>&1; true",
+            )
+            .ok();
+        assert!(!out.contains("PRIVATE KEY"), "{out}");
+        assert!(!w.home.join(".bashrc").exists());
+        // ... and the .git file itself is read-only from then on.
+        let out = w
+            .sh(
+                &[],
+                "echo 'gitdir: /' > .git 2>/dev/null && echo rewrote; true",
+            )
+            .ok();
+        assert_eq!(out, "");
+        fs::remove_file(w.project.join(".git")).unwrap();
+
+        // 2. A `commondir` in a repository's own .git redirects config and hooks: the next run
+        //    refuses (git never writes one there).
+        w.write("home/src/project/.git/config", "[core]\n");
+        w.write("home/src/project/.git/HEAD", "ref: refs/heads/main\n");
+        w.sh(&[], "echo ../evil > .git/commondir").ok();
+        let out = w.sh(&[], "true");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(out.stderr().contains("commondir"), "{}", out.stderr());
+        fs::remove_file(w.project.join(".git/commondir")).unwrap();
+
+        // 3. core.hooksPath into the work tree (husky): the hooks there are read-only too.
+        w.write(
+            "home/src/project/.git/config",
+            "[core]\n\thooksPath = .husky\n",
+        );
+        w.write("home/src/project/.husky/pre-commit", "#!/bin/sh\n");
+        let out = w
+            .sh(
+                &[],
+                "echo evil >> .husky/pre-commit 2>/dev/null && echo wrote; echo ok > other.txt",
+            )
+            .ok();
+        assert!(!out.contains("wrote"), "{out}");
+        assert_eq!(
+            fs::read_to_string(w.project.join(".husky/pre-commit")).unwrap(),
+            "#!/bin/sh\n"
+        );
+        // The control: the same run could write beside the hooks.
+        assert_eq!(
+            fs::read_to_string(w.project.join("other.txt")).unwrap(),
+            "ok\n"
+        );
+        // Where the hooks directory it names does not exist, the run refuses.
+        fs::remove_dir_all(w.project.join(".husky")).unwrap();
+        let out = w.sh(&[], "true");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(out.stderr().contains("does not exist"), "{}", out.stderr());
     });
 }

@@ -1,4 +1,4 @@
-//! `--net filtered`: the allowlist through agentbox's proxy, against servers on the host's
+//! The network is off unless allowed; and `--net filtered`: the allowlist through agentbox's proxy, against servers on the host's
 //! loopback only. Test names are mapped to 127.0.0.1 on the proxy side with the hidden
 //! `--test-resolve` flag; nothing leaves the machine.
 
@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::{Out, each_user};
+use crate::harness::{each_user, escape_suite, loopback_server, processes_with, send_term};
 
 /// A loopback HTTP server answering every request with `body`; bounded in requests and time.
 fn http_server(body: &'static str, max: usize) -> u16 {
@@ -236,7 +236,7 @@ fn the_socket_directory_does_not_outlive_the_run() {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while super::processes_with(&marker).is_empty() && Instant::now() < deadline {
+        while processes_with(&marker).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(
@@ -252,11 +252,11 @@ fn the_socket_directory_does_not_outlive_the_run() {
         child.kill().unwrap();
         child.wait().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !super::processes_with(&marker).is_empty() && Instant::now() < deadline {
+        while !processes_with(&marker).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
-            super::processes_with(&marker).is_empty(),
+            processes_with(&marker).is_empty(),
             "the sandbox outlived agentbox"
         );
         assert_eq!(listing().len(), 1, "SIGKILL leaves the directory");
@@ -268,16 +268,9 @@ fn the_socket_directory_does_not_outlive_the_run() {
 #[test]
 fn the_escape_suite_passes_with_the_filtered_network() {
     each_user(|w| {
-        let out = w.run_args(&["test", "--json", "--allow-domain", "example.com"].map(OsStr::new));
-        let doc: serde_json::Value = serde_json::from_slice(&out.0.stdout).unwrap();
-        let bad: Vec<&serde_json::Value> = doc["probes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["result"] != "PASS")
-            .collect();
-        assert!(bad.is_empty(), "{bad:?}\n{}", Out(out.0.clone()).stderr());
-        assert_eq!(out.code(), 0);
+        let (code, not_passing, _) = escape_suite(w, &["--allow-domain", "example.com"]);
+        assert_eq!(not_passing, Vec::<String>::new());
+        assert_eq!(code, 0);
     });
 }
 
@@ -320,7 +313,7 @@ fn termination_reaches_the_agent() {
                 panic!("never started ({flags:?}): {err}");
             }
             std::thread::sleep(Duration::from_millis(100));
-            super::send_term(child.id());
+            send_term(child.id());
             let status = child.wait().unwrap();
             assert_eq!(status.code(), Some(3), "{flags:?}");
             assert_eq!(
@@ -329,5 +322,31 @@ fn termination_reaches_the_agent() {
                 "{flags:?}"
             );
         }
+    });
+}
+
+#[test]
+fn network_is_off_unless_allowed() {
+    each_user(|w| {
+        let (port, server) = loopback_server(1);
+        let probe = format!(
+            "if exec 3<>/dev/tcp/127.0.0.1/{port}; then head -n1 <&3; else echo no-connect; fi"
+        );
+        let script = format!("bash -c '{probe}' 2>/dev/null");
+        let out = w.sh(&[], &script).ok();
+        assert!(
+            out.contains("no-connect") && !out.contains("hello"),
+            "{out}"
+        );
+        let out = w.sh(&["--allow-net"], &script).ok();
+        assert!(out.contains("hello-from-host"), "{out}");
+        let out = w
+            .sh(
+                &["--net", "host"],
+                "cat /etc/resolv.conf >/dev/null && echo ok",
+            )
+            .ok();
+        assert!(out.contains("ok"));
+        assert_eq!(server.join().unwrap(), 1);
     });
 }

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
-use super::{Out, PATH, World, each_user};
+use crate::harness::{Out, PATH, World, each_user};
 
 /// Installs a stand-in `claude` in the home, run by `#!/usr/bin/env mysh` where `mysh` is a
 /// script in ~/.tools/bin: both must be made visible by the profile. Returns the PATH to use.

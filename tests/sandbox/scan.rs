@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::{World, current_uid, each_user};
+use crate::harness::{World, current_uid, each_user};
 
 /// The deep directory a run builds: 1100 levels of `aaaa/` (5,500 bytes, past PATH_MAX), made
 /// with relative `mkdir`/`cd -P` (a logical `cd` builds the full path), as an agent would.
@@ -20,17 +20,6 @@ fn descend(make: bool) -> String {
     format!(
         "i=0; while [ $i -lt {DEEP_LEVELS} ]; do {step} 2>/dev/null || exit 3; i=$((i+1)); done"
     )
-}
-
-/// Runs `script` in the project as the scenario's user on the host (no sandbox): its stdout.
-fn host_read(w: &World, script: &str) -> String {
-    let out = w
-        .program(std::ffi::OsStr::new("sh"))
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn unprivileged(w: &World) -> bool {
@@ -74,7 +63,7 @@ fn a_directory_made_unreadable_refuses_the_next_run() {
         let s = w.sh(&["--hide", "d/"], steal).ok();
         assert!(s.contains("end") && !s.contains("SECRET"), "{s}");
         // The control: without the sandbox the same uid gets the secret back.
-        let s = host_read(w, "chmod 755 d; cat d/.env");
+        let s = w.host_sh("chmod 755 d; cat d/.env").stdout();
         assert_eq!(s, "SECRET=1\n");
     });
 }
@@ -114,7 +103,9 @@ fn a_path_deeper_than_path_max_is_read_to_the_bottom() {
         let s = w.sh(&["--hide", "deep/"], &read).ok();
         assert!(s.contains("end") && !s.contains("SECRET"), "{s}");
         // The control: the secret is there to read without the sandbox.
-        let s = host_read(w, &format!("cd deep && {} && cat .env", descend(false)));
+        let s = w
+            .host_sh(&format!("cd deep && {} && cat .env", descend(false)))
+            .stdout();
         assert_eq!(s, "SECRET=1\n");
     });
 }

@@ -1,0 +1,116 @@
+//! The project and the rest of the file system: the project is writable and nothing else on the
+//! host is, odd project names work, `--dry-run` changes nothing and a run leaves no stubs, and a
+//! symlink planted in the project leads nowhere outside it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use crate::harness::{Out, World, each_user, users};
+
+#[test]
+fn project_is_writable_and_the_rest_is_not() {
+    each_user(|w| {
+        let out = w
+            .sh(
+                &[],
+                "echo made > made.txt && echo project-ok; \
+                 touch /usr/agentbox-x 2>/dev/null && echo usr-writable; \
+                 touch /etc/agentbox-x 2>/dev/null && echo etc-writable; \
+                 echo x > ~/inside-home && echo home-tmpfs-ok",
+            )
+            .ok();
+        assert!(out.contains("project-ok"), "{out}");
+        assert!(
+            !out.contains("usr-writable") && !out.contains("etc-writable"),
+            "{out}"
+        );
+        assert!(out.contains("home-tmpfs-ok"), "{out}");
+        assert_eq!(
+            fs::read_to_string(w.project.join("made.txt")).unwrap(),
+            "made\n"
+        );
+        assert!(
+            !w.home.join("inside-home").exists(),
+            "the home tmpfs leaked to the host"
+        );
+        assert!(!Path::new("/usr/agentbox-x").exists());
+    });
+}
+
+#[test]
+fn odd_project_paths_work() {
+    for user in users() {
+        let name = OsString::from_vec(b"my proj 'q\" \xff $x".to_vec());
+        let w = World::with_project_name(user, &name);
+        let out = w.sh(&[], "echo hi > out.txt && pwd");
+        assert_eq!(out.code(), 0, "{}", out.stderr());
+        let mut want = w.project.as_os_str().as_bytes().to_vec();
+        want.push(b'\n');
+        assert_eq!(out.0.stdout, want);
+        assert_eq!(
+            fs::read_to_string(w.project.join("out.txt")).unwrap(),
+            "hi\n"
+        );
+        // The --dry-run script, saved and run with bash, starts the same sandbox.
+        let script = w.run_args(&["run", "--dry-run", "--", "cat", "out.txt"].map(OsStr::new));
+        let file = w.base.join("sandbox.sh");
+        fs::write(&file, script.ok()).unwrap();
+        let out = Out(w.program(OsStr::new("bash")).arg(&file).output().unwrap());
+        assert_eq!(out.ok(), "hi\n");
+    }
+}
+
+#[test]
+fn dry_run_changes_nothing_and_a_run_leaves_no_stubs() {
+    each_user(|w| {
+        w.write("home/src/project/.git/config", "[core]\n");
+        w.write("home/src/project/.env", "S=1");
+        let before = w.listing();
+        let out = w.run_args(&["run", "--dry-run", "--", "true"].map(OsStr::new));
+        let script = out.ok();
+        assert!(
+            script.contains("--ro-bind-data") && script.contains("/.env"),
+            "{script}"
+        );
+        assert!(script.contains("mkdir -p --"), "{script}");
+        assert_eq!(before, w.listing(), "--dry-run changed the host");
+        w.sh(&[], "true").ok();
+        let mut after = w.listing();
+        after.retain(|p| !p.ends_with(".git/hooks"));
+        assert_eq!(before, after, "a run left files behind");
+    });
+}
+
+/// A symlink planted in the project (by an earlier run, say) is never followed to a host path
+/// outside the sandbox on the next run; a link within the project is the control. A symlinked
+/// `.git/hooks` (git on the host would follow it, and the agent could replace it) refuses.
+#[test]
+fn planted_symlinks_lead_nowhere() {
+    each_user(|w| {
+        w.write("home/.ssh/id_rsa", "PRIVATE KEY");
+        w.write("home/src/project/real.txt", "project file");
+        let ssh = w.home.join(".ssh");
+        symlink(ssh.join("id_rsa"), w.project.join(".env")).unwrap();
+        symlink(&ssh, w.project.join("notes")).unwrap();
+        symlink("real.txt", w.project.join("link.txt")).unwrap();
+        let out = w.sh(&[], "cat .env notes/id_rsa 2>&1; cat link.txt");
+        let stdout = out.ok();
+        assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+        assert!(stdout.ends_with("project file"), "{stdout}");
+
+        w.write("home/src/project/.git/config", "[core]\n");
+        symlink(&ssh, w.project.join(".git/hooks")).unwrap();
+        let out = w.sh(&[], "cat .git/hooks/id_rsa");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(
+            out.stderr().contains(".git/hooks is a symlink"),
+            "{}",
+            out.stderr()
+        );
+        // Nothing was created on the host where the links point.
+        assert_eq!(fs::read_dir(&ssh).unwrap().count(), 1);
+    });
+}
