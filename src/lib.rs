@@ -18,6 +18,7 @@ pub mod net;
 pub mod policy;
 pub mod profile;
 pub mod rules;
+pub mod runlock;
 pub mod seccomp;
 pub mod secrets;
 pub mod selftest;

@@ -64,6 +64,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// The run's lock on its writable roots (the project and each `--rw` path, canonical; a path
+/// that does not resolve is left to the probe, which says so).
+fn lock_roots(policy: &agentbox::policy::Policy) -> Result<agentbox::runlock::RunLock> {
+    let project = match &policy.project {
+        Some(p) => p.clone(),
+        None => std::env::current_dir()?,
+    };
+    let rw = policy
+        .extra
+        .iter()
+        .filter(|e| e.access == agentbox::policy::Access::ReadWrite)
+        .map(|e| e.path.clone());
+    let roots: Vec<std::path::PathBuf> = std::iter::once(project)
+        .chain(rw)
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    agentbox::runlock::lock(&roots)
+}
+
 /// How chatty `run` is: `-v` shows each decision, `-q` hides notes.
 #[derive(Clone, Copy)]
 struct Output {
@@ -86,6 +105,11 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     for w in &warnings {
         eprintln!("agentbox: warning: {}", terminal(w));
     }
+    // Before the scan: no other sandbox may change the tree between the scan and the mounts.
+    let _lock = match args.dry_run || args.tree {
+        true => None,
+        false => Some(lock_roots(&policy)?),
+    };
     let facts = host::HostFacts::probe(&policy)?;
     // Known reasons a sandbox cannot start, explained before bwrap fails with its own words.
     agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.uid)?;

@@ -114,3 +114,50 @@ fn planted_symlinks_lead_nowhere() {
         assert_eq!(fs::read_dir(&ssh).unwrap().count(), 1);
     });
 }
+
+/// Two sandboxes on one tree could race each other's protections (one swaps a directory for a
+/// symlink between the other's scan and its mounts), so a second run on the same project, on a
+/// directory inside it or on one that holds it refuses while the first runs. Controls: a
+/// sibling project starts meanwhile, and the same project starts once the first has ended.
+#[test]
+fn a_second_sandbox_on_the_same_tree_is_refused_while_the_first_runs() {
+    each_user(|w| {
+        let sibling = w
+            .write("home/src/sibling/.keep", "")
+            .parent()
+            .unwrap()
+            .to_owned();
+        w.write("home/src/project/sub/.keep", "");
+        let mut first = w
+            .cmd(&["run", "--", "sh", "-c", "echo up > up.txt; sleep 30"].map(OsStr::new))
+            .spawn()
+            .unwrap();
+        let up = crate::harness::wait_for(
+            &w.project.join("up.txt"),
+            std::time::Duration::from_secs(20),
+        );
+        assert!(up.is_some(), "the first sandbox did not start");
+        let sub = w.project.join("sub");
+        let parent = w.project.parent().unwrap().to_owned();
+        for project in [&w.project, &sub, &parent] {
+            let args = ["run", "--project"].map(OsStr::new);
+            let mut args = args.to_vec();
+            args.extend([project.as_os_str(), OsStr::new("--"), OsStr::new("true")]);
+            let out = w.run_args(&args);
+            assert_eq!(out.code(), 125, "{project:?}: {}", out.stderr());
+            assert!(
+                out.stderr().contains("another agentbox sandbox"),
+                "{}",
+                out.stderr()
+            );
+            assert!(out.stderr().contains("hint:"), "{}", out.stderr());
+        }
+        let args = ["run", "--project"].map(OsStr::new);
+        let mut args = args.to_vec();
+        args.extend([sibling.as_os_str(), OsStr::new("--"), OsStr::new("true")]);
+        w.run_args(&args).ok();
+        first.kill().unwrap();
+        first.wait().unwrap();
+        w.sh(&[], "true").ok();
+    });
+}

@@ -73,7 +73,13 @@ fn ctrl_c_belongs_to_the_agent() {
                      while [ $i -lt 300 ] && [ -z \"$stop\" ]; do sleep 0.05; i=$((i+1)); done; \
                      echo finished >> int.txt";
         // One terminal per case, each an interactive shell (with job control, as a user has)
-        // that is given the command line: an agent with a Ctrl-C handler, and one without.
+        // that is given the command line: an agent with a Ctrl-C handler, and one without, in
+        // a project of its own (two sandboxes never share a tree).
+        let second = w
+            .write("home/src/second/.keep", "")
+            .parent()
+            .unwrap()
+            .to_owned();
         let cases = [
             (
                 "a",
@@ -85,7 +91,8 @@ fn ctrl_c_belongs_to_the_agent() {
             (
                 "b",
                 format!(
-                    "{BIN} run -- sh -c 'echo ready > ready2.txt; sleep 20'; echo $? > exit2.txt"
+                    "{BIN} run --project ../second -- sh -c 'echo ready > ready2.txt; sleep 20'; \
+                     echo $? > exit2.txt"
                 ),
             ),
         ];
@@ -105,7 +112,7 @@ fn ctrl_c_belongs_to_the_agent() {
             tmux(&["send-keys", "-t", name, line, "Enter"]);
         }
         assert!(wait_for(&w.project.join("ready.txt"), Duration::from_secs(20)).is_some());
-        assert!(wait_for(&w.project.join("ready2.txt"), Duration::from_secs(20)).is_some());
+        assert!(wait_for(&second.join("ready2.txt"), Duration::from_secs(20)).is_some());
         tmux(&["send-keys", "-t", "a", "C-c"]);
         tmux(&["send-keys", "-t", "b", "C-c"]);
         let exit1 = wait_for(&w.project.join("exit1.txt"), Duration::from_secs(10));
