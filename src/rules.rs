@@ -366,10 +366,13 @@ pub const GIT_RUNS_LATER: &[RunsLater] = &[
 ];
 
 /// Directory names where the scan looks for secrets only, not for files the host runs later:
-/// git's own directory, whose runs-later files the git model finds as git sees them. Nothing
-/// else is spared: a planted `CACHEDIR.TAG` or a directory renamed `node_modules` would
-/// otherwise switch the next run's protection off for what it holds.
-pub const PRUNED_DIRS: &[&str] = &[".git"];
+/// git's own directory, whose runs-later files the git model finds as git sees them, and
+/// installed packages (`node_modules`): packages ship `.husky/`, `.vscode/`, CI files, which no
+/// host tool obeys there, and locking them (with every directory above them pinned) broke
+/// `npm ci` and filled the exit audit after an install. Renaming a protected item's directory
+/// to one of these names is no way around: every directory above a protected item is pinned
+/// for the run, and what a run creates or moves is in its exit audit.
+pub const PRUNED_DIRS: &[&str] = &[".git", "node_modules"];
 
 /// Environment variables that pass into the sandbox by default: the terminal, locale and identity
 /// an interactive program needs, and nothing that carries credentials.

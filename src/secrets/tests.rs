@@ -246,7 +246,6 @@ fn no_file_or_name_in_the_tree_turns_a_check_off() {
             "cache/.envrc",
             "cache/.vscode",
             "cache/deep/.mcp.json",
-            "node_modules/pkg/.envrc",
         ]
     );
     assert_eq!(rels(root, &r.git), ["cache/.git"]);

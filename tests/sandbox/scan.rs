@@ -116,13 +116,11 @@ fn a_planted_cachedir_tag_does_not_unprotect_its_directory() {
         w.write("home/src/project/sub/.envrc", "export A=1\n");
         w.write("home/src/project/plain/.envrc", "export A=1\n");
         w.write("home/src/project/sub/.vscode/tasks.json", "{}\n");
-        // Run 1 marks sub/ as a cache (the cross-tool convention) and names a dir like a
-        // package cache.
+        // Run 1 marks sub/ as a cache (the cross-tool convention).
         let out = w
             .sh(
                 &[],
                 "printf 'Signature: 8a477f597d28d172789f06886806bc55' > sub/CACHEDIR.TAG && \
-                 mkdir -p node_modules/x && echo 'export B=1' > node_modules/x/.envrc && \
                  echo planted",
             )
             .ok();
@@ -133,14 +131,13 @@ fn a_planted_cachedir_tag_does_not_unprotect_its_directory() {
                 &[],
                 "echo evil >> sub/.envrc && echo wrote-envrc; \
                  echo evil > sub/.vscode/tasks.json && echo wrote-vscode; \
-                 echo evil >> node_modules/x/.envrc && echo wrote-nm; \
                  echo evil >> plain/.envrc && echo wrote-plain; \
                  echo ok > sub/other && echo wrote-other; true",
             )
             .ok();
         // The control: the directory itself is writable.
         assert!(out.contains("wrote-other"), "{out}");
-        for bad in ["wrote-envrc", "wrote-vscode", "wrote-nm", "wrote-plain"] {
+        for bad in ["wrote-envrc", "wrote-vscode", "wrote-plain"] {
             assert!(!out.contains(bad), "{bad}: {out}");
         }
         assert_eq!(
@@ -226,4 +223,33 @@ fn masked_system_secrets_are_unreadable_as_on_the_host() {
             assert!(fs::read_dir(private).unwrap().next().is_some());
         }
     }
+}
+
+/// Installed packages ship hook-framework and editor directories that no host tool obeys
+/// there: they are not locked (nor pinned with every directory above them), so `npm ci` can
+/// remove `node_modules`. Control: the project's own `.husky/` stays read-only. (Secrets in
+/// packages are still masked: `pruned_names_do_not_unmask_secrets`.)
+#[test]
+fn installed_packages_can_be_removed() {
+    each_user(|w| {
+        w.write("home/src/project/.husky/pre-commit", "npm test\n");
+        w.write("home/src/project/node_modules/foo/.husky/pre-commit", "x\n");
+        w.write(
+            "home/src/project/node_modules/foo/.vscode/settings.json",
+            "{}\n",
+        );
+        let out = w
+            .sh(
+                &[],
+                "echo evil >> .husky/pre-commit && echo wrote-husky; \
+                 rm -rf node_modules && echo removed; true",
+            )
+            .ok();
+        assert!(out.contains("removed"), "{out}");
+        assert!(
+            !out.contains("PKG_SECRET") && !out.contains("wrote-husky"),
+            "{out}"
+        );
+        assert!(!w.project.join("node_modules/foo/.env").exists() || out.contains("removed"));
+    });
 }
