@@ -1,4 +1,5 @@
-"""Shared by the bench/*.sh timing harnesses (they put bench/ on PYTHONPATH)."""
+"""Shared by the bench/*.py timing harnesses (Python puts a script's own folder first on
+sys.path, so they import it as they are)."""
 import fcntl
 import os
 import statistics

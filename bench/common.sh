@@ -1,4 +1,8 @@
-# Sourced by the bench/*.sh scripts: what they share, so the three measure the same project.
+# Sourced by the bench/*.sh scripts: what they share, so they all measure the same project. The
+# Python they run is beside them (bench/*.py; bench/benchlib.py is shared).
+
+# The folder of these scripts, whatever the caller's working directory.
+bench_dir=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
 
 # bench_project WORK: makes WORK/project (a small git repository with a .env to mask, its
 # template and a few sources) and WORK/home (empty but for a .gitconfig), so a developer's own
@@ -20,37 +24,20 @@ bench_project() {
 fail() { echo "bench: $*" >&2; exit 1; }
 
 # bench_record NAME [FLAGS...]: records what `agentbox run FLAGS -- true` hands bwrap, through a
-# stand-in bwrap: the argv ($work/rec/NAME.argv), the bytes on each data fd (NAME.fdN) and which
-# fds >= 3 are open (NAME.open; nothing else of agentbox's, such as a proxy socket, may reach
-# bwrap). The script --dry-run prints ($work/NAME.dry.sh) goes through the same stand-in
-# (NAME-dry.*). This is how a bare-bwrap baseline gets exactly what `agentbox run` execs. Fails
-# unless the open fds are the ones --dry-run redirects; sets data_fds to them. Uses the caller's
-# work, bwrap, agentbox and run_env.
+# stand-in bwrap (bench/record_bwrap.py): the argv ($work/rec/NAME.argv), the bytes on each data
+# fd (NAME.fdN) and which fds >= 3 are open (NAME.open; nothing else of agentbox's, such as a
+# proxy socket, may reach bwrap). The script --dry-run prints ($work/NAME.dry.sh) goes through
+# the same stand-in (NAME-dry.*). This is how a bare-bwrap baseline gets exactly what `agentbox
+# run` execs. Fails unless the open fds are the ones --dry-run redirects; sets data_fds to them.
+# Uses the caller's work, bwrap, agentbox and run_env.
 bench_record() {
     local name=$1 recorder=$work/rec/bwrap exec_block
     shift
     [[ -x $recorder ]] || {
-        cat >"$recorder" <<REC
-#!/usr/bin/python3
-import os, sys
-if sys.argv[1:] == ["--version"]:
-    os.execv("$bwrap", ["$bwrap", "--version"])
-out, fds = open("$work/rec/out").read().split("\n")[:2]
-open_fds = []
-for n in os.listdir("/proc/self/fd"):
-    try:
-        if int(n) >= 3:
-            os.fstat(int(n))
-            open_fds.append(int(n))
-    except OSError:
-        pass  # the fd listdir itself used
-open(out + ".open", "w").write(" ".join(map(str, sorted(open_fds))))
-open(out + ".argv", "wb").write(b"".join(os.fsencode(a) + b"\0" for a in sys.argv[1:]))
-for fd in map(int, fds.split()):
-    with open(fd, "rb", closefd=False) as f, open(f"{out}.fd{fd}", "wb") as dst:
-        dst.write(f.read())
-REC
+        # A copy, not a link: the recorder finds real-bwrap and out beside itself.
+        cp "$bench_dir/record_bwrap.py" "$recorder"
         chmod 755 "$recorder"
+        printf '%s\n' "$bwrap" >"$work/rec/real-bwrap"
     }
     # --dry-run prints a bash script ending in `exec env -i BWRAP "${args[@]}" -- CMD` with one
     # redirection per data fd (`N</dev/null` for a mask, `N< <(base64 -d ...)` for bytes).

@@ -8,7 +8,8 @@
 # read-only binds, from --dry-run), and the median time of `agentbox run -- true` with git
 # found, and with git not found (PATH without it: no configuration read), the two interleaved
 # round by round. The difference is what reading git's configuration costs. Reports; fails
-# only on a broken measurement. Needs bash, bwrap, git and python3.
+# only on a broken measurement. Needs bash, bwrap, git and python3 (the timing loop is
+# bench/git_repos.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
@@ -33,26 +34,8 @@ for n in 0 1 50; do
     ops=$(grep -cE '^  ' <<<"$dry" || true)
     pins=$(grep -cE '^  --bind .* # pinned' <<<"$dry" || true)
     ro=$(grep -cE '^  --ro-bind .* # read-only' <<<"$dry" || true)
-    medians=$(python3 - "$runs" "${run_env[*]}" "${no_git_env[*]}" "$agentbox" "$bwrap" <<'PY'
-import subprocess, sys
-import time
-runs, with_git, no_git, agentbox, bwrap = int(sys.argv[1]), *sys.argv[2:]
-tail = [agentbox, "run", "--bwrap", bwrap, "--", "/usr/bin/true"]
-cmds = [with_git.split() + tail, no_git.split() + tail]
-for _ in range(10):
-    for c in cmds:
-        subprocess.run(c, check=True, stderr=subprocess.DEVNULL)
-ts = [[], []]
-for _ in range(runs):
-    for i, c in enumerate(cmds):
-        t = time.perf_counter()
-        subprocess.run(c, check=True, stderr=subprocess.DEVNULL)
-        ts[i].append(time.perf_counter() - t)
-for t in ts:
-    t.sort()
-print(" ".join(f"{t[len(t) // 2] * 1000:.2f}" for t in ts))
-PY
-)
+    medians=$(python3 -B "$bench_dir/git_repos.py" "$runs" "${run_env[*]}" "${no_git_env[*]}" \
+        "$agentbox" "$bwrap")
     cd - >/dev/null
     read -r m_git m_nogit <<<"$medians"
     printf '%-6s %8s %6s %6s %12s %12s\n' "$n" "$ops" "$pins" "$ro" "$m_git" "$m_nogit"

@@ -6,12 +6,13 @@
 # 1. Launch: `agentbox run -- true` against bwrap run bare with the very argv and data fds
 #    agentbox hands it, interleaved round by round in one process, so both see the same machine
 #    state. The figure is the ratio of medians; the target is <= 1.2x bare bwrap.
-# 2. Scan: `cargo bench --bench scan` (benches/scan.rs), the secret scan of a generated
+# 2. Scan: `cargo bench --bench scan` (bench/scan.rs), the secret scan of a generated
 #    100,000-file tree against a plain read_dir walk; the target is <= 60 ms warm.
 #
 # Needs bash, bwrap, python3, git and a cargo that has the dependencies cached (no network is
-# used). Writes raw samples to $CARGO_TARGET_DIR/bench/launch.json. Method and figures:
-# BENCHMARKS.md. It reports; it never fails on a missed target, only on a broken measurement.
+# used). The timing loop is bench/launch.py. Writes raw samples to
+# $CARGO_TARGET_DIR/bench/launch.json. Method and figures: BENCHMARKS.md. It reports; it never
+# fails on a missed target, only on a broken measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
@@ -53,82 +54,8 @@ bench_same_as_dry run
 mkdir -p "$target_dir/bench"
 echo "== launch: $runs rounds after $warmup warm-up rounds, interleaved" \
     "($(wc -c <"$work/rec/run.argv") bytes of argv, data fds: $data_fds)"
-PYTHONPATH=$repo/bench python3 - "$runs" "$warmup" "$agentbox" "$bwrap" "$work" "$data_fds" \
-    "$target_dir/bench/launch.json" "${run_env[@]:2}" <<'PY'
-import json, os, subprocess, sys, time
-from benchlib import place, preload, q, table
-
-runs, warmup = int(sys.argv[1]), int(sys.argv[2])
-agentbox, bwrap, work, data_fds, out = sys.argv[3:8]
-env = dict(kv.split("=", 1) for kv in sys.argv[8:])
-data_fds = [int(fd) for fd in data_fds.split()]
-argv = open(f"{work}/rec/run.argv", "rb").read().split(b"\0")[:-1]
-assert argv[-2:] == [b"--", b"true"], argv[-2:]
-data = {fd: open(f"{work}/rec/run.fd{fd}", "rb").read() for fd in data_fds}
-ARGS_FD = max(data_fds, default=2) + 1
-with open(f"{work}/args", "wb") as f:
-    f.write(b"".join(a + b"\0" for a in argv[:-2]))
-
-def data_fds_like_agentbox():
-    preload(data)
-
-def with_args_file():
-    data_fds_like_agentbox()
-    place(ARGS_FD, os.open(f"{work}/args", os.O_RDONLY))
-
-# name -> (argv, env, fds the child keeps, set-up done before the clock starts)
-# bwrap gets an empty environment from agentbox (env_clear), so the direct baselines do too.
-direct = [bwrap, *argv]
-cmds = {
-    "agentbox run -- true": ([agentbox, "run", "--", "true"], env, (), None),
-    "bare: bwrap ARGV -- true": (direct, {}, data_fds, data_fds_like_agentbox),
-    "bare: bwrap --args FD -- true": (
-        [bwrap, "--args", str(ARGS_FD), "--", "true"], {}, [*data_fds, ARGS_FD], with_args_file),
-    "bare: bash dry-run script": (["bash", f"{work}/run.dry.sh"], env, (), None),
-    "part: agentbox run --dry-run": ([agentbox, "run", "--dry-run", "--", "true"], env, (), None),
-    "part: bwrap --version": ([bwrap, "--version"], {}, (), None),
-    "part: agentbox --version": ([agentbox, "--version"], env, (), None),
-    "floor: env -i bwrap ARGV -- true": (["/usr/bin/env", "-i", *direct], {}, data_fds,
-                                         data_fds_like_agentbox),
-    "floor: /usr/bin/true": (["/usr/bin/true"], env, (), None),
-}
-
-names = list(cmds)
-samples = {n: [] for n in names}
-for rnd in range(warmup + runs):
-    order = names[rnd % len(names):] + names[:rnd % len(names)]
-    for name in order:
-        args, cenv, fds, setup = cmds[name]
-        if setup:
-            setup()
-        t0 = time.perf_counter_ns()
-        rc = subprocess.call(args, env=cenv, pass_fds=fds, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        dt = time.perf_counter_ns() - t0
-        if rc != 0:
-            sys.exit(f"bench: {name!r} exited with {rc}: the measurement is broken")
-        if rnd >= warmup:
-            samples[name].append(dt / 1e6)
-
-table(samples, names, 36)
-med = {n: q(samples[n], .5) for n in names}
-ab = "agentbox run -- true"
-print("  ratio agentbox / baseline (ratio of medians; median of per-round ratios):")
-for n in names[1:4]:
-    paired = [a / b for a, b in zip(samples[ab], samples[n])]
-    print(f"    / {n[6:]:<28} {med[ab] / med[n]:5.2f}x   {q(paired, .5):5.2f}x   "
-          f"(+{med[ab] - med[n]:.2f} ms)")
-bare = "bare: bwrap ARGV -- true"
-chain = "floor: env -i bwrap ARGV -- true"
-print(f"  one extra exec before bwrap (env -i) costs {med[chain] / med[bare]:.2f}x "
-      f"(+{med[chain] - med[bare]:.2f} ms): the floor for any launcher that execs bwrap")
-ratio = med[ab] / med[bare]
-verdict = "MET" if ratio <= 1.2 else "MISSED"
-print(f"RESULT launch median {med[ab]:.2f} ms vs bare bwrap {med[bare]:.2f} ms: {ratio:.2f}x; "
-      f"target <= 1.20x: {verdict}")
-json.dump({"runs": runs, "warmup": warmup, "unit": "ms", "samples": samples},
-          open(out, "w"), indent=1)
-PY
+python3 -B "$bench_dir/launch.py" "$runs" "$warmup" "$agentbox" "$bwrap" "$work" "$data_fds" \
+    "$target_dir/bench/launch.json" "${run_env[@]:2}"
 
 echo "== scan (cargo bench --bench scan)"
 cd "$repo"

@@ -14,6 +14,8 @@
 //! everything would otherwise look very fast. It must not assert on time; it only reports.
 //!
 //! Knobs: `SCAN_BENCH_RUNS` (timed runs, default 30), `TMPDIR` (where the tree goes).
+//! `bash bench/launch.sh` runs it after the launch benchmark. Method, figures and history:
+//! BENCHMARKS.md, "Scan".
 
 use std::collections::HashSet;
 use std::error::Error;

@@ -13,6 +13,7 @@
 //!
 //! It panics if the audit does not see the planted items, or reports a change on an unchanged
 //! tree; it never asserts on time. Knobs: `AUDIT_BENCH_RUNS` (default 20), `TMPDIR`.
+//! Method, figures and history: BENCHMARKS.md, "Exit audit".
 
 use std::error::Error;
 use std::fs;
