@@ -200,6 +200,22 @@ pub(super) fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {
     }
     masked.sort_by(|a, b| a.path.cmp(&b.path));
     masked.dedup_by(|a, b| a.path == b.path || a.path.starts_with(&b.path));
+    // A secret known by its directory's name (`.kube/config`): the directory is pinned, or
+    // renaming it in one run would unmask the file for the next.
+    let mut by_dir: Vec<&Path> = masked
+        .iter()
+        .filter(|s| crate::secrets::named_by_its_dir(&s.path))
+        .filter_map(|s| s.path.parent())
+        .filter(|d| in_writable(facts, &b.steps, d))
+        .collect();
+    by_dir.sort();
+    by_dir.dedup();
+    for d in by_dir {
+        b.push(
+            Op::Bind(d.to_owned()),
+            "pinned (a mount point): the secret in it is known by this directory's name",
+        );
+    }
     for s in &masked {
         let why = format!("masked: {}", s.why);
         match s.kind {

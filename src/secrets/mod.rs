@@ -127,6 +127,21 @@ impl Literal {
     }
 }
 
+/// Whether `path` is a secret by the name of the directory that holds it (`.kube/config`):
+/// renaming that directory would unmask it for the next run, so the plan pins the directory
+/// for the run (a mount point cannot be renamed). Pure: names only.
+pub fn named_by_its_dir(path: &Path) -> bool {
+    let (Some(name), Some(parent)) = (path.file_name(), path.parent().and_then(Path::file_name))
+    else {
+        return false;
+    };
+    rules::SECRET_PATTERNS.iter().any(|p| {
+        Literal::of(p.glob).is_some_and(|l| {
+            matches!(l, Literal::InDir(..)) && l.matches(name.as_bytes(), Some(parent.as_bytes()))
+        })
+    })
+}
+
 /// `a == b` in any ASCII case, without a call to libc: the scan compares every name in the
 /// tree with every candidate pattern, nearly all differ in their first byte compared, and the
 /// calls were a visible share of a scan's time.

@@ -253,3 +253,41 @@ fn installed_packages_can_be_removed() {
         assert!(!w.project.join("node_modules/foo/.env").exists() || out.contains("removed"));
     });
 }
+
+/// A secret known by its directory's name (`.kube/config`) cannot be unmasked for the next run
+/// by renaming its directory: the directory is pinned. Control: the same rename outside.
+#[test]
+fn a_secret_known_by_its_directory_cannot_be_renamed_out_of_its_mask() {
+    each_user(|w| {
+        w.write(
+            "home/src/project/deploy/.kube/config",
+            "token: KUBE_SECRET\n",
+        );
+        let out = w
+            .sh(
+                &[],
+                "cat deploy/.kube/config; mv deploy/.kube deploy/kube2 && echo moved; true",
+            )
+            .ok();
+        assert!(
+            !out.contains("KUBE_SECRET") && !out.contains("moved"),
+            "{out}"
+        );
+        let out = w
+            .sh(
+                &[],
+                "cat deploy/kube2/config deploy/.kube/config 2>&1; true",
+            )
+            .ok();
+        assert!(!out.contains("KUBE_SECRET"), "{out}");
+        // Control: outside the sandbox the rename works, and unmasks it by name.
+        let st = std::process::Command::new("mv")
+            .arg(w.project.join("deploy/.kube"))
+            .arg(w.project.join("deploy/kube2"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = w.sh(&[], "cat deploy/kube2/config").ok();
+        assert!(out.contains("KUBE_SECRET"), "{out}");
+    });
+}
