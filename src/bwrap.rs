@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::broad::{too_broad, too_broad_to_show};
 use crate::error::Fail;
 use crate::host::HostFacts;
+use crate::inside::SELF_INSIDE;
 use crate::policy::{NetMode, Policy};
-
-/// Where agentbox itself is inside the sandbox (its shim, the relay, the probe runner).
-pub const SELF_INSIDE: &str = "/run/agentbox/agentbox";
 
 /// One bubblewrap setup operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,78 +141,6 @@ const RUN_SIZE: u64 = 64 << 20;
 pub const SHM_SIZE: u64 = 1 << 30;
 /// A masked directory is read-only: it needs no room at all.
 const MASK_SIZE: u64 = 4096;
-
-/// Why a project (or `--rw`) path is too broad to hand to the agent, if it is.
-pub fn too_broad(path: &Path, home: &Path) -> Option<&'static str> {
-    const SYSTEM: &[&str] = &[
-        "/bin",
-        "/boot",
-        "/dev",
-        "/etc",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/media",
-        "/mnt",
-        "/nix",
-        "/opt",
-        "/proc",
-        "/root",
-        "/run",
-        "/sbin",
-        "/snap",
-        "/srv",
-        "/sys",
-        "/tmp",
-        "/usr",
-        "/var",
-        "/var/tmp",
-        "/home",
-        "/usr/local",
-    ];
-    const NEVER_INSIDE: &[&str] = &["/proc", "/sys", "/dev", "/boot"];
-    if path == Path::new("/") {
-        Some("it is the root of the filesystem")
-    } else if path == home {
-        Some("it is your home directory, with your keys and shell startup files")
-    } else if home.starts_with(path) {
-        Some("it contains your home directory")
-    } else if SYSTEM.iter().any(|s| path == Path::new(s)) {
-        Some("it is a system directory")
-    } else if NEVER_INSIDE.iter().any(|s| path.starts_with(s)) {
-        Some("it is inside a kernel or boot filesystem")
-    } else {
-        None
-    }
-}
-
-/// Why a `--ro` path is too broad to show the agent, if it is: the root, the home or a
-/// directory holding it (every key and token of the user), the kernel's filesystems (a host
-/// `/proc` shows every host process and its environment), and the scratch directories that
-/// hold the host's UNIX sockets (a read-only mount does not stop `connect()`): all of `/run`
-/// (`/run/user/UID` holds D-Bus and systemd's user manager, which start programs on the host;
-/// `/run/docker.sock`), and the X11 and ICE socket directories in `/tmp`.
-pub fn too_broad_to_show(path: &Path, home: &Path) -> Option<&'static str> {
-    const SOCKETS: &[&str] = &["/tmp", "/var/tmp"];
-    const SOCKETS_BENEATH: &[&str] = &["/run", "/var/run", "/tmp/.X11-unix", "/tmp/.ICE-unix"];
-    const KERNEL: &[&str] = &["/proc", "/sys", "/dev"];
-    if path == Path::new("/") {
-        Some("it is the root of the filesystem")
-    } else if path == home {
-        Some("it is your home directory, with your keys and tokens")
-    } else if home.starts_with(path) {
-        Some("it contains your home directory")
-    } else if KERNEL.iter().any(|s| path == Path::new(s)) || path.starts_with("/proc") {
-        Some("it is the host's kernel filesystem (host processes, devices, settings)")
-    } else if SOCKETS.iter().any(|s| path == Path::new(s))
-        || SOCKETS_BENEATH.iter().any(|s| path.starts_with(s))
-    {
-        Some("it holds the host's sockets (D-Bus, ssh-agent, X11), which stay connectable")
-    } else {
-        None
-    }
-}
 
 /// Sorts binds so that a parent is mounted before its children (a child bind then shows
 /// through; the other order would hide it).
@@ -400,7 +327,7 @@ fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) 
         // Asked for only where the host has it: the shim then refuses to start the command
         // without it, so nothing inside can switch the second wall off quietly.
         argv.push("--landlock".into());
-        for p in crate::landlock::write_paths(&b.steps, &facts.home, policy.allow.debug) {
+        for p in writable::write_paths(&b.steps, &facts.home, policy.allow.debug) {
             argv.push("--write".into());
             argv.push(p.into_os_string());
         }
@@ -416,15 +343,16 @@ mod process;
 mod protect;
 mod render;
 pub mod tree;
+mod writable;
 
+pub use crate::fds::FdData;
 pub use command::{Seen, seen};
 use command::{check_command, visible};
 use mounts::{binds, home, scratch, system};
-pub use process::refuse_broad;
 use process::{check_broad, environment, filters, namespaces};
 use protect::{check_size, mask, protect};
 use render::op_args;
-pub use render::{FIRST_DATA_FD, FdData, script, shell_quote, step_words, to_argv};
+pub use render::{FIRST_DATA_FD, script, shell_quote, step_words, to_argv};
 
 #[cfg(test)]
 mod tests;

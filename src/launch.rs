@@ -9,9 +9,9 @@
 //! run's scan see less; what cannot be read or checked is refused (exit 125, with the fix).
 
 use std::fs;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, ExitStatus};
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -175,7 +175,7 @@ fn supervise(
     reap_orphans();
     handle.close();
     let _ = forwarder.join();
-    Ok((exit_code(status), net))
+    Ok((crate::error::exit_code(status), net))
 }
 
 /// Waits for what bwrap left to us (its pid 1, about to exit): the sandbox's pid namespace
@@ -207,16 +207,6 @@ fn grandchild(pid: i32) -> Option<i32> {
         list.split_whitespace().next()?.parse().ok()
     };
     first(first(pid)?)
-}
-
-/// The command's status as ours: its code, or 128+N when killed by signal N.
-pub fn exit_code(status: ExitStatus) -> ExitCode {
-    let code = match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        (None, None) => 1,
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// Inside the sandbox, agentbox's last step: on a terminal, undo the "ignore Ctrl-C" bwrap

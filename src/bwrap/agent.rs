@@ -6,11 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Builder, Op, Prep};
 use crate::host::HostFacts;
-
-/// A directory in the sandbox's private /run, first on PATH, with a symlink per exposed
-/// executable: the host's PATH may name it somewhere the sandbox does not show.
-pub const SHIM_DIR: &str = "/run/agentbox/bin";
-pub const SSH_AGENT_INSIDE: &str = "/run/agentbox/ssh-agent.sock";
+use crate::inside::{SHIM_DIR, SSH_AGENT_INSIDE};
 
 /// Whether the sandbox would not show `p` without help: it is in the home (empty inside, or
 /// the agent's own).
@@ -65,8 +61,8 @@ fn exposure_root(facts: &HostFacts, canonical: &Path) -> PathBuf {
         .is_ok_and(|rest| rest.components().count() < 2);
     let broad = shallow
         || facts.home.starts_with(parent)
-        || super::too_broad(parent, &facts.home).is_some()
-        || super::too_broad_to_show(parent, &facts.home).is_some();
+        || crate::broad::too_broad(parent, &facts.home).is_some()
+        || crate::broad::too_broad_to_show(parent, &facts.home).is_some();
     if generic_bin || broad {
         canonical.to_owned()
     } else {

@@ -6,8 +6,8 @@ use std::ffi::{OsStr, OsString};
 use anyhow::Result;
 
 use super::*;
-use crate::error::Fail;
-use crate::policy::{Access, EnvPass, NetMode, Policy};
+use crate::broad::refuse_broad;
+use crate::policy::{EnvPass, NetMode, Policy};
 use crate::rules::{ENV_ALLOWED_PREFIXES, ENV_ALLOWLIST};
 use crate::seccomp;
 
@@ -20,53 +20,6 @@ pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -
     )?;
     b.warnings.extend(warnings);
     Ok(())
-}
-
-/// Refuses a writable root (the project, a `--rw` path) that is too broad ([`too_broad`]),
-/// and a `--ro` path that would show too much ([`too_broad_to_show`]); with `allow`, returns a
-/// warning for each instead. `HostFacts::probe` calls it too, before the secret scan, so a run
-/// started in `$HOME` is refused without walking all of it first.
-pub fn refuse_broad(
-    allow: bool,
-    project: &Path,
-    extra: &[(PathBuf, Access)],
-    home: &Path,
-) -> Result<Vec<String>> {
-    let checks =
-        std::iter::once(("project", project, Access::ReadWrite)).chain(extra.iter().map(|e| {
-            match e.1 {
-                Access::ReadWrite => ("--rw path", e.0.as_path(), e.1),
-                Access::ReadOnly => ("--ro path", e.0.as_path(), e.1),
-            }
-        }));
-    let mut warnings = Vec::new();
-    for (what, path, access) in checks {
-        let why = match access {
-            Access::ReadWrite => too_broad(path, home),
-            Access::ReadOnly => too_broad_to_show(path, home),
-        };
-        let Some(why) = why else {
-            continue;
-        };
-        let message = format!("refusing {what} {}: {why}", path.display());
-        if !allow {
-            let hint = match access {
-                Access::ReadWrite => {
-                    "cd into the project directory, or pass --project DIR \
-                                      (--allow-broad-project overrides this check)"
-                }
-                Access::ReadOnly => {
-                    "pass --ro with the file or directory the agent needs \
-                                     inside it (--allow-broad-project overrides this check)"
-                }
-            };
-            return Err(Fail::hint(message, hint).into());
-        }
-        warnings.push(format!(
-            "{message}; going ahead because of --allow-broad-project"
-        ));
-    }
-    Ok(warnings)
 }
 
 pub(super) fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
@@ -210,7 +163,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         );
     }
     if agent::needs_shims(facts) {
-        let mut path = OsString::from(agent::SHIM_DIR);
+        let mut path = OsString::from(crate::inside::SHIM_DIR);
         if let Some(host) = facts.var(OsStr::new("PATH")) {
             path.push(":");
             path.push(host);
@@ -225,7 +178,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
     if facts.ssh_agent.is_some() {
         set(
             "SSH_AUTH_SOCK".into(),
-            agent::SSH_AGENT_INSIDE.into(),
+            crate::inside::SSH_AGENT_INSIDE.into(),
             false,
             "--ssh-agent",
         );

@@ -52,7 +52,7 @@ fn refusal(canon: &Path, mode: u32, project: Option<&Path>) -> Option<Refusal> {
 
 /// The current directory, when `agentbox run` would take it as the project (the same rule).
 fn default_project(cwd: &Path, home: Option<&Path>) -> bool {
-    crate::bwrap::too_broad(cwd, home.unwrap_or(Path::new("/nonexistent-home"))).is_none()
+    crate::broad::too_broad(cwd, home.unwrap_or(Path::new("/nonexistent-home"))).is_none()
 }
 
 /// The package command for the distribution in /etc/os-release.

@@ -94,7 +94,7 @@ pub fn runtime_paths(home: &Path, entries: &[String]) -> Vec<PathBuf> {
     entries
         .iter()
         .filter_map(|e| fs::canonicalize(home.join(e.trim_end_matches('/'))).ok())
-        .filter(|p| crate::bwrap::too_broad_to_show(p, home).is_none())
+        .filter(|p| crate::broad::too_broad_to_show(p, home).is_none())
         .collect()
 }
 

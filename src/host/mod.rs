@@ -187,7 +187,7 @@ impl HostFacts {
             .map(|e| Ok((canonical(&e.path, "path given to --ro/--rw")?, e.access)))
             .collect::<Result<Vec<_>>>()?;
         // Before the scan below: a project such as $HOME is refused without walking it first.
-        crate::bwrap::refuse_broad(policy.allow_broad_project, &project, &extra, &home)?;
+        crate::broad::refuse_broad(policy.allow_broad_project, &project, &extra, &home)?;
         let matcher = secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide)?;
         let writable: Vec<&Path> = std::iter::once(project.as_path())
             .chain(
@@ -316,9 +316,9 @@ impl HostFacts {
             stdin_tty,
             self_exe,
             landlock_abi: crate::landlock::abi(),
-            command: if policy.bind_self && policy.command[0] == crate::bwrap::SELF_INSIDE {
+            command: if policy.bind_self && policy.command[0] == crate::inside::SELF_INSIDE {
                 // agentbox itself, bound inside by the plan.
-                let inside = PathBuf::from(crate::bwrap::SELF_INSIDE);
+                let inside = PathBuf::from(crate::inside::SELF_INSIDE);
                 vec![Candidate {
                     canonical: inside.clone(),
                     path: inside,

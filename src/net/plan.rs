@@ -7,9 +7,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::bwrap::{Builder, Op, SELF_INSIDE};
+use crate::bwrap::{Builder, Op};
 use crate::host::NetSession;
-use crate::net::relay::{PROXY_PORT, RelayCtx, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
+use crate::inside::{PROXY_PORT, SELF_INSIDE, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
+use crate::net::relay::RelayCtx;
 use crate::net::rules::NetPolicy;
 use crate::policy::Policy;
 

@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use crate::error::Fail;
 use crate::host::NetSession;
 use crate::hostfs::{self, Untrusted};
+use crate::inside::SOCKET_NAME;
 use crate::net::proxy::{self, ProxyConfig, ProxyHandle, Summary};
-use crate::net::relay::SOCKET_NAME;
 use crate::policy::NetFilter;
 use crate::text::printable_str;
 

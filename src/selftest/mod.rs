@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::bwrap::SELF_INSIDE;
 use crate::cli::TestArgs;
 use crate::host::HostFacts;
+use crate::inside::SELF_INSIDE;
 use crate::policy::EnvPass;
 use crate::secrets;
 use crate::sys::probe as raw;

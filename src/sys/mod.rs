@@ -11,8 +11,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bwrap::FdData;
 use crate::error::Fail;
+use crate::fds::FdData;
 
 /// `CLOSE_RANGE_CLOEXEC` from <linux/close_range.h> (kernel 5.11).
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
