@@ -11,6 +11,7 @@ use crate::broad::{too_broad, too_broad_to_show};
 use crate::error::Fail;
 use crate::host::HostFacts;
 use crate::inside::SELF_INSIDE;
+use crate::net::session::NetSession;
 use crate::policy::{NetMode, Policy};
 
 /// One bubblewrap setup operation.
@@ -208,6 +209,12 @@ impl Builder {
 ///     then Landlock: writes only beneath what steps 6-11 made writable), and before it the
 ///     relay with the filtered network.
 pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
+    plan_run(policy, facts, None)
+}
+
+/// The plan for a run: [`plan`] with the filtered network's run-scoped state (its socket
+/// directory and token), without which a filtered plan has no relay.
+pub fn plan_run(policy: &Policy, facts: &HostFacts, net: Option<&NetSession>) -> Result<Plan> {
     if facts.bwrap.version < MIN_BWRAP {
         let (a, b, c) = facts.bwrap.version;
         return Err(Fail::hint(
@@ -246,7 +253,7 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     filters(policy, &mut b)?;
     environment(policy, facts, &mut b);
     system(policy, facts, features, &mut b);
-    scratch(policy, facts, features, &mut b);
+    scratch(policy, facts, net, features, &mut b);
     home(facts, features, &mut b);
     binds(facts, &mut b);
     protect(facts, &mut b)?;
@@ -282,8 +289,8 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     if facts.self_exe.is_some() {
         argv.splice(0..0, shim(policy, facts, interactive, &mut b));
     }
-    if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
-        let relay = crate::net::plan::relay_argv(policy, net, interactive)?;
+    if let (NetMode::Filtered, Some(net)) = (policy.net, net) {
+        let relay = network::relay_argv(policy, net, interactive)?;
         argv.splice(0..0, relay);
     }
     if policy.limits.any() {
@@ -339,6 +346,7 @@ fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) 
 mod agent;
 mod command;
 mod mounts;
+pub(crate) mod network;
 mod process;
 mod protect;
 mod render;

@@ -22,12 +22,27 @@ use crate::bwrap::{FIRST_DATA_FD, Plan, Prep, to_argv};
 use crate::host::HostFacts;
 use crate::hostfs::{self, Untrusted};
 use crate::limits::{self, Enforcer};
-use crate::net::session;
+use crate::net::session::{self, NetSession};
 use crate::policy::{NetMode, Policy};
 use crate::sys;
 
 /// Runs the plan, waits for it, audits, and returns the command's exit code.
-pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> {
+/// The filtered network's run-scoped state, for a filtered run: made here, after the host's
+/// facts and before the plan (which binds its socket and writes its token).
+pub fn net_session(policy: &Policy, facts: &HostFacts) -> Result<Option<NetSession>> {
+    if policy.net != NetMode::Filtered {
+        return Ok(None);
+    }
+    let runtime = crate::host::runtime_base(facts.uid);
+    NetSession::new(&runtime, facts.uid, facts.gid).map(Some)
+}
+
+pub fn run(
+    plan: &Plan,
+    policy: &Policy,
+    facts: &HostFacts,
+    net: Option<&NetSession>,
+) -> Result<ExitCode> {
     // Whatever agentbox inherited (a `3</` from the caller, a leaked pipe) must not reach bwrap.
     sys::cloexec_inherited()?;
     let areas = untrusted(facts);
@@ -40,8 +55,8 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
         Some(Enforcer::Systemd(p)) => p.clone(),
         _ => Vec::new(),
     };
-    let filtered = matches!((&facts.net, policy.net), (Some(_), NetMode::Filtered));
-    let pending = match &facts.net {
+    let filtered = matches!((net, policy.net), (Some(_), NetMode::Filtered));
+    let pending = match net {
         Some(n) if filtered => Some(session::prepare(n, &policy.filter, &areas)?),
         _ => None,
     };
@@ -77,13 +92,8 @@ pub fn untrusted(facts: &HostFacts) -> Untrusted {
     let any_home = crate::host::agent::home_dir(&facts.home, "any");
     areas.extend(any_home.parent().and_then(Path::parent).map(Path::to_owned));
     areas.extend(facts.agent_home.iter().cloned());
+    // (The filtered network's socket directory is in it.)
     areas.push(crate::host::runtime_base(facts.uid));
-    areas.extend(
-        facts
-            .net
-            .iter()
-            .filter_map(|n| n.dir.parent().map(Path::to_owned)),
-    );
     Untrusted::new(areas)
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::*;
 use crate::host::SysEntry;
+use crate::net::session::NetSession;
 use crate::policy::{Access, NetMode, Policy};
 
 pub(super) fn system(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
@@ -89,7 +90,13 @@ pub(super) fn system(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Bu
     }
 }
 
-pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
+pub(super) fn scratch(
+    policy: &Policy,
+    facts: &HostFacts,
+    net: Option<&NetSession>,
+    f: Features,
+    b: &mut Builder,
+) {
     let size = |s: u64| f.tmpfs_size.then_some(s);
     for (dir, s, why) in [
         ("/tmp", TMP_SIZE, "private, empty /tmp"),
@@ -117,8 +124,8 @@ pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut B
             "agentbox itself, read-only (its shim: Landlock and Ctrl-C; the relay; the probe runner)",
         );
     }
-    if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
-        crate::net::plan::files(net, facts.resolv_conf.as_deref(), b);
+    if let (NetMode::Filtered, Some(net)) = (policy.net, net) {
+        super::network::files(net, facts.resolv_conf.as_deref(), b);
     }
     if let Some(target) = &facts.nixos_current_system {
         b.push(

@@ -72,7 +72,7 @@ pub(super) fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mu
     }
     b.push(Op::CapDropAll, "no capabilities, even when started as root");
     if policy.net == NetMode::Filtered {
-        crate::net::plan::privileges(b);
+        super::network::privileges(b);
         return;
     }
     if f.disable_userns && !policy.allow.nested {
@@ -189,7 +189,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         set("DOCKER_HOST".into(), v, false, "--docker");
     }
     if policy.net == NetMode::Filtered {
-        for (name, value, why) in crate::net::plan::proxy_env(&policy.filter.rules) {
+        for (name, value, why) in super::network::proxy_env(&policy.filter.rules) {
             set(name.into(), value.into(), false, why);
         }
     }

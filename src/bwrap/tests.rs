@@ -108,11 +108,11 @@ fn facts() -> HostFacts {
             setuid: false,
         },
         uid: 1000,
+        gid: 1000,
         proc_writable_by_root: vec!["/proc/sys".into()],
         stdin_tty: false,
         self_exe: Some("/usr/local/bin/agentbox".into()),
         landlock_abi: 6,
-        net: None,
         agent_home: None,
         agent_state_dirs: vec![],
         runtime: vec![],
@@ -795,8 +795,9 @@ fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
         let mut p = policy(&["claude"]);
         tweak(&mut p);
         let mut f = facts();
+        let mut net = None;
         if p.net == NetMode::Filtered {
-            f.net = Some(crate::host::NetSession {
+            net = Some(crate::net::session::NetSession {
                 dir: "/run/user/1000/agentbox/net-1".into(),
                 token: "t".into(),
                 uid: 1000,
@@ -804,7 +805,12 @@ fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
             });
             f.self_exe = Some("/usr/bin/agentbox".into());
         }
-        let got = argv(&p, &f);
+        let plan = plan_run(&p, &f, net.as_ref()).unwrap();
+        let got: Vec<String> = to_argv(&plan)
+            .0
+            .iter()
+            .map(|a| a.to_str().unwrap().to_owned())
+            .collect();
         assert!(!got.windows(2).any(|w| w == ["--remount-ro", "/proc"]));
         pos(&got, &["--remount-ro", "/dev"]);
     }

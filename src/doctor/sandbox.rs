@@ -151,7 +151,7 @@ fn namespaces(features: Features, relay: bool) -> Vec<Step> {
         b.steps.push(step(op));
     }
     match relay {
-        true => crate::net::plan::privileges(&mut b),
+        true => crate::bwrap::network::privileges(&mut b),
         false if features.disable_userns => b.steps.push(step(Op::DisableUserns)),
         false => {}
     }

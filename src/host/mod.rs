@@ -71,17 +71,6 @@ pub struct Root {
     pub git: Vec<git::GitRepo>,
 }
 
-/// What a filtered-network run needs on the host: a private directory that will hold the
-/// proxy's socket (created at launch, 0700), a per-run token, and the ids to give back to the
-/// agent inside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetSession {
-    pub dir: PathBuf,
-    pub token: String,
-    pub uid: u32,
-    pub gid: u32,
-}
-
 /// Where agentbox keeps per-run directories: `$XDG_RUNTIME_DIR/agentbox`, or
 /// `/tmp/agentbox-UID`.
 pub fn runtime_base(uid: u32) -> PathBuf {
@@ -89,13 +78,6 @@ pub fn runtime_base(uid: u32) -> PathBuf {
         Some(d) if d.is_absolute() && d.is_dir() => d.join("agentbox"),
         _ => PathBuf::from(format!("/tmp/agentbox-{uid}")),
     }
-}
-
-fn random_token() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut bytes)
-        .context("reading /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A place on PATH where the command exists.
@@ -117,6 +99,8 @@ pub struct Bwrap {
 pub struct HostFacts {
     /// The effective uid agentbox runs as.
     pub uid: u32,
+    /// Its effective gid (given back to the agent by the filtered network's relay).
+    pub gid: u32,
     /// Kernel settings under /proc that root owns, as far as this kernel has them.
     pub proc_writable_by_root: Vec<PathBuf>,
     pub home: PathBuf,
@@ -144,8 +128,6 @@ pub struct HostFacts {
     pub bwrap: Bwrap,
     /// Whether stdin is a terminal (decides between `--new-session` and the TIOCSTI filter).
     pub stdin_tty: bool,
-    /// The filtered network's private directory (for the proxy socket) and token.
-    pub net: Option<NetSession>,
     /// The agent's own persistent home, and the state directories to have in it.
     pub agent_home: Option<PathBuf>,
     pub agent_state_dirs: Vec<PathBuf>,
@@ -261,16 +243,7 @@ impl HostFacts {
             &writable_roots,
         )?;
         let stdin_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
-        let filtered = policy.net == crate::policy::NetMode::Filtered;
-        let net = match filtered {
-            true => Some(NetSession {
-                dir: runtime_base(uid).join(format!("net-{}", std::process::id())),
-                token: random_token()?,
-                uid,
-                gid: std::os::unix::fs::MetadataExt::gid(&me),
-            }),
-            false => None,
-        };
+        let gid = std::os::unix::fs::MetadataExt::gid(&me);
         // Always: agentbox's shim is the command's last step inside (Landlock, Ctrl-C).
         let self_exe = Some(
             std::env::current_exe()
@@ -307,7 +280,7 @@ impl HostFacts {
             known_hosts,
             docker: policy.docker.then(agent::docker_socket).transpose()?,
             uid,
-            net,
+            gid,
             proc_writable_by_root: ["/proc/sys", "/proc/sysrq-trigger"]
                 .iter()
                 .map(PathBuf::from)
