@@ -231,7 +231,7 @@ pub fn plan_run(policy: &Policy, facts: &HostFacts, net: Option<&NetSession>) ->
         prep: Vec::new(),
     };
     check_broad(policy, facts, &mut b)?;
-    if policy.net == NetMode::Filtered && facts.bwrap.setuid && facts.uid != 0 {
+    if policy.net == NetMode::Filtered && facts.bwrap.setuid && facts.user.uid != 0 {
         return Err(Fail::hint(
             format!(
                 "--net filtered needs capabilities a setuid bwrap ({}) gives only to root",
@@ -264,10 +264,10 @@ pub fn plan_run(policy: &Policy, facts: &HostFacts, net: Option<&NetSession>) ->
     );
     check_size(&b)?;
     let command = check_command(policy, facts, &b.steps)?;
-    let cwd = if facts.cwd.starts_with(&facts.project) {
-        &facts.cwd
+    let cwd = if facts.user.cwd.starts_with(&facts.project.dir) {
+        &facts.user.cwd
     } else {
-        &facts.project
+        &facts.project.dir
     };
     b.push(
         Op::Chdir(cwd.clone()),
@@ -281,12 +281,12 @@ pub fn plan_run(policy: &Policy, facts: &HostFacts, net: Option<&NetSession>) ->
         policy
             .notes
             .iter()
-            .filter(|n| facts.uid == 0 || !n.contains("as root:"))
+            .filter(|n| facts.user.uid == 0 || !n.contains("as root:"))
             .cloned(),
     );
-    let interactive = facts.stdin_tty && facts.self_exe.is_some();
+    let interactive = facts.user.stdin_tty && facts.system.self_exe.is_some();
     let mut argv = command.0;
-    if facts.self_exe.is_some() {
+    if facts.system.self_exe.is_some() {
         argv.splice(0..0, shim(policy, facts, interactive, &mut b));
     }
     if let (NetMode::Filtered, Some(net)) = (policy.net, net) {
@@ -325,16 +325,16 @@ fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) 
              bwrap's mounts are the only wall"
                 .to_owned(),
         );
-    } else if facts.landlock_abi < crate::landlock::MIN_ABI {
+    } else if facts.system.landlock_abi < crate::landlock::MIN_ABI {
         b.notes.push(format!(
             "{} (see agentbox doctor)",
-            crate::landlock::describe(facts.landlock_abi)
+            crate::landlock::describe(facts.system.landlock_abi)
         ));
     } else {
         // Asked for only where the host has it: the shim then refuses to start the command
         // without it, so nothing inside can switch the second wall off quietly.
         argv.push("--landlock".into());
-        for p in writable::write_paths(&b.steps, &facts.home, policy.allow.debug) {
+        for p in writable::write_paths(&b.steps, &facts.user.home, policy.allow.debug) {
             argv.push("--write".into());
             argv.push(p.into_os_string());
         }

@@ -33,8 +33,8 @@ pub fn net_session(policy: &Policy, facts: &HostFacts) -> Result<Option<NetSessi
     if policy.net != NetMode::Filtered {
         return Ok(None);
     }
-    let runtime = crate::host::runtime_base(facts.uid);
-    NetSession::new(&runtime, facts.uid, facts.gid).map(Some)
+    let runtime = crate::host::runtime_base(facts.user.uid);
+    NetSession::new(&runtime, facts.user.uid, facts.user.gid).map(Some)
 }
 
 pub fn run(
@@ -48,7 +48,7 @@ pub fn run(
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
     let enforcer = match policy.limits.any() {
-        true => Some(limits::enforce(&policy.limits, facts.uid)?),
+        true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
         false => None,
     };
     let prefix = match &enforcer {
@@ -86,14 +86,14 @@ pub fn run(
 /// directory (the agent homes) and the runtime directory. No host-side write follows a
 /// symlink there.
 pub fn untrusted(facts: &HostFacts) -> Untrusted {
-    let mut areas: Vec<PathBuf> = facts.roots.iter().map(|r| r.path.clone()).collect();
+    let mut areas: Vec<PathBuf> = facts.project.roots.iter().map(|r| r.path.clone()).collect();
     // Every profile's home is `DATA/agentbox/home/NAME`: all of `DATA/agentbox`, whichever
     // profile this run uses (another profile's home was writable in its own runs).
-    let any_home = crate::host::agent::home_dir(&facts.home, "any");
+    let any_home = crate::host::agent::home_dir(&facts.user.home, "any");
     areas.extend(any_home.parent().and_then(Path::parent).map(Path::to_owned));
-    areas.extend(facts.agent_home.iter().cloned());
+    areas.extend(facts.agent.home.iter().cloned());
     // (The filtered network's socket directory is in it.)
-    areas.push(crate::host::runtime_base(facts.uid));
+    areas.push(crate::host::runtime_base(facts.user.uid));
     Untrusted::new(areas)
 }
 

@@ -88,7 +88,7 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     }
     let facts = host::HostFacts::probe(&policy)?;
     // Known reasons a sandbox cannot start, explained before bwrap fails with its own words.
-    agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.uid)?;
+    agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.user.uid)?;
     let net = launch::net_session(&policy, &facts)?;
     let plan = bwrap::plan_run(&policy, &facts, net.as_ref())?;
     for w in &plan.warnings {

@@ -14,9 +14,9 @@ use crate::seccomp;
 pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let warnings = refuse_broad(
         policy.allow_broad_project,
-        &facts.project,
-        &facts.extra,
-        &facts.home,
+        &facts.project.dir,
+        &facts.project.extra,
+        &facts.user.home,
     )?;
     b.warnings.extend(warnings);
     Ok(())
@@ -64,7 +64,7 @@ pub(super) fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mu
     // --new-session stops TIOCSTI typing into the parent terminal, but it also detaches the
     // terminal, so a full-screen program never hears of a window resize. On a terminal the
     // seccomp filter refuses TIOCSTI instead.
-    if !facts.stdin_tty {
+    if !facts.user.stdin_tty {
         b.push(
             Op::NewSession,
             "no terminal: a new session, so nothing can type into a parent terminal",
@@ -127,7 +127,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         }
     };
     for name in ENV_ALLOWLIST {
-        if let Some(v) = facts.var(OsStr::new(name)) {
+        if let Some(v) = facts.user.var(OsStr::new(name)) {
             set(
                 name.into(),
                 v.to_owned(),
@@ -137,6 +137,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         }
     }
     let mut locale: Vec<_> = facts
+        .user
         .env
         .iter()
         .filter(|(k, _)| {
@@ -150,11 +151,11 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
     }
     set(
         "HOME".into(),
-        facts.home.clone().into_os_string(),
+        facts.user.home.clone().into_os_string(),
         false,
         "the (empty) home, at its real path",
     );
-    if facts.var(OsStr::new("PATH")).is_none() {
+    if facts.user.var(OsStr::new("PATH")).is_none() {
         set(
             "PATH".into(),
             "/usr/local/bin:/usr/bin:/bin".into(),
@@ -164,7 +165,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
     }
     if agent::needs_shims(facts) {
         let mut path = OsString::from(crate::inside::SHIM_DIR);
-        if let Some(host) = facts.var(OsStr::new("PATH")) {
+        if let Some(host) = facts.user.var(OsStr::new("PATH")) {
             path.push(":");
             path.push(host);
         }
@@ -175,7 +176,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             "the shim directory first: the agent's executables, where the sandbox shows them",
         );
     }
-    if facts.ssh_agent.is_some() {
+    if facts.agent.ssh_agent.is_some() {
         set(
             "SSH_AUTH_SOCK".into(),
             crate::inside::SSH_AGENT_INSIDE.into(),
@@ -183,7 +184,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             "--ssh-agent",
         );
     }
-    if let Some(sock) = &facts.docker {
+    if let Some(sock) = &facts.agent.docker {
         let mut v = OsString::from("unix://");
         v.push(sock);
         set("DOCKER_HOST".into(), v, false, "--docker");
@@ -195,7 +196,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
     }
     for pass in &policy.env {
         match pass {
-            EnvPass::Inherit(name) => match facts.var(name) {
+            EnvPass::Inherit(name) => match facts.user.var(name) {
                 Some(v) => set(name.clone(), v.to_owned(), true, "--env"),
                 None => b.warnings.push(format!(
                     "--env {}: not set on the host, so not set inside",
@@ -204,7 +205,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             },
             EnvPass::Set(name, value) => set(name.clone(), value.clone(), false, "--env"),
             EnvPass::IfSet(name) => {
-                if let Some(v) = facts.var(name) {
+                if let Some(v) = facts.user.var(name) {
                     set(
                         name.clone(),
                         v.to_owned(),

@@ -47,6 +47,18 @@ pub fn bwrap_candidates(explicit: Option<&Path>, path_var: Option<&OsStr>) -> Ve
         .collect()
 }
 
+impl Bwrap {
+    /// A made-up bwrap for tests: `/usr/bin/bwrap` 0.8.0, not setuid.
+    #[cfg(test)]
+    pub fn fixture() -> Bwrap {
+        Bwrap {
+            path: "/usr/bin/bwrap".into(),
+            version: (0, 8, 0),
+            setuid: false,
+        }
+    }
+}
+
 /// Why a bwrap found is not used: the one rule `agentbox run` applies and `agentbox doctor`
 /// reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
