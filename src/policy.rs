@@ -1,6 +1,6 @@
 //! The checked configuration: what the user asked for, validated, as plain data. Built from the
 //! raw flags (and, later, config files and profiles). It touches nothing on the host; rules that
-//! need host facts (is this path $HOME?) live in `bwrap::plan`.
+//! need host facts (is this path $HOME?) live in `broad.rs`, asked by `host` and the planner.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
