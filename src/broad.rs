@@ -84,7 +84,7 @@ pub fn too_broad_to_show(path: &Path, home: &Path) -> Option<&'static str> {
 
 /// Refuses a writable root (the project, a `--rw` path) that is too broad ([`too_broad`]),
 /// and a `--ro` path that would show too much ([`too_broad_to_show`]); with `allow`, returns a
-/// warning for each instead. `HostFacts::probe` calls it too, before the secret scan, so a run
+/// warning for each instead. `Project::probe` calls it too, before the secret scan, so a run
 /// started in `$HOME` is refused without walking all of it first.
 pub fn refuse_broad(
     allow: bool,

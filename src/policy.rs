@@ -24,17 +24,7 @@ pub enum NetMode {
     Filtered,
 }
 
-/// The filtered network's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetFilter {
-    pub allow: Vec<String>,
-    pub deny: Vec<String>,
-    pub rules: crate::net::rules::NetPolicy,
-    pub log: Option<PathBuf>,
-    pub learn: bool,
-    /// Test-only fixed resolutions (trusted by the proxy).
-    pub fixed: Vec<(String, std::net::IpAddr)>,
-}
+pub use crate::net::rules::NetFilter;
 
 /// Whether an extra bind is writable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

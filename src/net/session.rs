@@ -15,7 +15,7 @@ use crate::error::Fail;
 use crate::hostfs::{self, Untrusted};
 use crate::inside::SOCKET_NAME;
 use crate::net::proxy::{self, ProxyConfig, ProxyHandle, Summary};
-use crate::policy::NetFilter;
+use crate::net::rules::NetFilter;
 use crate::text::printable_str;
 
 /// What one filtered-network run generates: the private directory that will hold the proxy's
