@@ -105,7 +105,7 @@ impl Snapshot {
     /// The state at start, from what the launch scan found.
     pub fn start(facts: &HostFacts) -> Snapshot {
         let mut s = Snapshot::default();
-        for root in &facts.roots {
+        for root in &facts.project.roots {
             let locked = root
                 .runs_later
                 .iter()
@@ -269,14 +269,14 @@ pub fn finish(
     json_file: Option<&Path>,
     areas: &Untrusted,
 ) -> Result<()> {
-    let roots: Vec<PathBuf> = facts.roots.iter().map(|r| r.path.clone()).collect();
+    let roots: Vec<PathBuf> = facts.project.roots.iter().map(|r| r.path.clone()).collect();
     let after = Snapshot::end(before, &roots, matcher)?;
     let findings = compare(before, &after);
-    if let Some(text) = render(&findings, &facts.project) {
+    if let Some(text) = render(&findings, &facts.project.dir) {
         eprint!("{text}");
     }
     if let Some(path) = json_file {
-        let path = facts.cwd.join(path);
+        let path = facts.user.cwd.join(path);
         let mut f = open_report(&path, areas)?;
         f.write_all(json(&findings).as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;

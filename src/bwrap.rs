@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::broad::{too_broad, too_broad_to_show};
 use crate::error::Fail;
 use crate::host::HostFacts;
+use crate::inside::SELF_INSIDE;
+use crate::net::session::NetSession;
 use crate::policy::{NetMode, Policy};
-
-/// Where agentbox itself is inside the sandbox (its shim, the relay, the probe runner).
-pub const SELF_INSIDE: &str = "/run/agentbox/agentbox";
 
 /// One bubblewrap setup operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,78 +143,6 @@ pub const SHM_SIZE: u64 = 1 << 30;
 /// A masked directory is read-only: it needs no room at all.
 const MASK_SIZE: u64 = 4096;
 
-/// Why a project (or `--rw`) path is too broad to hand to the agent, if it is.
-pub fn too_broad(path: &Path, home: &Path) -> Option<&'static str> {
-    const SYSTEM: &[&str] = &[
-        "/bin",
-        "/boot",
-        "/dev",
-        "/etc",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/media",
-        "/mnt",
-        "/nix",
-        "/opt",
-        "/proc",
-        "/root",
-        "/run",
-        "/sbin",
-        "/snap",
-        "/srv",
-        "/sys",
-        "/tmp",
-        "/usr",
-        "/var",
-        "/var/tmp",
-        "/home",
-        "/usr/local",
-    ];
-    const NEVER_INSIDE: &[&str] = &["/proc", "/sys", "/dev", "/boot"];
-    if path == Path::new("/") {
-        Some("it is the root of the filesystem")
-    } else if path == home {
-        Some("it is your home directory, with your keys and shell startup files")
-    } else if home.starts_with(path) {
-        Some("it contains your home directory")
-    } else if SYSTEM.iter().any(|s| path == Path::new(s)) {
-        Some("it is a system directory")
-    } else if NEVER_INSIDE.iter().any(|s| path.starts_with(s)) {
-        Some("it is inside a kernel or boot filesystem")
-    } else {
-        None
-    }
-}
-
-/// Why a `--ro` path is too broad to show the agent, if it is: the root, the home or a
-/// directory holding it (every key and token of the user), the kernel's filesystems (a host
-/// `/proc` shows every host process and its environment), and the scratch directories that
-/// hold the host's UNIX sockets (a read-only mount does not stop `connect()`): all of `/run`
-/// (`/run/user/UID` holds D-Bus and systemd's user manager, which start programs on the host;
-/// `/run/docker.sock`), and the X11 and ICE socket directories in `/tmp`.
-pub fn too_broad_to_show(path: &Path, home: &Path) -> Option<&'static str> {
-    const SOCKETS: &[&str] = &["/tmp", "/var/tmp"];
-    const SOCKETS_BENEATH: &[&str] = &["/run", "/var/run", "/tmp/.X11-unix", "/tmp/.ICE-unix"];
-    const KERNEL: &[&str] = &["/proc", "/sys", "/dev"];
-    if path == Path::new("/") {
-        Some("it is the root of the filesystem")
-    } else if path == home {
-        Some("it is your home directory, with your keys and tokens")
-    } else if home.starts_with(path) {
-        Some("it contains your home directory")
-    } else if KERNEL.iter().any(|s| path == Path::new(s)) || path.starts_with("/proc") {
-        Some("it is the host's kernel filesystem (host processes, devices, settings)")
-    } else if SOCKETS.iter().any(|s| path == Path::new(s))
-        || SOCKETS_BENEATH.iter().any(|s| path.starts_with(s))
-    {
-        Some("it holds the host's sockets (D-Bus, ssh-agent, X11), which stay connectable")
-    } else {
-        None
-    }
-}
-
 /// Sorts binds so that a parent is mounted before its children (a child bind then shows
 /// through; the other order would hide it).
 fn depth(p: &Path) -> usize {
@@ -281,6 +209,12 @@ impl Builder {
 ///     then Landlock: writes only beneath what steps 6-11 made writable), and before it the
 ///     relay with the filtered network.
 pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
+    plan_run(policy, facts, None)
+}
+
+/// The plan for a run: [`plan`] with the filtered network's run-scoped state (its socket
+/// directory and token), without which a filtered plan has no relay.
+pub fn plan_run(policy: &Policy, facts: &HostFacts, net: Option<&NetSession>) -> Result<Plan> {
     if facts.bwrap.version < MIN_BWRAP {
         let (a, b, c) = facts.bwrap.version;
         return Err(Fail::hint(
@@ -297,7 +231,7 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
         prep: Vec::new(),
     };
     check_broad(policy, facts, &mut b)?;
-    if policy.net == NetMode::Filtered && facts.bwrap.setuid && facts.uid != 0 {
+    if policy.net == NetMode::Filtered && facts.bwrap.setuid && facts.user.uid != 0 {
         return Err(Fail::hint(
             format!(
                 "--net filtered needs capabilities a setuid bwrap ({}) gives only to root",
@@ -319,7 +253,7 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     filters(policy, &mut b)?;
     environment(policy, facts, &mut b);
     system(policy, facts, features, &mut b);
-    scratch(policy, facts, features, &mut b);
+    scratch(policy, facts, net, features, &mut b);
     home(facts, features, &mut b);
     binds(facts, &mut b);
     protect(facts, &mut b)?;
@@ -330,10 +264,10 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     );
     check_size(&b)?;
     let command = check_command(policy, facts, &b.steps)?;
-    let cwd = if facts.cwd.starts_with(&facts.project) {
-        &facts.cwd
+    let cwd = if facts.user.cwd.starts_with(&facts.project.dir) {
+        &facts.user.cwd
     } else {
-        &facts.project
+        &facts.project.dir
     };
     b.push(
         Op::Chdir(cwd.clone()),
@@ -347,16 +281,16 @@ pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
         policy
             .notes
             .iter()
-            .filter(|n| facts.uid == 0 || !n.contains("as root:"))
+            .filter(|n| facts.user.uid == 0 || !n.contains("as root:"))
             .cloned(),
     );
-    let interactive = facts.stdin_tty && facts.self_exe.is_some();
+    let interactive = facts.user.stdin_tty && facts.system.self_exe.is_some();
     let mut argv = command.0;
-    if facts.self_exe.is_some() {
+    if facts.system.self_exe.is_some() {
         argv.splice(0..0, shim(policy, facts, interactive, &mut b));
     }
-    if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
-        let relay = crate::net::plan::relay_argv(policy, net, interactive)?;
+    if let (NetMode::Filtered, Some(net)) = (policy.net, net) {
+        let relay = network::relay_argv(policy, net, interactive)?;
         argv.splice(0..0, relay);
     }
     if policy.limits.any() {
@@ -391,16 +325,16 @@ fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) 
              bwrap's mounts are the only wall"
                 .to_owned(),
         );
-    } else if facts.landlock_abi < crate::landlock::MIN_ABI {
+    } else if facts.system.landlock_abi < crate::landlock::MIN_ABI {
         b.notes.push(format!(
             "{} (see agentbox doctor)",
-            crate::landlock::describe(facts.landlock_abi)
+            crate::landlock::describe(facts.system.landlock_abi)
         ));
     } else {
         // Asked for only where the host has it: the shim then refuses to start the command
         // without it, so nothing inside can switch the second wall off quietly.
         argv.push("--landlock".into());
-        for p in crate::landlock::write_paths(&b.steps, &facts.home, policy.allow.debug) {
+        for p in writable::write_paths(&b.steps, &facts.user.home, policy.allow.debug) {
             argv.push("--write".into());
             argv.push(p.into_os_string());
         }
@@ -412,19 +346,21 @@ fn shim(policy: &Policy, facts: &HostFacts, interactive: bool, b: &mut Builder) 
 mod agent;
 mod command;
 mod mounts;
+pub(crate) mod network;
 mod process;
 mod protect;
 mod render;
 pub mod tree;
+mod writable;
 
+pub use crate::fds::FdData;
 pub use command::{Seen, seen};
 use command::{check_command, visible};
 use mounts::{binds, home, scratch, system};
-pub use process::refuse_broad;
 use process::{check_broad, environment, filters, namespaces};
 use protect::{check_size, mask, protect};
 use render::op_args;
-pub use render::{FIRST_DATA_FD, FdData, script, shell_quote, step_words, to_argv};
+pub use render::{FIRST_DATA_FD, script, shell_quote, step_words, to_argv};
 
 #[cfg(test)]
 mod tests;

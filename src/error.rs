@@ -51,3 +51,14 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<&str>) {
         .find_map(|e| e.downcast_ref::<Fail>())
         .map_or((EXIT_AGENTBOX, None), |f| (f.code, f.hint.as_deref()))
 }
+
+/// The command's status as ours: its code, or 128+N when killed by signal N.
+pub fn exit_code(status: std::process::ExitStatus) -> std::process::ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        (None, None) => 1,
+    };
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -9,9 +9,9 @@
 //! run's scan see less; what cannot be read or checked is refused (exit 125, with the fix).
 
 use std::fs;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, ExitStatus};
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -22,26 +22,41 @@ use crate::bwrap::{FIRST_DATA_FD, Plan, Prep, to_argv};
 use crate::host::HostFacts;
 use crate::hostfs::{self, Untrusted};
 use crate::limits::{self, Enforcer};
-use crate::net::session;
+use crate::net::session::{self, NetSession};
 use crate::policy::{NetMode, Policy};
 use crate::sys;
 
 /// Runs the plan, waits for it, audits, and returns the command's exit code.
-pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> {
+/// The filtered network's run-scoped state, for a filtered run: made here, after the host's
+/// facts and before the plan (which binds its socket and writes its token).
+pub fn net_session(policy: &Policy, facts: &HostFacts) -> Result<Option<NetSession>> {
+    if policy.net != NetMode::Filtered {
+        return Ok(None);
+    }
+    let runtime = crate::host::runtime_base(facts.user.uid);
+    NetSession::new(&runtime, facts.user.uid, facts.user.gid).map(Some)
+}
+
+pub fn run(
+    plan: &Plan,
+    policy: &Policy,
+    facts: &HostFacts,
+    net: Option<&NetSession>,
+) -> Result<ExitCode> {
     // Whatever agentbox inherited (a `3</` from the caller, a leaked pipe) must not reach bwrap.
     sys::cloexec_inherited()?;
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
     let enforcer = match policy.limits.any() {
-        true => Some(limits::enforce(&policy.limits, facts.uid)?),
+        true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
         false => None,
     };
     let prefix = match &enforcer {
         Some(Enforcer::Systemd(p)) => p.clone(),
         _ => Vec::new(),
     };
-    let filtered = matches!((&facts.net, policy.net), (Some(_), NetMode::Filtered));
-    let pending = match &facts.net {
+    let filtered = matches!((net, policy.net), (Some(_), NetMode::Filtered));
+    let pending = match net {
         Some(n) if filtered => Some(session::prepare(n, &policy.filter, &areas)?),
         _ => None,
     };
@@ -71,19 +86,14 @@ pub fn run(plan: &Plan, policy: &Policy, facts: &HostFacts) -> Result<ExitCode> 
 /// directory (the agent homes) and the runtime directory. No host-side write follows a
 /// symlink there.
 pub fn untrusted(facts: &HostFacts) -> Untrusted {
-    let mut areas: Vec<PathBuf> = facts.roots.iter().map(|r| r.path.clone()).collect();
+    let mut areas: Vec<PathBuf> = facts.project.roots.iter().map(|r| r.path.clone()).collect();
     // Every profile's home is `DATA/agentbox/home/NAME`: all of `DATA/agentbox`, whichever
     // profile this run uses (another profile's home was writable in its own runs).
-    let any_home = crate::host::agent::home_dir(&facts.home, "any");
+    let any_home = crate::host::agent::home_dir(&facts.user.home, "any");
     areas.extend(any_home.parent().and_then(Path::parent).map(Path::to_owned));
-    areas.extend(facts.agent_home.iter().cloned());
-    areas.push(crate::host::runtime_base(facts.uid));
-    areas.extend(
-        facts
-            .net
-            .iter()
-            .filter_map(|n| n.dir.parent().map(Path::to_owned)),
-    );
+    areas.extend(facts.agent.home.iter().cloned());
+    // (The filtered network's socket directory is in it.)
+    areas.push(crate::host::runtime_base(facts.user.uid));
     Untrusted::new(areas)
 }
 
@@ -175,7 +185,7 @@ fn supervise(
     reap_orphans();
     handle.close();
     let _ = forwarder.join();
-    Ok((exit_code(status), net))
+    Ok((crate::error::exit_code(status), net))
 }
 
 /// Waits for what bwrap left to us (its pid 1, about to exit): the sandbox's pid namespace
@@ -207,16 +217,6 @@ fn grandchild(pid: i32) -> Option<i32> {
         list.split_whitespace().next()?.parse().ok()
     };
     first(first(pid)?)
-}
-
-/// The command's status as ours: its code, or 128+N when killed by signal N.
-pub fn exit_code(status: ExitStatus) -> ExitCode {
-    let code = match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        (None, None) => 1,
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// Inside the sandbox, agentbox's last step: on a terminal, undo the "ignore Ctrl-C" bwrap

@@ -3,14 +3,17 @@
 #![deny(unsafe_code)]
 
 pub mod audit;
+pub mod broad;
 pub mod bwrap;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod error;
+pub mod fds;
 pub mod host;
 pub mod hostfs;
+pub mod inside;
 pub mod landlock;
 pub mod launch;
 pub mod limits;

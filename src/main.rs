@@ -112,8 +112,9 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     };
     let facts = host::HostFacts::probe(&policy)?;
     // Known reasons a sandbox cannot start, explained before bwrap fails with its own words.
-    agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.uid)?;
-    let plan = bwrap::plan(&policy, &facts)?;
+    agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.user.uid)?;
+    let net = launch::net_session(&policy, &facts)?;
+    let plan = bwrap::plan_run(&policy, &facts, net.as_ref())?;
     for w in &plan.warnings {
         eprintln!("agentbox: warning: {}", terminal(w));
     }
@@ -138,5 +139,5 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
             eprintln!("agentbox: {:<60} # {}", words.join(" "), terminal(&s.why));
         }
     }
-    launch::run(&plan, &policy, &facts)
+    launch::run(&plan, &policy, &facts, net.as_ref())
 }

@@ -1,6 +1,6 @@
 //! The checked configuration: what the user asked for, validated, as plain data. Built from the
 //! raw flags (and, later, config files and profiles). It touches nothing on the host; rules that
-//! need host facts (is this path $HOME?) live in `bwrap::plan`.
+//! need host facts (is this path $HOME?) live in `broad.rs`, asked by `host` and the planner.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -24,17 +24,7 @@ pub enum NetMode {
     Filtered,
 }
 
-/// The filtered network's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetFilter {
-    pub allow: Vec<String>,
-    pub deny: Vec<String>,
-    pub rules: crate::net::rules::NetPolicy,
-    pub log: Option<PathBuf>,
-    pub learn: bool,
-    /// Test-only fixed resolutions (trusted by the proxy).
-    pub fixed: Vec<(String, std::net::IpAddr)>,
-}
+pub use crate::net::rules::NetFilter;
 
 /// Whether an extra bind is writable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

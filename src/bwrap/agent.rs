@@ -6,21 +6,18 @@ use std::path::{Path, PathBuf};
 
 use super::{Builder, Op, Prep};
 use crate::host::HostFacts;
-
-/// A directory in the sandbox's private /run, first on PATH, with a symlink per exposed
-/// executable: the host's PATH may name it somewhere the sandbox does not show.
-pub const SHIM_DIR: &str = "/run/agentbox/bin";
-pub const SSH_AGENT_INSIDE: &str = "/run/agentbox/ssh-agent.sock";
+use crate::inside::{SHIM_DIR, SSH_AGENT_INSIDE};
 
 /// Whether the sandbox would not show `p` without help: it is in the home (empty inside, or
 /// the agent's own).
 pub fn hidden(facts: &HostFacts, p: &Path) -> bool {
-    p.starts_with(&facts.home)
+    p.starts_with(&facts.user.home)
 }
 
 /// Whether any executable needs the shim directory.
 pub fn needs_shims(facts: &HostFacts) -> bool {
     facts
+        .agent
         .exposed
         .iter()
         .any(|e| hidden(facts, &e.path) || hidden(facts, &e.canonical))
@@ -28,16 +25,16 @@ pub fn needs_shims(facts: &HostFacts) -> bool {
 
 /// The home step: the agent's persistent home, or an empty tmpfs.
 pub fn home(facts: &HostFacts, tmpfs: Op, b: &mut Builder) {
-    match &facts.agent_home {
+    match &facts.agent.home {
         Some(dir) => {
             b.prep.push(Prep::CreateHome {
                 dir: dir.clone(),
-                subdirs: facts.agent_state_dirs.clone(),
+                subdirs: facts.agent.state_dirs.clone(),
             });
             b.push(
                 Op::BindAt {
                     src: dir.clone(),
-                    dest: facts.home.clone(),
+                    dest: facts.user.home.clone(),
                 },
                 "the agent's own home, persistent (its login and settings), apart from yours",
             );
@@ -56,17 +53,17 @@ pub fn home(facts: &HostFacts, tmpfs: Op, b: &mut Builder) {
 fn exposure_root(facts: &HostFacts, canonical: &Path) -> PathBuf {
     let parent = canonical.parent().unwrap_or(canonical);
     let generic_bin = parent.file_name().is_some_and(|n| n == "bin")
-        && (parent.parent() == Some(&facts.home)
-            || parent.parent() == Some(&facts.home.join(".local")));
+        && (parent.parent() == Some(&facts.user.home)
+            || parent.parent() == Some(&facts.user.home.join(".local")));
     // A package directory is at least two levels below the home (`~/.nvm/versions/...`,
     // `~/.local/share/claude/versions`); one level up is the home's own first level.
     let shallow = parent
-        .strip_prefix(&facts.home)
+        .strip_prefix(&facts.user.home)
         .is_ok_and(|rest| rest.components().count() < 2);
     let broad = shallow
-        || facts.home.starts_with(parent)
-        || super::too_broad(parent, &facts.home).is_some()
-        || super::too_broad_to_show(parent, &facts.home).is_some();
+        || facts.user.home.starts_with(parent)
+        || crate::broad::too_broad(parent, &facts.user.home).is_some()
+        || crate::broad::too_broad_to_show(parent, &facts.user.home).is_some();
     if generic_bin || broad {
         canonical.to_owned()
     } else {
@@ -76,14 +73,14 @@ fn exposure_root(facts: &HostFacts, canonical: &Path) -> PathBuf {
 
 /// Runtime paths and executables, read-only; symlinks for them in the shim directory.
 pub fn runtime(facts: &HostFacts, b: &mut Builder) {
-    for p in &facts.runtime {
+    for p in &facts.agent.runtime {
         b.push(Op::RoBind(p.clone()), "the profile's runtime, read-only");
     }
     if !needs_shims(facts) {
         return;
     }
     let mut shown: Vec<PathBuf> = Vec::new();
-    for e in &facts.exposed {
+    for e in &facts.agent.exposed {
         if hidden(facts, &e.canonical) {
             let root = exposure_root(facts, &e.canonical);
             if !shown.iter().any(|s| root.starts_with(s)) {
@@ -106,7 +103,7 @@ pub fn runtime(facts: &HostFacts, b: &mut Builder) {
 
 /// `--ssh-agent` and `--docker`: sockets handed over on purpose, each with what it gives.
 pub fn integrations(facts: &HostFacts, b: &mut Builder) {
-    if let Some(sock) = &facts.ssh_agent {
+    if let Some(sock) = &facts.agent.ssh_agent {
         b.push(
             Op::BindAt {
                 src: sock.clone(),
@@ -120,16 +117,16 @@ pub fn integrations(facts: &HostFacts, b: &mut Builder) {
                 .to_owned(),
         );
     }
-    if let Some(k) = &facts.known_hosts {
+    if let Some(k) = &facts.agent.known_hosts {
         b.push(
             Op::RoBindAt {
                 src: k.clone(),
-                dest: facts.home.join(".ssh/known_hosts"),
+                dest: facts.user.home.join(".ssh/known_hosts"),
             },
             "--ssh-agent: known hosts, read-only, so host keys are checked",
         );
     }
-    if let Some(sock) = &facts.docker {
+    if let Some(sock) = &facts.agent.docker {
         b.push(
             Op::BindAt {
                 src: sock.clone(),

@@ -73,6 +73,7 @@ pub(super) fn check_command(
     // Exposed through the shim directory (the profile's executables).
     if agent::needs_shims(facts)
         && facts
+            .agent
             .exposed
             .first()
             .is_some_and(|e| e.name == policy.command[0])
@@ -80,13 +81,17 @@ pub(super) fn check_command(
         return Ok((policy.command.clone(), None));
     }
     let usable = |c: &Candidate| visible(steps, &c.path) && visible(steps, &c.canonical);
-    let first_exec = facts.command.iter().find(|c| c.executable);
-    let inside = facts.command.iter().find(|c| c.executable && usable(c));
+    let first_exec = facts.agent.command.iter().find(|c| c.executable);
+    let inside = facts
+        .agent
+        .command
+        .iter()
+        .find(|c| c.executable && usable(c));
     // The directory, or the file itself where `--ro DIR` would be refused as too broad
     // (a tool directly in the home).
     let show = |file: &Path| {
         let dir = file.parent().unwrap_or(file);
-        match too_broad_to_show(dir, &facts.home) {
+        match too_broad_to_show(dir, &facts.user.home) {
             Some(_) => file.to_owned(),
             None => dir.to_owned(),
         }
@@ -128,12 +133,12 @@ pub(super) fn check_command(
             Some(format!("agentbox run {} -- {name} ...", hint_for(host))),
         )
         .into()),
-        (None, None) if !facts.command.is_empty() => Err(Fail::with_code(
+        (None, None) if !facts.agent.command.is_empty() => Err(Fail::with_code(
             EXIT_NOT_EXECUTABLE,
             format!("`{name}` is not executable"),
             Some(format!(
                 "chmod +x {}",
-                shell_quote(facts.command[0].path.as_os_str())
+                shell_quote(facts.agent.command[0].path.as_os_str())
             )),
         )
         .into()),

@@ -6,18 +6,20 @@ use std::path::Path;
 
 use super::*;
 use crate::host::SysEntry;
+use crate::net::session::NetSession;
 use crate::policy::{Access, NetMode, Policy};
 
 pub(super) fn system(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
     let bound: Vec<&Path> = facts
         .system
+        .paths
         .iter()
         .filter_map(|e| match e {
             SysEntry::Dir(p) => Some(p.as_path()),
             SysEntry::Symlink { .. } => None,
         })
         .collect();
-    for entry in &facts.system {
+    for entry in &facts.system.paths {
         match entry {
             SysEntry::Dir(p) => b.push(Op::RoBind(p.clone()), "system, read-only"),
             SysEntry::Symlink {
@@ -67,11 +69,11 @@ pub(super) fn system(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Bu
         },
         "private shared memory, size-bounded",
     );
-    if facts.uid == 0 {
+    if facts.user.uid == 0 {
         // Started by root, the sandbox still owns root's files: with no capability at all it
         // could write /proc/sys/kernel/core_pattern (a command the host runs as root on the
         // next crash) or register a binfmt handler. Cover them read-only.
-        for p in &facts.proc_writable_by_root {
+        for p in &facts.system.proc_writable_by_root {
             b.push(
                 Op::RoBind(p.clone()),
                 "started as root: host kernel settings read-only",
@@ -89,7 +91,13 @@ pub(super) fn system(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Bu
     }
 }
 
-pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
+pub(super) fn scratch(
+    policy: &Policy,
+    facts: &HostFacts,
+    net: Option<&NetSession>,
+    f: Features,
+    b: &mut Builder,
+) {
     let size = |s: u64| f.tmpfs_size.then_some(s);
     for (dir, s, why) in [
         ("/tmp", TMP_SIZE, "private, empty /tmp"),
@@ -108,7 +116,7 @@ pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut B
             why,
         );
     }
-    if let Some(exe) = &facts.self_exe {
+    if let Some(exe) = &facts.system.self_exe {
         b.push(
             Op::RoBindAt {
                 src: exe.clone(),
@@ -117,10 +125,10 @@ pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut B
             "agentbox itself, read-only (its shim: Landlock and Ctrl-C; the relay; the probe runner)",
         );
     }
-    if let (NetMode::Filtered, Some(net)) = (policy.net, &facts.net) {
-        crate::net::plan::files(net, facts.resolv_conf.as_deref(), b);
+    if let (NetMode::Filtered, Some(net)) = (policy.net, net) {
+        super::network::files(net, facts.system.resolv_conf.as_deref(), b);
     }
-    if let Some(target) = &facts.nixos_current_system {
+    if let Some(target) = &facts.system.nixos_current_system {
         b.push(
             Op::Symlink {
                 target: target.clone(),
@@ -130,7 +138,7 @@ pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut B
         );
     }
     // A target inside /etc is already there, read-only with the rest of /etc.
-    if let (NetMode::Host, Some(resolv)) = (policy.net, &facts.resolv_conf)
+    if let (NetMode::Host, Some(resolv)) = (policy.net, &facts.system.resolv_conf)
         && !resolv.starts_with("/etc")
     {
         b.push(
@@ -142,11 +150,11 @@ pub(super) fn scratch(policy: &Policy, facts: &HostFacts, f: Features, b: &mut B
 
 pub(super) fn home(facts: &HostFacts, f: Features, b: &mut Builder) {
     let tmpfs = Op::Tmpfs {
-        dest: facts.home.clone(),
+        dest: facts.user.home.clone(),
         size: f.tmpfs_size.then_some(TMP_SIZE),
     };
     agent::home(facts, tmpfs, b);
-    for (src, dest) in &facts.git_config {
+    for (src, dest) in &facts.user.git_config {
         let op = if src == dest {
             Op::RoBind(src.clone())
         } else {
@@ -163,28 +171,33 @@ pub(super) fn home(facts: &HostFacts, f: Features, b: &mut Builder) {
 
 pub(super) fn binds(facts: &HostFacts, b: &mut Builder) {
     let mut binds: Vec<(&Path, Access, String)> = vec![(
-        &facts.project,
+        &facts.project.dir,
         Access::ReadWrite,
         "the project, read-write".to_owned(),
     )];
-    for (path, access) in &facts.extra {
+    for (path, access) in &facts.project.extra {
         let flag = match access {
             Access::ReadOnly => "--ro",
             Access::ReadWrite => "--rw",
         };
         binds.push((path, *access, flag.to_owned()));
     }
-    let writable: Vec<&Path> = facts.roots.iter().map(|r| r.path.as_path()).collect();
-    for repo in facts.roots.iter().flat_map(|r| &r.git) {
+    let writable: Vec<&Path> = facts
+        .project
+        .roots
+        .iter()
+        .map(|r| r.path.as_path())
+        .collect();
+    for repo in facts.project.roots.iter().flat_map(|r| &r.git) {
         // Only a linked worktree whose git dir names this .git file back, and never a broad
         // directory: a planted `gitdir: ..` must not make the home writable.
         let Some(common) = &repo.linked_common else {
             continue;
         };
-        let project_git = repo.dot_git.parent() == Some(facts.project.as_path());
+        let project_git = repo.dot_git.parent() == Some(facts.project.dir.as_path());
         if project_git
             && !writable.iter().any(|w| common.starts_with(w))
-            && too_broad(common, &facts.home).is_none()
+            && too_broad(common, &facts.user.home).is_none()
         {
             binds.push((
                 common,

@@ -6,67 +6,20 @@ use std::ffi::{OsStr, OsString};
 use anyhow::Result;
 
 use super::*;
-use crate::error::Fail;
-use crate::policy::{Access, EnvPass, NetMode, Policy};
+use crate::broad::refuse_broad;
+use crate::policy::{EnvPass, NetMode, Policy};
 use crate::rules::{ENV_ALLOWED_PREFIXES, ENV_ALLOWLIST};
 use crate::seccomp;
 
 pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let warnings = refuse_broad(
         policy.allow_broad_project,
-        &facts.project,
-        &facts.extra,
-        &facts.home,
+        &facts.project.dir,
+        &facts.project.extra,
+        &facts.user.home,
     )?;
     b.warnings.extend(warnings);
     Ok(())
-}
-
-/// Refuses a writable root (the project, a `--rw` path) that is too broad ([`too_broad`]),
-/// and a `--ro` path that would show too much ([`too_broad_to_show`]); with `allow`, returns a
-/// warning for each instead. `HostFacts::probe` calls it too, before the secret scan, so a run
-/// started in `$HOME` is refused without walking all of it first.
-pub fn refuse_broad(
-    allow: bool,
-    project: &Path,
-    extra: &[(PathBuf, Access)],
-    home: &Path,
-) -> Result<Vec<String>> {
-    let checks =
-        std::iter::once(("project", project, Access::ReadWrite)).chain(extra.iter().map(|e| {
-            match e.1 {
-                Access::ReadWrite => ("--rw path", e.0.as_path(), e.1),
-                Access::ReadOnly => ("--ro path", e.0.as_path(), e.1),
-            }
-        }));
-    let mut warnings = Vec::new();
-    for (what, path, access) in checks {
-        let why = match access {
-            Access::ReadWrite => too_broad(path, home),
-            Access::ReadOnly => too_broad_to_show(path, home),
-        };
-        let Some(why) = why else {
-            continue;
-        };
-        let message = format!("refusing {what} {}: {why}", path.display());
-        if !allow {
-            let hint = match access {
-                Access::ReadWrite => {
-                    "cd into the project directory, or pass --project DIR \
-                                      (--allow-broad-project overrides this check)"
-                }
-                Access::ReadOnly => {
-                    "pass --ro with the file or directory the agent needs \
-                                     inside it (--allow-broad-project overrides this check)"
-                }
-            };
-            return Err(Fail::hint(message, hint).into());
-        }
-        warnings.push(format!(
-            "{message}; going ahead because of --allow-broad-project"
-        ));
-    }
-    Ok(warnings)
 }
 
 pub(super) fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Builder) {
@@ -111,7 +64,7 @@ pub(super) fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mu
     // --new-session stops TIOCSTI typing into the parent terminal, but it also detaches the
     // terminal, so a full-screen program never hears of a window resize. On a terminal the
     // seccomp filter refuses TIOCSTI instead.
-    if !facts.stdin_tty {
+    if !facts.user.stdin_tty {
         b.push(
             Op::NewSession,
             "no terminal: a new session, so nothing can type into a parent terminal",
@@ -119,7 +72,7 @@ pub(super) fn namespaces(policy: &Policy, facts: &HostFacts, f: Features, b: &mu
     }
     b.push(Op::CapDropAll, "no capabilities, even when started as root");
     if policy.net == NetMode::Filtered {
-        crate::net::plan::privileges(b);
+        super::network::privileges(b);
         return;
     }
     if f.disable_userns && !policy.allow.nested {
@@ -174,7 +127,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         }
     };
     for name in ENV_ALLOWLIST {
-        if let Some(v) = facts.var(OsStr::new(name)) {
+        if let Some(v) = facts.user.var(OsStr::new(name)) {
             set(
                 name.into(),
                 v.to_owned(),
@@ -184,6 +137,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         }
     }
     let mut locale: Vec<_> = facts
+        .user
         .env
         .iter()
         .filter(|(k, _)| {
@@ -197,11 +151,11 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
     }
     set(
         "HOME".into(),
-        facts.home.clone().into_os_string(),
+        facts.user.home.clone().into_os_string(),
         false,
         "the (empty) home, at its real path",
     );
-    if facts.var(OsStr::new("PATH")).is_none() {
+    if facts.user.var(OsStr::new("PATH")).is_none() {
         set(
             "PATH".into(),
             "/usr/local/bin:/usr/bin:/bin".into(),
@@ -210,8 +164,8 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         );
     }
     if agent::needs_shims(facts) {
-        let mut path = OsString::from(agent::SHIM_DIR);
-        if let Some(host) = facts.var(OsStr::new("PATH")) {
+        let mut path = OsString::from(crate::inside::SHIM_DIR);
+        if let Some(host) = facts.user.var(OsStr::new("PATH")) {
             path.push(":");
             path.push(host);
         }
@@ -222,27 +176,27 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             "the shim directory first: the agent's executables, where the sandbox shows them",
         );
     }
-    if facts.ssh_agent.is_some() {
+    if facts.agent.ssh_agent.is_some() {
         set(
             "SSH_AUTH_SOCK".into(),
-            agent::SSH_AGENT_INSIDE.into(),
+            crate::inside::SSH_AGENT_INSIDE.into(),
             false,
             "--ssh-agent",
         );
     }
-    if let Some(sock) = &facts.docker {
+    if let Some(sock) = &facts.agent.docker {
         let mut v = OsString::from("unix://");
         v.push(sock);
         set("DOCKER_HOST".into(), v, false, "--docker");
     }
     if policy.net == NetMode::Filtered {
-        for (name, value, why) in crate::net::plan::proxy_env(&policy.filter.rules) {
+        for (name, value, why) in super::network::proxy_env(&policy.filter.rules) {
             set(name.into(), value.into(), false, why);
         }
     }
     for pass in &policy.env {
         match pass {
-            EnvPass::Inherit(name) => match facts.var(name) {
+            EnvPass::Inherit(name) => match facts.user.var(name) {
                 Some(v) => set(name.clone(), v.to_owned(), true, "--env"),
                 None => b.warnings.push(format!(
                     "--env {}: not set on the host, so not set inside",
@@ -251,7 +205,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             },
             EnvPass::Set(name, value) => set(name.clone(), value.clone(), false, "--env"),
             EnvPass::IfSet(name) => {
-                if let Some(v) = facts.var(name) {
+                if let Some(v) = facts.user.var(name) {
                     set(
                         name.clone(),
                         v.to_owned(),

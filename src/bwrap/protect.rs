@@ -54,6 +54,7 @@ pub(super) fn in_writable(facts: &HostFacts, steps: &[Step], path: &Path) -> boo
 /// The deepest writable root or read-write bind that holds `path`.
 fn writable_root<'a>(facts: &'a HostFacts, steps: &'a [Step], path: &Path) -> Option<&'a Path> {
     facts
+        .project
         .roots
         .iter()
         .map(|r| r.path.as_path())
@@ -77,7 +78,7 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let mut ro: Vec<(PathBuf, String)> = Vec::new();
     let mut create: Vec<PathBuf> = Vec::new();
     let mut symlinks: Vec<&Path> = Vec::new();
-    for root in &facts.roots {
+    for root in &facts.project.roots {
         // With the scripts the protected files launch (`host::refs`): never symlinks, they are
         // resolved already.
         for f in root
@@ -117,7 +118,7 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
                 if !in_writable(facts, &b.steps, path) {
                     continue;
                 }
-                if facts.roots.iter().any(|r| r.path == *path) {
+                if facts.project.roots.iter().any(|r| r.path == *path) {
                     return Err(Fail::hint(
                         format!(
                             "refusing to start: {why} names {} itself: git on the host would \
@@ -189,7 +190,7 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
 
 pub(super) fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {
     let mut masked: Vec<&Found> = Vec::new();
-    for root in &facts.roots {
+    for root in &facts.project.roots {
         for s in &root.secrets {
             // A symlinked secret was resolved to its target: mask that only where the sandbox
             // would show it; elsewhere it dangles inside.
@@ -239,7 +240,7 @@ pub(super) fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {
             .map(|s| {
                 crate::text::printable(
                     s.path
-                        .strip_prefix(&facts.project)
+                        .strip_prefix(&facts.project.dir)
                         .unwrap_or(&s.path)
                         .as_os_str(),
                 )
@@ -257,13 +258,13 @@ pub(super) fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {
             names.join(", ")
         ));
     }
-    for p in &facts.system_secrets {
+    for p in &facts.system.secrets {
         b.push(
             Op::UnreadableFile(p.clone()),
             "masked unreadable, as on the host: password hashes, host keys, private files",
         );
     }
-    for d in &facts.system_secret_dirs {
+    for d in &facts.system.secret_dirs {
         b.push(
             Op::Tmpfs {
                 dest: d.clone(),

@@ -5,15 +5,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use super::*;
-
-/// What bwrap reads from a data fd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FdData<'a> {
-    /// Nothing (an empty masked file).
-    Empty,
-    /// These bytes (a seccomp program).
-    Bytes(&'a [u8]),
-}
+use crate::fds::FdData;
 
 /// bwrap's argv for the plan (without the program name), and what each data fd it reads must
 /// hold: the steps that need one read fds 3, 4, ... in order.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::host::git::Refusal;
-use crate::host::{Bwrap, Candidate, GitRepo, Root, SysEntry};
+use crate::host::{Agent, Bwrap, Candidate, GitRepo, Project, Root, System, User};
 use crate::policy::{Access, EnvPass};
 use crate::seccomp;
 use crate::secrets::{Found, Kind};
@@ -52,74 +52,50 @@ fn exe(path: &str) -> Candidate {
 
 fn facts() -> HostFacts {
     HostFacts {
-        home: "/home/u".into(),
-        cwd: "/home/u/p/src".into(),
-        project: "/home/u/p".into(),
-        env: vec![
-            ("PATH".into(), "/usr/bin:/bin".into()),
-            ("HOME".into(), "/home/u".into()),
-            ("TERM".into(), "xterm".into()),
-            ("LC_ALL".into(), "C".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into()),
-            ("TOKEN".into(), "t0k3n".into()),
-        ],
-        system: vec![
-            SysEntry::Dir("/usr".into()),
-            SysEntry::Symlink {
-                path: "/bin".into(),
-                target: "usr/bin".into(),
-                canonical: "/usr/bin".into(),
-            },
-            SysEntry::Dir("/etc".into()),
-        ],
-        nixos_current_system: None,
-        resolv_conf: Some("/run/systemd/resolve/stub-resolv.conf".into()),
-        git_config: vec![("/home/u/.gitconfig".into(), "/home/u/.gitconfig".into())],
-        extra: vec![],
-        roots: vec![Root {
-            path: "/home/u/p".into(),
-            secrets: vec![found("/home/u/p/a/.env", Kind::File, "dotenv")],
-            runs_later: vec![found("/home/u/p/.envrc", Kind::File, "direnv")],
-            runs_later_targets: vec![],
-            watched: vec![],
-            referenced: vec![],
-            git: vec![GitRepo {
-                dot_git: "/home/u/p/.git".into(),
-                dot_git_kind: Kind::Dir,
-                git_dir: Some("/home/u/p/.git".into()),
-                linked_common: None,
-                config_paths: vec![],
-                anomalies: vec![],
-                warnings: vec![],
-                control_absent: vec![],
-                entries: vec![
-                    ("/home/u/p/.git/hooks".into(), None, "hooks"),
-                    ("/home/u/p/.git/config".into(), Some(Kind::File), "config"),
-                    ("/home/u/p/.git/config.worktree".into(), None, "wt"),
-                ],
-            }],
-        }],
-        system_secrets: vec!["/etc/shadow".into()],
-        system_secret_dirs: Vec::new(),
-        command: vec![exe("/usr/bin/claude")],
-        bwrap: Bwrap {
-            path: "/usr/bin/bwrap".into(),
-            version: (0, 8, 0),
-            setuid: false,
+        user: User {
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("HOME".into(), "/home/u".into()),
+                ("TERM".into(), "xterm".into()),
+                ("LC_ALL".into(), "C".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into()),
+                ("TOKEN".into(), "t0k3n".into()),
+            ],
+            git_config: vec![("/home/u/.gitconfig".into(), "/home/u/.gitconfig".into())],
+            ..User::fixture("/home/u/p/src")
         },
-        uid: 1000,
-        proc_writable_by_root: vec!["/proc/sys".into()],
-        stdin_tty: false,
-        self_exe: Some("/usr/local/bin/agentbox".into()),
-        landlock_abi: 6,
-        net: None,
-        agent_home: None,
-        agent_state_dirs: vec![],
-        runtime: vec![],
-        exposed: vec![],
-        ssh_agent: None,
-        known_hosts: None,
-        docker: None,
+        system: System {
+            resolv_conf: Some("/run/systemd/resolve/stub-resolv.conf".into()),
+            ..System::fixture()
+        },
+        project: Project {
+            roots: vec![Root {
+                secrets: vec![found("/home/u/p/a/.env", Kind::File, "dotenv")],
+                runs_later: vec![found("/home/u/p/.envrc", Kind::File, "direnv")],
+                git: vec![GitRepo {
+                    dot_git: "/home/u/p/.git".into(),
+                    dot_git_kind: Kind::Dir,
+                    git_dir: Some("/home/u/p/.git".into()),
+                    linked_common: None,
+                    config_paths: vec![],
+                    anomalies: vec![],
+                    warnings: vec![],
+                    control_absent: vec![],
+                    entries: vec![
+                        ("/home/u/p/.git/hooks".into(), None, "hooks"),
+                        ("/home/u/p/.git/config".into(), Some(Kind::File), "config"),
+                        ("/home/u/p/.git/config.worktree".into(), None, "wt"),
+                    ],
+                }],
+                ..Root::fixture("/home/u/p")
+            }],
+            ..Project::fixture("/home/u/p")
+        },
+        bwrap: Bwrap::fixture(),
+        agent: Agent {
+            command: vec![exe("/usr/bin/claude")],
+            ..Agent::default()
+        },
     }
 }
 
@@ -352,8 +328,8 @@ fn broad_projects_are_refused() {
         ("/proc/self", "/proc/self"),
     ] {
         let mut f = facts();
-        f.project = project.into();
-        f.cwd = cwd.into();
+        f.project.dir = project.into();
+        f.user.cwd = cwd.into();
         let err = plan(&policy(&["claude"]), &f).unwrap_err();
         let fail = err.downcast_ref::<Fail>().unwrap();
         assert_eq!(fail.code, 125, "{project}");
@@ -370,7 +346,7 @@ fn broad_projects_are_refused() {
         );
     }
     let mut f = facts();
-    f.extra = vec![("/home/u".into(), Access::ReadWrite)];
+    f.project.extra = vec![("/home/u".into(), Access::ReadWrite)];
     assert!(plan(&policy(&["claude"]), &f).is_err());
     // Read-only, the same places are refused too, and the kernel's and the sockets' ones,
     // while a narrower path inside them is shown.
@@ -392,7 +368,7 @@ fn broad_projects_are_refused() {
         ("/home/u/.cargo", false),
         ("/tmp/data", false),
     ] {
-        f.extra = vec![(path.into(), Access::ReadOnly)];
+        f.project.extra = vec![(path.into(), Access::ReadOnly)];
         let got = plan(&policy(&["claude"]), &f);
         assert_eq!(got.is_err(), refused, "--ro {path}");
         if let Err(e) = got {
@@ -416,7 +392,7 @@ fn broad_projects_are_refused() {
 #[test]
 fn binds_go_parents_first() {
     let mut f = facts();
-    f.extra = vec![
+    f.project.extra = vec![
         ("/home/u/p/vendor".into(), Access::ReadOnly),
         ("/home/u/.nvm".into(), Access::ReadOnly),
         ("/home/u".into(), Access::ReadOnly),
@@ -435,7 +411,7 @@ fn binds_go_parents_first() {
 #[test]
 fn cwd_outside_the_project_starts_in_the_project() {
     let mut f = facts();
-    f.cwd = "/elsewhere".into();
+    f.user.cwd = "/elsewhere".into();
     let got = argv(&policy(&["claude"]), &f);
     pos(&got, &["--chdir", "/home/u/p", "--"]);
 }
@@ -443,7 +419,7 @@ fn cwd_outside_the_project_starts_in_the_project() {
 #[test]
 fn command_the_sandbox_cannot_see() {
     let mut f = facts();
-    f.command = vec![Candidate {
+    f.agent.command = vec![Candidate {
         path: "/home/u/.local/bin/claude".into(),
         canonical: "/home/u/.local/share/claude/versions/2.0".into(),
         executable: true,
@@ -456,7 +432,7 @@ fn command_the_sandbox_cannot_see() {
     assert!(hint.contains("--ro /home/u/.local/bin --ro /home/u/.local/share/claude/versions"));
 
     // With the hinted binds it resolves, and a visible later PATH entry is named in a warning.
-    f.extra = vec![
+    f.project.extra = vec![
         ("/home/u/.local/bin".into(), Access::ReadOnly),
         (
             "/home/u/.local/share/claude/versions".into(),
@@ -464,8 +440,8 @@ fn command_the_sandbox_cannot_see() {
         ),
     ];
     assert!(plan(&policy(&["claude"]), &f).is_ok());
-    f.extra.clear();
-    f.command.push(exe("/usr/bin/claude"));
+    f.project.extra.clear();
+    f.agent.command.push(exe("/usr/bin/claude"));
     let plan = plan(&policy(&["claude"]), &f).unwrap();
     assert!(
         plan.warnings
@@ -477,12 +453,12 @@ fn command_the_sandbox_cannot_see() {
 #[test]
 fn missing_and_non_executable_commands() {
     let mut f = facts();
-    f.command.clear();
+    f.agent.command.clear();
     let err = plan(&policy(&["nope"]), &f).unwrap_err();
     assert_eq!(err.downcast_ref::<Fail>().unwrap().code, 127);
     let mut c = exe("/home/u/p/run.sh");
     c.executable = false;
-    f.command = vec![c];
+    f.agent.command = vec![c];
     let err = plan(&policy(&["./run.sh"]), &f).unwrap_err();
     assert_eq!(err.downcast_ref::<Fail>().unwrap().code, 126);
 }
@@ -490,7 +466,7 @@ fn missing_and_non_executable_commands() {
 #[test]
 fn symlinked_secret_targets_are_masked_only_where_visible() {
     let mut f = facts();
-    f.roots[0].secrets = vec![
+    f.project.roots[0].secrets = vec![
         found("/home/u/p/config/real.txt", Kind::File, "via link"),
         found("/home/u/.aws/credentials", Kind::File, "via link"),
         found("/home/u/p/secrets", Kind::Dir, "dir"),
@@ -512,7 +488,8 @@ fn symlinked_secret_targets_are_masked_only_where_visible() {
 #[test]
 fn runs_later_symlinks_warn_and_are_not_bound() {
     let mut f = facts();
-    f.roots[0].git[0].entries[0] = ("/home/u/p/.git/hooks".into(), Some(Kind::Symlink), "hooks");
+    f.project.roots[0].git[0].entries[0] =
+        ("/home/u/p/.git/hooks".into(), Some(Kind::Symlink), "hooks");
     let plan = plan(&policy(&["claude"]), &f).unwrap();
     let got: Vec<_> = to_argv(&plan).0;
     assert!(!got.contains(&OsString::from("/home/u/p/.git/hooks")));
@@ -527,7 +504,7 @@ fn runs_later_symlinks_warn_and_are_not_bound() {
 #[test]
 fn git_tampering_and_unprotectable_config_refuse_to_start() {
     let mut f = facts();
-    f.roots[0].git[0].anomalies = vec![Refusal {
+    f.project.roots[0].git[0].anomalies = vec![Refusal {
         what: "/home/u/p/.git/commondir exists".into(),
         hint: "remove it".into(),
     }];
@@ -540,17 +517,18 @@ fn git_tampering_and_unprotectable_config_refuse_to_start() {
     // core.hooksPath inside the project: protected when it exists (here it cannot be checked
     // on disk, so a path outside any writable root is ignored and one inside refuses).
     let mut f = facts();
-    f.roots[0].git[0].config_paths = vec![(
+    f.project.roots[0].git[0].config_paths = vec![(
         "/home/u/p/.husky-missing".into(),
         None,
         "core.hookspath".into(),
     )];
     let err = plan(&policy(&["claude"]), &f).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
-    f.roots[0].git[0].config_paths = vec![("/usr/bin/cat".into(), None, "diff.x.textconv".into())];
+    f.project.roots[0].git[0].config_paths =
+        vec![("/usr/bin/cat".into(), None, "diff.x.textconv".into())];
     assert!(plan(&policy(&["claude"]), &f).is_ok());
     // A hooks path at the project itself (`core.hooksPath = .`) would make it read-only: refused.
-    f.roots[0].git[0].config_paths =
+    f.project.roots[0].git[0].config_paths =
         vec![("/home/u/p".into(), Some(Kind::Dir), "core.hookspath".into())];
     let err = plan(&policy(&["claude"]), &f).unwrap_err();
     assert!(err.to_string().contains("itself"), "{err}");
@@ -559,8 +537,8 @@ fn git_tampering_and_unprotectable_config_refuse_to_start() {
 #[test]
 fn a_linked_worktree_in_a_broad_place_is_not_bound() {
     let mut f = facts();
-    f.roots[0].git[0].dot_git_kind = Kind::File;
-    f.roots[0].git[0].linked_common = Some("/home/u".into());
+    f.project.roots[0].git[0].dot_git_kind = Kind::File;
+    f.project.roots[0].git[0].linked_common = Some("/home/u".into());
     let got = argv(&policy(&["claude"]), &f);
     assert!(
         !got.windows(3)
@@ -572,14 +550,14 @@ fn a_linked_worktree_in_a_broad_place_is_not_bound() {
 #[test]
 fn too_many_masks_is_refused_with_a_hint() {
     let mut f = facts();
-    f.roots[0].secrets = (0..3000)
+    f.project.roots[0].secrets = (0..3000)
         .map(|i| found(&format!("/home/u/p/fixtures/k{i}.pem"), Kind::File, "key"))
         .collect();
     let err = plan(&policy(&["claude"]), &f).unwrap_err();
     let fail = err.downcast_ref::<Fail>().unwrap();
     assert_eq!(fail.code, 125);
     assert!(fail.hint.as_deref().unwrap().contains("--unhide"));
-    f.roots[0].secrets.truncate(2000);
+    f.project.roots[0].secrets.truncate(2000);
     assert!(plan(&policy(&["claude"]), &f).is_ok());
 }
 
@@ -588,7 +566,7 @@ fn too_many_masks_is_refused_with_a_hint() {
 #[test]
 fn every_directory_above_a_protected_item_is_pinned_once() {
     let mut f = facts();
-    f.roots[0].runs_later = vec![
+    f.project.roots[0].runs_later = vec![
         found("/home/u/p/a/b/.vscode", Kind::Dir, "editor"),
         found("/home/u/p/a/b/c/.envrc", Kind::File, "direnv"),
         found("/home/u/p/a/.envrc", Kind::File, "direnv"),
@@ -621,8 +599,8 @@ fn every_directory_above_a_protected_item_is_pinned_once() {
 #[test]
 fn too_many_protected_paths_is_refused_with_a_hint() {
     let mut f = facts();
-    let repo = f.roots[0].git[0].clone();
-    f.roots[0].git = (0..1000)
+    let repo = f.project.roots[0].git[0].clone();
+    f.project.roots[0].git = (0..1000)
         .map(|i| {
             let mut r = repo.clone();
             let d = format!("/home/u/p/vendor/r{i}/.git");
@@ -640,14 +618,14 @@ fn too_many_protected_paths_is_refused_with_a_hint() {
         fail.hint.as_deref().unwrap().contains("--project"),
         "{fail:?}"
     );
-    f.roots[0].git.truncate(500);
+    f.project.roots[0].git.truncate(500);
     assert!(plan(&policy(&["claude"]), &f).is_ok());
 }
 
 #[test]
 fn worktree_common_dir_is_bound_and_protected() {
     let mut f = facts();
-    f.roots[0].git = vec![GitRepo {
+    f.project.roots[0].git = vec![GitRepo {
         dot_git: "/home/u/p/.git".into(),
         dot_git_kind: Kind::File,
         git_dir: Some("/home/u/main/.git/worktrees/p".into()),
@@ -705,12 +683,12 @@ fn script_quotes_every_word() {
     use std::os::unix::ffi::OsStringExt;
     let mut f = facts();
     let odd = OsString::from_vec(b"/home/u/it's a \xff dir".to_vec());
-    f.project = PathBuf::from(&odd);
-    f.cwd = PathBuf::from(&odd);
-    f.roots[0].path = PathBuf::from(&odd);
-    f.roots[0].git.clear();
-    f.roots[0].runs_later.clear();
-    f.roots[0].secrets.clear();
+    f.project.dir = PathBuf::from(&odd);
+    f.user.cwd = PathBuf::from(&odd);
+    f.project.roots[0].path = PathBuf::from(&odd);
+    f.project.roots[0].git.clear();
+    f.project.roots[0].runs_later.clear();
+    f.project.roots[0].secrets.clear();
     let plan = plan(&policy(&["claude", "a b", "$HOME"]), &f).unwrap();
     let s = script(&plan);
     assert!(s.contains(r"--bind $'/home/u/it\'s a \xff dir' $'/home/u/it\'s a \xff dir'"));
@@ -745,7 +723,7 @@ fn an_executable_in_a_shallow_home_dir_is_bound_alone() {
         ),
     ] {
         let mut f = facts();
-        f.exposed = vec![ex("mytool", canonical), ex("sh", "/usr/bin/sh")];
+        f.agent.exposed = vec![ex("mytool", canonical), ex("sh", "/usr/bin/sh")];
         let mut p = policy(&["mytool"]);
         p.profile.name = "generic".into();
         let got = argv(&p, &f);
@@ -795,16 +773,22 @@ fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
         let mut p = policy(&["claude"]);
         tweak(&mut p);
         let mut f = facts();
+        let mut net = None;
         if p.net == NetMode::Filtered {
-            f.net = Some(crate::host::NetSession {
+            net = Some(crate::net::session::NetSession {
                 dir: "/run/user/1000/agentbox/net-1".into(),
                 token: "t".into(),
                 uid: 1000,
                 gid: 1000,
             });
-            f.self_exe = Some("/usr/bin/agentbox".into());
+            f.system.self_exe = Some("/usr/bin/agentbox".into());
         }
-        let got = argv(&p, &f);
+        let plan = plan_run(&p, &f, net.as_ref()).unwrap();
+        let got: Vec<String> = to_argv(&plan)
+            .0
+            .iter()
+            .map(|a| a.to_str().unwrap().to_owned())
+            .collect();
         assert!(!got.windows(2).any(|w| w == ["--remount-ro", "/proc"]));
         pos(&got, &["--remount-ro", "/dev"]);
     }
@@ -813,7 +797,7 @@ fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
 #[test]
 fn the_shim_always_runs_and_landlock_is_off_only_for_nested_sandboxes() {
     let mut f = facts();
-    f.stdin_tty = true;
+    f.user.stdin_tty = true;
     let got = argv(&policy(&["claude"]), &f);
     let at = pos(
         &got,
@@ -838,7 +822,7 @@ fn a_kernel_without_usable_landlock_is_noted_and_landlock_asked_for_only_where_i
     // (noted, asked of the shim)
     let got = |abi: u32| {
         let mut f = facts();
-        f.landlock_abi = abi;
+        f.system.landlock_abi = abi;
         let plan = plan(&policy(&["claude"]), &f).unwrap();
         (
             plan.notes.iter().any(|n| n.contains("Landlock")),
@@ -853,7 +837,7 @@ fn a_kernel_without_usable_landlock_is_noted_and_landlock_asked_for_only_where_i
 #[test]
 fn scripts_that_protected_files_launch_are_bound_read_only_with_their_reason() {
     let mut f = facts();
-    f.roots[0].referenced = vec![found(
+    f.project.roots[0].referenced = vec![found(
         "/home/u/p/tools/mcp.js",
         Kind::File,
         "run by .mcp.json",
@@ -874,7 +858,7 @@ fn scripts_that_protected_files_launch_are_bound_read_only_with_their_reason() {
             .any(|s| s.why == "read-only: run by .mcp.json")
     );
     // Without the reference, the same file is not bound (the control).
-    f.roots[0].referenced.clear();
+    f.project.roots[0].referenced.clear();
     let got = argv(&policy(&["claude"]), &f);
     assert!(!got.contains(&"/home/u/p/tools/mcp.js".to_owned()));
 }
@@ -911,14 +895,16 @@ fn filtered_plan_whole_argv() {
     p.net = NetMode::Filtered;
     p.filter.allow = vec!["api.example.com".into()];
     p.filter.rules = crate::net::rules::NetPolicy::new(&p.filter.allow, &[]).unwrap();
-    let mut f = facts();
-    f.net = Some(crate::host::NetSession {
+    let f = facts();
+    let net = crate::net::session::NetSession {
         dir: "/run/user/1000/agentbox/net-1".into(),
         token: "t0k3n".into(),
         uid: 1000,
         gid: 1000,
-    });
-    let got = argv(&p, &f);
+    };
+    let plan = plan_run(&p, &f, Some(&net)).unwrap();
+    let (got, fds) = to_argv(&plan);
+    let got: Vec<String> = got.iter().map(|a| a.to_str().unwrap().to_owned()).collect();
     let http = "http://127.0.0.1:3128";
     let socks = "socks5h://127.0.0.1:3128";
     let relay_ctx = r#"{"allow":["api.example.com"],"deny":[],"learn":false,"uid":1000,"gid":1000,"seccomp":{"debug":false,"nested":false},"interactive":false}"#;
@@ -1103,8 +1089,6 @@ fn filtered_plan_whole_argv() {
         "hi",
     ];
     assert_eq!(got, want);
-    let plan = plan(&p, &f).unwrap();
-    let (_, fds) = to_argv(&plan);
     assert_eq!(
         fds,
         [
@@ -1122,7 +1106,7 @@ fn filtered_plan_whole_argv() {
 #[test]
 fn terminal_plan_whole_argv() {
     let mut f = facts();
-    f.stdin_tty = true;
+    f.user.stdin_tty = true;
     let got = argv(&policy(&["claude", "-p", "hi"]), &f);
     let want = with_fds(&[
         "--unshare-user",
@@ -1274,11 +1258,13 @@ fn agent_profile_plan_whole_argv() {
         EnvPass::Set("DISABLE_AUTOUPDATER".into(), "1".into()),
     ];
     let mut f = facts();
-    f.env.push(("ANTHROPIC_API_KEY".into(), "sk-test".into()));
+    f.user
+        .env
+        .push(("ANTHROPIC_API_KEY".into(), "sk-test".into()));
     let agent_home = PathBuf::from("/home/u/.local/share/agentbox/home/claude");
-    f.agent_state_dirs = vec![agent_home.join(".claude"), agent_home.join(".cache/claude")];
-    f.agent_home = Some(agent_home.clone());
-    f.exposed = vec![crate::host::agent::Exposed {
+    f.agent.state_dirs = vec![agent_home.join(".claude"), agent_home.join(".cache/claude")];
+    f.agent.home = Some(agent_home.clone());
+    f.agent.exposed = vec![crate::host::agent::Exposed {
         name: "claude".into(),
         path: "/home/u/.local/bin/claude".into(),
         canonical: "/home/u/.local/share/claude/versions/2.0".into(),

@@ -5,10 +5,9 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::bwrap::{Features, MIN_BWRAP};
-use crate::host::{Bwrap, BwrapRefusal as Refusal, parse_version};
+use crate::host::bwrap::{Bwrap, BwrapRefusal as Refusal, bwrap_candidates, version};
 
 use super::{Check, sandbox, sudo};
 
@@ -44,7 +43,7 @@ impl Words for Refusal {
     }
 }
 
-/// Whether `agentbox run` refuses this bwrap, as `host::find_bwrap` decides (the current
+/// Whether `agentbox run` refuses this bwrap, as `Bwrap::probe` decides (the current
 /// directory stands for the project).
 fn refusal(canon: &Path, mode: u32, project: Option<&Path>) -> Option<Refusal> {
     Refusal::of(canon, mode, project.as_slice())
@@ -52,7 +51,7 @@ fn refusal(canon: &Path, mode: u32, project: Option<&Path>) -> Option<Refusal> {
 
 /// The current directory, when `agentbox run` would take it as the project (the same rule).
 fn default_project(cwd: &Path, home: Option<&Path>) -> bool {
-    crate::bwrap::too_broad(cwd, home.unwrap_or(Path::new("/nonexistent-home"))).is_none()
+    crate::broad::too_broad(cwd, home.unwrap_or(Path::new("/nonexistent-home"))).is_none()
 }
 
 /// The package command for the distribution in /etc/os-release.
@@ -90,17 +89,10 @@ pub(super) fn install_command(os_release: &str, uid: u32) -> String {
     }
 }
 
+/// The version as `agentbox run` reads it; `--version`, where it has to run, is given the
+/// trial sandboxes' timeout.
 fn version_of(path: &Path) -> Result<(u32, u32, u32), String> {
-    let mut cmd = Command::new(path);
-    cmd.arg("--version").env_clear();
-    let out = sandbox::run(&mut cmd, &[]).map_err(|e| format!("{e:#}"))?;
-    parse_version(&out.stdout).ok_or_else(|| {
-        format!(
-            "`{} --version` printed {:?}, not a bubblewrap version",
-            path.display(),
-            out.stdout.trim()
-        )
-    })
+    version(path, |cmd| Ok(sandbox::run(cmd, &[])?.stdout)).map_err(|e| format!("{e:#}"))
 }
 
 /// Finds bwrap and reads its version: the check, and the bwrap when it is usable.
@@ -113,7 +105,7 @@ pub(super) fn find(explicit: Option<&Path>, uid: u32) -> (Check, Option<Bwrap>) 
         .ok()
         .filter(|c| default_project(c, home.as_deref()));
     let mut refused = Vec::new();
-    for (canon, mode) in crate::host::bwrap_candidates(explicit, path_var.as_deref()) {
+    for (canon, mode) in bwrap_candidates(explicit, path_var.as_deref()) {
         if let Some(r) = refusal(&canon, mode, project.as_deref()) {
             refused.push((canon, r));
             continue;

@@ -56,7 +56,7 @@ impl Outcome {
 
 /// Runs `cmd` (its stdout and stderr captured), feeding `data` on fds 3.. as bwrap reads
 /// them, and kills it at the timeout.
-pub(super) fn run(cmd: &mut Command, data: &[crate::bwrap::FdData]) -> Result<Outcome> {
+pub(super) fn run(cmd: &mut Command, data: &[crate::fds::FdData]) -> Result<Outcome> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -151,7 +151,7 @@ fn namespaces(features: Features, relay: bool) -> Vec<Step> {
         b.steps.push(step(op));
     }
     match relay {
-        true => crate::net::plan::privileges(&mut b),
+        true => crate::bwrap::network::privileges(&mut b),
         false if features.disable_userns => b.steps.push(step(Op::DisableUserns)),
         false => {}
     }

@@ -1,7 +1,7 @@
 //! Host facts for agent profiles: the agent's own persistent home, the runtime paths of the
 //! real home it reads, what its executable needs to run (the binary or script it resolves to,
 //! and the interpreter named by a `#!` line, one level at a time), and the sockets of the
-//! opt-in integrations. Reads, never writes.
+//! opt-in integrations; where the command is on PATH. Reads, never writes.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -11,7 +11,107 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use super::User;
 use crate::error::Fail;
+use crate::inside::SELF_INSIDE;
+use crate::policy::Policy;
+
+/// What the agent's profile and command need from the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Agent {
+    /// Where the command exists on the host, in PATH order.
+    pub command: Vec<Candidate>,
+    /// The agent's own persistent home, and the state directories to have in it.
+    pub home: Option<PathBuf>,
+    pub state_dirs: Vec<PathBuf>,
+    /// The profile's runtime paths from the real home (canonical, existing).
+    pub runtime: Vec<PathBuf>,
+    /// What the command needs to start (itself, its interpreter), when a profile is in force.
+    pub exposed: Vec<Exposed>,
+    pub ssh_agent: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub docker: Option<PathBuf>,
+}
+
+impl Agent {
+    pub fn probe(policy: &Policy, user: &User) -> Result<Agent> {
+        let home = &user.home;
+        let path_var = user.var(OsStr::new("PATH"));
+        let agent_home = policy
+            .agent_home
+            .then(|| home_dir(home, &policy.profile.name));
+        let state_dirs = match &agent_home {
+            Some(h) => policy
+                .profile
+                .state
+                .iter()
+                .filter(|s| s.ends_with('/'))
+                .map(|s| h.join(s.trim_end_matches('/')))
+                .collect(),
+            None => Vec::new(),
+        };
+        let exposed = match policy.profile.name.is_empty() || policy.bind_self {
+            true => Vec::new(),
+            false => runtime_of(&policy.command[0], path_var),
+        };
+        let ssh_agent = policy.ssh_agent.then(ssh_agent_socket).transpose()?;
+        let known_hosts = fs::canonicalize(home.join(".ssh/known_hosts"))
+            .ok()
+            .filter(|_| policy.ssh_agent);
+        Ok(Agent {
+            runtime: runtime_paths(home, &policy.profile.runtime),
+            home: agent_home,
+            state_dirs,
+            exposed,
+            ssh_agent,
+            known_hosts,
+            docker: policy.docker.then(docker_socket).transpose()?,
+            command: if policy.bind_self && policy.command[0] == SELF_INSIDE {
+                // agentbox itself, bound inside by the plan.
+                let inside = PathBuf::from(SELF_INSIDE);
+                vec![Candidate {
+                    canonical: inside.clone(),
+                    path: inside,
+                    executable: true,
+                }]
+            } else {
+                find_command(&policy.command[0], path_var, &user.cwd)
+            },
+        })
+    }
+}
+
+/// A place on PATH where the command exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub path: PathBuf,
+    pub canonical: PathBuf,
+    pub executable: bool,
+}
+
+fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candidate> {
+    let candidate = |path: PathBuf| -> Option<Candidate> {
+        let meta = fs::metadata(&path).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        Some(Candidate {
+            canonical: fs::canonicalize(&path).ok()?,
+            executable: meta.permissions().mode() & 0o111 != 0,
+            path,
+        })
+    };
+    if name.as_bytes().contains(&b'/') {
+        return candidate(cwd.join(name)).into_iter().collect();
+    }
+    let Some(path_var) = path_var else {
+        return Vec::new();
+    };
+    std::env::split_paths(path_var)
+        .filter(|d| d.is_absolute())
+        .filter_map(|d| candidate(d.join(name)))
+        .collect()
+}
 
 /// An executable the sandbox must be able to start, and where it really is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +194,7 @@ pub fn runtime_paths(home: &Path, entries: &[String]) -> Vec<PathBuf> {
     entries
         .iter()
         .filter_map(|e| fs::canonicalize(home.join(e.trim_end_matches('/'))).ok())
-        .filter(|p| crate::bwrap::too_broad_to_show(p, home).is_none())
+        .filter(|p| crate::broad::too_broad_to_show(p, home).is_none())
         .collect()
 }
 

@@ -2,7 +2,6 @@
 //! host, and the relay agentbox runs as the sandbox's first process.
 
 pub mod dns;
-pub(crate) mod plan;
 pub mod proxy;
 pub mod relay;
 pub mod rules;

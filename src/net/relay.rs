@@ -21,18 +21,13 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 
 use std::sync::atomic::AtomicU64;
 
+use crate::inside::{PROXY_PORT, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
 use crate::net::dns::{self, Answer};
 use crate::net::proxy::tunnel::pump;
 use crate::net::rules::{Host, NetPolicy};
 use crate::seccomp;
 use crate::sys;
 
-/// The proxy port inside the sandbox (HTTP and SOCKS5 on the same port).
-pub const PROXY_PORT: u16 = 3128;
-/// Where the host proxy's socket directory appears inside.
-pub const SOCKET_DIR: &str = "/run/agentbox/net";
-pub const SOCKET_NAME: &str = "proxy.sock";
-pub const TOKEN_FILE: &str = "/run/agentbox/token";
 /// Synthetic addresses for allowed names: 127.80.0.0/16, all on the loopback interface.
 const SYNTH_BASE: u32 = u32::from_be_bytes([127, 80, 0, 0]);
 const SYNTH_SIZE: u32 = 1 << 16;
@@ -190,7 +185,7 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
         }
     });
     let status = child.wait().context("waiting for the agent")?;
-    Ok(crate::launch::exit_code(status))
+    Ok(crate::error::exit_code(status))
 }
 
 fn serve(shared: Arc<Shared>, bound: Bound) {

@@ -294,6 +294,18 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// The filtered network's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetFilter {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub rules: NetPolicy,
+    pub log: Option<std::path::PathBuf>,
+    pub learn: bool,
+    /// Test-only fixed resolutions (trusted by the proxy).
+    pub fixed: Vec<(String, std::net::IpAddr)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,12 +12,42 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::error::Fail;
-use crate::host::NetSession;
 use crate::hostfs::{self, Untrusted};
+use crate::inside::SOCKET_NAME;
 use crate::net::proxy::{self, ProxyConfig, ProxyHandle, Summary};
-use crate::net::relay::SOCKET_NAME;
-use crate::policy::NetFilter;
+use crate::net::rules::NetFilter;
 use crate::text::printable_str;
+
+/// What one filtered-network run generates: the private directory that will hold the proxy's
+/// socket (created at launch, 0700), a token other local processes cannot guess, and the ids
+/// the relay gives back to the agent. Run-scoped state, made after the host's facts are read
+/// and before the plan, which binds the socket and writes the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSession {
+    pub dir: PathBuf,
+    pub token: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl NetSession {
+    /// This run's: `net-PID` in `runtime` (agentbox's runtime directory), a fresh token.
+    pub fn new(runtime: &Path, uid: u32, gid: u32) -> Result<Self> {
+        Ok(NetSession {
+            dir: runtime.join(format!("net-{}", std::process::id())),
+            token: random_token()?,
+            uid,
+            gid,
+        })
+    }
+}
+
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut bytes)
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 pub struct Running {
     dir: PathBuf,

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::bwrap::SELF_INSIDE;
 use crate::cli::TestArgs;
 use crate::host::HostFacts;
+use crate::inside::SELF_INSIDE;
 use crate::policy::EnvPass;
 use crate::secrets;
 use crate::sys::probe as raw;
@@ -262,7 +262,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true)?;
     let facts = HostFacts::probe(&policy)?;
     let matcher = secrets::Matcher::new(true, &policy.hide, &policy.unhide)?;
-    let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project, &matcher)?
+    let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project.dir, &matcher)?
         .secrets
         .into_iter()
         .filter(|f| f.kind == secrets::Kind::File)
@@ -272,8 +272,8 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let world = plant()?;
     let canary_env = "AGENTBOX_PROBE_TOKEN".to_owned();
     let ctx = Ctx {
-        home: facts.home.as_os_str().as_bytes().to_vec(),
-        project: facts.project.as_os_str().as_bytes().to_vec(),
+        home: facts.user.home.as_os_str().as_bytes().to_vec(),
+        project: facts.project.dir.as_os_str().as_bytes().to_vec(),
         canary: world.canary.path().as_os_str().as_bytes().to_vec(),
         project_secrets,
         tcp_port: world.tcp_port,
@@ -305,7 +305,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let before = listing(world.canary.path());
     let (lines, stderr, code) = run_probes(&world, ctx, &canary_env)?;
     let mut rows = rows(&lines);
-    rows.extend(host_checks(&world, &facts.home, &before));
+    rows.extend(host_checks(&world, &facts.user.home, &before));
     if lines.is_empty() {
         eprint!("{stderr}");
         bail!("the probes did not run (agentbox run exited with {code:?})");

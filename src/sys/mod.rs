@@ -18,8 +18,8 @@ use rustix::thread::{
     remove_capability_from_bounding_set, set_capabilities,
 };
 
-use crate::bwrap::FdData;
 use crate::error::Fail;
+use crate::fds::FdData;
 
 /// `CLOSE_RANGE_CLOEXEC` from <linux/close_range.h> (kernel 5.11).
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;

@@ -138,7 +138,7 @@ pub(super) fn find_sockets(dir: &Path, depth: u32, found: &mut Vec<String>) {
     for e in rd.flatten() {
         let Ok(t) = e.file_type() else { continue };
         // agentbox's own proxy socket (filtered network) is the one door that is meant to be.
-        if e.path().starts_with(crate::net::relay::SOCKET_DIR) {
+        if e.path().starts_with(crate::inside::SOCKET_DIR) {
             continue;
         }
         if t.is_socket() {

@@ -7,10 +7,11 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::bwrap::{Builder, Op, SELF_INSIDE};
-use crate::host::NetSession;
-use crate::net::relay::{PROXY_PORT, RelayCtx, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
+use super::{Builder, Op};
+use crate::inside::{PROXY_PORT, SELF_INSIDE, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
+use crate::net::relay::RelayCtx;
 use crate::net::rules::NetPolicy;
+use crate::net::session::NetSession;
 use crate::policy::Policy;
 
 /// The resolver the sandbox sees: the relay's DNS, which answers only allowed names.

@@ -1,0 +1,192 @@
+//! The project's side of the host: the project and the `--ro`/`--rw` paths (canonical,
+//! refused when too broad, before anything walks them), and each writable root's scan: its
+//! secrets, its runs-later files and the scripts they launch, its git repositories. Reads,
+//! never writes.
+//!
+//! Everything found here is in a writable root, so attacker-controlled: it may only narrow
+//! what the sandbox shows (masks, read-only pins), never widen it.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use super::git::kind_at;
+use super::{User, canonical, git, refs};
+use crate::error::Fail;
+use crate::policy::{Access, Policy};
+use crate::secrets::{self, Found, Kind};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// The project directory (canonical).
+    pub dir: PathBuf,
+    /// `--ro` and `--rw` paths, canonical, in the order given.
+    pub extra: Vec<(PathBuf, Access)>,
+    /// The project first, then each `--rw` path.
+    pub roots: Vec<Root>,
+}
+
+impl Project {
+    /// The project and paths `policy` names, checked, and what the scan of each writable root
+    /// finds. `system_secrets` are the masked system files: a hard link to one in a root is
+    /// masked too.
+    pub fn probe(policy: &Policy, user: &User, system_secrets: &[PathBuf]) -> Result<Project> {
+        let project_raw = policy.project.clone().unwrap_or_else(|| user.cwd.clone());
+        let project = canonical(&project_raw, "project directory")?;
+        if !project.is_dir() {
+            bail!(Fail::hint(
+                format!("project {} is not a directory", project.display()),
+                "--project DIR names the directory the agent may write",
+            ));
+        }
+        let extra = policy
+            .extra
+            .iter()
+            .map(|e| Ok((canonical(&e.path, "path given to --ro/--rw")?, e.access)))
+            .collect::<Result<Vec<_>>>()?;
+        // Before the scan below: a project such as $HOME is refused without walking it first.
+        crate::broad::refuse_broad(policy.allow_broad_project, &project, &extra, &user.home)?;
+        let matcher = secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide)?;
+        let writable: Vec<&Path> = std::iter::once(project.as_path())
+            .chain(
+                extra
+                    .iter()
+                    .filter(|e| e.1 == Access::ReadWrite)
+                    .map(|e| e.0.as_path()),
+            )
+            .collect();
+        let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
+        let path_var = user.var(OsStr::new("PATH"));
+        let git_host = git::GitHost::find(&user.home, path_var, &writable_roots);
+        // A hard link in a writable root to a masked system file (root can make one to
+        // /etc/shadow) is that file by another name: the scan masks it too.
+        let linked: Vec<(u64, u64)> = system_secrets
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .filter(|m| std::os::unix::fs::MetadataExt::nlink(m) > 1)
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            })
+            .collect();
+        // git reads the top repositories' configuration while the scan runs.
+        let early: Vec<git::Reads> = writable
+            .iter()
+            .map(|r| git::start_early(r, &git_host))
+            .collect();
+        let reports = secrets::scan_roots(&writable, &matcher, &linked)?;
+        let mut roots: Vec<Root> = writable
+            .iter()
+            .zip(reports)
+            .zip(early)
+            .map(|((r, report), early)| probe_root(r, report, &git_host, early))
+            .collect();
+        for r in &mut roots {
+            let items: Vec<Found> = r
+                .runs_later
+                .iter()
+                .chain(&r.runs_later_targets)
+                .filter(|f| f.kind != Kind::Symlink)
+                .cloned()
+                .collect();
+            r.referenced = refs::referenced(&r.path, &items, &writable_roots);
+        }
+        Ok(Project {
+            dir: project,
+            extra,
+            roots,
+        })
+    }
+
+    /// The writable roots: the project, then each `--rw` path.
+    pub fn writable(&self) -> Vec<PathBuf> {
+        self.roots.iter().map(|r| r.path.clone()).collect()
+    }
+
+    /// A made-up project for tests: `dir`, its root with nothing found in it.
+    #[cfg(test)]
+    pub fn fixture(dir: &str) -> Project {
+        Project {
+            dir: dir.into(),
+            extra: Vec::new(),
+            roots: vec![Root::fixture(dir)],
+        }
+    }
+}
+
+/// A writable root (the project or a `--rw` path) and what its scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    pub path: PathBuf,
+    /// Secrets to mask. Symlinked secrets are already resolved to their (canonical) targets.
+    pub secrets: Vec<Found>,
+    /// Runs-later entries, as found (a symlink stays a symlink: it cannot be made read-only).
+    pub runs_later: Vec<Found>,
+    /// The canonical targets of symlinked runs-later entries.
+    pub runs_later_targets: Vec<Found>,
+    /// Runs-later entries left writable and reported at exit when changed (`Guard::Audit`).
+    pub watched: Vec<Found>,
+    /// Scripts that the protected entries launch (`refs`): made read-only too.
+    pub referenced: Vec<Found>,
+    pub git: Vec<git::GitRepo>,
+}
+
+impl Root {
+    /// A made-up root for tests, with nothing found in it.
+    #[cfg(test)]
+    pub fn fixture(path: &str) -> Root {
+        Root {
+            path: path.into(),
+            secrets: Vec::new(),
+            runs_later: Vec::new(),
+            runs_later_targets: Vec::new(),
+            watched: Vec::new(),
+            referenced: Vec::new(),
+            git: Vec::new(),
+        }
+    }
+}
+
+/// Follows a symlinked entry to its canonical target; `None` when it dangles.
+fn resolve(found: &Found) -> Option<Found> {
+    let target = fs::canonicalize(&found.path).ok()?;
+    let kind = kind_at(&target)?;
+    Some(Found {
+        why: format!("{} (target of symlink {})", found.why, found.path.display()),
+        path: target,
+        kind,
+    })
+}
+
+fn probe_root(
+    root: &Path,
+    report: secrets::Report,
+    git_host: &git::GitHost,
+    early: git::Reads,
+) -> Root {
+    let secrets = report
+        .secrets
+        .into_iter()
+        .filter_map(|f| match f.kind {
+            Kind::Symlink => resolve(&f),
+            _ => Some(f),
+        })
+        .collect();
+    let runs_later_targets = report
+        .runs_later
+        .iter()
+        .filter(|f| f.kind == Kind::Symlink)
+        .filter_map(resolve)
+        .collect();
+    Root {
+        path: root.to_owned(),
+        secrets,
+        runs_later: report.runs_later,
+        runs_later_targets,
+        watched: report.watched,
+        referenced: Vec::new(),
+        git: git::probe_all(&report.git, git_host, early),
+    }
+}

@@ -1,0 +1,25 @@
+//! Where agentbox's own things are inside the sandbox: the names both sides agree on, the
+//! planner that mounts them and the programs (shim, relay, probes) that use them inside. Only
+//! constants: every layer may import this module, and it imports nothing.
+
+/// Where agentbox itself is inside the sandbox (its shim, the relay, the probe runner).
+pub const SELF_INSIDE: &str = "/run/agentbox/agentbox";
+
+/// A directory in the sandbox's private /run, first on PATH, with a symlink per exposed
+/// executable: the host's PATH may name it somewhere the sandbox does not show.
+pub const SHIM_DIR: &str = "/run/agentbox/bin";
+
+/// Where the forwarded ssh-agent socket appears.
+pub const SSH_AGENT_INSIDE: &str = "/run/agentbox/ssh-agent.sock";
+
+/// The relay's proxy port inside the sandbox (HTTP and SOCKS5 on the same port).
+pub const PROXY_PORT: u16 = 3128;
+
+/// Where the host proxy's socket directory appears inside.
+pub const SOCKET_DIR: &str = "/run/agentbox/net";
+
+/// The host proxy's socket, in its directory on the host and in `SOCKET_DIR` inside.
+pub const SOCKET_NAME: &str = "proxy.sock";
+
+/// This run's proxy token, which the relay reads and presents to the host proxy.
+pub const TOKEN_FILE: &str = "/run/agentbox/token";
