@@ -138,7 +138,8 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
                             path.display()
                         ),
                         format!(
-                            "create it first (mkdir -p or touch {})",
+                            "create it first: {} {}",
+                            missing_fix(why),
                             crate::text::shell_quote(path.as_os_str())
                         ),
                     )
@@ -186,6 +187,17 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// How to create a missing path git's configuration names, by the key that names it: a
+/// directory for a hooks or template directory (a file there would make git run no hook at
+/// all, silently), an empty file for a program or an included config.
+fn missing_fix(why: &str) -> &'static str {
+    let dir_keys = ["core.hookspath", "init.templatedir"];
+    match dir_keys.iter().any(|k| why.starts_with(k)) {
+        true => "mkdir -p",
+        false => "touch",
+    }
 }
 
 pub(super) fn mask(facts: &HostFacts, f: Features, b: &mut Builder) {

@@ -94,6 +94,10 @@ pub struct GitHost {
     pub git: Option<PathBuf>,
     pub home: PathBuf,
     pub xdg_config_home: Option<OsString>,
+    /// The user's own variables that change which configuration git reads (`GIT_CONFIG_GLOBAL`,
+    /// `GIT_CONFIG_SYSTEM`, `GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_COUNT` with its `KEY_n`/`VALUE_n`,
+    /// `GIT_CONFIG_PARAMETERS`): the git the user runs next, from this shell, reads with them.
+    pub config_env: Vec<(OsString, OsString)>,
     /// The writable roots: a path in them that git would follow through a symlink is refused.
     pub writable: Vec<PathBuf>,
     pub timeout: Duration,
@@ -121,6 +125,9 @@ impl GitHost {
             git,
             home: home.to_owned(),
             xdg_config_home: std::env::var_os("XDG_CONFIG_HOME"),
+            config_env: std::env::vars_os()
+                .filter(|(k, _)| is_config_var(k))
+                .collect(),
             writable: writable.to_owned(),
             timeout: GIT_TIMEOUT,
         }
@@ -129,6 +136,22 @@ impl GitHost {
     fn in_writable(&self, p: &Path) -> bool {
         self.writable.iter().any(|w| p.starts_with(w))
     }
+}
+
+/// Whether the variable `name` changes which configuration git reads.
+fn is_config_var(name: &OsStr) -> bool {
+    let Some(n) = name.to_str() else {
+        return false;
+    };
+    matches!(
+        n,
+        "GIT_CONFIG_GLOBAL"
+            | "GIT_CONFIG_SYSTEM"
+            | "GIT_CONFIG_NOSYSTEM"
+            | "GIT_CONFIG_COUNT"
+            | "GIT_CONFIG_PARAMETERS"
+    ) || n.starts_with("GIT_CONFIG_KEY_")
+        || n.starts_with("GIT_CONFIG_VALUE_")
 }
 
 pub fn kind_at(path: &Path) -> Option<Kind> {

@@ -176,6 +176,32 @@ pub const GIT_KEYS: &[GitKey] = &[
     key("man.*.path", Command, "run by git help"),
     key("instaweb.httpd", Command, "run by git instaweb"),
     key("guitool.*.cmd", Command, "run from git gui's menu"),
+    key(
+        "tar.*.command",
+        Command,
+        "run by git archive for that format",
+    ),
+    key("imap.tunnel", Command, "run by git imap-send"),
+    key(
+        "init.templatedir",
+        Hooks,
+        "its hooks/ are copied into every repository git init or clone makes",
+    ),
+    key(
+        "trace2.normaltarget",
+        Command,
+        "a file git writes its trace to (a planted link would redirect the write)",
+    ),
+    key(
+        "trace2.perftarget",
+        Command,
+        "a file git writes its trace to (a planted link would redirect the write)",
+    ),
+    key(
+        "trace2.eventtarget",
+        Command,
+        "a file git writes its trace to (a planted link would redirect the write)",
+    ),
 ];
 
 /// The entry for a key as `git config --list` prints it, if git runs or loads its value.

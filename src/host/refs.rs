@@ -256,13 +256,36 @@ pub fn resolve(word: &str, base: &Path, root: &Path, writable: &[PathBuf]) -> Ve
     }
     let mut out = Vec::new();
     for t in tries {
-        if let Some(p) = walk_within(&t, writable) {
-            out.push(p);
+        match walk_within(&t, writable) {
+            Some(p) => out.push(p),
+            // A module named the way its runtime finds it: `require('./lib')`, `node tools/mcp`
+            // (a directory with an index), `python tools/mcp` (a package's __main__.py).
+            None => out.extend(module_files(&t).find_map(|m| walk_within(&m, writable))),
         }
     }
     out.sort();
     out.dedup();
     out
+}
+
+/// Script extensions and entry files tried for a word that names no file itself.
+const MODULE_SUFFIXES: &[&str] = &[".js", ".mjs", ".cjs", ".ts", ".py", ".sh"];
+const MODULE_ENTRIES: &[&str] = &[
+    "index.js",
+    "index.mjs",
+    "index.cjs",
+    "index.ts",
+    "__main__.py",
+];
+
+/// The files a runtime would load for the module `path`, in the order tried.
+fn module_files(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    let with_suffix = MODULE_SUFFIXES.iter().map(move |sfx| {
+        let mut s = path.as_os_str().to_owned();
+        s.push(sfx);
+        PathBuf::from(s)
+    });
+    with_suffix.chain(MODULE_ENTRIES.iter().map(move |e| path.join(e)))
 }
 
 /// `path` (absolute), with `.` and `..` taken lexically, if it ends at a regular file inside a
@@ -406,6 +429,28 @@ mod tests {
         let got = referenced(&root, &[cfg], &w);
         // Only the in-root target of the in-root symlink.
         assert_eq!(rels(&root, &got), ["tools/mcp.js"]);
+    }
+
+    #[test]
+    fn modules_are_found_as_their_runtime_finds_them() {
+        let (_t, root) = tree();
+        fs::create_dir_all(root.join("tools/srv")).unwrap();
+        fs::write(root.join("tools/mcp.js"), "const l = require('./lib');\n").unwrap();
+        fs::write(root.join("tools/lib.js"), "module.exports = 1;\n").unwrap();
+        fs::write(root.join("tools/srv/index.js"), "1\n").unwrap();
+        fs::write(root.join("tools/other.js"), "1\n").unwrap();
+        let cfg = item(
+            &root,
+            ".mcp.json",
+            r#"{"mcpServers":{"a":{"command":"node","args":["tools/mcp.js"]},
+                "b":{"command":"node","args":["tools/srv"]}}}"#,
+        );
+        let got = referenced(&root, &[cfg], std::slice::from_ref(&root));
+        // The control: a file nothing names stays out.
+        assert_eq!(
+            rels(&root, &got),
+            ["tools/lib.js", "tools/mcp.js", "tools/srv/index.js"]
+        );
     }
 
     #[test]

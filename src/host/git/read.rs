@@ -224,6 +224,7 @@ fn spawn_git(
     if let Some(x) = &host.xdg_config_home {
         cmd.env("XDG_CONFIG_HOME", x);
     }
+    cmd.envs(host.config_env.iter().map(|(k, v)| (k, v)));
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| Refusal {
         what: format!("running {}: {e}", git.display()),

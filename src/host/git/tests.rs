@@ -338,6 +338,32 @@ fn includes_for_another_branch_are_read_too() {
     assert!(got.contains(&p.join("hooks2")), "{got:?}");
 }
 
+/// The user's `GIT_CONFIG_GLOBAL` (and friends) decide which global file the user's next git
+/// reads: the model reads with them. Control: without the variable, the file is not read.
+#[test]
+fn the_users_git_config_variables_are_read_with() {
+    let t = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(t.path()).unwrap();
+    let p = base.join("p");
+    fs::create_dir_all(p.join("hooks3")).unwrap();
+    git(&p, &["init", "-q"]);
+    fs::write(
+        base.join("other.gitconfig"),
+        "[core]\n\thooksPath = hooks3\n",
+    )
+    .unwrap();
+    let mut h = host(&base, &p);
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
+    assert!(!paths(&repo).contains(&p.join("hooks3")));
+    h.config_env = vec![(
+        "GIT_CONFIG_GLOBAL".into(),
+        base.join("other.gitconfig").into_os_string(),
+    )];
+    let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
+    let got = paths(&repo);
+    assert!(got.contains(&p.join("hooks3")), "{got:?}");
+}
+
 /// Nested repositories read in one call give each its own configuration, as one call each
 /// would; an includeIf anywhere makes it one call each again.
 #[test]
