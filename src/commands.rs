@@ -133,7 +133,12 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
     writeln!(
         out,
         "  nested sandbox: {}",
-        if p.nested { "allowed" } else { "no" }
+        match p.nested {
+            // Said here too: the plan's note about it is hidden by -q.
+            true => "allowed: no Landlock (it forbids the nested sandbox's mounts) and a \
+                     writable /proc, so bwrap's mounts are the only wall",
+            false => "no (Landlock limits writes as a second wall where the kernel has it)",
+        }
     )?;
     for n in &p.notes {
         writeln!(out, "  note: {n}")?;
