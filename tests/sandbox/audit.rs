@@ -320,3 +320,144 @@ fn control_files_planted_in_git_dir_are_reported_and_the_next_run_refuses() {
         assert!(!next.stdout().contains("started"));
     });
 }
+
+/// Whether the audit has a "not checked" line for `dir`.
+fn unchecked(lines: &[String], dir: &str) -> bool {
+    lines.iter().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.get(..3) == Some(&["not", "checked", dir][..])
+    })
+}
+
+/// The agent plants a `.envrc` and a nested repository's hook, then makes a directory
+/// unreadable: the exit scan cannot read it, but that must not cost the report on the rest
+/// (the launch scan's refusal is right at launch, wrong at exit). The next run refuses to start
+/// while the directory stays unreadable. Root reads it anyway: then nothing is unchecked.
+#[test]
+fn an_unreadable_directory_does_not_cost_the_exit_audit() {
+    each_user(|w| {
+        // The control: the same planting with the directory left readable.
+        let plant = "echo 'echo pwned' > .envrc && git init -q sub && \
+             printf '#!/bin/sh\\necho pwned\\n' > sub/.git/hooks/pre-commit && \
+             chmod +x sub/.git/hooks/pre-commit && mkdir -p zz/deep && echo planted";
+        let out = w.sh(&[], plant);
+        assert_eq!(out.ok(), "planted\n");
+        let lines = audit_lines(&out.stderr());
+        assert!(has_line(&lines, "new", ".envrc"), "{lines:?}");
+        assert!(has_line(&lines, "new", "sub/.git/"), "{lines:?}");
+        assert!(!unchecked(&lines, "zz/"), "{lines:?}");
+        fs::remove_file(w.project.join(".envrc")).unwrap();
+        fs::remove_dir_all(w.project.join("sub")).unwrap();
+
+        // The attack: the same, then chmod 000.
+        let out = w.sh(&[], &format!("{plant} && chmod 000 zz"));
+        assert_eq!(out.ok(), "planted\n");
+        let err = out.stderr();
+        assert!(!err.contains("refusing to start"), "{err}");
+        assert!(!err.contains("exit audit failed"), "{err}");
+        let lines = audit_lines(&err);
+        assert!(has_line(&lines, "new", ".envrc"), "{lines:?}");
+        assert!(has_line(&lines, "new", "sub/.git/"), "{lines:?}");
+        let blind = w.user.is_some();
+        assert_eq!(unchecked(&lines, "zz/"), blind, "{lines:?}");
+        assert!(
+            !blind || err.contains("(could hide planted files)"),
+            "{err}"
+        );
+        // Run two: the launch scan still fails closed on the place it cannot read.
+        let next = w.sh(&[], "echo started");
+        if blind {
+            assert_eq!(next.code(), 125, "{}", next.stderr());
+            assert!(next.stderr().contains("zz"), "{}", next.stderr());
+        } else {
+            assert_eq!(next.ok(), "started\n");
+        }
+        fs::set_permissions(
+            w.project.join("zz"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    });
+}
+
+/// 300 sparse files of 16 MiB each in a new `.vscode/` made the exit take minutes, with
+/// signals ignored or swallowed. Now the whole audit has a budget, and once bwrap is reaped a
+/// SIGTERM ends agentbox (during the run it is forwarded to the sandbox instead: the control).
+#[test]
+fn a_huge_planted_tree_keeps_the_audit_short_and_a_signal_ends_it() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    each_user(|w| {
+        let plant = "mkdir -p x/.vscode && i=0; while [ $i -lt 300 ]; do \
+             truncate -s 16M x/.vscode/f$i; i=$((i+1)); done; echo planted";
+        let started = Instant::now();
+        let out = w.sh(&[], plant);
+        let took = started.elapsed();
+        assert_eq!(out.ok(), "planted\n");
+        assert!(
+            has_line(&audit_lines(&out.stderr()), "new", "x/.vscode/"),
+            "{}",
+            out.stderr()
+        );
+        eprintln!("planting run with its audit: {took:?}");
+        assert!(took < Duration::from_secs(60), "{took:?}");
+        fs::remove_dir_all(w.project.join("x")).unwrap();
+
+        // A run that plants, then a SIGTERM once bwrap is gone and the audit runs.
+        let signal_at = |during_audit: bool| {
+            let script = format!("{plant}; sleep {}", if during_audit { 0 } else { 30 });
+            let mut c = w.cmd(&[
+                OsStr::new("run"),
+                OsStr::new("--"),
+                OsStr::new("sh"),
+                OsStr::new("-c"),
+                OsStr::new(&script),
+            ]);
+            let mut child = c
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line, "planted\n");
+            let pid = child.id();
+            if during_audit {
+                // agentbox without children: bwrap is reaped, the audit is under way.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let children = || {
+                    fs::read_dir(format!("/proc/{pid}/task"))
+                        .map(|rd| {
+                            rd.flatten().any(|t| {
+                                fs::read_to_string(t.path().join("children"))
+                                    .is_ok_and(|c| !c.trim().is_empty())
+                            })
+                        })
+                        .unwrap_or(false)
+                };
+                while children() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let t = Instant::now();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let status = child.wait().unwrap();
+            (status, t.elapsed())
+        };
+        let (status, _) = signal_at(false);
+        // The control: during the run the signal is the sandbox's; agentbox lives to report.
+        assert_eq!((status.code(), status.signal()), (Some(143), None));
+        fs::remove_dir_all(w.project.join("x")).unwrap();
+        let (status, took) = signal_at(true);
+        // Killed by it (15, SIGTERM), not exited.
+        assert_eq!(status.signal(), Some(15), "{status:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    });
+}
