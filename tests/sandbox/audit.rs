@@ -461,3 +461,196 @@ fn a_huge_planted_tree_keeps_the_audit_short_and_a_signal_ends_it() {
         assert!(took < Duration::from_secs(5), "{took:?}");
     });
 }
+
+/// A repository with a committed file, for the git scenarios.
+fn repo_with_a_commit(w: &World) {
+    w.write("home/src/project/src/main.rs", "fn main() {}\n");
+    w.chown_all();
+    assert!(
+        git(w, &w.project, &["init", "-q", "-b", "main"])
+            .status
+            .success()
+    );
+    git(w, &w.project, &["add", "-A"]);
+    let st = git(w, &w.project, &["commit", "-qm", "start"]);
+    assert!(st.status.success(), "{st:?}");
+}
+
+/// Ordinary git work inside (a commit, a branch, a stash) reports nothing: the control of the
+/// git scenarios below.
+fn ordinary_git_work_is_quiet(w: &World) {
+    let g = "git -c user.name=t -c user.email=t@example.invalid";
+    let out = w.sh(
+        &[],
+        &format!(
+            "echo 'fn main() {{ }}' > src/main.rs && {g} commit -qam edit && \
+             {g} branch side && echo x >> src/main.rs && {g} stash -q && echo ok"
+        ),
+    );
+    assert_eq!(out.ok(), "ok\n");
+    assert_eq!(audit_lines(&out.stderr()), Vec::<String>::new());
+}
+
+/// A submodule declared but not initialised: the agent makes its git dir in `.git/modules/`
+/// with a hook, and the host's `git submodule update --init` reuses it and runs the hook. The
+/// audit names `.git/modules/`.
+#[test]
+fn a_submodule_git_dir_planted_in_modules_is_reported() {
+    each_user(|w| {
+        // The submodule's origin, outside the project.
+        w.write("home/lib-origin/a.txt", "a\n");
+        w.chown_all();
+        let origin = w.home.join("lib-origin");
+        assert!(
+            git(w, &origin, &["init", "-q", "-b", "main"])
+                .status
+                .success()
+        );
+        git(w, &origin, &["add", "-A"]);
+        assert!(git(w, &origin, &["commit", "-qm", "lib"]).status.success());
+        let head = git(w, &origin, &["rev-parse", "HEAD"]);
+        let head = String::from_utf8(head.stdout).unwrap();
+        repo_with_a_commit(w);
+        // Declared (a .gitmodules entry, a gitlink, an empty directory as a clone leaves it),
+        // never initialised.
+        fs::create_dir(w.project.join("lib")).unwrap();
+        w.write(
+            "home/src/project/.gitmodules",
+            &format!(
+                "[submodule \"lib\"]\n\tpath = lib\n\turl = {}\n",
+                origin.display()
+            ),
+        );
+        w.chown_all();
+        let cacheinfo = format!("160000,{},lib", head.trim());
+        for args in [
+            &["update-index", "--add", "--cacheinfo", &cacheinfo][..],
+            &["add", ".gitmodules"],
+            &["commit", "-qm", "sub"],
+        ] {
+            let st = git(w, &w.project, args);
+            assert!(st.status.success(), "{args:?}: {st:?}");
+        }
+        assert!(!w.project.join(".git/modules").exists());
+        ordinary_git_work_is_quiet(w);
+
+        let hooked = w.home.join("hooked");
+        let plant = format!(
+            "git init -q --bare .git/modules/lib && \
+             git -C .git/modules/lib config core.bare false && \
+             git -C .git/modules/lib remote add origin {origin} && \
+             printf '#!/bin/sh\\necho pwned > {hooked}\\n' > .git/modules/lib/hooks/post-checkout \
+             && chmod +x .git/modules/lib/hooks/post-checkout && echo planted",
+            origin = origin.display(),
+            hooked = hooked.display(),
+        );
+        let out = w.sh(&[], &plant);
+        assert_eq!(out.ok(), "planted\n");
+        let lines = audit_lines(&out.stderr());
+        assert!(has_line(&lines, "new", ".git/modules/"), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.contains("git submodule update")),
+            "{lines:?}"
+        );
+        // Step two, as the host would: the planted hook runs.
+        let st = git(
+            w,
+            &w.project,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "update",
+                "--init",
+                "-q",
+            ],
+        );
+        assert!(st.status.success(), "{st:?}");
+        assert!(hooked.exists(), "the planted submodule hook did not run");
+    });
+}
+
+/// A rebase stopped at `break` with an `exec` line left in its todo: the host's
+/// `git rebase --continue` runs it. The audit names the todo file.
+#[test]
+fn a_rebase_todo_planted_with_exec_lines_is_reported() {
+    each_user(|w| {
+        repo_with_a_commit(w);
+        ordinary_git_work_is_quiet(w);
+        let pwned = w.home.join("pwned");
+        let plant = format!(
+            "GIT_SEQUENCE_EDITOR='f() {{ printf \"break\\nexec touch {pwned}\\n\" > \"$1\"; }}; f' \
+             git -c user.name=t -c user.email=t@example.invalid rebase -q -i HEAD \
+             >/dev/null 2>&1; test -f .git/rebase-merge/git-rebase-todo && echo planted",
+            pwned = pwned.display()
+        );
+        let out = w.sh(&[], &plant);
+        assert_eq!(out.ok(), "planted\n", "{}", out.stderr());
+        let lines = audit_lines(&out.stderr());
+        assert!(
+            has_line(&lines, "new", ".git/rebase-merge/git-rebase-todo"),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("runs its exec lines")),
+            "{lines:?}"
+        );
+        assert!(!pwned.exists());
+        // Step two, as the host would.
+        let st = git(w, &w.project, &["rebase", "--continue"]);
+        assert!(st.status.success(), "{st:?}");
+        assert!(pwned.exists(), "the planted exec line did not run");
+    });
+}
+
+/// `sh tools/mcp.sh`, named by `.mcp.json`, sources `tools/*.inc`, which no word names: the
+/// agent appends to it, and the host's next MCP start runs it. The directory of a referenced
+/// script is watched; the project root is not (every edit would be reported).
+#[test]
+fn a_script_beside_a_referenced_one_is_watched() {
+    each_user(|w| {
+        w.write(
+            "home/src/project/.mcp.json",
+            r#"{"mcpServers":{"t":{"command":"sh","args":["tools/mcp.sh"]},
+                "r":{"command":"sh","args":["top.sh"]}}}"#,
+        );
+        w.write(
+            "home/src/project/tools/mcp.sh",
+            "for f in \"$(dirname \"$0\")\"/*.inc; do . \"$f\"; done\n",
+        );
+        w.write("home/src/project/tools/lib.inc", "true\n");
+        w.write(
+            "home/src/project/top.sh",
+            "for f in ./*.inc; do . \"$f\"; done\n",
+        );
+        w.write("home/src/project/toplib.inc", "true\n");
+        w.chown_all();
+        // The control: editing beside the root-level script reports nothing.
+        let out = w.sh(&[], "echo '# edit' >> toplib.inc && echo ok");
+        assert_eq!(out.ok(), "ok\n");
+        assert_eq!(audit_lines(&out.stderr()), Vec::<String>::new());
+        // The attack.
+        let pwned = w.home.join("pwned");
+        let out = w.sh(
+            &[],
+            &format!(
+                "echo 'touch {}' >> tools/lib.inc && echo ok",
+                pwned.display()
+            ),
+        );
+        assert_eq!(out.ok(), "ok\n");
+        let lines = audit_lines(&out.stderr());
+        assert!(has_line(&lines, "changed", "tools/"), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("(beside a script that .mcp.json runs)")),
+            "{lines:?}"
+        );
+        // Step two, as the host would start the MCP server.
+        let mut c = w.program(OsStr::new("sh"));
+        c.arg("tools/mcp.sh");
+        assert!(c.status().unwrap().success());
+        assert!(pwned.exists());
+    });
+}
