@@ -293,7 +293,11 @@ impl Snapshot {
         for (path, item) in &mut self.items {
             match fs::symlink_metadata(path) {
                 Ok(m) => item.state = Some(state(path, &m, item.how, &mut budget)),
-                Err(e) => item.unreadable = e.kind() != std::io::ErrorKind::NotFound,
+                // Absent, or below a file (`modules/` of a `.git` file): not there.
+                Err(e) => {
+                    use std::io::ErrorKind::{NotADirectory, NotFound};
+                    item.unreadable = !matches!(e.kind(), NotFound | NotADirectory);
+                }
             }
         }
     }
@@ -910,6 +914,8 @@ mod tests {
         w(".git/config", "[core]");
         w(".git/modules/old/HEAD", "ref: refs/heads/main");
         w(".git/modules/old/config", "[core]");
+        // A checkout whose `.git` is a file: nothing below it to read, nothing unchecked.
+        w("old/.git", "gitdir: ../.git/modules/old");
         let before = snapshot(&root, &Snapshot::default());
         // Ordinary work, in the repository and in an existing submodule's git dir.
         w(".git/refs/stash", "abc");
