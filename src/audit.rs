@@ -15,8 +15,11 @@
 //! end state is a fresh scan of the same roots plus every path known at start. Each item is
 //! compared by identity (device and inode: a swap) and by a SHA-256 of its content (a file's
 //! bytes, a symlink's target, a directory's names and contents, a git directory's hooks and
-//! config). It reads the writable roots and writes only the JSON report; the command's exit
-//! code is left alone.
+//! config, and what its state directories make git run: `GIT_PARTS`), within a budget for the
+//! whole audit past which metadata stands for content. Unlike the launch scan, the exit scan
+//! does not refuse what it cannot read: it names it ("not checked"), since refusing would only
+//! lose the report on the rest. It reads the writable roots and writes only the JSON report;
+//! the command's exit code is left alone.
 
 use std::collections::BTreeMap;
 use std::fs;
