@@ -135,7 +135,8 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
         "  nested sandbox: {}",
         match p.nested {
             // Said here too: the plan's note about it is hidden by -q.
-            true => "allowed: no Landlock (it forbids the nested sandbox's mounts) and a \
+            true =>
+                "allowed: no Landlock (it forbids the nested sandbox's mounts) and a \
                      writable /proc, so bwrap's mounts are the only wall",
             false => "no (Landlock limits writes as a second wall where the kernel has it)",
         }

@@ -71,6 +71,12 @@ pub fn run(
     if let Some(n) = net {
         n.finish();
     }
+    // bwrap is reaped and its cgroup and proxy are gone: from here on a signal is for agentbox
+    // itself, and the audit below must end at Ctrl-C or `kill` like any program (ignored or
+    // still caught by the forwarder's handler, it would not). A failure to restore is said.
+    if let Err(e) = sys::default_terminations() {
+        eprintln!("agentbox: warning: {e:#}");
+    }
     // The audit never changes the exit code: a failure to finish it is said, not returned.
     let matcher = crate::secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide);
     let audited = matcher

@@ -385,7 +385,7 @@ mod sniff;
 mod system;
 mod walk;
 pub use system::{Masks, etc_secrets};
-pub use walk::{scan, scan_roots};
+pub use walk::{scan, scan_lenient, scan_roots};
 
 #[cfg(test)]
 mod tests;

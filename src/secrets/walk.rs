@@ -239,6 +239,33 @@ pub fn scan_roots(
     }
 }
 
+/// For the exit audit, where refusing helps nobody (the agent has run; an unreadable directory
+/// must not cost the report on the rest): what `scan` finds in `root`, and the places it
+/// could not read, to be named as unchecked. A changing tree is read again as in `scan_roots`.
+pub fn scan_lenient(root: &Path, matcher: &Matcher) -> (Report, Vec<PathBuf>) {
+    let _fds = MoreFds::raise();
+    let hold = hold_below();
+    let mut attempt = 1;
+    loop {
+        let mut r = scan_holding(root, matcher, hold, &[]);
+        let moving = r
+            .problems
+            .iter()
+            .any(|p| matches!(p.what, What::Changed(_)));
+        if moving && attempt < SCAN_ATTEMPTS {
+            attempt += 1;
+            continue;
+        }
+        // Too long for a mount is no reason to leave a place unchecked.
+        let unread = std::mem::take(&mut r.problems)
+            .into_iter()
+            .filter(|p| p.what != What::TooLong)
+            .map(|p| p.path)
+            .collect();
+        return (r, unread);
+    }
+}
+
 /// How many times a walk that met a changing tree is made before it refuses.
 const SCAN_ATTEMPTS: usize = 3;
 

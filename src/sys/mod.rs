@@ -161,7 +161,11 @@ pub fn spawn_with_data_fds(
 }
 
 fn set_disposition(handler: libc::sighandler_t) -> Result<()> {
-    for sig in [libc::SIGINT, libc::SIGQUIT] {
+    set_dispositions(&[libc::SIGINT, libc::SIGQUIT], handler)
+}
+
+fn set_dispositions(sigs: &[libc::c_int], handler: libc::sighandler_t) -> Result<()> {
+    for &sig in sigs {
         // SAFETY: SIG_IGN and SIG_DFL are not functions; setting them runs no code of ours.
         if unsafe { libc::signal(sig, handler) } == libc::SIG_ERR {
             return Err(io::Error::last_os_error()).context("setting a signal disposition");
@@ -178,6 +182,15 @@ pub fn ignore_interrupts() -> Result<()> {
 /// Restores the default SIGINT and SIGQUIT (inherited across exec by the agent).
 pub fn default_interrupts() -> Result<()> {
     set_disposition(libc::SIG_DFL)
+}
+
+/// Restores the default SIGINT, SIGQUIT, SIGTERM and SIGHUP: once the sandbox is gone nothing is
+/// left to forward them to, and the exit audit must end at Ctrl-C or a `kill` like any
+/// program. This replaces the handlers signal-hook installed (it never removes its own), so
+/// no signal-hook registration for these may follow.
+pub fn default_terminations() -> Result<()> {
+    let sigs = [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
+    set_dispositions(&sigs, libc::SIG_DFL)
 }
 
 /// Sends `sig` to `pid`, ignoring failure (the child may be gone already).
