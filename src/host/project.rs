@@ -91,7 +91,7 @@ impl Project {
                 .filter(|f| f.kind != Kind::Symlink)
                 .cloned()
                 .collect();
-            r.referenced = refs::referenced(&r.path, &items, &writable_roots);
+            r.referenced = refs::referenced(&r.path, &items, &writable_roots)?;
         }
         Ok(Project {
             dir: project,

@@ -22,6 +22,8 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use anyhow::Result;
+
 use crate::secrets::{Found, Kind};
 
 /// At most this many files are read below one protected directory (`.idea` can be large).
@@ -31,13 +33,18 @@ const MAX_BYTES: u64 = 256 * 1024;
 /// How far references are followed: a config file (0) names a script (1), which may run
 /// another (2).
 const MAX_DEPTH: usize = 2;
+/// Bytes read from all files in one launch. Commands sit in small config files; more than this
+/// was planted to slow every launch (word splitting is not free), and what is not read cannot
+/// be checked, so the launch refuses instead.
+const MAX_TOTAL_BYTES: u64 = 16 * 1024 * 1024;
 /// Words longer than this are not paths anyone runs.
 const MAX_WORD: usize = 4096;
 
 /// The files that `items` (protected runs-later entries of the root at `root`) launch, as far as
 /// they can be known, each with why. None of them is one of `items` or inside one.
-pub fn referenced(root: &Path, items: &[Found], writable: &[PathBuf]) -> Vec<Found> {
+pub fn referenced(root: &Path, items: &[Found], writable: &[PathBuf]) -> Result<Vec<Found>> {
     let mut out: Vec<Found> = Vec::new();
+    let mut budget = MAX_TOTAL_BYTES;
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let covered = |p: &Path| items.iter().any(|i| p.starts_with(&i.path));
     // (file to read, depth, what it was named by)
@@ -55,6 +62,10 @@ pub fn referenced(root: &Path, items: &[Found], writable: &[PathBuf]) -> Vec<Fou
         }
         let Some(text) = read_small(&file) else {
             continue;
+        };
+        budget = match budget.checked_sub(text.len() as u64) {
+            Some(left) => left,
+            None => return Err(too_much(root, &file)),
         };
         let base = file.parent().unwrap_or(root);
         for word in words(&file, &text) {
@@ -75,7 +86,21 @@ pub fn referenced(root: &Path, items: &[Found], writable: &[PathBuf]) -> Vec<Fou
         }
     }
     out.sort();
-    out
+    Ok(out)
+}
+
+fn too_much(root: &Path, at: &Path) -> anyhow::Error {
+    let rel = at.strip_prefix(root).unwrap_or(at);
+    crate::error::Fail::hint(
+        format!(
+            "the files the host runs later hold more than {} MiB (at {}): agentbox reads them \
+             for the scripts they launch, and will not start with part of them unchecked",
+            MAX_TOTAL_BYTES >> 20,
+            crate::text::printable(rel.as_os_str())
+        ),
+        "remove what does not belong there (planted by an earlier run?), or --hide it",
+    )
+    .into()
 }
 
 /// JetBrains' `.idea/workspace.xml` is the IDE's state, not its config: it lists the files the
@@ -378,7 +403,7 @@ mod tests {
                "command":"\"$CLAUDE_PROJECT_DIR\"/.claude/hooks/fmt.sh"}]}]}}"#,
         );
         let w = vec![root.clone()];
-        let got = referenced(&root, &[mcp, settings], &w);
+        let got = referenced(&root, &[mcp, settings], &w).unwrap();
         assert_eq!(rels(&root, &got), [".claude/hooks/fmt.sh", "tools/mcp.js"]);
         assert_eq!(got[1].why, "run by .mcp.json");
     }
@@ -397,12 +422,12 @@ mod tests {
             "// comment\n{\"tasks\":[{\"command\":\"${workspaceFolder}/tools/other.js\"}]}\n",
         );
         let w = vec![root.clone()];
-        let got = referenced(&root, &[yaml, jsonc], &w);
+        let got = referenced(&root, &[yaml, jsonc], &w).unwrap();
         assert_eq!(rels(&root, &got), ["scripts/clean.sh", "tools/other.js"]);
         // A script a referenced script runs is followed one level further.
         fs::write(root.join(".claude/hooks/fmt.sh"), "sh ./lib.sh\n").unwrap();
         let s = item(&root, "x.json", r#"{"c":".claude/hooks/fmt.sh"}"#);
-        let got = referenced(&root, &[s], &w);
+        let got = referenced(&root, &[s], &w).unwrap();
         assert_eq!(
             rels(&root, &got),
             [".claude/hooks/fmt.sh", ".claude/hooks/lib.sh"]
@@ -426,7 +451,7 @@ mod tests {
             ),
         );
         let w = vec![root.clone()];
-        let got = referenced(&root, &[cfg], &w);
+        let got = referenced(&root, &[cfg], &w).unwrap();
         // Only the in-root target of the in-root symlink.
         assert_eq!(rels(&root, &got), ["tools/mcp.js"]);
     }
@@ -445,12 +470,35 @@ mod tests {
             r#"{"mcpServers":{"a":{"command":"node","args":["tools/mcp.js"]},
                 "b":{"command":"node","args":["tools/srv"]}}}"#,
         );
-        let got = referenced(&root, &[cfg], std::slice::from_ref(&root));
+        let got = referenced(&root, &[cfg], std::slice::from_ref(&root)).unwrap();
         // The control: a file nothing names stays out.
         assert_eq!(
             rels(&root, &got),
             ["tools/lib.js", "tools/mcp.js", "tools/srv/index.js"]
         );
+    }
+
+    #[test]
+    fn more_than_the_budget_refuses_instead_of_reading_part() {
+        let (_t, root) = tree();
+        fs::create_dir_all(root.join(".vscode")).unwrap();
+        // Control: a few small config files are read.
+        fs::write(root.join(".vscode/tasks.json"), "{}").unwrap();
+        let dir = |root: &Path| Found {
+            path: root.join(".vscode"),
+            kind: Kind::Dir,
+            why: String::new(),
+        };
+        referenced(&root, &[dir(&root)], std::slice::from_ref(&root)).unwrap();
+        // Planted bulk: 80 files of MAX_BYTES each, past the launch's budget.
+        for i in 0..80 {
+            let f = fs::File::create(root.join(format!(".vscode/junk{i}.json"))).unwrap();
+            f.set_len(MAX_BYTES).unwrap();
+        }
+        let err = referenced(&root, &[dir(&root)], std::slice::from_ref(&root)).unwrap_err();
+        let (code, hint) = crate::error::classify(&err);
+        assert_eq!(code, 125);
+        assert!(hint.unwrap().contains("--hide"), "{err:#}");
     }
 
     #[test]
@@ -463,7 +511,7 @@ mod tests {
             r#"<x v="tools/mcp.js"/>"#,
         );
         let w = vec![root.clone()];
-        let got = referenced(&root, &[ws, runconf], &w);
+        let got = referenced(&root, &[ws, runconf], &w).unwrap();
         assert_eq!(rels(&root, &got), ["tools/mcp.js"]);
     }
 
@@ -481,7 +529,7 @@ mod tests {
         )
         .unwrap();
         let w = vec![root.clone()];
-        let got = referenced(&root, &[dir], &w);
+        let got = referenced(&root, &[dir], &w).unwrap();
         assert_eq!(rels(&root, &got), ["tools/mcp.js"]);
     }
 }
