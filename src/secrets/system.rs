@@ -13,7 +13,7 @@ use crate::rules::{Check, SECRET_PATTERNS};
 
 /// The walk stops at this many entries or levels: `/etc` is root's, not the agent's, and a few
 /// thousand entries on a typical host; the bound only keeps a strange host from stalling a
-/// launch.
+/// launch. What lies beyond it is masked whole.
 const MAX_ENTRIES: usize = 50_000;
 const MAX_DEPTH: usize = 16;
 
@@ -26,13 +26,17 @@ pub struct Masks {
     pub dirs: Vec<PathBuf>,
 }
 
-/// Finds what to mask under `etc` (normally `/etc`), sorted.
+/// Finds what to mask under `etc` (normally `/etc`), sorted. What it cannot read, or does not
+/// reach within its bounds, is masked whole: it fails closed, as the project's scan does.
 pub fn etc_secrets(etc: &Path) -> Masks {
     let mut out = Masks::default();
     let mut seen = 0;
     let mut stack = vec![(etc.to_owned(), 0)];
     while let Some((dir, depth)) = stack.pop() {
         let Ok(entries) = fs::read_dir(&dir) else {
+            if dir != etc {
+                out.dirs.push(dir);
+            }
             continue;
         };
         for entry in entries.flatten() {
@@ -45,14 +49,17 @@ pub fn etc_secrets(etc: &Path) -> Masks {
             if entry.file_type().is_ok_and(|t| t.is_symlink()) {
                 continue;
             }
-            let Ok(meta) = entry.metadata() else { continue };
             let path = entry.path();
+            let Ok(meta) = entry.metadata() else {
+                out.files.push(path);
+                continue;
+            };
             let private = meta.permissions().mode() & 0o004 == 0;
             let ft = meta.file_type();
             if ft.is_dir() {
-                if private {
+                if private || depth + 1 >= MAX_DEPTH {
                     out.dirs.push(path);
-                } else if depth + 1 < MAX_DEPTH {
+                } else {
                     stack.push((path, depth + 1));
                 }
             } else if ft.is_file()
@@ -60,6 +67,11 @@ pub fn etc_secrets(etc: &Path) -> Masks {
             {
                 out.files.push(path);
             }
+        }
+        if seen > MAX_ENTRIES {
+            // Past the bound: this directory and every one not yet read are masked whole.
+            out.dirs.extend(std::iter::once(dir).filter(|d| d != etc));
+            out.dirs.extend(stack.drain(..).map(|(d, _)| d));
         }
     }
     out.files.sort();
@@ -137,5 +149,24 @@ mod tests {
             ]
         );
         assert_eq!(rel(&found.dirs), ["ssl/private"]);
+    }
+
+    #[test]
+    fn what_lies_beyond_the_bounds_is_masked_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let etc = t.path();
+        let mut deep = etc.join("deep");
+        for i in 0..MAX_DEPTH + 2 {
+            deep.push(format!("d{i}"));
+        }
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        fs::create_dir_all(etc.join("shallow")).unwrap();
+        let found = etc_secrets(etc);
+        // The directory at the depth bound is masked whole; a shallow one is not (the control).
+        let bound: PathBuf =
+            (0..MAX_DEPTH - 1).fold(etc.join("deep"), |p, i| p.join(format!("d{i}")));
+        assert!(found.dirs.contains(&bound), "{:?}", found.dirs);
+        assert!(!found.dirs.iter().any(|d| d.ends_with("shallow")));
     }
 }
