@@ -94,9 +94,18 @@ pub(super) fn protect(facts: &HostFacts, b: &mut Builder) -> Result<()> {
         }
         for repo in &root.git {
             if let Some(a) = repo.anomalies.first() {
-                return Err(
-                    Fail::hint(format!("refusing to start: {}", a.what), a.hint.clone()).into(),
-                );
+                // A repository nested in the project may be the agent's own making (an earlier
+                // run's `git init`): then the fix is to remove it, not to repair it.
+                let nested = repo.dot_git.parent() != Some(facts.project.dir.as_path());
+                let hint = match nested {
+                    true => format!(
+                        "{}; or, if you did not make this repository, remove it: rm -rf -- {}",
+                        a.hint,
+                        crate::text::shell_quote(repo.dot_git.as_os_str())
+                    ),
+                    false => a.hint.clone(),
+                };
+                return Err(Fail::hint(format!("refusing to start: {}", a.what), hint).into());
             }
             for w in &repo.warnings {
                 if !b.warnings.contains(w) {
