@@ -244,7 +244,7 @@ fn failed(name: &str, what: &str, o: &sandbox::Outcome, known: &Known) -> Check 
 
 /// The trial sandboxes: plain, with seccomp, and the filtered network's relay setup.
 fn trials(b: &Bwrap, me: Me, known: &Known) -> Result<Vec<Check>> {
-    let t = match sandbox::Trials::new(b) {
+    let t = match sandbox::Trials::new(b, sandbox::project()?) {
         Ok(t) => t,
         Err(e) => return Ok(refused(&e)),
     };

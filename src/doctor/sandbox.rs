@@ -158,6 +158,15 @@ fn true_command() -> Vec<OsString> {
     vec![program("true").map_or_else(|| "true".into(), PathBuf::into_os_string)]
 }
 
+/// An empty project of the trials' own, removed when dropped. Made apart from
+/// [`Trials::new`], whose errors are run's refusals: failing to make it is the doctor's.
+pub(super) fn project() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("agentbox-doctor-")
+        .tempdir()
+        .context("creating the trial sandboxes' project directory")
+}
+
 /// The trials' common ground: an empty project of their own (removed when dropped), the
 /// doctor's bwrap, and the host as run probes it for the network off and filtered.
 pub(super) struct Trials {
@@ -168,12 +177,9 @@ pub(super) struct Trials {
 }
 
 impl Trials {
-    /// Probes the host as `agentbox run -- true` would; an error is what run would refuse with.
-    pub(super) fn new(bwrap: &Bwrap) -> Result<Trials> {
-        let project = tempfile::Builder::new()
-            .prefix("agentbox-doctor-")
-            .tempdir()
-            .context("creating the trial's project directory")?;
+    /// Probes the host as `agentbox run -- true` in `project` (from [`project`]) would; an
+    /// error is what run would refuse with.
+    pub(super) fn new(bwrap: &Bwrap, project: tempfile::TempDir) -> Result<Trials> {
         let probe = |filtered: bool| -> Result<(Policy, HostFacts)> {
             let p = policy(filtered, project.path())?;
             let f = facts(&p, bwrap)?;
