@@ -244,7 +244,11 @@ fn failed(name: &str, what: &str, o: &sandbox::Outcome, known: &Known) -> Check 
 
 /// The trial sandboxes: plain, with seccomp, and the filtered network's relay setup.
 fn trials(b: &Bwrap, me: Me, known: &Known) -> Result<Vec<Check>> {
-    let first = sandbox::minimal(b)?;
+    let t = match sandbox::Trials::new(b, sandbox::project()?) {
+        Ok(t) => t,
+        Err(e) => return Ok(refused(&e)),
+    };
+    let first = t.minimal()?;
     let started = first.success();
     let sandbox = match started {
         true => Check::ok(
@@ -261,7 +265,7 @@ fn trials(b: &Bwrap, me: Me, known: &Known) -> Result<Vec<Check>> {
             Vec::new(),
         ),
         (Ok(k), true) => {
-            let o = sandbox::with_seccomp(b)?;
+            let o = t.with_seccomp()?;
             match o.success() {
                 true => Check::ok(
                     "seccomp",
@@ -276,13 +280,42 @@ fn trials(b: &Bwrap, me: Me, known: &Known) -> Result<Vec<Check>> {
             }
         }
     };
-    let relay = relay_check(b, me, started, known)?;
+    let relay = relay_check(&t, b, me, started, known)?;
     Ok(vec![sandbox, seccomp, relay])
+}
+
+/// When `agentbox run -- true` would refuse before starting bwrap (what the trials' plan
+/// meets), the sandbox check says so with run's own hint, and nothing is tried.
+fn refused(e: &anyhow::Error) -> Vec<Check> {
+    let (_, hint) = crate::error::classify(e);
+    let not_tried = "not tried: agentbox run refuses before starting a sandbox";
+    vec![
+        Check::fail(
+            "sandbox",
+            format!("agentbox run would refuse: {e:#}"),
+            hint.map(str::to_owned).into_iter().collect(),
+        ),
+        match kernel::seccomp_status() {
+            Err(e) => Check::fail("seccomp", e, vec![SECCOMP_FIX.to_owned()]),
+            Ok(k) => Check::warn(
+                "seccomp",
+                format!("{k}; agentbox's programs not tried: agentbox run refuses"),
+                Vec::new(),
+            ),
+        },
+        Check::warn("filtered-network", not_tried, Vec::new()),
+    ]
 }
 
 /// Agent profiles run with `--net filtered` by default: its relay sets up inside as uid 0 with
 /// a few capabilities, then maps the user back in a nested user namespace.
-fn relay_check(b: &Bwrap, me: Me, started: bool, known: &Known) -> Result<Check> {
+fn relay_check(
+    t: &sandbox::Trials,
+    b: &Bwrap,
+    me: Me,
+    started: bool,
+    known: &Known,
+) -> Result<Check> {
     let name = "filtered-network";
     if !started {
         return Ok(Check::warn(
@@ -291,7 +324,7 @@ fn relay_check(b: &Bwrap, me: Me, started: bool, known: &Known) -> Result<Check>
             Vec::new(),
         ));
     }
-    let Some(o) = sandbox::relay(b, me.uid, me.gid)? else {
+    let Some(o) = t.relay(me.uid, me.gid)? else {
         let detail = "not tried: util-linux `unshare` is not on PATH to try it with";
         return Ok(Check::warn(name, detail, Vec::new()));
     };

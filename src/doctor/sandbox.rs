@@ -1,9 +1,11 @@
-//! Trial sandboxes: the smallest sandbox agentbox would build (its own namespaces, network
-//! included; the system read-only; a fresh /proc and /dev), started for real as the current
-//! user with `true` inside, then the same with agentbox's seccomp programs, then what the
-//! filtered network's relay does inside (uid 0 with a few capabilities, then a nested user
-//! namespace that maps the user back). Each has a timeout. The steps are agentbox's own `Op`s,
-//! spelled by `to_argv`, so the trial says what `agentbox run` would meet.
+//! Trial sandboxes: `agentbox run -- true`'s own plan (`bwrap::plan`, with run's default
+//! flags, no configuration files, an empty project of the trial's own and the host as run
+//! probes it), started for real as the current user with `true` in place of run's command:
+//! first without its seccomp programs, then as it is, then run's filtered-network plan with
+//! what its relay does inside (uid 0 with a few capabilities, then a nested user namespace
+//! that maps the user back). Nothing here lists a namespace or a path: the trial meets what
+//! run would meet by construction, and what run would refuse before starting bwrap is an
+//! error of `Trials::new`. Each trial has a timeout.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -13,21 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::bwrap::{Builder, FIRST_DATA_FD, Features, Op, Plan, Step, to_argv};
-use crate::host::Bwrap;
+use crate::bwrap::{FIRST_DATA_FD, Op, Plan, to_argv};
+use crate::cli::SandboxArgs;
+use crate::host::{Agent, Bwrap, HostFacts, Project, System, User};
+use crate::policy::Policy;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// More of an output than this is not kept (an error is a line or two).
 const STDERR_LIMIT: u64 = 64 << 10;
-/// The system paths the trial binds: the ones `run` binds, less /etc and /opt (what `true`
-/// and `unshare` need, on merged-/usr distributions, split ones and NixOS alike).
-fn system_paths() -> impl Iterator<Item = &'static str> {
-    crate::host::SYSTEM_PATHS
-        .iter()
-        .copied()
-        .filter(|p| !matches!(*p, "/etc" | "/opt"))
-}
-
 /// How a trial ended: its exit status (None: killed at the timeout), stdout and stderr.
 #[derive(Debug)]
 pub(super) struct Outcome {
@@ -102,153 +97,242 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<S
     })
 }
 
-fn step(op: Op) -> Step {
-    Step {
-        op,
-        why: "agentbox doctor".to_owned(),
-    }
+/// The policy of `agentbox run -- true` with run's own defaults and no configuration files:
+/// the network off, or (with `filtered`) filtered.
+fn policy(filtered: bool, project: &Path) -> Result<Policy> {
+    use clap::{Args, FromArgMatches};
+    let net = if filtered { "filtered" } else { "none" };
+    let matches = SandboxArgs::augment_args(clap::Command::new("agentbox-doctor"))
+        .try_get_matches_from(["agentbox-doctor", "--net", net])
+        .context("the trial's flags")?;
+    let args = SandboxArgs::from_arg_matches(&matches).context("the trial's flags")?;
+    let mut policy = Policy::new(args, vec!["true".into()], false, Default::default())?;
+    policy.project = Some(project.to_owned());
+    Ok(policy)
 }
 
-/// The system, read-only, as agentbox shows it: directories bound, merged-/usr links as the
-/// same links.
-fn system() -> Vec<Op> {
-    system_paths()
-        .map(Path::new)
-        .filter_map(|p| {
-            let meta = std::fs::symlink_metadata(p).ok()?;
-            match meta.file_type().is_symlink() {
-                true => Some(Op::Symlink {
-                    target: std::fs::read_link(p).ok()?,
-                    link: p.to_owned(),
-                }),
-                false if meta.is_dir() => Some(Op::RoBind(p.to_owned())),
-                false => None,
-            }
-        })
-        .collect()
+/// The host as `agentbox run` probes it, with an empty project of the trial's own and the
+/// doctor's bwrap; no terminal (the trial's stdin is not one).
+fn facts(policy: &Policy, bwrap: &Bwrap) -> Result<HostFacts> {
+    let mut user = User::probe()?;
+    user.stdin_tty = false;
+    let system = System::probe(user.uid)?;
+    let project = Project::probe(policy, &user, &system.secrets)?;
+    let agent = Agent::probe(policy, &user)?;
+    Ok(HostFacts {
+        user,
+        system,
+        project,
+        bwrap: bwrap.clone(),
+        agent,
+    })
 }
 
-/// The namespaces and process settings of `agentbox run` with the network off (or, with
-/// `relay`, filtered: no `--disable-userns`, uid 0 and the relay's capabilities).
-fn namespaces(features: Features, relay: bool) -> Vec<Step> {
-    let mut b = Builder {
-        steps: Vec::new(),
-        warnings: Vec::new(),
-        notes: Vec::new(),
-        prep: Vec::new(),
-    };
-    for op in [
-        Op::UnshareUser,
-        Op::UnsharePid,
-        Op::UnshareIpc,
-        Op::UnshareUts,
-        Op::UnshareCgroupTry,
-        Op::UnshareNet,
-        Op::DieWithParent,
-        Op::NewSession,
-        Op::CapDropAll,
-    ] {
-        b.steps.push(step(op));
+/// Run's own plan for `policy` and `facts` (`bwrap::plan`, nothing added or re-listed), with
+/// `command` in place of run's (the shim and the agent), and without its seccomp programs
+/// unless `seccomp`.
+fn trial_plan(
+    policy: &Policy,
+    facts: &HostFacts,
+    seccomp: bool,
+    command: Vec<OsString>,
+) -> Result<Plan> {
+    let mut plan = crate::bwrap::plan(policy, facts)?;
+    if !seccomp {
+        plan.steps.retain(|s| !matches!(s.op, Op::Seccomp(_)));
     }
-    match relay {
-        true => crate::bwrap::network::privileges(&mut b),
-        false if features.disable_userns => b.steps.push(step(Op::DisableUserns)),
-        false => {}
-    }
-    b.steps
+    plan.command = command;
+    Ok(plan)
 }
 
-/// The canonical host path of a program, when it lies where the trial binds the system.
+/// The canonical host path of a program, when it lies in a system path run binds.
 fn program(name: &str) -> Option<PathBuf> {
     let path = std::fs::canonicalize(which::which(name).ok()?).ok()?;
-    system_paths().any(|s| path.starts_with(s)).then_some(path)
-}
-
-/// Builds the trial's plan: namespaces, `extra` steps (seccomp programs), the system, /proc,
-/// /dev, then the command.
-fn plan(bwrap: &Bwrap, relay: bool, extra: Vec<Step>, command: Vec<OsString>) -> Plan {
-    let features = Features::of(bwrap.version, bwrap.setuid);
-    let mut steps = namespaces(features, relay);
-    steps.extend(extra);
-    steps.extend(system().into_iter().map(step));
-    steps.push(step(Op::Proc("/proc".into())));
-    steps.push(step(Op::Dev("/dev".into())));
-    Plan {
-        bwrap: bwrap.path.clone(),
-        interactive: false,
-        steps,
-        command,
-        prep: Vec::new(),
-        warnings: Vec::new(),
-        notes: Vec::new(),
-    }
-}
-
-fn start(plan: &Plan) -> Result<Outcome> {
-    let (argv, data) = to_argv(plan);
-    let mut cmd = Command::new(&plan.bwrap);
-    cmd.env_clear().args(argv);
-    run(&mut cmd, &data)
+    crate::host::SYSTEM_PATHS
+        .iter()
+        .any(|s| path.starts_with(s))
+        .then_some(path)
 }
 
 fn true_command() -> Vec<OsString> {
     vec![program("true").map_or_else(|| "true".into(), PathBuf::into_os_string)]
 }
 
-/// The smallest sandbox `agentbox run` would build, network off, running `true`.
-pub(super) fn minimal(bwrap: &Bwrap) -> Result<Outcome> {
-    start(&plan(bwrap, false, Vec::new(), true_command()))
+/// An empty project of the trials' own, removed when dropped. Made apart from
+/// [`Trials::new`], whose errors are run's refusals: failing to make it is the doctor's.
+pub(super) fn project() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("agentbox-doctor-")
+        .tempdir()
+        .context("creating the trial sandboxes' project directory")
 }
 
-/// The same, with agentbox's seccomp programs loaded by bwrap.
-pub(super) fn with_seccomp(bwrap: &Bwrap) -> Result<Outcome> {
-    let programs = crate::seccomp::programs(Default::default())?;
-    let extra = programs
-        .into_iter()
-        .map(|p| step(Op::Seccomp(p.bytes)))
-        .collect();
-    start(&plan(bwrap, false, extra, true_command()))
+/// The trials' common ground: an empty project of their own (removed when dropped), the
+/// doctor's bwrap, and the host as run probes it for the network off and filtered.
+pub(super) struct Trials {
+    _project: tempfile::TempDir,
+    bwrap: PathBuf,
+    off: (Policy, HostFacts),
+    filtered: (Policy, HostFacts),
 }
 
-/// What the filtered network's relay does: inside, as uid 0 with its capabilities, a nested
-/// user namespace mapping the user's ids back (util-linux `unshare`). None when there is no
-/// `unshare` to try it with.
-pub(super) fn relay(bwrap: &Bwrap, uid: u32, gid: u32) -> Result<Option<Outcome>> {
-    let Some(unshare) = program("unshare") else {
-        return Ok(None);
-    };
-    let mut command: Vec<OsString> = vec![
-        unshare.into_os_string(),
-        "--user".into(),
-        format!("--map-user={uid}").into(),
-        format!("--map-group={gid}").into(),
-    ];
-    command.extend(true_command());
-    start(&plan(bwrap, true, Vec::new(), command)).map(Some)
+impl Trials {
+    /// Probes the host as `agentbox run -- true` in `project` (from [`project`]) would; an
+    /// error is what run would refuse with.
+    pub(super) fn new(bwrap: &Bwrap, project: tempfile::TempDir) -> Result<Trials> {
+        let probe = |filtered: bool| -> Result<(Policy, HostFacts)> {
+            let p = policy(filtered, project.path())?;
+            let f = facts(&p, bwrap)?;
+            Ok((p, f))
+        };
+        let off = probe(false)?;
+        let filtered = probe(true)?;
+        // Both plans are made here, so that what run would refuse shows before any trial.
+        trial_plan(&off.0, &off.1, true, Vec::new())?;
+        trial_plan(&filtered.0, &filtered.1, false, Vec::new())?;
+        Ok(Trials {
+            _project: project,
+            bwrap: bwrap.path.clone(),
+            off,
+            filtered,
+        })
+    }
+
+    fn start(&self, filtered: bool, seccomp: bool, command: Vec<OsString>) -> Result<Outcome> {
+        let (policy, facts) = match filtered {
+            true => &self.filtered,
+            false => &self.off,
+        };
+        let plan = trial_plan(policy, facts, seccomp, command)?;
+        let (argv, data) = to_argv(&plan);
+        let mut cmd = Command::new(&self.bwrap);
+        cmd.env_clear().args(argv);
+        run(&mut cmd, &data)
+    }
+
+    /// Run's sandbox, network off, running `true`, without its seccomp programs.
+    pub(super) fn minimal(&self) -> Result<Outcome> {
+        self.start(false, false, true_command())
+    }
+
+    /// Run's sandbox as it is, seccomp programs loaded by bwrap.
+    pub(super) fn with_seccomp(&self) -> Result<Outcome> {
+        self.start(false, true, true_command())
+    }
+
+    /// What the filtered network's relay does in run's filtered sandbox: as uid 0 with its
+    /// capabilities, a nested user namespace mapping the user's ids back (util-linux
+    /// `unshare`). None when there is no `unshare` to try it with.
+    pub(super) fn relay(&self, uid: u32, gid: u32) -> Result<Option<Outcome>> {
+        let Some(unshare) = program("unshare") else {
+            return Ok(None);
+        };
+        let mut command: Vec<OsString> = vec![
+            unshare.into_os_string(),
+            "--user".into(),
+            format!("--map-user={uid}").into(),
+            format!("--map-group={gid}").into(),
+        ];
+        command.extend(true_command());
+        self.start(true, false, command).map(Some)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::Candidate;
 
-    fn argv(relay: bool, version: (u32, u32, u32)) -> Vec<String> {
-        let bwrap = Bwrap {
-            path: "/usr/bin/bwrap".into(),
-            version,
-            setuid: false,
-        };
-        let p = plan(&bwrap, relay, Vec::new(), vec!["true".into()]);
-        to_argv(&p)
+    const PROJECT: &str = "/tmp/agentbox-doctor-x";
+
+    fn facts(version: (u32, u32, u32)) -> HostFacts {
+        HostFacts {
+            user: User::fixture("/home/u"),
+            system: System::fixture(),
+            project: Project::fixture(PROJECT),
+            bwrap: Bwrap {
+                version,
+                ..Bwrap::fixture()
+            },
+            agent: Agent {
+                command: vec![Candidate {
+                    path: "/usr/bin/true".into(),
+                    canonical: "/usr/bin/true".into(),
+                    executable: true,
+                }],
+                ..Agent::default()
+            },
+        }
+    }
+
+    fn strings(plan: &Plan) -> Vec<String> {
+        to_argv(plan)
             .0
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
     }
 
+    fn true_cmd() -> Vec<OsString> {
+        vec!["/usr/bin/true".into()]
+    }
+
+    /// The trial meets what run meets by construction: its argv is `bwrap::plan`'s for the
+    /// same policy and facts, the command aside (and, for the first trial, the seccomp
+    /// programs aside).
+    #[test]
+    fn trial_is_runs_plan() {
+        for filtered in [false, true] {
+            let policy = policy(filtered, Path::new(PROJECT)).unwrap();
+            let facts = facts((0, 8, 0));
+            let run = crate::bwrap::plan(&policy, &facts).unwrap();
+            assert_ne!(
+                run.command,
+                true_cmd(),
+                "run's command is its shim and the agent"
+            );
+            let as_run = Plan {
+                command: true_cmd(),
+                ..run.clone()
+            };
+            let full = trial_plan(&policy, &facts, true, true_cmd()).unwrap();
+            assert_eq!(strings(&full), strings(&as_run));
+            assert_eq!(
+                to_argv(&full).1,
+                to_argv(&as_run).1,
+                "the same data on the same fds"
+            );
+            let bare = trial_plan(&policy, &facts, false, true_cmd()).unwrap();
+            let seccomp = run
+                .steps
+                .iter()
+                .filter(|s| matches!(s.op, Op::Seccomp(_)))
+                .count();
+            // Run's network-off plan has seccomp programs; the filtered one's relay loads them.
+            assert_eq!(seccomp > 0, !filtered);
+            assert_eq!(bare.steps.len(), run.steps.len() - seccomp);
+            let no_seccomp = Plan {
+                steps: run
+                    .steps
+                    .iter()
+                    .filter(|s| !matches!(s.op, Op::Seccomp(_)))
+                    .cloned()
+                    .collect(),
+                ..as_run
+            };
+            assert_eq!(strings(&bare), strings(&no_seccomp));
+        }
+    }
+
+    fn argv(filtered: bool, version: (u32, u32, u32)) -> Vec<String> {
+        let policy = policy(filtered, Path::new(PROJECT)).unwrap();
+        strings(&trial_plan(&policy, &facts(version), false, vec!["true".into()]).unwrap())
+    }
+
     #[test]
     fn trial_argv() {
         let a = argv(false, (0, 8, 0));
-        let head = [
+        for ns in [
             "--unshare-user",
             "--unshare-pid",
             "--unshare-ipc",
@@ -257,20 +341,21 @@ mod tests {
             "--unshare-net",
             "--die-with-parent",
             "--new-session",
-            "--cap-drop",
-            "ALL",
             "--disable-userns",
-        ];
-        assert_eq!(a[..head.len()], head);
-        assert_eq!(
-            a[a.len() - 6..],
-            ["--proc", "/proc", "--dev", "/dev", "--", "true"]
-        );
+        ] {
+            assert!(a.contains(&ns.to_owned()), "{ns}");
+        }
+        assert!(a.windows(2).any(|w| w == ["--cap-drop", "ALL"]));
+        assert!(a.windows(2).any(|w| w == ["--proc", "/proc"]));
+        assert!(a.windows(2).any(|w| w == ["--dev", "/dev"]));
         assert!(a.windows(3).any(|w| w == ["--ro-bind", "/usr", "/usr"]));
+        assert!(a.windows(3).any(|w| w == ["--bind", PROJECT, PROJECT]));
+        assert_eq!(a[a.len() - 2..], ["--", "true"]);
         // bwrap 0.6 has no --disable-userns; the relay's trial never has it.
         assert!(!argv(false, (0, 6, 0)).contains(&"--disable-userns".to_owned()));
         let r = argv(true, (0, 8, 0));
         assert!(!r.contains(&"--disable-userns".to_owned()));
+        assert!(r.contains(&"--unshare-net".to_owned()));
         assert!(r.windows(4).any(|w| w == ["--uid", "0", "--gid", "0"]));
         assert!(r.windows(2).any(|w| w == ["--cap-add", "CAP_SETFCAP"]));
     }

@@ -261,14 +261,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let json = args.json;
     let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true)?;
     let facts = HostFacts::probe(&policy)?;
-    let matcher = secrets::Matcher::new(true, &policy.hide, &policy.unhide)?;
-    let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project.dir, &matcher)?
-        .secrets
-        .into_iter()
-        .filter(|f| f.kind == secrets::Kind::File)
-        .take(MAX_PROJECT_SECRETS)
-        .map(|f| f.path.as_os_str().as_bytes().to_vec())
-        .collect();
+    let project_secrets = project_secrets(&facts.project);
     let world = plant()?;
     let canary_env = "AGENTBOX_PROBE_TOKEN".to_owned();
     let ctx = Ctx {
@@ -305,6 +298,9 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let before = listing(world.canary.path());
     let (lines, stderr, code) = run_probes(&world, ctx, &canary_env)?;
     let mut rows = rows(&lines);
+    if !policy.hide_secrets {
+        unmasked_by_choice(&mut rows);
+    }
     rows.extend(host_checks(&world, &facts.user.home, &before));
     if lines.is_empty() {
         eprint!("{stderr}");
@@ -414,6 +410,40 @@ fn rows(lines: &[probes::Line]) -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// What the run's own probe found in the project (its first root; a `--rw` path is checked
+/// by the canary rows), not a second scan with a matcher of its own: the probe checks that
+/// exactly what the run masks reads empty. Files only, at most `MAX_PROJECT_SECRETS`.
+fn project_secrets(project: &crate::host::Project) -> Vec<Vec<u8>> {
+    project
+        .roots
+        .iter()
+        .filter(|r| r.path == project.dir)
+        .flat_map(|r| &r.secrets)
+        .filter(|f| f.kind == secrets::Kind::File)
+        .take(MAX_PROJECT_SECRETS)
+        .map(|f| f.path.as_os_str().as_bytes().to_vec())
+        .collect()
+}
+
+/// With --no-hide-env the run's scan has no built-in rules, so the project secrets the probe
+/// checks (the run's own findings) are only what --hide names: the built-in kinds (.env,
+/// keys...) are left readable by choice, and the row says so rather than passing.
+fn unmasked_by_choice(rows: &mut [Row]) {
+    for r in rows.iter_mut().filter(|r| r.id == "project-secrets") {
+        r.observed = Expect::Allowed;
+        r.result = verdict(
+            r.expected,
+            &Obs {
+                blocked: false,
+                detail: String::new(),
+            },
+        );
+        r.detail = "--no-hide-env: the built-in secret rules are off; the run masks only \
+                    what --hide names"
+            .to_owned();
+    }
 }
 
 /// Checks made on the host after the sandbox is gone.
@@ -597,4 +627,64 @@ pub fn sleeper_main(_marker: &str) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Project, Root};
+    use crate::secrets::{Found, Kind};
+
+    fn found(path: &str, kind: Kind) -> Found {
+        Found {
+            path: path.into(),
+            kind,
+            why: "test".into(),
+        }
+    }
+
+    #[test]
+    fn project_secrets_are_the_runs_findings() {
+        let project = Project {
+            roots: vec![
+                Root {
+                    secrets: vec![
+                        found("/p/.env", Kind::File),
+                        found("/p/certs", Kind::Dir),
+                        found("/p/id_rsa", Kind::File),
+                    ],
+                    ..Root::fixture("/p")
+                },
+                Root {
+                    secrets: vec![found("/rw/.env", Kind::File)],
+                    ..Root::fixture("/rw")
+                },
+            ],
+            ..Project::fixture("/p")
+        };
+        assert_eq!(
+            project_secrets(&project),
+            [b"/p/.env".to_vec(), b"/p/id_rsa".to_vec()]
+        );
+        assert!(project_secrets(&Project::fixture("/p")).is_empty());
+    }
+
+    #[test]
+    fn no_hide_env_is_a_leak_not_a_pass() {
+        let lines = vec![probes::Line {
+            id: "project-secrets".into(),
+            obs: Obs {
+                blocked: true,
+                detail: "the project holds no secret files".into(),
+            },
+        }];
+        let mut rows = rows(&lines);
+        let row = |rows: &[Row]| {
+            let r = rows.iter().find(|r| r.id == "project-secrets").unwrap();
+            (r.result, r.observed)
+        };
+        assert_eq!(row(&rows), (Verdict::Pass, Expect::Blocked));
+        unmasked_by_choice(&mut rows);
+        assert_eq!(row(&rows), (Verdict::Leak, Expect::Allowed));
+    }
 }
