@@ -545,16 +545,7 @@ fn state(path: &Path, m: &fs::Metadata, how: How, budget: &mut Budget) -> State 
 }
 
 fn kind_of(m: &fs::Metadata) -> Kind {
-    let ft = m.file_type();
-    if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_file() {
-        Kind::File
-    } else {
-        Kind::Other
-    }
+    Kind::of(m.file_type())
 }
 
 /// `dir/name`, a file or a whole directory, or its absence.

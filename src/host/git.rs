@@ -155,16 +155,7 @@ fn is_config_var(name: &OsStr) -> bool {
 }
 
 pub fn kind_at(path: &Path) -> Option<Kind> {
-    let ft = fs::symlink_metadata(path).ok()?.file_type();
-    Some(if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_file() {
-        Kind::File
-    } else {
-        Kind::Other
-    })
+    Some(Kind::of(fs::symlink_metadata(path).ok()?.file_type()))
 }
 
 /// The first `limit` bytes of a regular file; `None` for anything else. Opened non-blocking:

@@ -29,6 +29,21 @@ pub enum Kind {
     Other,
 }
 
+impl Kind {
+    /// The kind of an entry from its own file type (as `symlink_metadata` gives it).
+    pub fn of(ft: std::fs::FileType) -> Kind {
+        if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Found {
     pub path: PathBuf,
