@@ -11,23 +11,17 @@ use clap::CommandFactory;
 use crate::cli::{Cli, InitShell};
 use crate::config;
 use crate::error::Fail;
+use crate::hostenv::Env;
 use crate::profile::{self, Profile};
 
-fn home() -> Result<PathBuf> {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .or_else(dirs::home_dir)
-        .context("cannot tell the home directory: HOME is not set")
-}
-
 /// Where a profile's command is installed, if it is.
-fn installed(p: &Profile) -> Option<(String, PathBuf)> {
+fn installed(p: &Profile, env: &Env) -> Option<(String, PathBuf)> {
     p.commands
         .iter()
-        .find_map(|c| which::which(c).ok().map(|path| (c.clone(), path)))
+        .find_map(|c| env.which(c).map(|path| (c.clone(), path)))
 }
 
-pub fn profiles() -> Result<ExitCode> {
+pub fn profiles(env: &Env) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -38,7 +32,7 @@ pub fn profiles() -> Result<ExitCode> {
         let Some(p) = profile::builtin(name) else {
             continue;
         };
-        let inst = match (p.is_agent(), installed(&p)) {
+        let inst = match (p.is_agent(), installed(&p, env)) {
             (false, _) => "-".to_owned(),
             (true, Some(_)) => "yes".to_owned(),
             (true, None) => "no".to_owned(),
@@ -57,15 +51,15 @@ pub fn profiles() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn profile_show(name: &str) -> Result<ExitCode> {
+pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
     let p = profile::builtin(name).ok_or_else(|| {
         Fail::hint(
             format!("no profile named {name:?}"),
             format!("one of: {}", profile::names().join(", ")),
         )
     })?;
-    let home = home()?;
-    let user = config::load_user(&config::dir(&home))?;
+    let home = env.home()?;
+    let user = config::load_user(&config::dir(env)?)?;
     let mine = user.profile.get(name);
     let mut out = std::io::stdout().lock();
     let list = |v: &[String]| {
@@ -77,13 +71,13 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
     };
     writeln!(out, "profile {} ({})", p.name, p.about)?;
     writeln!(out, "  commands:       {}", list(&p.commands))?;
-    match installed(&p) {
+    match installed(&p, env) {
         Some((c, path)) => writeln!(out, "  installed:      {c} -> {}", path.display())?,
         None if p.is_agent() => writeln!(out, "  installed:      no")?,
         None => {}
     }
     if p.is_agent() {
-        let data = dirs::data_dir().unwrap_or_else(|| home.join(".local/share"));
+        let data = env.data_home(home);
         writeln!(
             out,
             "  home inside:    {} (persistent, read-write)",
@@ -105,17 +99,17 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
          writable and are reported at exit)",
         list(&project)
     )?;
-    let mut env = p.env.clone();
+    let mut env_passed = p.env.clone();
     let mut domains = p.domains.clone();
     let mut ro: Vec<String> = Vec::new();
     let mut hide: Vec<String> = Vec::new();
     for s in [Some(&user.defaults), mine].into_iter().flatten() {
-        env.extend(s.env.iter().cloned());
+        env_passed.extend(s.env.iter().cloned());
         domains.extend(s.allow_domains.iter().cloned());
         ro.extend(s.ro.iter().cloned());
         hide.extend(s.hide.iter().cloned());
     }
-    writeln!(out, "  env passed:     {}", list(&env))?;
+    writeln!(out, "  env passed:     {}", list(&env_passed))?;
     let set: Vec<String> = p.always.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let quiet: Vec<String> = p.quiet.iter().map(|(k, v)| format!("{k}={v}")).collect();
     writeln!(out, "  env set:        {}", list(&set))?;
@@ -148,19 +142,19 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
         writeln!(
             out,
             "  (with [profile.{name}] from {})",
-            config::dir(&home).join("config.toml").display()
+            config::dir(env)?.join("config.toml").display()
         )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn trust(project: Option<PathBuf>) -> Result<ExitCode> {
+pub fn trust(project: Option<PathBuf>, env: &Env) -> Result<ExitCode> {
     let dir = match project {
         Some(p) => p,
-        None => std::env::current_dir().context("reading the current directory")?,
+        None => env.cwd()?.to_owned(),
     };
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
-    let file = config::trust(&config::dir(&home()?), &dir)?;
+    let file = config::trust(&config::dir(env)?, &dir)?;
     eprintln!(
         "agentbox: trusting {} as it is now; any change makes it untrusted again",
         crate::text::printable(file.as_os_str())
@@ -168,14 +162,14 @@ pub fn trust(project: Option<PathBuf>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn shell_init(shell: InitShell) -> Result<ExitCode> {
+pub fn shell_init(shell: InitShell, env: &Env) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "# agentbox: run the installed agents in the sandbox")?;
     for name in profile::names() {
         let Some(p) = profile::builtin(name) else {
             continue;
         };
-        for c in p.commands.iter().filter(|c| which::which(c).is_ok()) {
+        for c in p.commands.iter().filter(|c| env.which(c).is_some()) {
             match shell {
                 InitShell::Bash | InitShell::Zsh => {
                     writeln!(out, "alias {c}='agentbox run -- {c}'")?

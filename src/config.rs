@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cli::{NetArg, SandboxArgs};
 use crate::error::Fail;
+use crate::hostenv::Env;
 
 /// The settings a config file may hold (all optional; lists add to what is there).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -57,12 +58,8 @@ pub struct UserConfig {
 pub const PROJECT_FILE: &str = ".agentbox.toml";
 
 /// `$XDG_CONFIG_HOME/agentbox` (or `~/.config/agentbox`).
-pub fn dir(home: &Path) -> PathBuf {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| home.join(".config"))
-        .join("agentbox")
+pub fn dir(env: &Env) -> Result<PathBuf> {
+    Ok(env.config_home(env.home()?).join("agentbox"))
 }
 
 /// "file:line:column: message", from a TOML error.
@@ -270,18 +267,16 @@ pub fn resolve(
     mut args: SandboxArgs,
     command: Vec<std::ffi::OsString>,
     bind_self: bool,
+    env: &Env,
 ) -> Result<(crate::policy::Policy, Vec<String>)> {
     let first = command.first().cloned().unwrap_or_default();
     let profile = crate::profile::choose(args.profile.as_deref(), args.no_profile, &first)?;
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .or_else(dirs::home_dir)
-        .context("cannot tell the home directory: HOME is not set")?;
-    let config_dir = dir(&home);
+    let home = env.home()?.to_owned();
+    let config_dir = dir(env)?;
     let user = load_user(&config_dir)?;
     let project_dir = match &args.project {
         Some(p) => p.clone(),
-        None => std::env::current_dir().context("reading the current directory")?,
+        None => env.cwd()?.to_owned(),
     };
     let project = match fs::canonicalize(&project_dir) {
         Ok(p) => load_project(&config_dir, &p)?,

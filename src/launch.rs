@@ -33,7 +33,7 @@ pub fn net_session(policy: &Policy, facts: &HostFacts) -> Result<Option<NetSessi
     if policy.net != NetMode::Filtered {
         return Ok(None);
     }
-    let runtime = crate::host::runtime_base(facts.user.uid);
+    let runtime = crate::host::runtime_base(&facts.user);
     NetSession::new(&runtime, facts.user.uid, facts.user.gid).map(Some)
 }
 
@@ -57,7 +57,12 @@ pub fn run(
     };
     let filtered = matches!((net, policy.net), (Some(_), NetMode::Filtered));
     let pending = match net {
-        Some(n) if filtered => Some(session::prepare(n, &policy.filter, &areas)?),
+        Some(n) if filtered => Some(session::prepare(
+            n,
+            &policy.filter,
+            &areas,
+            &facts.user.cwd,
+        )?),
         _ => None,
     };
     // Before the agent can touch anything: the hashes of what the launch scan found.
@@ -95,11 +100,11 @@ pub fn untrusted(facts: &HostFacts) -> Untrusted {
     let mut areas: Vec<PathBuf> = facts.project.roots.iter().map(|r| r.path.clone()).collect();
     // Every profile's home is `DATA/agentbox/home/NAME`: all of `DATA/agentbox`, whichever
     // profile this run uses (another profile's home was writable in its own runs).
-    let any_home = crate::host::agent::home_dir(&facts.user.home, "any");
+    let any_home = crate::host::agent::home_dir(&facts.user, "any");
     areas.extend(any_home.parent().and_then(Path::parent).map(Path::to_owned));
     areas.extend(facts.agent.home.iter().cloned());
     // (The filtered network's socket directory is in it.)
-    areas.push(crate::host::runtime_base(facts.user.uid));
+    areas.push(crate::host::runtime_base(&facts.user));
     Untrusted::new(areas)
 }
 

@@ -139,7 +139,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
     let mut locale: Vec<_> = facts
         .user
         .env
-        .iter()
+        .vars()
         .filter(|(k, _)| {
             let k = k.to_string_lossy();
             ENV_ALLOWED_PREFIXES.iter().any(|p| k.starts_with(p))
@@ -147,7 +147,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         .collect();
     locale.sort();
     for (k, v) in locale {
-        set(k.clone(), v.clone(), true, "allowlisted: locale");
+        set(k.to_owned(), v.to_owned(), true, "allowlisted: locale");
     }
     set(
         "HOME".into(),

@@ -3,6 +3,7 @@
 use super::*;
 use crate::host::git::Refusal;
 use crate::host::{Agent, Bwrap, Candidate, GitRepo, Project, Root, System, User};
+use crate::hostenv::Env;
 use crate::policy::{Access, EnvPass};
 use crate::seccomp;
 use crate::secrets::{Found, Kind};
@@ -53,14 +54,17 @@ fn exe(path: &str) -> Candidate {
 fn facts() -> HostFacts {
     HostFacts {
         user: User {
-            env: vec![
-                ("PATH".into(), "/usr/bin:/bin".into()),
-                ("HOME".into(), "/home/u".into()),
-                ("TERM".into(), "xterm".into()),
-                ("LC_ALL".into(), "C".into()),
-                ("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into()),
-                ("TOKEN".into(), "t0k3n".into()),
-            ],
+            env: Env::new(
+                vec![
+                    ("PATH".into(), "/usr/bin:/bin".into()),
+                    ("HOME".into(), "/home/u".into()),
+                    ("TERM".into(), "xterm".into()),
+                    ("LC_ALL".into(), "C".into()),
+                    ("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into()),
+                    ("TOKEN".into(), "t0k3n".into()),
+                ],
+                Path::new("/home/u/p/src"),
+            ),
             git_config: vec![("/home/u/.gitconfig".into(), "/home/u/.gitconfig".into())],
             ..User::fixture("/home/u/p/src")
         },
@@ -1258,9 +1262,7 @@ fn agent_profile_plan_whole_argv() {
         EnvPass::Set("DISABLE_AUTOUPDATER".into(), "1".into()),
     ];
     let mut f = facts();
-    f.user
-        .env
-        .push(("ANTHROPIC_API_KEY".into(), "sk-test".into()));
+    f.user.env.push("ANTHROPIC_API_KEY", "sk-test");
     let agent_home = PathBuf::from("/home/u/.local/share/agentbox/home/claude");
     f.agent.state_dirs = vec![agent_home.join(".claude"), agent_home.join(".cache/claude")];
     f.agent.home = Some(agent_home.clone());

@@ -13,6 +13,7 @@ use anyhow::Result;
 
 use super::User;
 use crate::error::Fail;
+use crate::hostenv::{Env, on_path};
 use crate::inside::SELF_INSIDE;
 use crate::policy::Policy;
 
@@ -36,10 +37,10 @@ pub struct Agent {
 impl Agent {
     pub fn probe(policy: &Policy, user: &User) -> Result<Agent> {
         let home = &user.home;
-        let path_var = user.var(OsStr::new("PATH"));
+        let path_var = user.env.path();
         let agent_home = policy
             .agent_home
-            .then(|| home_dir(home, &policy.profile.name));
+            .then(|| home_dir(user, &policy.profile.name));
         let state_dirs = match &agent_home {
             Some(h) => policy
                 .profile
@@ -54,7 +55,10 @@ impl Agent {
             true => Vec::new(),
             false => runtime_of(&policy.command[0], path_var),
         };
-        let ssh_agent = policy.ssh_agent.then(ssh_agent_socket).transpose()?;
+        let ssh_agent = policy
+            .ssh_agent
+            .then(|| ssh_agent_socket(&user.env))
+            .transpose()?;
         let known_hosts = fs::canonicalize(home.join(".ssh/known_hosts"))
             .ok()
             .filter(|_| policy.ssh_agent);
@@ -65,7 +69,10 @@ impl Agent {
             exposed,
             ssh_agent,
             known_hosts,
-            docker: policy.docker.then(docker_socket).transpose()?,
+            docker: policy
+                .docker
+                .then(|| docker_socket(&user.env))
+                .transpose()?,
             command: if policy.bind_self && policy.command[0] == SELF_INSIDE {
                 // agentbox itself, bound inside by the plan.
                 let inside = PathBuf::from(SELF_INSIDE);
@@ -125,21 +132,11 @@ pub struct Exposed {
 }
 
 /// `$XDG_DATA_HOME/agentbox/home/PROFILE`: the home the agent gets, persistent.
-pub fn home_dir(home: &Path, profile: &str) -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| home.join(".local/share"))
+pub fn home_dir(user: &User, profile: &str) -> PathBuf {
+    user.env
+        .data_home(&user.home)
         .join("agentbox/home")
         .join(profile)
-}
-
-/// The first executable file named `name` on `path_var`.
-fn on_path(name: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
-    std::env::split_paths(path_var?)
-        .filter(|d| d.is_absolute())
-        .map(|d| d.join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// The interpreter a `#!` line names: an absolute path, or a name `env` looks up.
@@ -199,8 +196,8 @@ pub fn runtime_paths(home: &Path, entries: &[String]) -> Vec<PathBuf> {
 }
 
 /// The user's ssh-agent socket, for `--ssh-agent`.
-pub fn ssh_agent_socket() -> Result<PathBuf> {
-    let sock = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+pub fn ssh_agent_socket(env: &Env) -> Result<PathBuf> {
+    let sock = env.var("SSH_AUTH_SOCK").map(PathBuf::from);
     match sock.as_deref().map(fs::canonicalize) {
         Some(Ok(p)) if fs::metadata(&p).is_ok_and(|m| m.file_type().is_socket()) => Ok(p),
         _ => Err(Fail::hint(
@@ -212,9 +209,10 @@ pub fn ssh_agent_socket() -> Result<PathBuf> {
 }
 
 /// The Docker socket, for `--docker`: `DOCKER_HOST=unix://...`, else the standard path.
-pub fn docker_socket() -> Result<PathBuf> {
-    let from_env = std::env::var("DOCKER_HOST")
-        .ok()
+pub fn docker_socket(env: &Env) -> Result<PathBuf> {
+    let from_env = env
+        .var("DOCKER_HOST")
+        .and_then(OsStr::to_str)
         .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from));
     let path = from_env.unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
     match fs::canonicalize(&path) {

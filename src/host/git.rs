@@ -47,6 +47,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use crate::hostenv::Env;
 use crate::rules::GIT_RUNS_LATER;
 use crate::secrets::{Found, Kind};
 pub use read::{Entry, Reads, parse_list};
@@ -110,8 +111,9 @@ pub const GIT_TIMEOUT: Duration = Duration::from_secs(3);
 const FIXED_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 impl GitHost {
-    pub fn find(home: &Path, path_var: Option<&OsStr>, writable: &[PathBuf]) -> GitHost {
-        let git = path_var
+    pub fn find(env: &Env, home: &Path, writable: &[PathBuf]) -> GitHost {
+        let git = env
+            .path()
             .map(|v| std::env::split_paths(v).collect::<Vec<_>>())
             .unwrap_or_default()
             .into_iter()
@@ -124,9 +126,11 @@ impl GitHost {
         GitHost {
             git,
             home: home.to_owned(),
-            xdg_config_home: std::env::var_os("XDG_CONFIG_HOME"),
-            config_env: std::env::vars_os()
+            xdg_config_home: env.var("XDG_CONFIG_HOME").map(OsStr::to_owned),
+            config_env: env
+                .vars()
                 .filter(|(k, _)| is_config_var(k))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             writable: writable.to_owned(),
             timeout: GIT_TIMEOUT,

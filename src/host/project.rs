@@ -6,7 +6,6 @@
 //! Everything found here is in a writable root, so attacker-controlled: it may only narrow
 //! what the sandbox shows (masks, read-only pins), never widen it.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -58,8 +57,7 @@ impl Project {
             )
             .collect();
         let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
-        let path_var = user.var(OsStr::new("PATH"));
-        let git_host = git::GitHost::find(&user.home, path_var, &writable_roots);
+        let git_host = git::GitHost::find(&user.env, &user.home, &writable_roots);
         // A hard link in a writable root to a masked system file (root can make one to
         // /etc/shadow) is that file by another name: the scan masks it too.
         let linked: Vec<(u64, u64)> = system_secrets

@@ -257,10 +257,10 @@ fn processes_with(word: &str) -> Vec<i32> {
         .collect()
 }
 
-pub fn run(args: TestArgs) -> Result<ExitCode> {
+pub fn run(args: TestArgs, env: &crate::hostenv::Env) -> Result<ExitCode> {
     let json = args.json;
-    let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true)?;
-    let facts = HostFacts::probe(&policy)?;
+    let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true, env)?;
+    let facts = HostFacts::probe(&policy, env)?;
     let matcher = secrets::Matcher::new(true, &policy.hide, &policy.unhide)?;
     let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project.dir, &matcher)?
         .secrets
