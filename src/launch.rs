@@ -48,7 +48,11 @@ pub fn run(
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
     let enforcer = match policy.limits.any() {
-        true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
+        true => Some(limits::enforce(
+            &policy.limits,
+            facts.user.uid,
+            &facts.user.env,
+        )?),
         false => None,
     };
     let prefix = match &enforcer {

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             command,
         } => launch::exec_shim(tty, landlock.then_some(&write[..]), &command),
         Command::Relay { ctx, command } => agentbox::net::relay::relay_main(&ctx, &command),
-        Command::Doctor { json, bwrap } => agentbox::doctor::run(json, bwrap.as_deref()),
+        Command::Doctor { json, bwrap } => agentbox::doctor::run(json, bwrap.as_deref(), &env),
         Command::Profiles => commands::profiles(&env),
         Command::Profile {
             action: ProfileAction::Show { name },
