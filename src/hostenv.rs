@@ -120,20 +120,30 @@ impl Env {
         self.var("PATH")
     }
 
-    /// The first executable regular file named `name` in PATH's absolute directories, as
-    /// found (not canonical). A relative PATH entry would depend on where agentbox happens
-    /// to be started: skipped, as it would be by a careful shell.
-    pub fn which(&self, name: impl AsRef<OsStr>) -> Option<PathBuf> {
-        on_path(name.as_ref(), self.path())
+    /// PATH's directories, in order, the absolute ones only: a relative entry names a place
+    /// relative to wherever agentbox was started (often the project), so nothing is looked up
+    /// there. The one PATH walk; callers with a stricter rule filter this further.
+    pub fn path_dirs(&self) -> Vec<PathBuf> {
+        self.path()
+            .map(|v| {
+                std::env::split_paths(v)
+                    .filter(|d| d.is_absolute())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
-}
 
-/// The first executable regular file named `name` in the absolute directories of `path_var`.
-pub fn on_path(name: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
-    std::env::split_paths(path_var?)
-        .filter(|d| d.is_absolute())
-        .map(|d| d.join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+    /// The first executable regular file named `name` in `path_dirs`, as found (not
+    /// canonical).
+    pub fn which(&self, name: impl AsRef<OsStr>) -> Option<PathBuf> {
+        let name = name.as_ref();
+        self.path_dirs()
+            .into_iter()
+            .map(|d| d.join(name))
+            .find(|p| {
+                fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+    }
 }
 
 #[cfg(test)]

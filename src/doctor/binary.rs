@@ -99,7 +99,6 @@ fn version_of(path: &Path) -> Result<(u32, u32, u32), String> {
 /// Finds bwrap and reads its version: the check, and the bwrap when it is usable.
 pub(super) fn find(explicit: Option<&Path>, uid: u32, env: &Env) -> (Check, Option<Bwrap>) {
     let name = "bwrap";
-    let path_var = env.path();
     let home = env.home().ok().and_then(|h| fs::canonicalize(h).ok());
     let project = env
         .cwd()
@@ -107,7 +106,7 @@ pub(super) fn find(explicit: Option<&Path>, uid: u32, env: &Env) -> (Check, Opti
         .and_then(|c| fs::canonicalize(c).ok())
         .filter(|c| default_project(c, home.as_deref()));
     let mut refused = Vec::new();
-    for (canon, mode) in bwrap_candidates(explicit, path_var) {
+    for (canon, mode) in bwrap_candidates(explicit, env) {
         if let Some(r) = refusal(&canon, mode, project.as_deref()) {
             refused.push((canon, r));
             continue;

@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use super::User;
 use crate::error::Fail;
-use crate::hostenv::{Env, on_path};
+use crate::hostenv::Env;
 use crate::inside::SELF_INSIDE;
 use crate::policy::Policy;
 
@@ -37,7 +37,6 @@ pub struct Agent {
 impl Agent {
     pub fn probe(policy: &Policy, user: &User) -> Result<Agent> {
         let home = &user.home;
-        let path_var = user.env.path();
         let agent_home = policy
             .agent_home
             .then(|| home_dir(user, &policy.profile.name));
@@ -53,7 +52,7 @@ impl Agent {
         };
         let exposed = match policy.profile.name.is_empty() || policy.bind_self {
             true => Vec::new(),
-            false => runtime_of(&policy.command[0], path_var),
+            false => runtime_of(&policy.command[0], &user.env),
         };
         let ssh_agent = policy
             .ssh_agent
@@ -82,7 +81,7 @@ impl Agent {
                     executable: true,
                 }]
             } else {
-                find_command(&policy.command[0], path_var, &user.cwd)
+                find_command(&policy.command[0], &user.env, &user.cwd)
             },
         })
     }
@@ -96,7 +95,7 @@ pub struct Candidate {
     pub executable: bool,
 }
 
-fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candidate> {
+fn find_command(name: &OsStr, env: &Env, cwd: &Path) -> Vec<Candidate> {
     let candidate = |path: PathBuf| -> Option<Candidate> {
         let meta = fs::metadata(&path).ok()?;
         if !meta.is_file() {
@@ -111,11 +110,8 @@ fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candi
     if name.as_bytes().contains(&b'/') {
         return candidate(cwd.join(name)).into_iter().collect();
     }
-    let Some(path_var) = path_var else {
-        return Vec::new();
-    };
-    std::env::split_paths(path_var)
-        .filter(|d| d.is_absolute())
+    env.path_dirs()
+        .into_iter()
         .filter_map(|d| candidate(d.join(name)))
         .collect()
 }
@@ -140,7 +136,7 @@ pub fn home_dir(user: &User, profile: &str) -> PathBuf {
 }
 
 /// The interpreter a `#!` line names: an absolute path, or a name `env` looks up.
-fn interpreter(file: &Path, path_var: Option<&OsStr>) -> Option<(OsString, PathBuf)> {
+fn interpreter(file: &Path, env: &Env) -> Option<(OsString, PathBuf)> {
     let mut head = [0u8; 256];
     let n = std::io::Read::read(&mut fs::File::open(file).ok()?, &mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
@@ -152,18 +148,18 @@ fn interpreter(file: &Path, path_var: Option<&OsStr>) -> Option<(OsString, PathB
     if first.file_name() == Some(OsStr::new("env")) {
         let name = words.find(|w| !w.starts_with(b"-"))?;
         let name = OsStr::from_bytes(name);
-        return Some((name.to_owned(), on_path(name, path_var)?));
+        return Some((name.to_owned(), env.which(name)?));
     }
     Some((first.file_name()?.to_owned(), first.to_owned()))
 }
 
 /// The command and its interpreters (up to three levels), as found on the host.
-pub fn runtime_of(command: &OsStr, path_var: Option<&OsStr>) -> Vec<Exposed> {
+pub fn runtime_of(command: &OsStr, env: &Env) -> Vec<Exposed> {
     let mut out = Vec::new();
     let first = if command.as_bytes().contains(&b'/') {
         None
     } else {
-        on_path(command, path_var).map(|p| (command.to_owned(), p))
+        env.which(command).map(|p| (command.to_owned(), p))
     };
     let mut next = first;
     while let Some((name, path)) = next.take() {
@@ -173,7 +169,7 @@ pub fn runtime_of(command: &OsStr, path_var: Option<&OsStr>) -> Vec<Exposed> {
         if out.iter().any(|e: &Exposed| e.canonical == canonical) || out.len() >= 4 {
             break;
         }
-        next = interpreter(&canonical, path_var);
+        next = interpreter(&canonical, env);
         out.push(Exposed {
             name,
             path,
@@ -250,7 +246,8 @@ mod tests {
         );
         symlink("../lib/node_modules/pkg/cli.js", prefix.join("bin/claude")).unwrap();
         let path = std::env::join_paths([prefix.join("bin")]).unwrap();
-        let got = runtime_of(OsStr::new("claude"), Some(&path));
+        let env = Env::new(vec![("PATH".into(), path)], &base);
+        let got = runtime_of(OsStr::new("claude"), &env);
         let names: Vec<_> = got
             .iter()
             .map(|e| e.name.to_string_lossy().into_owned())
@@ -258,7 +255,7 @@ mod tests {
         assert_eq!(names, ["claude", "node"]);
         assert_eq!(got[0].canonical, prefix.join("lib/node_modules/pkg/cli.js"));
         assert_eq!(got[1].canonical, prefix.join("bin/node"));
-        assert!(runtime_of(OsStr::new("missing"), Some(&path)).is_empty());
+        assert!(runtime_of(OsStr::new("missing"), &env).is_empty());
     }
 
     #[test]

@@ -113,11 +113,9 @@ const FIXED_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 impl GitHost {
     pub fn find(env: &Env, home: &Path, writable: &[PathBuf]) -> GitHost {
         let git = env
-            .path()
-            .map(|v| std::env::split_paths(v).collect::<Vec<_>>())
-            .unwrap_or_default()
+            .path_dirs()
             .into_iter()
-            .filter(|d| d.is_absolute() && d.components().all(|c| c != Component::ParentDir))
+            .filter(|d| d.components().all(|c| c != Component::ParentDir))
             .filter_map(|d| fs::canonicalize(d.join("git")).ok())
             .find(|g| {
                 !writable.iter().any(|w| g.starts_with(w))

@@ -52,11 +52,7 @@ impl HostFacts {
         let user = User::probe(env)?;
         let system = System::probe(user.uid)?;
         let project = Project::probe(policy, &user, &system.secrets)?;
-        let bwrap = Bwrap::probe(
-            policy.bwrap.as_deref(),
-            user.env.path(),
-            &project.writable(),
-        )?;
+        let bwrap = Bwrap::probe(policy.bwrap.as_deref(), &user.env, &project.writable())?;
         let agent = Agent::probe(policy, &user)?;
         Ok(HostFacts {
             user,
