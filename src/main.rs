@@ -103,7 +103,9 @@ impl Output {
 }
 
 fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
-    let (mut policy, warnings) = config::resolve(args.sandbox, args.command, args.bind_self, env)?;
+    let files = config::read_for(&args.sandbox, env)?;
+    let (mut policy, warnings) =
+        config::resolve(args.sandbox, args.command, args.bind_self, &files)?;
     policy.audit_json = args.audit_json;
     for w in &warnings {
         eprintln!("agentbox: warning: {}", terminal(w));

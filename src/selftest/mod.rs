@@ -259,7 +259,8 @@ fn processes_with(word: &str) -> Vec<i32> {
 
 pub fn run(args: TestArgs, env: &crate::hostenv::Env) -> Result<ExitCode> {
     let json = args.json;
-    let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true, env)?;
+    let files = crate::config::read_for(&args.sandbox, env)?;
+    let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true, &files)?;
     let facts = HostFacts::probe(&policy, env)?;
     let matcher = secrets::Matcher::new(true, &policy.hide, &policy.unhide)?;
     let project_secrets: Vec<Vec<u8>> = secrets::scan(&facts.project.dir, &matcher)?
