@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, InitShell};
+use crate::cli::{Cli, InitShell, SandboxArgs};
 use crate::config;
 use crate::error::Fail;
 use crate::hostenv::Env;
+use crate::policy::{Access, EnvPass, NetMode};
 use crate::profile::{self, Profile};
 
 /// Where a profile's command is installed, if it is.
@@ -58,9 +59,16 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
             format!("one of: {}", profile::names().join(", ")),
         )
     })?;
-    let home = env.home()?;
-    let user = config::load_user(&config::dir(env)?)?;
-    let mine = user.profile.get(name);
+    // What `agentbox run --profile NAME` would get with the user's config and no flag: the
+    // same resolve as `run` (the project's file is left out: it depends on the directory).
+    let files = config::read(env, None)?;
+    let mine = files.user.profile.contains_key(name);
+    let args = SandboxArgs {
+        profile: Some(name.to_owned()),
+        ..SandboxArgs::default()
+    };
+    let first = p.commands.first().map_or("true", String::as_str);
+    let (policy, _) = config::resolve(args, vec![first.into()], false, &files)?;
     let mut out = std::io::stdout().lock();
     let list = |v: &[String]| {
         if v.is_empty() {
@@ -77,7 +85,7 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
         None => {}
     }
     if p.is_agent() {
-        let data = env.data_home(home);
+        let data = env.data_home(&files.home);
         writeln!(
             out,
             "  home inside:    {} (persistent, read-write)",
@@ -99,35 +107,50 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
          writable and are reported at exit)",
         list(&project)
     )?;
-    let mut env_passed = p.env.clone();
-    let mut domains = p.domains.clone();
-    let mut ro: Vec<String> = Vec::new();
-    let mut hide: Vec<String> = Vec::new();
-    for s in [Some(&user.defaults), mine].into_iter().flatten() {
-        env_passed.extend(s.env.iter().cloned());
-        domains.extend(s.allow_domains.iter().cloned());
-        ro.extend(s.ro.iter().cloned());
-        hide.extend(s.hide.iter().cloned());
-    }
-    writeln!(out, "  env passed:     {}", list(&env_passed))?;
     let set: Vec<String> = p.always.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let quiet: Vec<String> = p.quiet.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The profile's fixed variables have their own lines; the rest is what is passed.
+    let env_passed: Vec<String> = policy
+        .env
+        .iter()
+        .filter_map(|e| match e {
+            EnvPass::IfSet(n) | EnvPass::Inherit(n) => Some(n.to_string_lossy().into_owned()),
+            EnvPass::Set(k, v) => {
+                let kv = format!("{}={}", k.to_string_lossy(), v.to_string_lossy());
+                (!set.contains(&kv) && !quiet.contains(&kv)).then_some(kv)
+            }
+        })
+        .collect();
+    writeln!(out, "  env passed:     {}", list(&env_passed))?;
     writeln!(out, "  env set:        {}", list(&set))?;
     writeln!(out, "  env set (no telemetry): {}", list(&quiet))?;
-    let net = if p.is_agent() { "filtered" } else { "none" };
+    let net = match policy.net {
+        NetMode::None => "none",
+        NetMode::Filtered => "filtered",
+        NetMode::Host => "host",
+    };
     writeln!(out, "  network:        {net} by default")?;
-    writeln!(out, "  allowed hosts:  {}", list(&domains))?;
+    writeln!(out, "  allowed hosts:  {}", list(&policy.filter.allow))?;
     writeln!(
         out,
         "  telemetry/updates (--allow-telemetry): {}",
         list(&p.telemetry)
     )?;
-    writeln!(out, "  extra --ro:     {}", list(&ro))?;
-    writeln!(out, "  extra --hide:   {}", list(&hide))?;
+    let extra = |access| -> Vec<String> {
+        policy
+            .extra
+            .iter()
+            .filter(|e| e.access == access)
+            .map(|e| e.path.display().to_string())
+            .collect()
+    };
+    writeln!(out, "  extra --ro:     {}", list(&extra(Access::ReadOnly)))?;
+    writeln!(out, "  extra --rw:     {}", list(&extra(Access::ReadWrite)))?;
+    writeln!(out, "  extra --hide:   {}", list(&policy.hide))?;
     writeln!(
         out,
         "  nested sandbox: {}",
-        match p.nested {
+        match policy.allow.nested {
             // Said here too: the plan's note about it is hidden by -q.
             true =>
                 "allowed: no Landlock (it forbids the nested sandbox's mounts) and a \
@@ -138,7 +161,7 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
     for n in &p.notes {
         writeln!(out, "  note: {n}")?;
     }
-    if mine.is_some() {
+    if mine {
         writeln!(
             out,
             "  (with [profile.{name}] from {})",
