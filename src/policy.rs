@@ -95,18 +95,11 @@ impl Policy {
         let explicit_net = args.net.is_some() || args.allow_net;
         let by_profile = profile.is_agent() && !explicit_net;
         let wants_filter = !args.allow_domain.is_empty() || args.learn || by_profile;
+        // A chosen network wins here; `validate` refuses the filter's options with another.
         let net = match (args.net, args.allow_net, wants_filter) {
             (Some(NetArg::Filtered), _, _) | (None, false, true) => NetMode::Filtered,
-            (Some(NetArg::Host), _, false) | (None, true, false) => NetMode::Host,
-            (Some(NetArg::None), _, false) | (None, false, false) => NetMode::None,
-            (_, _, true) => {
-                return Err(Fail::hint(
-                    "--allow-domain and --learn filter the network; they cannot go with \
-                     --net none, --net host or --allow-net",
-                    "drop --net/--allow-net (or use --net filtered)",
-                )
-                .into());
-            }
+            (Some(NetArg::Host), _, _) | (None, true, _) => NetMode::Host,
+            (Some(NetArg::None), _, _) | (None, false, false) => NetMode::None,
         };
         let fixed = args
             .test_resolve
@@ -204,17 +197,33 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Cross-option rules, one per line.
+    /// The rules between options, one per line, all here. (Two more are clap's, spelled in
+    /// `cli.rs` as `conflicts_with`: `--profile`/`--no-profile`, `--net`/`--allow-net`.)
     pub fn validate(&self) -> Result<()> {
-        if self.command.first().is_none_or(|c| c.is_empty()) {
-            return Err(
-                Fail::hint("no command to run", "agentbox run -- COMMAND [ARGS...]").into(),
-            );
-        }
+        let filtering = !self.filter.allow.is_empty() || self.filter.learn;
+        rule(
+            self.command.first().is_some_and(|c| !c.is_empty()),
+            "no command to run",
+            "agentbox run -- COMMAND [ARGS...]",
+        )?;
+        rule(
+            self.net == NetMode::Filtered || !filtering,
+            "--allow-domain and --learn filter the network; they cannot go with --net none, \
+             --net host or --allow-net",
+            "drop --net/--allow-net (or use --net filtered)",
+        )?;
         for glob in self.hide.iter().chain(&self.unhide) {
             crate::secrets::check_glob(glob)?;
         }
         Ok(())
+    }
+}
+
+/// Ok when `holds`, else the refusal with its fix.
+fn rule(holds: bool, message: &str, hint: &str) -> Result<()> {
+    match holds {
+        true => Ok(()),
+        false => Err(Fail::hint(message, hint).into()),
     }
 }
 
@@ -344,6 +353,17 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert!(policy(&["--allow-net", "--net", "none", "x"]).is_err());
+        // The filter's options need the filtered network.
+        for net in [&["--net", "none"][..], &["--net", "host"], &["--allow-net"]] {
+            for filter in [&["--allow-domain", "a.example"][..], &["--learn"]] {
+                let args = [net, filter, &["x"]].concat();
+                let err = policy(&args).unwrap_err().to_string();
+                assert!(err.contains("cannot go with"), "{args:?}: {err}");
+            }
+        }
+        let p = policy(&["--net", "filtered", "--allow-domain", "a.example", "x"]).unwrap();
+        assert_eq!(p.net, NetMode::Filtered);
+        assert_eq!(policy(&["--learn", "x"]).unwrap().net, NetMode::Filtered);
         assert!(policy(&["--hide", "a[", "x"]).is_err());
         assert!(policy(&[]).is_err());
     }
