@@ -23,7 +23,7 @@ use crate::host::HostFacts;
 use crate::hostfs::{self, Untrusted};
 use crate::limits::{self, Enforcer};
 use crate::net::session::{self, NetSession};
-use crate::policy::{NetMode, Policy};
+use crate::policy::{NetMode, Policy, Secrets};
 use crate::sys;
 
 /// Runs the plan, waits for it, audits, and returns the command's exit code.
@@ -87,7 +87,11 @@ pub fn run(
         eprintln!("agentbox: warning: {e:#}");
     }
     // The audit never changes the exit code: a failure to finish it is said, not returned.
-    let matcher = crate::secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide);
+    let matcher = crate::secrets::Matcher::new(
+        policy.secrets == Secrets::Hidden,
+        &policy.hide,
+        &policy.unhide,
+    );
     let audited = matcher
         .and_then(|m| audit::finish(&before, facts, &m, policy.audit_json.as_deref(), &areas));
     if let Err(e) = audited {

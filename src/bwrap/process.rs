@@ -7,13 +7,13 @@ use anyhow::Result;
 
 use super::*;
 use crate::broad::refuse_broad;
-use crate::policy::{EnvPass, NetMode, Policy};
+use crate::policy::{BroadProject, EnvPass, NetMode, Policy};
 use crate::rules::{ENV_ALLOWED_PREFIXES, ENV_ALLOWLIST};
 use crate::seccomp;
 
 pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let warnings = refuse_broad(
-        policy.allow_broad_project,
+        policy.broad_project == BroadProject::Allowed,
         &facts.project.dir,
         &facts.project.extra,
         &facts.user.home,

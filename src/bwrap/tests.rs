@@ -4,7 +4,7 @@ use super::*;
 use crate::host::git::Refusal;
 use crate::host::{Agent, Bwrap, Candidate, GitRepo, Project, Root, System, User};
 use crate::hostenv::Env;
-use crate::policy::{Access, EnvPass};
+use crate::policy::{Access, BroadProject, EnvPass, Home, Secrets};
 use crate::seccomp;
 use crate::secrets::{Found, Kind};
 use std::ffi::OsString;
@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 fn policy(command: &[&str]) -> Policy {
     Policy {
         project: None,
-        allow_broad_project: false,
+        broad_project: BroadProject::Refused,
         net: NetMode::None,
         filter: Default::default(),
-        hide_secrets: true,
+        secrets: Secrets::Hidden,
         hide: vec![],
         unhide: vec![],
         extra: vec![],
@@ -26,9 +26,8 @@ fn policy(command: &[&str]) -> Policy {
         bind_self: false,
         limits: Default::default(),
         profile: Default::default(),
-        agent_home: false,
-        ssh_agent: false,
-        docker: false,
+        home: Home::Empty,
+        handed: vec![],
         notes: vec![],
         command: command.iter().map(OsString::from).collect(),
         audit_json: None,
@@ -342,7 +341,7 @@ fn broad_projects_are_refused() {
             "{project}"
         );
         let mut p = policy(&["claude"]);
-        p.allow_broad_project = true;
+        p.broad_project = BroadProject::Allowed;
         let plan = plan(&p, &f).unwrap();
         assert!(
             plan.warnings[0].contains("--allow-broad-project"),
@@ -381,7 +380,7 @@ fn broad_projects_are_refused() {
             assert!(fail.hint.as_deref().unwrap().contains("--ro"), "{path}");
         }
         let mut p = policy(&["claude"]);
-        p.allow_broad_project = true;
+        p.broad_project = BroadProject::Allowed;
         let plan = plan(&p, &f).unwrap();
         assert_eq!(
             plan.warnings
@@ -403,7 +402,7 @@ fn binds_go_parents_first() {
     ];
     // `--ro $HOME` needs the override now; the order is what this test is about.
     let mut p = policy(&["claude"]);
-    p.allow_broad_project = true;
+    p.broad_project = BroadProject::Allowed;
     let got = argv(&p, &f);
     let home = pos(&got, &["--ro-bind", "/home/u", "/home/u"]);
     let project = pos(&got, &["--bind", "/home/u/p", "/home/u/p"]);
@@ -1254,7 +1253,7 @@ fn terminal_plan_whole_argv() {
 fn agent_profile_plan_whole_argv() {
     let mut p = policy(&["claude", "-p", "hi"]);
     p.profile = crate::profile::builtin("claude").unwrap();
-    p.agent_home = true;
+    p.home = Home::Agent;
     p.env = vec![
         EnvPass::IfSet("ANTHROPIC_API_KEY".into()),
         EnvPass::IfSet("ANTHROPIC_BASE_URL".into()),

@@ -15,7 +15,7 @@ use super::User;
 use crate::error::Fail;
 use crate::hostenv::Env;
 use crate::inside::SELF_INSIDE;
-use crate::policy::Policy;
+use crate::policy::{Handed, Home, Policy};
 
 /// What the agent's profile and command need from the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,9 +37,7 @@ pub struct Agent {
 impl Agent {
     pub fn probe(policy: &Policy, user: &User) -> Result<Agent> {
         let home = &user.home;
-        let agent_home = policy
-            .agent_home
-            .then(|| home_dir(user, &policy.profile.name));
+        let agent_home = (policy.home == Home::Agent).then(|| home_dir(user, &policy.profile.name));
         let state_dirs = match &agent_home {
             Some(h) => policy
                 .profile
@@ -55,12 +53,12 @@ impl Agent {
             false => runtime_of(&policy.command[0], &user.env),
         };
         let ssh_agent = policy
-            .ssh_agent
+            .hands(Handed::SshAgent)
             .then(|| ssh_agent_socket(&user.env))
             .transpose()?;
         let known_hosts = fs::canonicalize(home.join(".ssh/known_hosts"))
             .ok()
-            .filter(|_| policy.ssh_agent);
+            .filter(|_| policy.hands(Handed::SshAgent));
         Ok(Agent {
             runtime: runtime_paths(home, &policy.profile.runtime),
             home: agent_home,
@@ -69,7 +67,7 @@ impl Agent {
             ssh_agent,
             known_hosts,
             docker: policy
-                .docker
+                .hands(Handed::Docker)
                 .then(|| docker_socket(&user.env))
                 .transpose()?,
             command: if policy.bind_self && policy.command[0] == SELF_INSIDE {

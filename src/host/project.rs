@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use super::git::kind_at;
 use super::{User, canonical, git, refs};
 use crate::error::Fail;
-use crate::policy::{Access, Policy};
+use crate::policy::{Access, BroadProject, Policy, Secrets};
 use crate::secrets::{self, Found, Kind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +46,17 @@ impl Project {
             .map(|e| Ok((canonical(&e.path, "path given to --ro/--rw")?, e.access)))
             .collect::<Result<Vec<_>>>()?;
         // Before the scan below: a project such as $HOME is refused without walking it first.
-        crate::broad::refuse_broad(policy.allow_broad_project, &project, &extra, &user.home)?;
-        let matcher = secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide)?;
+        crate::broad::refuse_broad(
+            policy.broad_project == BroadProject::Allowed,
+            &project,
+            &extra,
+            &user.home,
+        )?;
+        let matcher = secrets::Matcher::new(
+            policy.secrets == Secrets::Hidden,
+            &policy.hide,
+            &policy.unhide,
+        )?;
         let writable: Vec<&Path> = std::iter::once(project.as_path())
             .chain(
                 extra
