@@ -171,7 +171,8 @@ pub struct TestArgs {
 }
 
 /// The options that shape the sandbox, shared by `run` and `test`.
-#[derive(Debug, Args)]
+/// `Default` is the same as no flag given (`profile show` resolves from it).
+#[derive(Debug, Default, Args)]
 pub struct SandboxArgs {
     /// Use this agent profile [default: chosen by the command's name, else "generic"].
     #[arg(long, value_name = "NAME", conflicts_with = "no_profile")]

@@ -8,26 +8,21 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, InitShell};
+use crate::cli::{Cli, InitShell, SandboxArgs};
 use crate::config;
 use crate::error::Fail;
+use crate::hostenv::Env;
+use crate::policy::{Access, EnvPass, NetMode};
 use crate::profile::{self, Profile};
 
-fn home() -> Result<PathBuf> {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .or_else(dirs::home_dir)
-        .context("cannot tell the home directory: HOME is not set")
-}
-
 /// Where a profile's command is installed, if it is.
-fn installed(p: &Profile) -> Option<(String, PathBuf)> {
+fn installed(p: &Profile, env: &Env) -> Option<(String, PathBuf)> {
     p.commands
         .iter()
-        .find_map(|c| which::which(c).ok().map(|path| (c.clone(), path)))
+        .find_map(|c| env.which(c).map(|path| (c.clone(), path)))
 }
 
-pub fn profiles() -> Result<ExitCode> {
+pub fn profiles(env: &Env) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -38,7 +33,7 @@ pub fn profiles() -> Result<ExitCode> {
         let Some(p) = profile::builtin(name) else {
             continue;
         };
-        let inst = match (p.is_agent(), installed(&p)) {
+        let inst = match (p.is_agent(), installed(&p, env)) {
             (false, _) => "-".to_owned(),
             (true, Some(_)) => "yes".to_owned(),
             (true, None) => "no".to_owned(),
@@ -57,16 +52,23 @@ pub fn profiles() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn profile_show(name: &str) -> Result<ExitCode> {
+pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
     let p = profile::builtin(name).ok_or_else(|| {
         Fail::hint(
             format!("no profile named {name:?}"),
             format!("one of: {}", profile::names().join(", ")),
         )
     })?;
-    let home = home()?;
-    let user = config::load_user(&config::dir(&home))?;
-    let mine = user.profile.get(name);
+    // What `agentbox run --profile NAME` would get with the user's config and no flag: the
+    // same resolve as `run` (the project's file is left out: it depends on the directory).
+    let files = config::read(env, None)?;
+    let mine = files.user.profile.contains_key(name);
+    let args = SandboxArgs {
+        profile: Some(name.to_owned()),
+        ..SandboxArgs::default()
+    };
+    let first = p.commands.first().map_or("true", String::as_str);
+    let (policy, _) = config::resolve(args, vec![first.into()], false, &files)?;
     let mut out = std::io::stdout().lock();
     let list = |v: &[String]| {
         if v.is_empty() {
@@ -77,13 +79,13 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
     };
     writeln!(out, "profile {} ({})", p.name, p.about)?;
     writeln!(out, "  commands:       {}", list(&p.commands))?;
-    match installed(&p) {
+    match installed(&p, env) {
         Some((c, path)) => writeln!(out, "  installed:      {c} -> {}", path.display())?,
         None if p.is_agent() => writeln!(out, "  installed:      no")?,
         None => {}
     }
     if p.is_agent() {
-        let data = dirs::data_dir().unwrap_or_else(|| home.join(".local/share"));
+        let data = env.data_home(&files.home);
         writeln!(
             out,
             "  home inside:    {} (persistent, read-write)",
@@ -105,35 +107,50 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
          writable and are reported at exit)",
         list(&project)
     )?;
-    let mut env = p.env.clone();
-    let mut domains = p.domains.clone();
-    let mut ro: Vec<String> = Vec::new();
-    let mut hide: Vec<String> = Vec::new();
-    for s in [Some(&user.defaults), mine].into_iter().flatten() {
-        env.extend(s.env.iter().cloned());
-        domains.extend(s.allow_domains.iter().cloned());
-        ro.extend(s.ro.iter().cloned());
-        hide.extend(s.hide.iter().cloned());
-    }
-    writeln!(out, "  env passed:     {}", list(&env))?;
     let set: Vec<String> = p.always.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let quiet: Vec<String> = p.quiet.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The profile's fixed variables have their own lines; the rest is what is passed.
+    let env_passed: Vec<String> = policy
+        .env
+        .iter()
+        .filter_map(|e| match e {
+            EnvPass::IfSet(n) | EnvPass::Inherit(n) => Some(n.to_string_lossy().into_owned()),
+            EnvPass::Set(k, v) => {
+                let kv = format!("{}={}", k.to_string_lossy(), v.to_string_lossy());
+                (!set.contains(&kv) && !quiet.contains(&kv)).then_some(kv)
+            }
+        })
+        .collect();
+    writeln!(out, "  env passed:     {}", list(&env_passed))?;
     writeln!(out, "  env set:        {}", list(&set))?;
     writeln!(out, "  env set (no telemetry): {}", list(&quiet))?;
-    let net = if p.is_agent() { "filtered" } else { "none" };
+    let net = match policy.net {
+        NetMode::None => "none",
+        NetMode::Filtered => "filtered",
+        NetMode::Host => "host",
+    };
     writeln!(out, "  network:        {net} by default")?;
-    writeln!(out, "  allowed hosts:  {}", list(&domains))?;
+    writeln!(out, "  allowed hosts:  {}", list(&policy.filter.allow))?;
     writeln!(
         out,
         "  telemetry/updates (--allow-telemetry): {}",
         list(&p.telemetry)
     )?;
-    writeln!(out, "  extra --ro:     {}", list(&ro))?;
-    writeln!(out, "  extra --hide:   {}", list(&hide))?;
+    let extra = |access| -> Vec<String> {
+        policy
+            .extra
+            .iter()
+            .filter(|e| e.access == access)
+            .map(|e| e.path.display().to_string())
+            .collect()
+    };
+    writeln!(out, "  extra --ro:     {}", list(&extra(Access::ReadOnly)))?;
+    writeln!(out, "  extra --rw:     {}", list(&extra(Access::ReadWrite)))?;
+    writeln!(out, "  extra --hide:   {}", list(&policy.hide))?;
     writeln!(
         out,
         "  nested sandbox: {}",
-        match p.nested {
+        match policy.allow.nested {
             // Said here too: the plan's note about it is hidden by -q.
             true =>
                 "allowed: no Landlock (it forbids the nested sandbox's mounts) and a \
@@ -144,23 +161,23 @@ pub fn profile_show(name: &str) -> Result<ExitCode> {
     for n in &p.notes {
         writeln!(out, "  note: {n}")?;
     }
-    if mine.is_some() {
+    if mine {
         writeln!(
             out,
             "  (with [profile.{name}] from {})",
-            config::dir(&home).join("config.toml").display()
+            config::dir(env)?.join("config.toml").display()
         )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn trust(project: Option<PathBuf>) -> Result<ExitCode> {
+pub fn trust(project: Option<PathBuf>, env: &Env) -> Result<ExitCode> {
     let dir = match project {
         Some(p) => p,
-        None => std::env::current_dir().context("reading the current directory")?,
+        None => env.cwd()?.to_owned(),
     };
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
-    let file = config::trust(&config::dir(&home()?), &dir)?;
+    let file = config::trust(&config::dir(env)?, &dir)?;
     eprintln!(
         "agentbox: trusting {} as it is now; any change makes it untrusted again",
         crate::text::printable(file.as_os_str())
@@ -168,14 +185,14 @@ pub fn trust(project: Option<PathBuf>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn shell_init(shell: InitShell) -> Result<ExitCode> {
+pub fn shell_init(shell: InitShell, env: &Env) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "# agentbox: run the installed agents in the sandbox")?;
     for name in profile::names() {
         let Some(p) = profile::builtin(name) else {
             continue;
         };
-        for c in p.commands.iter().filter(|c| which::which(c).is_ok()) {
+        for c in p.commands.iter().filter(|c| env.which(c).is_some()) {
             match shell {
                 InitShell::Bash | InitShell::Zsh => {
                     writeln!(out, "alias {c}='agentbox run -- {c}'")?

@@ -2,7 +2,8 @@
 //! per profile) and the project's (`.agentbox.toml` at the project root). A project file may
 //! only tighten the sandbox until the user trusts it with `agentbox trust`, which records its
 //! hash; any change makes it untrusted again. Errors name the file, line and column; unknown
-//! keys are errors. This module reads files; `merge` is pure.
+//! keys are errors. `read` reads the files (the only I/O of resolving); `resolve`, where the
+//! flags, the files and the profile meet, is pure.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cli::{NetArg, SandboxArgs};
 use crate::error::Fail;
+use crate::hostenv::Env;
 
 /// The settings a config file may hold (all optional; lists add to what is there).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -57,12 +59,8 @@ pub struct UserConfig {
 pub const PROJECT_FILE: &str = ".agentbox.toml";
 
 /// `$XDG_CONFIG_HOME/agentbox` (or `~/.config/agentbox`).
-pub fn dir(home: &Path) -> PathBuf {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| home.join(".config"))
-        .join("agentbox")
+pub fn dir(env: &Env) -> Result<PathBuf> {
+    Ok(env.config_home(env.home()?).join("agentbox"))
 }
 
 /// "file:line:column: message", from a TOML error.
@@ -264,30 +262,60 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
     (keep, ignored)
 }
 
-/// From flags to a checked policy: picks the profile, reads the user's config and the
-/// project's, layers them under the flags. Returns the policy and warnings to show.
+/// What the configuration files say, as read: the input of `resolve` besides the flags.
+pub struct Files {
+    /// The home directory as given, for `~/` in the files' paths.
+    pub home: PathBuf,
+    pub user: UserConfig,
+    /// The project's file, when there is one (and the project exists).
+    pub project: Option<ProjectConfig>,
+}
+
+/// Reads the user's config file and, given a project directory, the project's file with its
+/// trust. `project` is the directory as given (`--project`, else the current directory).
+pub fn read(env: &Env, project: Option<&Path>) -> Result<Files> {
+    let config_dir = dir(env)?;
+    let user = load_user(&config_dir)?;
+    let project = match project.map(fs::canonicalize) {
+        Some(Ok(p)) => load_project(&config_dir, &p)?,
+        // HostFacts reports a missing project with its hint.
+        Some(Err(_)) | None => None,
+    };
+    Ok(Files {
+        home: env.home()?.to_owned(),
+        user,
+        project,
+    })
+}
+
+/// The files `run` and `test` read: the user's, and the project's in `--project` or the
+/// current directory.
+pub fn read_for(args: &SandboxArgs, env: &Env) -> Result<Files> {
+    let project = match &args.project {
+        Some(p) => p.clone(),
+        None => env.cwd()?.to_owned(),
+    };
+    read(env, Some(&project))
+}
+
+/// From flags to a checked policy, the one place where the options meet: picks the profile,
+/// layers the files under the flags, checks the result. Pure. Returns the policy and
+/// warnings to show.
 pub fn resolve(
     mut args: SandboxArgs,
     command: Vec<std::ffi::OsString>,
     bind_self: bool,
+    files: &Files,
 ) -> Result<(crate::policy::Policy, Vec<String>)> {
     let first = command.first().cloned().unwrap_or_default();
     let profile = crate::profile::choose(args.profile.as_deref(), args.no_profile, &first)?;
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .or_else(dirs::home_dir)
-        .context("cannot tell the home directory: HOME is not set")?;
-    let config_dir = dir(&home);
-    let user = load_user(&config_dir)?;
-    let project_dir = match &args.project {
-        Some(p) => p.clone(),
-        None => std::env::current_dir().context("reading the current directory")?,
-    };
-    let project = match fs::canonicalize(&project_dir) {
-        Ok(p) => load_project(&config_dir, &p)?,
-        Err(_) => None, // HostFacts reports a missing project with its hint
-    };
-    let warnings = merge(&mut args, &user, &profile.name, project.as_ref(), &home)?;
+    let warnings = merge(
+        &mut args,
+        &files.user,
+        &profile.name,
+        files.project.as_ref(),
+        &files.home,
+    )?;
     let policy = crate::policy::Policy::new(args, command, bind_self, profile)?;
     Ok((policy, warnings))
 }

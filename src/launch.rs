@@ -23,7 +23,7 @@ use crate::host::HostFacts;
 use crate::hostfs::{self, Untrusted};
 use crate::limits::{self, Enforcer};
 use crate::net::session::{self, NetSession};
-use crate::policy::{NetMode, Policy};
+use crate::policy::{NetMode, Policy, Secrets};
 use crate::sys;
 
 /// Runs the plan, waits for it, audits, and returns the command's exit code.
@@ -33,7 +33,7 @@ pub fn net_session(policy: &Policy, facts: &HostFacts) -> Result<Option<NetSessi
     if policy.net != NetMode::Filtered {
         return Ok(None);
     }
-    let runtime = crate::host::runtime_base(facts.user.uid);
+    let runtime = crate::host::runtime_base(&facts.user);
     NetSession::new(&runtime, facts.user.uid, facts.user.gid).map(Some)
 }
 
@@ -48,7 +48,11 @@ pub fn run(
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
     let enforcer = match policy.limits.any() {
-        true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
+        true => Some(limits::enforce(
+            &policy.limits,
+            facts.user.uid,
+            &facts.user.env,
+        )?),
         false => None,
     };
     let prefix = match &enforcer {
@@ -57,7 +61,12 @@ pub fn run(
     };
     let filtered = matches!((net, policy.net), (Some(_), NetMode::Filtered));
     let pending = match net {
-        Some(n) if filtered => Some(session::prepare(n, &policy.filter, &areas)?),
+        Some(n) if filtered => Some(session::prepare(
+            n,
+            &policy.filter,
+            &areas,
+            &facts.user.cwd,
+        )?),
         _ => None,
     };
     // Before the agent can touch anything: the hashes of what the launch scan found.
@@ -78,7 +87,11 @@ pub fn run(
         eprintln!("agentbox: warning: {e:#}");
     }
     // The audit never changes the exit code: a failure to finish it is said, not returned.
-    let matcher = crate::secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide);
+    let matcher = crate::secrets::Matcher::new(
+        policy.secrets == Secrets::Hidden,
+        &policy.hide,
+        &policy.unhide,
+    );
     let audited = matcher
         .and_then(|m| audit::finish(&before, facts, &m, policy.audit_json.as_deref(), &areas));
     if let Err(e) = audited {
@@ -95,11 +108,11 @@ pub fn untrusted(facts: &HostFacts) -> Untrusted {
     let mut areas: Vec<PathBuf> = facts.project.roots.iter().map(|r| r.path.clone()).collect();
     // Every profile's home is `DATA/agentbox/home/NAME`: all of `DATA/agentbox`, whichever
     // profile this run uses (another profile's home was writable in its own runs).
-    let any_home = crate::host::agent::home_dir(&facts.user.home, "any");
+    let any_home = crate::host::agent::home_dir(&facts.user, "any");
     areas.extend(any_home.parent().and_then(Path::parent).map(Path::to_owned));
     areas.extend(facts.agent.home.iter().cloned());
     // (The filtered network's socket directory is in it.)
-    areas.push(crate::host::runtime_base(facts.user.uid));
+    areas.push(crate::host::runtime_base(&facts.user));
     Untrusted::new(areas)
 }
 

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod error;
 pub mod fds;
 pub mod host;
+pub mod hostenv;
 pub mod hostfs;
 pub mod inside;
 pub mod landlock;

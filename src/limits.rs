@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::error::Fail;
+use crate::hostenv::Env;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -193,11 +194,11 @@ impl Drop for Cgroup {
 }
 
 /// A systemd scope, where systemd runs this machine and the cgroup tree is its to manage.
-fn systemd_prefix(limits: &Limits, uid: u32) -> Option<Vec<OsString>> {
+fn systemd_prefix(limits: &Limits, uid: u32, env: &Env) -> Option<Vec<OsString>> {
     if !Path::new("/run/systemd/system").is_dir() {
         return None;
     }
-    let run = which::which("systemd-run").ok()?;
+    let run = env.which("systemd-run")?;
     let mut v: Vec<OsString> = vec![run.into()];
     if uid != 0 {
         v.push("--user".into());
@@ -215,11 +216,11 @@ fn systemd_prefix(limits: &Limits, uid: u32) -> Option<Vec<OsString>> {
 }
 
 /// Sets up enforcement, or says clearly why it cannot.
-pub fn enforce(limits: &Limits, uid: u32) -> Result<Enforcer> {
+pub fn enforce(limits: &Limits, uid: u32, env: &Env) -> Result<Enforcer> {
     let direct = Cgroup::create(limits);
     match direct {
         Ok(cg) => Ok(Enforcer::Cgroup(cg)),
-        Err(e) => match systemd_prefix(limits, uid) {
+        Err(e) => match systemd_prefix(limits, uid, env) {
             Some(prefix) => Ok(Enforcer::Systemd(prefix)),
             None => Err(Fail::hint(
                 format!("cannot enforce --memory/--pids: {e:#}, and systemd does not run here"),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use agentbox::cli::{Cli, Command, ProfileAction, RunArgs};
 use agentbox::error::{EXIT_AGENTBOX, classify};
+use agentbox::hostenv::Env;
 use agentbox::text::terminal;
 use agentbox::{bwrap, commands, config, host, launch, selftest};
 use anyhow::Result;
@@ -27,9 +28,11 @@ fn main() -> ExitCode {
         }
     };
     let output = Output::from(&cli);
+    // The one read of agentbox's own environment; everything below receives it.
+    let env = Env::read();
     let result = match cli.command {
-        Command::Run(args) => run(args, output),
-        Command::Test(args) => selftest::run(args),
+        Command::Run(args) => run(args, output, &env),
+        Command::Test(args) => selftest::run(args, &env),
         Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
         Command::Exec {
@@ -39,13 +42,13 @@ fn main() -> ExitCode {
             command,
         } => launch::exec_shim(tty, landlock.then_some(&write[..]), &command),
         Command::Relay { ctx, command } => agentbox::net::relay::relay_main(&ctx, &command),
-        Command::Doctor { json, bwrap } => agentbox::doctor::run(json, bwrap.as_deref()),
-        Command::Profiles => commands::profiles(),
+        Command::Doctor { json, bwrap } => agentbox::doctor::run(json, bwrap.as_deref(), &env),
+        Command::Profiles => commands::profiles(&env),
         Command::Profile {
             action: ProfileAction::Show { name },
-        } => commands::profile_show(&name),
-        Command::Trust { project } => commands::trust(project),
-        Command::ShellInit { shell } => commands::shell_init(shell),
+        } => commands::profile_show(&name, &env),
+        Command::Trust { project } => commands::trust(project, &env),
+        Command::ShellInit { shell } => commands::shell_init(shell, &env),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),
     };
@@ -66,10 +69,10 @@ fn main() -> ExitCode {
 
 /// The run's lock on its writable roots (the project and each `--rw` path, canonical; a path
 /// that does not resolve is left to the probe, which says so).
-fn lock_roots(policy: &agentbox::policy::Policy) -> Result<agentbox::runlock::RunLock> {
+fn lock_roots(policy: &agentbox::policy::Policy, env: &Env) -> Result<agentbox::runlock::RunLock> {
     let project = match &policy.project {
         Some(p) => p.clone(),
-        None => std::env::current_dir()?,
+        None => env.cwd()?.to_owned(),
     };
     let rw = policy
         .extra
@@ -99,8 +102,10 @@ impl Output {
     }
 }
 
-fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
-    let (mut policy, warnings) = config::resolve(args.sandbox, args.command, args.bind_self)?;
+fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
+    let files = config::read_for(&args.sandbox, env)?;
+    let (mut policy, warnings) =
+        config::resolve(args.sandbox, args.command, args.bind_self, &files)?;
     policy.audit_json = args.audit_json;
     for w in &warnings {
         eprintln!("agentbox: warning: {}", terminal(w));
@@ -108,9 +113,9 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     // Before the scan: no other sandbox may change the tree between the scan and the mounts.
     let _lock = match args.dry_run || args.tree {
         true => None,
-        false => Some(lock_roots(&policy)?),
+        false => Some(lock_roots(&policy, env)?),
     };
-    let facts = host::HostFacts::probe(&policy)?;
+    let facts = host::HostFacts::probe(&policy, env)?;
     // Known reasons a sandbox cannot start, explained before bwrap fails with its own words.
     agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.user.uid)?;
     let net = launch::net_session(&policy, &facts)?;
@@ -120,7 +125,7 @@ fn run(args: RunArgs, out: Output) -> Result<ExitCode> {
     }
     if args.tree {
         let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            && env.var("NO_COLOR").is_none_or(|v| v.is_empty());
         std::io::stdout().write_all(bwrap::tree::render(&plan, color).as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -26,6 +26,40 @@ pub enum NetMode {
 
 pub use crate::net::rules::NetFilter;
 
+/// Whether the secrets found in the project and on the system are masked (`--no-hide-env`
+/// shows them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Hidden,
+    Shown,
+}
+
+/// The home the sandbox gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Home {
+    /// An empty tmpfs, gone at exit.
+    Empty,
+    /// The agent's own persistent home (`DATA/agentbox/home/PROFILE`), for agent profiles.
+    Agent,
+}
+
+/// A project that is the home, `/`, or a directory above the home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadProject {
+    Refused,
+    /// `--allow-broad-project`.
+    Allowed,
+}
+
+/// A host socket handed to the sandbox on purpose, with everything it gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handed {
+    /// `--ssh-agent`: signing with the user's keys (not the keys themselves).
+    SshAgent,
+    /// `--docker`: the Docker daemon, which is root on the host.
+    Docker,
+}
+
 /// Whether an extra bind is writable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
@@ -54,10 +88,10 @@ pub enum EnvPass {
 pub struct Policy {
     /// As given; `HostFacts` canonicalises it.
     pub project: Option<PathBuf>,
-    pub allow_broad_project: bool,
+    pub broad_project: BroadProject,
     pub net: NetMode,
     pub filter: NetFilter,
-    pub hide_secrets: bool,
+    pub secrets: Secrets,
     pub hide: Vec<String>,
     pub unhide: Vec<String>,
     pub extra: Vec<ExtraBind>,
@@ -70,11 +104,9 @@ pub struct Policy {
     pub limits: crate::limits::Limits,
     /// The agent profile in force (`generic` for other commands and with --no-profile).
     pub profile: Profile,
-    /// Whether the agent gets a persistent home of its own (agent profiles) instead of an
-    /// empty one.
-    pub agent_home: bool,
-    pub ssh_agent: bool,
-    pub docker: bool,
+    pub home: Home,
+    /// The host sockets handed over (`--ssh-agent`, `--docker`).
+    pub handed: Vec<Handed>,
     /// What the profile wants the user to know.
     pub notes: Vec<String>,
     pub command: Vec<OsString>,
@@ -95,18 +127,11 @@ impl Policy {
         let explicit_net = args.net.is_some() || args.allow_net;
         let by_profile = profile.is_agent() && !explicit_net;
         let wants_filter = !args.allow_domain.is_empty() || args.learn || by_profile;
+        // A chosen network wins here; `validate` refuses the filter's options with another.
         let net = match (args.net, args.allow_net, wants_filter) {
             (Some(NetArg::Filtered), _, _) | (None, false, true) => NetMode::Filtered,
-            (Some(NetArg::Host), _, false) | (None, true, false) => NetMode::Host,
-            (Some(NetArg::None), _, false) | (None, false, false) => NetMode::None,
-            (_, _, true) => {
-                return Err(Fail::hint(
-                    "--allow-domain and --learn filter the network; they cannot go with \
-                     --net none, --net host or --allow-net",
-                    "drop --net/--allow-net (or use --net filtered)",
-                )
-                .into());
-            }
+            (Some(NetArg::Host), _, _) | (None, true, _) => NetMode::Host,
+            (Some(NetArg::None), _, _) | (None, false, false) => NetMode::None,
         };
         let fixed = args
             .test_resolve
@@ -174,10 +199,16 @@ impl Policy {
         }
         let policy = Policy {
             project: args.project,
-            allow_broad_project: args.allow_broad_project,
+            broad_project: match args.allow_broad_project {
+                true => BroadProject::Allowed,
+                false => BroadProject::Refused,
+            },
             net,
             filter,
-            hide_secrets: !args.no_hide_env,
+            secrets: match args.no_hide_env {
+                true => Secrets::Shown,
+                false => Secrets::Hidden,
+            },
             hide: args.hide,
             unhide: args.unhide,
             extra,
@@ -192,10 +223,18 @@ impl Policy {
                 memory: args.memory,
                 pids: args.pids,
             },
-            agent_home: profile.is_agent(),
+            home: match profile.is_agent() {
+                true => Home::Agent,
+                false => Home::Empty,
+            },
             profile,
-            ssh_agent: args.ssh_agent,
-            docker: args.docker,
+            handed: [
+                (args.ssh_agent, Handed::SshAgent),
+                (args.docker, Handed::Docker),
+            ]
+            .into_iter()
+            .filter_map(|(on, h)| on.then_some(h))
+            .collect(),
             notes,
             command,
             audit_json: None,
@@ -204,17 +243,38 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Cross-option rules, one per line.
+    /// Whether `socket` is handed to the sandbox.
+    pub fn hands(&self, socket: Handed) -> bool {
+        self.handed.contains(&socket)
+    }
+
+    /// The rules between options, one per line, all here. (Two more are clap's, spelled in
+    /// `cli.rs` as `conflicts_with`: `--profile`/`--no-profile`, `--net`/`--allow-net`.)
     pub fn validate(&self) -> Result<()> {
-        if self.command.first().is_none_or(|c| c.is_empty()) {
-            return Err(
-                Fail::hint("no command to run", "agentbox run -- COMMAND [ARGS...]").into(),
-            );
-        }
+        let filtering = !self.filter.allow.is_empty() || self.filter.learn;
+        rule(
+            self.command.first().is_some_and(|c| !c.is_empty()),
+            "no command to run",
+            "agentbox run -- COMMAND [ARGS...]",
+        )?;
+        rule(
+            self.net == NetMode::Filtered || !filtering,
+            "--allow-domain and --learn filter the network; they cannot go with --net none, \
+             --net host or --allow-net",
+            "drop --net/--allow-net (or use --net filtered)",
+        )?;
         for glob in self.hide.iter().chain(&self.unhide) {
             crate::secrets::check_glob(glob)?;
         }
         Ok(())
+    }
+}
+
+/// Ok when `holds`, else the refusal with its fix.
+fn rule(holds: bool, message: &str, hint: &str) -> Result<()> {
+    match holds {
+        true => Ok(()),
+        false => Err(Fail::hint(message, hint).into()),
     }
 }
 
@@ -262,10 +322,10 @@ mod tests {
     fn flags_to_policy() {
         let p = policy(&["--", "make", "-j", "2"]).unwrap();
         assert_eq!(p.net, NetMode::None);
-        assert!(p.hide_secrets);
+        assert_eq!(p.secrets, Secrets::Hidden);
         assert_eq!(p.allow, seccomp::Allow::default());
         assert_eq!(p.command, ["make", "-j", "2"]);
-        assert!(!p.agent_home);
+        assert_eq!(p.home, Home::Empty);
         let p = policy(&["--allow-debug", "--allow-nested", "x"]).unwrap();
         assert!(p.allow.debug && p.allow.nested);
 
@@ -279,7 +339,11 @@ mod tests {
         ];
         for (args, net, hide) in cases {
             let p = policy(args).unwrap();
-            assert_eq!((p.net, p.hide_secrets), (*net, *hide), "{args:?}");
+            let secrets = match hide {
+                true => Secrets::Hidden,
+                false => Secrets::Shown,
+            };
+            assert_eq!((p.net, p.secrets), (*net, secrets), "{args:?}");
         }
     }
 
@@ -294,7 +358,7 @@ mod tests {
             p.env
                 .contains(&EnvPass::Set("DISABLE_TELEMETRY".into(), "1".into()))
         );
-        assert!(p.agent_home);
+        assert_eq!(p.home, Home::Agent);
         // Telemetry is the user's choice.
         let p = policy(&["--allow-telemetry", "claude"]).unwrap();
         assert!(p.filter.allow.iter().any(|d| d.contains("statsig")));
@@ -344,6 +408,17 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert!(policy(&["--allow-net", "--net", "none", "x"]).is_err());
+        // The filter's options need the filtered network.
+        for net in [&["--net", "none"][..], &["--net", "host"], &["--allow-net"]] {
+            for filter in [&["--allow-domain", "a.example"][..], &["--learn"]] {
+                let args = [net, filter, &["x"]].concat();
+                let err = policy(&args).unwrap_err().to_string();
+                assert!(err.contains("cannot go with"), "{args:?}: {err}");
+            }
+        }
+        let p = policy(&["--net", "filtered", "--allow-domain", "a.example", "x"]).unwrap();
+        assert_eq!(p.net, NetMode::Filtered);
+        assert_eq!(policy(&["--learn", "x"]).unwrap().net, NetMode::Filtered);
         assert!(policy(&["--hide", "a[", "x"]).is_err());
         assert!(policy(&[]).is_err());
     }

@@ -7,13 +7,13 @@ use anyhow::Result;
 
 use super::*;
 use crate::broad::refuse_broad;
-use crate::policy::{EnvPass, NetMode, Policy};
+use crate::policy::{BroadProject, EnvPass, NetMode, Policy};
 use crate::rules::{ENV_ALLOWED_PREFIXES, ENV_ALLOWLIST};
 use crate::seccomp;
 
 pub(super) fn check_broad(policy: &Policy, facts: &HostFacts, b: &mut Builder) -> Result<()> {
     let warnings = refuse_broad(
-        policy.allow_broad_project,
+        policy.broad_project == BroadProject::Allowed,
         &facts.project.dir,
         &facts.project.extra,
         &facts.user.home,
@@ -139,7 +139,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
     let mut locale: Vec<_> = facts
         .user
         .env
-        .iter()
+        .vars()
         .filter(|(k, _)| {
             let k = k.to_string_lossy();
             ENV_ALLOWED_PREFIXES.iter().any(|p| k.starts_with(p))
@@ -147,7 +147,7 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
         .collect();
     locale.sort();
     for (k, v) in locale {
-        set(k.clone(), v.clone(), true, "allowlisted: locale");
+        set(k.to_owned(), v.to_owned(), true, "allowlisted: locale");
     }
     set(
         "HOME".into(),

@@ -3,7 +3,8 @@
 use super::*;
 use crate::host::git::Refusal;
 use crate::host::{Agent, Bwrap, Candidate, GitRepo, Project, Root, System, User};
-use crate::policy::{Access, EnvPass};
+use crate::hostenv::Env;
+use crate::policy::{Access, BroadProject, EnvPass, Home, Secrets};
 use crate::seccomp;
 use crate::secrets::{Found, Kind};
 use std::ffi::OsString;
@@ -12,10 +13,10 @@ use std::path::{Path, PathBuf};
 fn policy(command: &[&str]) -> Policy {
     Policy {
         project: None,
-        allow_broad_project: false,
+        broad_project: BroadProject::Refused,
         net: NetMode::None,
         filter: Default::default(),
-        hide_secrets: true,
+        secrets: Secrets::Hidden,
         hide: vec![],
         unhide: vec![],
         extra: vec![],
@@ -25,9 +26,8 @@ fn policy(command: &[&str]) -> Policy {
         bind_self: false,
         limits: Default::default(),
         profile: Default::default(),
-        agent_home: false,
-        ssh_agent: false,
-        docker: false,
+        home: Home::Empty,
+        handed: vec![],
         notes: vec![],
         command: command.iter().map(OsString::from).collect(),
         audit_json: None,
@@ -53,14 +53,17 @@ fn exe(path: &str) -> Candidate {
 fn facts() -> HostFacts {
     HostFacts {
         user: User {
-            env: vec![
-                ("PATH".into(), "/usr/bin:/bin".into()),
-                ("HOME".into(), "/home/u".into()),
-                ("TERM".into(), "xterm".into()),
-                ("LC_ALL".into(), "C".into()),
-                ("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into()),
-                ("TOKEN".into(), "t0k3n".into()),
-            ],
+            env: Env::new(
+                vec![
+                    ("PATH".into(), "/usr/bin:/bin".into()),
+                    ("HOME".into(), "/home/u".into()),
+                    ("TERM".into(), "xterm".into()),
+                    ("LC_ALL".into(), "C".into()),
+                    ("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into()),
+                    ("TOKEN".into(), "t0k3n".into()),
+                ],
+                Path::new("/home/u/p/src"),
+            ),
             git_config: vec![("/home/u/.gitconfig".into(), "/home/u/.gitconfig".into())],
             ..User::fixture("/home/u/p/src")
         },
@@ -338,7 +341,7 @@ fn broad_projects_are_refused() {
             "{project}"
         );
         let mut p = policy(&["claude"]);
-        p.allow_broad_project = true;
+        p.broad_project = BroadProject::Allowed;
         let plan = plan(&p, &f).unwrap();
         assert!(
             plan.warnings[0].contains("--allow-broad-project"),
@@ -377,7 +380,7 @@ fn broad_projects_are_refused() {
             assert!(fail.hint.as_deref().unwrap().contains("--ro"), "{path}");
         }
         let mut p = policy(&["claude"]);
-        p.allow_broad_project = true;
+        p.broad_project = BroadProject::Allowed;
         let plan = plan(&p, &f).unwrap();
         assert_eq!(
             plan.warnings
@@ -399,7 +402,7 @@ fn binds_go_parents_first() {
     ];
     // `--ro $HOME` needs the override now; the order is what this test is about.
     let mut p = policy(&["claude"]);
-    p.allow_broad_project = true;
+    p.broad_project = BroadProject::Allowed;
     let got = argv(&p, &f);
     let home = pos(&got, &["--ro-bind", "/home/u", "/home/u"]);
     let project = pos(&got, &["--bind", "/home/u/p", "/home/u/p"]);
@@ -1250,7 +1253,7 @@ fn terminal_plan_whole_argv() {
 fn agent_profile_plan_whole_argv() {
     let mut p = policy(&["claude", "-p", "hi"]);
     p.profile = crate::profile::builtin("claude").unwrap();
-    p.agent_home = true;
+    p.home = Home::Agent;
     p.env = vec![
         EnvPass::IfSet("ANTHROPIC_API_KEY".into()),
         EnvPass::IfSet("ANTHROPIC_BASE_URL".into()),
@@ -1258,9 +1261,7 @@ fn agent_profile_plan_whole_argv() {
         EnvPass::Set("DISABLE_AUTOUPDATER".into(), "1".into()),
     ];
     let mut f = facts();
-    f.user
-        .env
-        .push(("ANTHROPIC_API_KEY".into(), "sk-test".into()));
+    f.user.env.push("ANTHROPIC_API_KEY", "sk-test");
     let agent_home = PathBuf::from("/home/u/.local/share/agentbox/home/claude");
     f.agent.state_dirs = vec![agent_home.join(".claude"), agent_home.join(".cache/claude")];
     f.agent.home = Some(agent_home.clone());

@@ -176,3 +176,26 @@ fn a_trust_record_is_never_written_through_a_symlink() {
     trust(&home, &proj).unwrap();
     assert!(load_project(&home, &proj).unwrap().unwrap().trusted);
 }
+
+#[test]
+fn resolve_is_the_flags_over_the_files_with_no_io() {
+    // Made-up files and a home that does not exist: resolve reads nothing.
+    let files = Files {
+        home: "/nonexistent/home".into(),
+        user: user("[profile.claude]\nro = [\"~/.nvm\"]\nallow_domains = [\"mcp.example\"]\n"),
+        project: Some(project("hide = [\"*.csv\"]\nnet = \"host\"\n", false)),
+    };
+    let (p, w) = resolve(
+        args(&["--hide", "x.key"]),
+        vec!["claude".into()],
+        false,
+        &files,
+    )
+    .unwrap();
+    assert_eq!(p.profile.name, "claude");
+    assert_eq!(p.net, crate::policy::NetMode::Filtered);
+    assert!(p.filter.allow.contains(&"mcp.example".to_owned()));
+    assert_eq!(p.hide, ["*.csv", "x.key"]);
+    assert_eq!(p.extra[0].path, Path::new("/nonexistent/home/.nvm"));
+    assert!(w[0].contains("ignoring net"), "{w:?}");
+}

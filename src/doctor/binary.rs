@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bwrap::{Features, MIN_BWRAP};
 use crate::host::bwrap::{Bwrap, BwrapRefusal as Refusal, bwrap_candidates, version};
+use crate::hostenv::Env;
 
 use super::{Check, sandbox, sudo};
 
@@ -96,16 +97,16 @@ fn version_of(path: &Path) -> Result<(u32, u32, u32), String> {
 }
 
 /// Finds bwrap and reads its version: the check, and the bwrap when it is usable.
-pub(super) fn find(explicit: Option<&Path>, uid: u32) -> (Check, Option<Bwrap>) {
+pub(super) fn find(explicit: Option<&Path>, uid: u32, env: &Env) -> (Check, Option<Bwrap>) {
     let name = "bwrap";
-    let path_var = std::env::var_os("PATH");
-    let home = std::env::var_os("HOME").and_then(|h| fs::canonicalize(h).ok());
-    let project = std::env::current_dir()
-        .and_then(fs::canonicalize)
+    let home = env.home().ok().and_then(|h| fs::canonicalize(h).ok());
+    let project = env
+        .cwd()
         .ok()
+        .and_then(|c| fs::canonicalize(c).ok())
         .filter(|c| default_project(c, home.as_deref()));
     let mut refused = Vec::new();
-    for (canon, mode) in bwrap_candidates(explicit, path_var.as_deref()) {
+    for (canon, mode) in bwrap_candidates(explicit, env) {
         if let Some(r) = refusal(&canon, mode, project.as_deref()) {
             refused.push((canon, r));
             continue;

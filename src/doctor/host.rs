@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use super::Check;
+use crate::hostenv::Env;
 use crate::profile;
 
 /// `/etc/resolv.conf` as agentbox meets it: a file, or a symlink and where it ends.
@@ -93,7 +94,7 @@ pub(super) fn resolv_check(r: &Resolv) -> Check {
 
 /// One check per installed agent (where its command is, which profile it gets), and one
 /// listing those not found.
-pub(super) fn agents() -> Vec<Check> {
+pub(super) fn agents(env: &Env) -> Vec<Check> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for name in profile::names() {
@@ -106,7 +107,7 @@ pub(super) fn agents() -> Vec<Check> {
         let on_path = p
             .commands
             .iter()
-            .find_map(|c| which::which(c).ok().map(|path| (c.clone(), path)));
+            .find_map(|c| env.which(c).map(|path| (c.clone(), path)));
         match on_path {
             None => missing.push(format!("{name} ({})", p.commands.join(", "))),
             Some((cmd, path)) => {
@@ -171,7 +172,7 @@ mod tests {
 
     #[test]
     fn lists_every_agent_profile() {
-        let checks = agents();
+        let checks = agents(&Env::read());
         let last = checks.last().unwrap();
         assert_eq!(last.name, "agents");
         // Each agent profile is either found (its own line) or named in the last one.

@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::error::Fail;
 use crate::host::Bwrap;
+use crate::hostenv::Env;
 use explain::Cause;
 pub use explain::explain;
 
@@ -98,9 +99,13 @@ fn me() -> Result<Me> {
 
 /// Runs every check and prints the report (plain text; `json` = one JSON document). Exit 0 when
 /// nothing blocks `agentbox run`, 1 when something does.
-pub fn run(json: bool, bwrap: Option<&std::path::Path>) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(
+    json: bool,
+    bwrap: Option<&std::path::Path>,
+    env: &Env,
+) -> anyhow::Result<std::process::ExitCode> {
     let me = me()?;
-    let checks = checks(bwrap, me)?;
+    let checks = checks(bwrap, me, env)?;
     let text = match json {
         true => json_report(&checks, me.uid)?,
         false => text_report(&checks, me.uid),
@@ -151,8 +156,8 @@ fn blocked(checks: &[Check]) -> bool {
     checks.iter().any(|c| c.status == Status::Fail)
 }
 
-fn checks(explicit: Option<&Path>, me: Me) -> Result<Vec<Check>> {
-    let (found, bwrap) = binary::find(explicit, me.uid);
+fn checks(explicit: Option<&Path>, me: Me, env: &Env) -> Result<Vec<Check>> {
+    let (found, bwrap) = binary::find(explicit, me.uid, env);
     let mut v = vec![found];
     if let Some(b) = &bwrap {
         v.push(binary::features(b, me.uid));
@@ -172,7 +177,7 @@ fn checks(explicit: Option<&Path>, me: Me) -> Result<Vec<Check>> {
         uid: me.uid,
     };
     let trials = match &bwrap {
-        Some(b) => trials(b, me, &known)?,
+        Some(b) => trials(b, me, &known, env)?,
         None => vec![
             Check::warn("sandbox", "not tried: no usable bwrap", Vec::new()),
             match kernel::seccomp_status() {
@@ -189,7 +194,7 @@ fn checks(explicit: Option<&Path>, me: Me) -> Result<Vec<Check>> {
     v.push(host::resolv_check(&host::resolv_at(Path::new(
         "/etc/resolv.conf",
     ))));
-    v.extend(host::agents());
+    v.extend(host::agents(env));
     Ok(v)
 }
 
@@ -243,8 +248,8 @@ fn failed(name: &str, what: &str, o: &sandbox::Outcome, known: &Known) -> Check 
 }
 
 /// The trial sandboxes: plain, with seccomp, and the filtered network's relay setup.
-fn trials(b: &Bwrap, me: Me, known: &Known) -> Result<Vec<Check>> {
-    let t = match sandbox::Trials::new(b, sandbox::project()?) {
+fn trials(b: &Bwrap, me: Me, known: &Known, env: &Env) -> Result<Vec<Check>> {
+    let t = match sandbox::Trials::new(b, sandbox::project()?, env) {
         Ok(t) => t,
         Err(e) => return Ok(refused(&e)),
     };

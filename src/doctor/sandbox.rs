@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use crate::bwrap::{FIRST_DATA_FD, Op, Plan, to_argv};
 use crate::cli::SandboxArgs;
 use crate::host::{Agent, Bwrap, HostFacts, Project, System, User};
+use crate::hostenv::Env;
 use crate::policy::Policy;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,8 +114,8 @@ fn policy(filtered: bool, project: &Path) -> Result<Policy> {
 
 /// The host as `agentbox run` probes it, with an empty project of the trial's own and the
 /// doctor's bwrap; no terminal (the trial's stdin is not one).
-fn facts(policy: &Policy, bwrap: &Bwrap) -> Result<HostFacts> {
-    let mut user = User::probe()?;
+fn facts(policy: &Policy, bwrap: &Bwrap, env: &Env) -> Result<HostFacts> {
+    let mut user = User::probe(env)?;
     user.stdin_tty = false;
     let system = System::probe(user.uid)?;
     let project = Project::probe(policy, &user, &system.secrets)?;
@@ -179,10 +180,10 @@ pub(super) struct Trials {
 impl Trials {
     /// Probes the host as `agentbox run -- true` in `project` (from [`project`]) would; an
     /// error is what run would refuse with.
-    pub(super) fn new(bwrap: &Bwrap, project: tempfile::TempDir) -> Result<Trials> {
+    pub(super) fn new(bwrap: &Bwrap, project: tempfile::TempDir, env: &Env) -> Result<Trials> {
         let probe = |filtered: bool| -> Result<(Policy, HostFacts)> {
             let p = policy(filtered, project.path())?;
-            let f = facts(&p, bwrap)?;
+            let f = facts(&p, bwrap, env)?;
             Ok((p, f))
         };
         let off = probe(false)?;

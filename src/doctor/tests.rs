@@ -12,7 +12,7 @@ fn current() -> Me {
 #[test]
 fn nothing_blocks_here() {
     let me = current();
-    let checks = checks(None, me).unwrap();
+    let checks = checks(None, me, &Env::read()).unwrap();
     let report = text_report(&checks, me.uid);
     println!("{report}");
     assert!(!blocked(&checks), "{report}");
@@ -26,8 +26,8 @@ fn nothing_blocks_here() {
         let c = checks.iter().find(|c| c.name == name).unwrap();
         assert_eq!(c.status, Status::Ok, "{report}");
     }
-    assert_eq!(run(false, None).unwrap(), ExitCode::SUCCESS);
-    assert_eq!(run(true, None).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(run(false, None, &Env::read()).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(run(true, None, &Env::read()).unwrap(), ExitCode::SUCCESS);
 }
 
 /// The same as the unprivileged test user, when the tests run as root: root passes checks that
@@ -272,5 +272,5 @@ fn a_sandbox_that_fails_blocks() {
 }
 
 fn checks_of(bwrap: Option<&Path>) -> Vec<Check> {
-    checks(bwrap, current()).unwrap()
+    checks(bwrap, current(), &Env::read()).unwrap()
 }

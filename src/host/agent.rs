@@ -13,8 +13,9 @@ use anyhow::Result;
 
 use super::User;
 use crate::error::Fail;
+use crate::hostenv::Env;
 use crate::inside::SELF_INSIDE;
-use crate::policy::Policy;
+use crate::policy::{Handed, Home, Policy};
 
 /// What the agent's profile and command need from the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,10 +37,7 @@ pub struct Agent {
 impl Agent {
     pub fn probe(policy: &Policy, user: &User) -> Result<Agent> {
         let home = &user.home;
-        let path_var = user.var(OsStr::new("PATH"));
-        let agent_home = policy
-            .agent_home
-            .then(|| home_dir(home, &policy.profile.name));
+        let agent_home = (policy.home == Home::Agent).then(|| home_dir(user, &policy.profile.name));
         let state_dirs = match &agent_home {
             Some(h) => policy
                 .profile
@@ -52,12 +50,15 @@ impl Agent {
         };
         let exposed = match policy.profile.name.is_empty() || policy.bind_self {
             true => Vec::new(),
-            false => runtime_of(&policy.command[0], path_var),
+            false => runtime_of(&policy.command[0], &user.env),
         };
-        let ssh_agent = policy.ssh_agent.then(ssh_agent_socket).transpose()?;
+        let ssh_agent = policy
+            .hands(Handed::SshAgent)
+            .then(|| ssh_agent_socket(&user.env))
+            .transpose()?;
         let known_hosts = fs::canonicalize(home.join(".ssh/known_hosts"))
             .ok()
-            .filter(|_| policy.ssh_agent);
+            .filter(|_| policy.hands(Handed::SshAgent));
         Ok(Agent {
             runtime: runtime_paths(home, &policy.profile.runtime),
             home: agent_home,
@@ -65,7 +66,10 @@ impl Agent {
             exposed,
             ssh_agent,
             known_hosts,
-            docker: policy.docker.then(docker_socket).transpose()?,
+            docker: policy
+                .hands(Handed::Docker)
+                .then(|| docker_socket(&user.env))
+                .transpose()?,
             command: if policy.bind_self && policy.command[0] == SELF_INSIDE {
                 // agentbox itself, bound inside by the plan.
                 let inside = PathBuf::from(SELF_INSIDE);
@@ -75,7 +79,7 @@ impl Agent {
                     executable: true,
                 }]
             } else {
-                find_command(&policy.command[0], path_var, &user.cwd)
+                find_command(&policy.command[0], &user.env, &user.cwd)
             },
         })
     }
@@ -89,7 +93,7 @@ pub struct Candidate {
     pub executable: bool,
 }
 
-fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candidate> {
+fn find_command(name: &OsStr, env: &Env, cwd: &Path) -> Vec<Candidate> {
     let candidate = |path: PathBuf| -> Option<Candidate> {
         let meta = fs::metadata(&path).ok()?;
         if !meta.is_file() {
@@ -104,11 +108,8 @@ fn find_command(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Vec<Candi
     if name.as_bytes().contains(&b'/') {
         return candidate(cwd.join(name)).into_iter().collect();
     }
-    let Some(path_var) = path_var else {
-        return Vec::new();
-    };
-    std::env::split_paths(path_var)
-        .filter(|d| d.is_absolute())
+    env.path_dirs()
+        .into_iter()
         .filter_map(|d| candidate(d.join(name)))
         .collect()
 }
@@ -125,25 +126,15 @@ pub struct Exposed {
 }
 
 /// `$XDG_DATA_HOME/agentbox/home/PROFILE`: the home the agent gets, persistent.
-pub fn home_dir(home: &Path, profile: &str) -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| home.join(".local/share"))
+pub fn home_dir(user: &User, profile: &str) -> PathBuf {
+    user.env
+        .data_home(&user.home)
         .join("agentbox/home")
         .join(profile)
 }
 
-/// The first executable file named `name` on `path_var`.
-fn on_path(name: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
-    std::env::split_paths(path_var?)
-        .filter(|d| d.is_absolute())
-        .map(|d| d.join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
-}
-
 /// The interpreter a `#!` line names: an absolute path, or a name `env` looks up.
-fn interpreter(file: &Path, path_var: Option<&OsStr>) -> Option<(OsString, PathBuf)> {
+fn interpreter(file: &Path, env: &Env) -> Option<(OsString, PathBuf)> {
     let mut head = [0u8; 256];
     let n = std::io::Read::read(&mut fs::File::open(file).ok()?, &mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
@@ -155,18 +146,18 @@ fn interpreter(file: &Path, path_var: Option<&OsStr>) -> Option<(OsString, PathB
     if first.file_name() == Some(OsStr::new("env")) {
         let name = words.find(|w| !w.starts_with(b"-"))?;
         let name = OsStr::from_bytes(name);
-        return Some((name.to_owned(), on_path(name, path_var)?));
+        return Some((name.to_owned(), env.which(name)?));
     }
     Some((first.file_name()?.to_owned(), first.to_owned()))
 }
 
 /// The command and its interpreters (up to three levels), as found on the host.
-pub fn runtime_of(command: &OsStr, path_var: Option<&OsStr>) -> Vec<Exposed> {
+pub fn runtime_of(command: &OsStr, env: &Env) -> Vec<Exposed> {
     let mut out = Vec::new();
     let first = if command.as_bytes().contains(&b'/') {
         None
     } else {
-        on_path(command, path_var).map(|p| (command.to_owned(), p))
+        env.which(command).map(|p| (command.to_owned(), p))
     };
     let mut next = first;
     while let Some((name, path)) = next.take() {
@@ -176,7 +167,7 @@ pub fn runtime_of(command: &OsStr, path_var: Option<&OsStr>) -> Vec<Exposed> {
         if out.iter().any(|e: &Exposed| e.canonical == canonical) || out.len() >= 4 {
             break;
         }
-        next = interpreter(&canonical, path_var);
+        next = interpreter(&canonical, env);
         out.push(Exposed {
             name,
             path,
@@ -199,8 +190,8 @@ pub fn runtime_paths(home: &Path, entries: &[String]) -> Vec<PathBuf> {
 }
 
 /// The user's ssh-agent socket, for `--ssh-agent`.
-pub fn ssh_agent_socket() -> Result<PathBuf> {
-    let sock = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+pub fn ssh_agent_socket(env: &Env) -> Result<PathBuf> {
+    let sock = env.var("SSH_AUTH_SOCK").map(PathBuf::from);
     match sock.as_deref().map(fs::canonicalize) {
         Some(Ok(p)) if fs::metadata(&p).is_ok_and(|m| m.file_type().is_socket()) => Ok(p),
         _ => Err(Fail::hint(
@@ -212,9 +203,10 @@ pub fn ssh_agent_socket() -> Result<PathBuf> {
 }
 
 /// The Docker socket, for `--docker`: `DOCKER_HOST=unix://...`, else the standard path.
-pub fn docker_socket() -> Result<PathBuf> {
-    let from_env = std::env::var("DOCKER_HOST")
-        .ok()
+pub fn docker_socket(env: &Env) -> Result<PathBuf> {
+    let from_env = env
+        .var("DOCKER_HOST")
+        .and_then(OsStr::to_str)
         .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from));
     let path = from_env.unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
     match fs::canonicalize(&path) {
@@ -252,7 +244,8 @@ mod tests {
         );
         symlink("../lib/node_modules/pkg/cli.js", prefix.join("bin/claude")).unwrap();
         let path = std::env::join_paths([prefix.join("bin")]).unwrap();
-        let got = runtime_of(OsStr::new("claude"), Some(&path));
+        let env = Env::new(vec![("PATH".into(), path)], &base);
+        let got = runtime_of(OsStr::new("claude"), &env);
         let names: Vec<_> = got
             .iter()
             .map(|e| e.name.to_string_lossy().into_owned())
@@ -260,7 +253,7 @@ mod tests {
         assert_eq!(names, ["claude", "node"]);
         assert_eq!(got[0].canonical, prefix.join("lib/node_modules/pkg/cli.js"));
         assert_eq!(got[1].canonical, prefix.join("bin/node"));
-        assert!(runtime_of(OsStr::new("missing"), Some(&path)).is_empty());
+        assert!(runtime_of(OsStr::new("missing"), &env).is_empty());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! one the agent or another user could replace), and its version, read the same way for `run`
 //! and `doctor`.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -11,6 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::error::Fail;
+use crate::hostenv::Env;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 /// The bwrap found: canonical path, version, and whether it is setuid root.
@@ -23,17 +23,16 @@ pub struct Bwrap {
 /// The bwrap executables agentbox would consider, in order: the explicit path, else `bwrap`
 /// in each absolute PATH entry; canonical, regular files only, with their mode. (`doctor`
 /// walks the same list.)
-pub fn bwrap_candidates(explicit: Option<&Path>, path_var: Option<&OsStr>) -> Vec<(PathBuf, u32)> {
+pub fn bwrap_candidates(explicit: Option<&Path>, env: &Env) -> Vec<(PathBuf, u32)> {
     let named: Vec<PathBuf> = match explicit {
         Some(p) => vec![p.to_owned()],
-        None => path_var
-            .map(|v| std::env::split_paths(v).collect::<Vec<_>>())
-            .unwrap_or_default()
+        None => env
+            .path_dirs()
             .into_iter()
-            // Relative entries (and `..` ones) name places the current directory, often the
-            // project, can reach: the sandbox's builder is never taken from there. The agent's
+            // `..` entries (like the relative ones `path_dirs` leaves out) can lead where the
+            // project is: the sandbox's builder is never taken from there. The agent's
             // command may be (it runs inside, where the project is the agent's anyway).
-            .filter(|d| d.is_absolute() && d.components().all(|c| c != Component::ParentDir))
+            .filter(|d| d.components().all(|c| c != Component::ParentDir))
             .map(|d| d.join("bwrap"))
             .collect(),
     };
@@ -89,14 +88,10 @@ impl Bwrap {
     /// Finds bwrap: the explicit path, else the first on PATH that is not inside a writable
     /// root (a planted `./bwrap` would run unsandboxed with the user's rights) and is not
     /// writable by group or others (anyone who can rewrite it owns every sandbox).
-    pub fn probe(
-        explicit: Option<&Path>,
-        path_var: Option<&OsStr>,
-        writable: &[PathBuf],
-    ) -> Result<Bwrap> {
+    pub fn probe(explicit: Option<&Path>, env: &Env, writable: &[PathBuf]) -> Result<Bwrap> {
         let hint = "install bubblewrap (apt-get install bubblewrap) or pass --bwrap PATH";
         let mut refused = Vec::new();
-        for (canon, mode) in bwrap_candidates(explicit, path_var) {
+        for (canon, mode) in bwrap_candidates(explicit, env) {
             let roots: Vec<&Path> = writable.iter().map(PathBuf::as_path).collect();
             if let Some(refusal) = BwrapRefusal::of(&canon, mode, &roots) {
                 let why = match refusal {

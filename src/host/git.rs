@@ -47,6 +47,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use crate::hostenv::Env;
 use crate::rules::GIT_RUNS_LATER;
 use crate::secrets::{Found, Kind};
 pub use read::{Entry, Reads, parse_list};
@@ -110,12 +111,11 @@ pub const GIT_TIMEOUT: Duration = Duration::from_secs(3);
 const FIXED_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 impl GitHost {
-    pub fn find(home: &Path, path_var: Option<&OsStr>, writable: &[PathBuf]) -> GitHost {
-        let git = path_var
-            .map(|v| std::env::split_paths(v).collect::<Vec<_>>())
-            .unwrap_or_default()
+    pub fn find(env: &Env, home: &Path, writable: &[PathBuf]) -> GitHost {
+        let git = env
+            .path_dirs()
             .into_iter()
-            .filter(|d| d.is_absolute() && d.components().all(|c| c != Component::ParentDir))
+            .filter(|d| d.components().all(|c| c != Component::ParentDir))
             .filter_map(|d| fs::canonicalize(d.join("git")).ok())
             .find(|g| {
                 !writable.iter().any(|w| g.starts_with(w))
@@ -124,9 +124,11 @@ impl GitHost {
         GitHost {
             git,
             home: home.to_owned(),
-            xdg_config_home: std::env::var_os("XDG_CONFIG_HOME"),
-            config_env: std::env::vars_os()
+            xdg_config_home: env.var("XDG_CONFIG_HOME").map(OsStr::to_owned),
+            config_env: env
+                .vars()
                 .filter(|(k, _)| is_config_var(k))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             writable: writable.to_owned(),
             timeout: GIT_TIMEOUT,

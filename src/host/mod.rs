@@ -19,13 +19,13 @@ pub mod refs;
 pub mod system;
 pub mod user;
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use crate::error::Fail;
+use crate::hostenv::Env;
 use crate::policy::Policy;
 pub use agent::{Agent, Candidate};
 pub use bwrap::Bwrap;
@@ -48,15 +48,11 @@ pub struct HostFacts {
 impl HostFacts {
     /// Each part in turn: the project's checks and scan, then bwrap (which must not be in a
     /// writable root), then what the agent needs.
-    pub fn probe(policy: &Policy) -> Result<HostFacts> {
-        let user = User::probe()?;
+    pub fn probe(policy: &Policy, env: &Env) -> Result<HostFacts> {
+        let user = User::probe(env)?;
         let system = System::probe(user.uid)?;
         let project = Project::probe(policy, &user, &system.secrets)?;
-        let bwrap = Bwrap::probe(
-            policy.bwrap.as_deref(),
-            user.var(OsStr::new("PATH")),
-            &project.writable(),
-        )?;
+        let bwrap = Bwrap::probe(policy.bwrap.as_deref(), &user.env, &project.writable())?;
         let agent = Agent::probe(policy, &user)?;
         Ok(HostFacts {
             user,
@@ -70,10 +66,10 @@ impl HostFacts {
 
 /// Where agentbox keeps per-run directories: `$XDG_RUNTIME_DIR/agentbox`, or
 /// `/tmp/agentbox-UID`.
-pub fn runtime_base(uid: u32) -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(d) if d.is_absolute() && d.is_dir() => d.join("agentbox"),
-        _ => PathBuf::from(format!("/tmp/agentbox-{uid}")),
+pub fn runtime_base(user: &User) -> PathBuf {
+    match user.env.runtime_dir() {
+        Some(d) if d.is_dir() => d.join("agentbox"),
+        _ => PathBuf::from(format!("/tmp/agentbox-{}", user.uid)),
     }
 }
 

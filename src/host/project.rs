@@ -6,7 +6,6 @@
 //! Everything found here is in a writable root, so attacker-controlled: it may only narrow
 //! what the sandbox shows (masks, read-only pins), never widen it.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +14,7 @@ use anyhow::{Result, bail};
 use super::git::kind_at;
 use super::{User, canonical, git, refs};
 use crate::error::Fail;
-use crate::policy::{Access, Policy};
+use crate::policy::{Access, BroadProject, Policy, Secrets};
 use crate::secrets::{self, Found, Kind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +46,17 @@ impl Project {
             .map(|e| Ok((canonical(&e.path, "path given to --ro/--rw")?, e.access)))
             .collect::<Result<Vec<_>>>()?;
         // Before the scan below: a project such as $HOME is refused without walking it first.
-        crate::broad::refuse_broad(policy.allow_broad_project, &project, &extra, &user.home)?;
-        let matcher = secrets::Matcher::new(policy.hide_secrets, &policy.hide, &policy.unhide)?;
+        crate::broad::refuse_broad(
+            policy.broad_project == BroadProject::Allowed,
+            &project,
+            &extra,
+            &user.home,
+        )?;
+        let matcher = secrets::Matcher::new(
+            policy.secrets == Secrets::Hidden,
+            &policy.hide,
+            &policy.unhide,
+        )?;
         let writable: Vec<&Path> = std::iter::once(project.as_path())
             .chain(
                 extra
@@ -58,8 +66,7 @@ impl Project {
             )
             .collect();
         let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
-        let path_var = user.var(OsStr::new("PATH"));
-        let git_host = git::GitHost::find(&user.home, path_var, &writable_roots);
+        let git_host = git::GitHost::find(&user.env, &user.home, &writable_roots);
         // A hard link in a writable root to a masked system file (root can make one to
         // /etc/shadow) is that file by another name: the scan masks it too.
         let linked: Vec<(u64, u64)> = system_secrets

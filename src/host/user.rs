@@ -1,14 +1,15 @@
 //! The user's side of the host: who agentbox runs as, the environment it was started with
-//! (read once, here), the home and current directories, the terminal, and the user's own git
-//! configuration files. Reads, never writes.
+//! (read once, in `main`, as a `hostenv::Env`), the home and current directories made
+//! canonical, the terminal, and the user's own git configuration files. Reads, never writes.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
 use super::canonical;
+use crate::hostenv::Env;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -21,7 +22,7 @@ pub struct User {
     /// The current directory (canonical).
     pub cwd: PathBuf,
     /// The whole environment agentbox was started with.
-    pub env: Vec<(OsString, OsString)>,
+    pub env: Env,
     /// Whether stdin is a terminal (decides between `--new-session` and the TIOCSTI filter).
     pub stdin_tty: bool,
     /// (source, destination) of the user's git configuration.
@@ -29,20 +30,11 @@ pub struct User {
 }
 
 impl User {
-    pub fn probe() -> Result<User> {
-        let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-        let home_raw = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .or_else(dirs::home_dir)
-            .context("cannot tell the home directory: HOME is not set")?;
-        let home = canonical(&home_raw, "home directory")?;
-        let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        let cwd = canonical(&cwd, "current directory")?;
+    pub fn probe(env: &Env) -> Result<User> {
+        let home = canonical(env.home()?, "home directory")?;
+        let cwd = canonical(env.cwd()?, "current directory")?;
         let me = fs::metadata("/proc/self").context("reading /proc/self")?;
-        let xdg_config = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .unwrap_or_else(|| home.join(".config"));
+        let xdg_config = env.config_home(&home);
         // Git's settings, file by file: the XDG directory can also hold `credentials`
         // (credential-store's token file), which must stay outside.
         let xdg_git = xdg_config.join("git");
@@ -61,7 +53,7 @@ impl User {
             gid: std::os::unix::fs::MetadataExt::gid(&me),
             home,
             cwd,
-            env,
+            env: env.clone(),
             stdin_tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
             git_config,
         })
@@ -69,14 +61,11 @@ impl User {
 
     /// The host value of an environment variable.
     pub fn var(&self, name: &OsStr) -> Option<&OsStr> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_os_str())
+        self.env.var(name)
     }
 
-    /// A made-up user for tests: uid and gid 1000, home `/home/u`, in `cwd`, no environment,
-    /// no terminal, no git configuration.
+    /// A made-up user for tests: uid and gid 1000, home `/home/u`, in `cwd`, no environment
+    /// (not even HOME), no terminal, no git configuration.
     #[cfg(test)]
     pub fn fixture(cwd: &str) -> User {
         User {
@@ -84,7 +73,7 @@ impl User {
             gid: 1000,
             home: "/home/u".into(),
             cwd: cwd.into(),
-            env: Vec::new(),
+            env: Env::new(Vec::new(), std::path::Path::new(cwd)),
             stdin_tty: false,
             git_config: Vec::new(),
         }

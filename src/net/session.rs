@@ -98,7 +98,13 @@ impl Pending {
     }
 }
 
-pub fn prepare(net: &NetSession, filter: &NetFilter, areas: &Untrusted) -> Result<Pending> {
+/// `cwd` is agentbox's current directory, against which a relative `--net-log` is read.
+pub fn prepare(
+    net: &NetSession,
+    filter: &NetFilter,
+    areas: &Untrusted,
+    cwd: &Path,
+) -> Result<Pending> {
     let base = net.dir.parent().context("socket directory has no parent")?;
     private_base(base, net.uid, areas)?;
     sweep(base, areas);
@@ -116,7 +122,7 @@ pub fn prepare(net: &NetSession, filter: &NetFilter, areas: &Untrusted) -> Resul
         // Often in the project, where an earlier run could have left a symlink to the user's
         // shell rc file, or a FIFO, in its place.
         Some(p) => Some(
-            hostfs::open_file(&absolute(p)?, hostfs::Write::Append, areas)
+            hostfs::open_file(&cwd.join(p), hostfs::Write::Append, areas)
                 .context("opening --net-log")?,
         ),
         None => None,
@@ -153,13 +159,6 @@ impl Drop for Running {
             eprintln!("agentbox: warning: {e:#}");
         }
     }
-}
-
-/// `p` from the current directory, as the user gave it.
-fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(std::env::current_dir()
-        .context("reading the current directory")?
-        .join(p))
 }
 
 fn report(s: &Summary, learn: bool) {

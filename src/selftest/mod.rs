@@ -257,10 +257,11 @@ fn processes_with(word: &str) -> Vec<i32> {
         .collect()
 }
 
-pub fn run(args: TestArgs) -> Result<ExitCode> {
+pub fn run(args: TestArgs, env: &crate::hostenv::Env) -> Result<ExitCode> {
     let json = args.json;
-    let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true)?;
-    let facts = HostFacts::probe(&policy)?;
+    let files = crate::config::read_for(&args.sandbox, env)?;
+    let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true, &files)?;
+    let facts = HostFacts::probe(&policy, env)?;
     let project_secrets = project_secrets(&facts.project);
     let world = plant()?;
     let canary_env = "AGENTBOX_PROBE_TOKEN".to_owned();
@@ -298,7 +299,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     let before = listing(world.canary.path());
     let (lines, stderr, code) = run_probes(&world, ctx, &canary_env)?;
     let mut rows = rows(&lines);
-    if !policy.hide_secrets {
+    if policy.secrets == crate::policy::Secrets::Shown {
         unmasked_by_choice(&mut rows);
     }
     rows.extend(host_checks(&world, &facts.user.home, &before));

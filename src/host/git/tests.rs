@@ -12,8 +12,9 @@ fn found(p: PathBuf, kind: Kind) -> Found {
 
 /// A host with git, the temp dir as the home and `writable` as the writable root.
 fn host(home: &Path, writable: &Path) -> GitHost {
-    let path = std::env::var_os("PATH");
-    let mut h = GitHost::find(home, path.as_deref(), &[writable.to_owned()]);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let env = crate::hostenv::Env::new(vec![("PATH".into(), path)], home);
+    let mut h = GitHost::find(&env, home, &[writable.to_owned()]);
     h.xdg_config_home = Some(home.join(".config").into());
     h
 }
