@@ -147,16 +147,16 @@ fn trial_plan(
 }
 
 /// The canonical host path of a program, when it lies in a system path run binds.
-fn program(name: &str) -> Option<PathBuf> {
-    let path = std::fs::canonicalize(which::which(name).ok()?).ok()?;
+fn program(name: &str, env: &Env) -> Option<PathBuf> {
+    let path = std::fs::canonicalize(env.which(std::ffi::OsStr::new(name))?).ok()?;
     crate::host::SYSTEM_PATHS
         .iter()
         .any(|s| path.starts_with(s))
         .then_some(path)
 }
 
-fn true_command() -> Vec<OsString> {
-    vec![program("true").map_or_else(|| "true".into(), PathBuf::into_os_string)]
+fn true_command(env: &Env) -> Vec<OsString> {
+    vec![program("true", env).map_or_else(|| "true".into(), PathBuf::into_os_string)]
 }
 
 /// An empty project of the trials' own, removed when dropped. Made apart from
@@ -175,6 +175,9 @@ pub(super) struct Trials {
     bwrap: PathBuf,
     off: (Policy, HostFacts),
     filtered: (Policy, HostFacts),
+    /// `true` and util-linux `unshare` as run's sandbox finds them.
+    true_cmd: Vec<OsString>,
+    unshare: Option<PathBuf>,
 }
 
 impl Trials {
@@ -196,6 +199,8 @@ impl Trials {
             bwrap: bwrap.path.clone(),
             off,
             filtered,
+            true_cmd: true_command(env),
+            unshare: program("unshare", env),
         })
     }
 
@@ -213,19 +218,19 @@ impl Trials {
 
     /// Run's sandbox, network off, running `true`, without its seccomp programs.
     pub(super) fn minimal(&self) -> Result<Outcome> {
-        self.start(false, false, true_command())
+        self.start(false, false, self.true_cmd.clone())
     }
 
     /// Run's sandbox as it is, seccomp programs loaded by bwrap.
     pub(super) fn with_seccomp(&self) -> Result<Outcome> {
-        self.start(false, true, true_command())
+        self.start(false, true, self.true_cmd.clone())
     }
 
     /// What the filtered network's relay does in run's filtered sandbox: as uid 0 with its
     /// capabilities, a nested user namespace mapping the user's ids back (util-linux
     /// `unshare`). None when there is no `unshare` to try it with.
     pub(super) fn relay(&self, uid: u32, gid: u32) -> Result<Option<Outcome>> {
-        let Some(unshare) = program("unshare") else {
+        let Some(unshare) = self.unshare.clone() else {
             return Ok(None);
         };
         let mut command: Vec<OsString> = vec![
@@ -234,7 +239,7 @@ impl Trials {
             format!("--map-user={uid}").into(),
             format!("--map-group={gid}").into(),
         ];
-        command.extend(true_command());
+        command.extend(self.true_cmd.iter().cloned());
         self.start(true, false, command).map(Some)
     }
 }
