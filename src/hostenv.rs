@@ -8,8 +8,6 @@
 //! for `host` to decide.
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
@@ -134,21 +132,19 @@ impl Env {
     }
 
     /// The first executable regular file named `name` in `path_dirs`, as found (not
-    /// canonical).
+    /// canonical): the `which` crate's search, over the absolute entries only (so the current
+    /// directory, which it resolves relative entries against, plays no part).
     pub fn which(&self, name: impl AsRef<OsStr>) -> Option<PathBuf> {
-        let name = name.as_ref();
-        self.path_dirs()
-            .into_iter()
-            .map(|d| d.join(name))
-            .find(|p| {
-                fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            })
+        let dirs = std::env::join_paths(self.path_dirs()).ok()?;
+        which::which_in(name.as_ref(), Some(dirs), Path::new("/")).ok()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn env(vars: &[(&str, &str)]) -> Env {
         Env::new(
