@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, Out, World, each_user};
+use crate::harness::{Out, World, bin, each_user};
 
 /// The file the planted code creates when it runs.
 fn mark(w: &World) -> PathBuf {
@@ -451,7 +451,7 @@ fn without_git_the_files_stay_protected_and_agentbox_says_so() {
         // /usr/bin/env sets the PATH agentbox sees (the test user's setpriv needs the usual one).
         let args = [
             OsStr::new("PATH=/nonexistent"),
-            OsStr::new(BIN),
+            OsStr::new(bin()),
             OsStr::new("run"),
             OsStr::new("--bwrap"),
             bwrap.as_os_str(),

@@ -11,7 +11,49 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_agentbox");
+/// agentbox as every scenario runs it: the binary cargo built or, as root, a copy the
+/// unprivileged test user can reach (cargo's target directory is often under a home it cannot
+/// enter, /root's for a plain `cargo test`).
+pub fn bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = env!("CARGO_BIN_EXE_agentbox");
+        match current_uid() {
+            0 => reachable_copy(Path::new(built)),
+            _ => built.to_owned(),
+        }
+    })
+}
+
+/// A copy of `built` in a world-traversable directory, named by its size and time so that
+/// concurrent test processes share it and a new build gets a new copy (older ones removed).
+fn reachable_copy(built: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(built).unwrap();
+    let dir = Path::new("/tmp/agentbox-it-bin");
+    fs::create_dir_all(dir).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let name = format!(
+        "agentbox-{}-{}",
+        meta.len(),
+        meta.mtime_nsec() ^ meta.mtime()
+    );
+    let copy = dir.join(&name);
+    if !copy.exists() {
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        fs::copy(built, &tmp).unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::rename(&tmp, &copy).unwrap();
+        for old in fs::read_dir(dir).unwrap().flatten() {
+            if old.file_name() != name.as_str()
+                && !old.file_name().to_string_lossy().starts_with('.')
+            {
+                let _ = fs::remove_file(old.path());
+            }
+        }
+    }
+    copy.to_str().unwrap().to_owned()
+}
 
 pub const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -54,17 +96,35 @@ pub fn users() -> Vec<Option<User>> {
     let mut v = vec![None];
     if current_uid() == 0 {
         let name = std::env::var("AGENTBOX_TEST_USER").unwrap_or_else(|_| "agentbox-test".into());
-        let user = lookup_user(&name).unwrap_or_else(|| {
-            panic!(
-                "running as root, but the unprivileged test user {name:?} does not exist: \
-                 create it (useradd -m {name}) or set AGENTBOX_TEST_USER"
-            )
-        });
+        let user = lookup_user(&name)
+            .or_else(|| create_user(&name))
+            .unwrap_or_else(|| {
+                panic!(
+                    "running as root, but the unprivileged test user {name:?} does not exist and \
+                 useradd could not make it: create it (useradd -m {name}) or set \
+                 AGENTBOX_TEST_USER"
+                )
+            });
         v.push(Some(user));
     } else {
         eprintln!("note: not root, so the root half of the scenarios is not run here");
     }
     v
+}
+
+/// Makes the unprivileged test user, as root, so that a plain `cargo test` on a fresh machine
+/// runs both halves of every scenario. Concurrent tests may race to make it: whoever loses
+/// finds it made.
+fn create_user(name: &str) -> Option<User> {
+    static MADE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(u) = lookup_user(name) {
+        return Some(u);
+    }
+    let _ = Command::new("useradd")
+        .args(["--create-home", "--shell", "/bin/sh", name])
+        .status();
+    lookup_user(name)
 }
 
 /// A temp world: a home and a project, owned by the scenario's user.
@@ -162,7 +222,7 @@ impl World {
     }
 
     pub fn cmd(&self, args: &[&OsStr]) -> Command {
-        let mut c = self.program(OsStr::new(BIN));
+        let mut c = self.program(OsStr::new(bin()));
         c.args(args);
         c
     }

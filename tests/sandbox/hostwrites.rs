@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, Out, World, each_user};
+use crate::harness::{Out, World, bin, each_user};
 
 fn is_symlink(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
@@ -409,7 +409,7 @@ fn every_run_returns_with_every_process_reaped() {
         ];
         for mode in modes {
             for (script, code) in [("true", 0), ("sleep 30 & exit 3", 3)] {
-                let mut words = vec![BIN, "run"];
+                let mut words = vec![bin(), "run"];
                 words.extend_from_slice(mode);
                 words.extend_from_slice(&["--", "sh", "-c", script]);
                 let (status, left) = leftovers_of(w, &words);

@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, Out, each_user, processes_with};
+use crate::harness::{Out, bin, each_user, processes_with};
 
 #[test]
 fn host_processes_are_invisible() {
@@ -44,7 +44,10 @@ fn inherited_fds_do_not_reach_the_sandbox() {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&direct.stdout).contains('7'));
-        let line = format!("exec 7</etc/hostname; exec {BIN} run -- sh -c '{inner}'");
+        let line = format!(
+            "exec 7</etc/hostname; exec {} run -- sh -c '{inner}'",
+            bin()
+        );
         let out = Out(w
             .program(OsStr::new("bash"))
             .arg("-c")

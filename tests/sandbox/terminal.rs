@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::harness::{BIN, each_user, shell_quote, wait_for};
+use crate::harness::{bin, each_user, shell_quote, wait_for};
 
 /// On a terminal (tmux), a full-screen program inside hears of a window resize (no
 /// --new-session), while TIOCSTI is refused by the filter; the same TIOCSTI outside the
@@ -21,8 +21,9 @@ fn on_a_terminal_resize_reaches_the_sandbox_and_tiocsti_does_not() {
             "trap 'stty size > cols.txt' WINCH; {tiocsti} > inside.txt; echo ready > ready.txt; \
              i=0; while [ $i -lt 200 ] && [ ! -s cols.txt ]; do sleep 0.05; i=$((i+1)); done"
         );
+        let bin = bin();
         let pane = format!(
-            "{tiocsti} > outside.txt; {BIN} run -- sh -c {}; sleep 30",
+            "{tiocsti} > outside.txt; {bin} run -- sh -c {}; sleep 30",
             shell_quote(&inner)
         );
         tmux(&[
@@ -80,18 +81,19 @@ fn ctrl_c_belongs_to_the_agent() {
             .parent()
             .unwrap()
             .to_owned();
+        let bin = bin();
         let cases = [
             (
                 "a",
                 format!(
-                    "{BIN} run -- sh -c {}; echo $? > exit1.txt",
+                    "{bin} run -- sh -c {}; echo $? > exit1.txt",
                     shell_quote(agent)
                 ),
             ),
             (
                 "b",
                 format!(
-                    "{BIN} run --project ../second -- sh -c 'echo ready > ready2.txt; sleep 20'; \
+                    "{bin} run --project ../second -- sh -c 'echo ready > ready2.txt; sleep 60'; \
                      echo $? > exit2.txt"
                 ),
             ),
@@ -115,8 +117,8 @@ fn ctrl_c_belongs_to_the_agent() {
         assert!(wait_for(&second.join("ready2.txt"), Duration::from_secs(20)).is_some());
         tmux(&["send-keys", "-t", "a", "C-c"]);
         tmux(&["send-keys", "-t", "b", "C-c"]);
-        let exit1 = wait_for(&w.project.join("exit1.txt"), Duration::from_secs(10));
-        let exit2 = wait_for(&w.project.join("exit2.txt"), Duration::from_secs(10));
+        let exit1 = wait_for(&w.project.join("exit1.txt"), Duration::from_secs(30));
+        let exit2 = wait_for(&w.project.join("exit2.txt"), Duration::from_secs(30));
         tmux(&["kill-server"]);
         assert_eq!(
             fs::read_to_string(w.project.join("int.txt")).unwrap(),
