@@ -1,3 +1,4 @@
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
 
@@ -7,10 +8,32 @@ fn current() -> Me {
     me().unwrap()
 }
 
+/// The unprivileged test user's name; as root, made first if it is missing (a plain `cargo
+/// test` on a fresh machine). Every test that starts a sandbox as root calls this first, so
+/// useradd's short-lived files in /etc never race a sandbox that is binding /etc.
+fn test_user() -> String {
+    static MADE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    let name = std::env::var("AGENTBOX_TEST_USER").unwrap_or_else(|_| "agentbox-test".into());
+    let known = |n: &str| {
+        Command::new("id")
+            .arg(n)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if current().uid == 0 && !known(&name) {
+        let _ = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", &name])
+            .status();
+    }
+    name
+}
+
 /// Here (Debian 12, bwrap 0.8, user namespaces on) nothing blocks `agentbox run`: the real
 /// checks, trial sandboxes included, as whoever runs the tests.
 #[test]
 fn nothing_blocks_here() {
+    test_user();
     let me = current();
     let checks = checks(None, me, &Env::read()).unwrap();
     let report = text_report(&checks, me.uid);
@@ -39,7 +62,27 @@ fn nothing_blocks_here_unprivileged() {
         return;
     }
     let name = std::env::var("AGENTBOX_TEST_USER").unwrap_or_else(|_| "agentbox-test".into());
-    let exe = std::env::current_exe().unwrap();
+    // A plain `cargo test` on a fresh machine: the user may be missing, and cargo's target dir
+    // may lie where the user cannot enter (/root): make the one, copy the binary out of the other.
+    let known = |n: &str| {
+        Command::new("id")
+            .arg(n)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !known(&name) {
+        let _ = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", &name])
+            .status();
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("agentbox-unit-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("tests");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("setpriv")
         .args([format!("--reuid={name}"), format!("--regid={name}")])
         .args(["--clear-groups", "--"])

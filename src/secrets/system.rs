@@ -50,6 +50,11 @@ pub fn etc_secrets(etc: &Path) -> Masks {
                 continue;
             }
             let path = entry.path();
+            // Lock files (`/etc/group.lock`, `.pwd.lock`) hold nothing and come and go while
+            // useradd or passwd runs: one masked and then gone would make bwrap fail to mount.
+            if path.extension().is_some_and(|e| e == "lock") || entry.file_name() == ".pwd.lock" {
+                continue;
+            }
             let Ok(meta) = entry.metadata() else {
                 out.files.push(path);
                 continue;
