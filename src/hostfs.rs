@@ -62,6 +62,49 @@ impl Untrusted {
     fn contains(&self, dir: &Path) -> bool {
         self.0.iter().any(|a| dir.starts_with(a))
     }
+
+    /// The deepest area that holds `path`, if any.
+    fn holding(&self, path: &Path) -> Option<&Path> {
+        self.0
+            .iter()
+            .filter(|a| path.starts_with(a))
+            .max_by_key(|a| a.components().count())
+            .map(PathBuf::as_path)
+    }
+}
+
+/// Refuses when a path bwrap is about to mount at (or from) passes through a symlink below the
+/// untrusted area that holds it: bwrap resolves mount paths by name, following symlinks, so a
+/// link the sandbox planted where a protected directory was would carry a read-write pin or a
+/// read-only bind to wherever it points (the user's home). Checked after the run's lock is
+/// taken, when no other sandbox can change the tree; paths that do not exist are left to bwrap.
+pub fn no_symlink_below_area(path: &Path, areas: &Untrusted) -> Result<()> {
+    let Some(area) = areas.holding(path) else {
+        return Ok(());
+    };
+    let Ok(rest) = path.strip_prefix(area) else {
+        return Ok(());
+    };
+    let mut at = area.to_owned();
+    for c in rest.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refuse(
+                    &at,
+                    "is a symlink where the sandbox could have put it, on the way to a path \
+                     agentbox mounts",
+                    &format!(
+                        "look at it; remove it if you did not make it (rm {})",
+                        shell_quote(at.as_os_str())
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// The refusal for something found where agentbox was about to write.

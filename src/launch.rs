@@ -47,6 +47,7 @@ pub fn run(
     sys::cloexec_inherited()?;
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
+    mount_paths_hold(plan, &areas)?;
     let enforcer = match policy.limits.any() {
         true => Some(limits::enforce(
             &policy.limits,
@@ -101,11 +102,49 @@ pub fn run(
     Ok(code)
 }
 
+/// The common git dirs of linked worktrees in the writable roots (bound read-write).
+pub fn linked_commons(facts: &HostFacts) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = facts
+        .project
+        .roots
+        .iter()
+        .flat_map(|r| &r.git)
+        .filter_map(|g| g.linked_common.clone())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// No path bwrap mounts at or from passes through a symlink the sandbox could have planted
+/// (see `hostfs::no_symlink_below_area`).
+fn mount_paths_hold(plan: &Plan, areas: &Untrusted) -> Result<()> {
+    use crate::bwrap::Op;
+    for step in &plan.steps {
+        let paths: Vec<&Path> = match &step.op {
+            Op::Bind(p)
+            | Op::RoBind(p)
+            | Op::EmptyFile(p)
+            | Op::UnreadableFile(p)
+            | Op::RemountRo(p) => vec![p],
+            Op::Tmpfs { dest, .. } | Op::DataFile { dest, .. } => vec![dest],
+            Op::BindAt { src, dest } | Op::RoBindAt { src, dest } => vec![src, dest],
+            _ => Vec::new(),
+        };
+        for p in paths {
+            crate::hostfs::no_symlink_below_area(p, areas)?;
+        }
+    }
+    Ok(())
+}
+
 /// Where the sandbox can write, now or in an earlier run: the writable roots, agentbox's data
 /// directory (the agent homes) and the runtime directory. No host-side write follows a
 /// symlink there.
 pub fn untrusted(facts: &HostFacts) -> Untrusted {
     let mut areas: Vec<PathBuf> = facts.project.roots.iter().map(|r| r.path.clone()).collect();
+    // A linked worktree's common git dir is bound read-write for git: the sandbox writes it.
+    areas.extend(linked_commons(facts));
     // Every profile's home is `DATA/agentbox/home/NAME`: all of `DATA/agentbox`, whichever
     // profile this run uses (another profile's home was writable in its own runs).
     let any_home = crate::host::agent::home_dir(&facts.user, "any");

@@ -83,7 +83,38 @@ fn lock_roots(policy: &agentbox::policy::Policy, env: &Env) -> Result<agentbox::
         .chain(rw)
         .filter_map(|p| std::fs::canonicalize(p).ok())
         .collect();
-    agentbox::runlock::lock(&roots)
+    let uid = rustix::process::geteuid().as_raw();
+    agentbox::runlock::lock(&roots, &host::runtime_base_of(env, uid))
+}
+
+/// After the probe: the roots it scanned are the ones locked (a path resolved twice could
+/// differ), and a linked worktree's common git dir, which the sandbox gets read-write, is
+/// locked too (a sandbox in the main checkout shares it).
+fn lock_more(
+    lock: &agentbox::runlock::RunLock,
+    facts: &host::HostFacts,
+) -> Result<Option<agentbox::runlock::RunLock>> {
+    let mut scanned: Vec<&std::path::Path> = facts
+        .project
+        .roots
+        .iter()
+        .map(|r| r.path.as_path())
+        .collect();
+    let mut locked: Vec<&std::path::Path> = lock.roots.iter().map(|p| p.as_path()).collect();
+    scanned.sort();
+    locked.sort();
+    if scanned != locked {
+        return Err(agentbox::error::Fail::hint(
+            "the project's path resolved to another place between the lock and the scan",
+            "run again; if it persists, pass --project and --rw paths that hold no symlink",
+        )
+        .into());
+    }
+    let commons = launch::linked_commons(facts);
+    if commons.is_empty() {
+        return Ok(None);
+    }
+    agentbox::runlock::lock(&commons, &host::runtime_base(&facts.user)).map(Some)
 }
 
 /// How chatty `run` is: `-v` shows each decision, `-q` hides notes.
@@ -111,11 +142,15 @@ fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         eprintln!("agentbox: warning: {}", terminal(w));
     }
     // Before the scan: no other sandbox may change the tree between the scan and the mounts.
-    let _lock = match args.dry_run || args.tree {
+    let lock = match args.dry_run || args.tree {
         true => None,
         false => Some(lock_roots(&policy, env)?),
     };
     let facts = host::HostFacts::probe(&policy, env)?;
+    let _more = match &lock {
+        Some(l) => lock_more(l, &facts)?,
+        None => None,
+    };
     // Known reasons a sandbox cannot start, explained before bwrap fails with its own words.
     agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.user.uid)?;
     let net = launch::net_session(&policy, &facts)?;

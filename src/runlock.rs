@@ -4,30 +4,41 @@
 //! the symlink names, the user's home included. A sandbox is attacker-controlled; agentbox's
 //! launch is not, so the launch refuses to start beside another sandbox on the same tree.
 //!
-//! How: before the scan, every writable root takes an exclusive `flock` on the directory itself,
-//! and every directory above it a shared one. Two runs conflict exactly when one's root is,
-//! holds, or lies inside the other's. Nothing is written anywhere (a lock on the directory, not
-//! a lock file); the kernel drops the locks when agentbox exits, however it exits, and bwrap does
-//! not inherit them (close-on-exec). A directory above a root that this user cannot open is
-//! skipped: a run rooted there could not have scanned it either.
+//! How: before the scan, every writable root takes an exclusive `flock`, and every directory
+//! above it a shared one, on lock files named by the directory's device and inode in the user's
+//! private runtime directory (0700, through `hostfs`): never on the directories themselves,
+//! which any local user (or a sandbox shown them read-only) could lock to block every run. Two
+//! runs conflict exactly when one's root is, holds, or lies inside the other's. The kernel drops
+//! the locks when agentbox exits, however it exits, and bwrap does not inherit them
+//! (close-on-exec). A directory above a root that cannot be stat'ed is skipped: a run rooted
+//! there could not have scanned it either. The lock files stay (a few bytes of names in a
+//! runtime directory): removing a lock file that another run may be opening would let two runs
+//! lock two different files.
 
-use std::os::fd::OwnedFd;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use rustix::fs::{FlockOperation, Mode, OFlags, flock, open};
+use rustix::fs::{FlockOperation, flock};
 
 use crate::error::Fail;
+use crate::hostfs::{self, Untrusted};
 use crate::text::printable;
 
 /// The locks of one run, held until it is dropped.
 #[derive(Debug)]
 pub struct RunLock {
-    _dirs: Vec<OwnedFd>,
+    _files: Vec<File>,
+    /// The roots locked exclusively, as given.
+    pub roots: Vec<PathBuf>,
 }
 
-/// Locks `roots` (canonical writable roots) for this run.
-pub fn lock(roots: &[PathBuf]) -> Result<RunLock> {
+/// Locks `roots` (canonical writable roots) for this run, with lock files in `runtime`.
+pub fn lock(roots: &[PathBuf], runtime: &Path) -> Result<RunLock> {
+    let areas = Untrusted::new([runtime.to_owned()]);
+    let dir = runtime.join("locks");
+    hostfs::create_dir_all(&dir, 0o700, &areas)?;
     // (path, exclusive), roots first: an exclusive lock is never downgraded by a shared one
     // taken on the same directory by this run (a --rw path inside the project).
     let mut wanted: Vec<(&Path, bool)> = roots.iter().map(|r| (r.as_path(), true)).collect();
@@ -35,30 +46,32 @@ pub fn lock(roots: &[PathBuf]) -> Result<RunLock> {
         wanted.extend(r.ancestors().skip(1).map(|a| (a, false)));
     }
     let mut seen = std::collections::BTreeSet::new();
-    let mut dirs = Vec::new();
+    let mut files = Vec::new();
     for (path, exclusive) in wanted {
-        if !seen.insert(path) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            if exclusive {
+                anyhow::bail!("reading {}", printable(path.as_os_str()));
+            }
+            continue;
+        };
+        if !seen.insert((meta.dev(), meta.ino())) {
             continue;
         }
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let dir = match open(path, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(_) if !exclusive => continue,
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("opening {}", printable(path.as_os_str()))));
-            }
-        };
+        let name = format!("{:x}-{:x}", meta.dev(), meta.ino());
+        let file = hostfs::open_file(&dir.join(name), hostfs::Write::Append, &areas)?;
         let op = match exclusive {
             true => FlockOperation::NonBlockingLockExclusive,
             false => FlockOperation::NonBlockingLockShared,
         };
-        if flock(&dir, op).is_err() {
+        if flock(&file, op).is_err() {
             return Err(busy(roots, path, exclusive));
         }
-        dirs.push(dir);
+        files.push(file);
     }
-    Ok(RunLock { _dirs: dirs })
+    Ok(RunLock {
+        _files: files,
+        roots: roots.to_vec(),
+    })
 }
 
 fn busy(roots: &[PathBuf], at: &Path, root: bool) -> anyhow::Error {
@@ -76,7 +89,8 @@ fn busy(roots: &[PathBuf], at: &Path, root: bool) -> anyhow::Error {
             "another agentbox sandbox is running {where_}, or inside it: two sandboxes on one \
              tree can race each other's protections"
         ),
-        "wait for it to end, or give each agent its own checkout (git worktree add ../other)",
+        "wait for it to end, or give each agent its own clone (git clone . ../other; a git \
+         worktree shares its git directory, so it is the same tree)",
     )
     .into()
 }
@@ -93,21 +107,22 @@ mod tests {
             std::fs::create_dir_all(base.join(d)).unwrap();
         }
         let p = base.join("p");
-        let held = lock(std::slice::from_ref(&p)).unwrap();
+        let rt = base.join("run");
+        let held = lock(std::slice::from_ref(&p), &rt).unwrap();
         // The same tree, a tree inside it, a tree holding it: refused, with the fix.
         for other in [p.clone(), p.join("sub"), base.clone()] {
-            let err = lock(std::slice::from_ref(&other)).unwrap_err();
+            let err = lock(std::slice::from_ref(&other), &rt).unwrap_err();
             let (code, hint) = crate::error::classify(&err);
             assert_eq!(code, 125, "{other:?}");
-            assert!(hint.unwrap().contains("git worktree"), "{other:?}");
+            assert!(hint.unwrap().contains("git clone"), "{other:?}");
         }
         // A sibling tree is not (the control), and one run may hold a root and a --rw path
         // inside it.
-        lock(&[base.join("q")]).unwrap();
+        lock(&[base.join("q")], &rt).unwrap();
         drop(held);
-        let both = lock(&[p.clone(), p.join("sub")]).unwrap();
+        let both = lock(&[p.clone(), p.join("sub")], &rt).unwrap();
         drop(both);
         // Released with the run.
-        lock(std::slice::from_ref(&p)).unwrap();
+        lock(std::slice::from_ref(&p), &rt).unwrap();
     }
 }

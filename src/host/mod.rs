@@ -67,9 +67,14 @@ impl HostFacts {
 /// Where agentbox keeps per-run directories: `$XDG_RUNTIME_DIR/agentbox`, or
 /// `/tmp/agentbox-UID`.
 pub fn runtime_base(user: &User) -> PathBuf {
-    match user.env.runtime_dir() {
+    runtime_base_of(&user.env, user.uid)
+}
+
+/// `runtime_base` before the user is probed (the run's lock is taken before the probe).
+pub fn runtime_base_of(env: &crate::hostenv::Env, uid: u32) -> PathBuf {
+    match env.runtime_dir() {
         Some(d) if d.is_dir() => d.join("agentbox"),
-        _ => PathBuf::from(format!("/tmp/agentbox-{}", user.uid)),
+        _ => PathBuf::from(format!("/tmp/agentbox-{uid}")),
     }
 }
 

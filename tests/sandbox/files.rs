@@ -161,3 +161,48 @@ fn a_second_sandbox_on_the_same_tree_is_refused_while_the_first_runs() {
         w.sh(&[], "true").ok();
     });
 }
+
+/// A linked worktree shares its git directory with the main checkout, and its sandbox gets that
+/// directory read-write: a sandbox in the main checkout and one in the worktree conflict too.
+/// Control: once the first has ended, the worktree's run starts.
+#[test]
+fn a_worktree_and_its_main_checkout_are_one_tree_for_the_lock() {
+    each_user(|w| {
+        let git = |args: &[&str]| {
+            let out = w
+                .program(OsStr::new("git"))
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        w.write("home/src/project/a.txt", "a\n");
+        git(&["init", "-q"]);
+        git(&["add", "a.txt"]);
+        git(&["commit", "-qm", "a"]);
+        git(&["worktree", "add", "-q", "../wt"]);
+        let wt = w.project.parent().unwrap().join("wt");
+        let mut first = w
+            .cmd(&["run", "--", "sh", "-c", "echo up > up.txt; sleep 30"].map(OsStr::new))
+            .spawn()
+            .unwrap();
+        let up = crate::harness::wait_for(
+            &w.project.join("up.txt"),
+            std::time::Duration::from_secs(20),
+        );
+        assert!(up.is_some(), "the first sandbox did not start");
+        let mut args = ["run", "--project"].map(OsStr::new).to_vec();
+        args.extend([wt.as_os_str(), OsStr::new("--"), OsStr::new("true")]);
+        let out = w.run_args(&args);
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(
+            out.stderr().contains("another agentbox sandbox"),
+            "{}",
+            out.stderr()
+        );
+        first.kill().unwrap();
+        first.wait().unwrap();
+        w.run_args(&args).ok();
+    });
+}

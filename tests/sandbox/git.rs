@@ -572,3 +572,35 @@ fn git_files_cannot_be_turned_against_the_host() {
         assert!(out.stderr().contains("does not exist"), "{}", out.stderr());
     });
 }
+
+/// A symlink planted among git's own worktree records (`.git/worktrees/x -> somewhere`) would
+/// carry the pin of the directory it replaces (a read-write bind, by name) to wherever it
+/// points: the launch refuses instead, naming it. Control: the same record as a real directory
+/// starts.
+#[test]
+fn a_symlink_among_git_worktree_records_refuses_instead_of_being_mounted() {
+    each_user(|w| {
+        let init = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(&w.project)
+            .status()
+            .unwrap();
+        assert!(init.success());
+        w.write(
+            "home/src/project/.git/worktrees/real/gitdir",
+            "/nowhere/.git\n",
+        );
+        w.write("home/target/worktrees-like/gitdir", "/nowhere/.git\n");
+        w.sh(&[], "true").ok();
+        std::os::unix::fs::symlink(
+            w.home.join("target/worktrees-like"),
+            w.project.join(".git/worktrees/evil"),
+        )
+        .unwrap();
+        w.chown_all();
+        let out = w.sh(&[], "echo started");
+        assert_eq!(out.code(), 125, "{}{}", out.stdout(), out.stderr());
+        assert!(out.stderr().contains("worktrees/evil"), "{}", out.stderr());
+        assert!(!out.stdout().contains("started"));
+    });
+}

@@ -258,14 +258,23 @@ impl World {
         c
     }
 
-    /// Every path below the base dir, for leftover checks.
+    /// Every path below the base dir, for leftover checks; but for the run's lock files in the
+    /// runtime directory, which stay by design (see `runlock`).
     pub fn listing(&self) -> Vec<PathBuf> {
+        let runtime = self.home.join(".run/agentbox");
+        let locks = runtime.join("locks");
         let mut out = Vec::new();
         let mut stack = vec![self.base.clone()];
         while let Some(d) = stack.pop() {
             for e in fs::read_dir(&d).unwrap() {
                 let e = e.unwrap();
                 let p = e.path();
+                if p.starts_with(&locks) || p == runtime {
+                    if p == runtime {
+                        stack.push(p);
+                    }
+                    continue;
+                }
                 if e.file_type().unwrap().is_dir() {
                     stack.push(p.clone());
                 }
