@@ -365,14 +365,19 @@ pub const GIT_RUNS_LATER: &[RunsLater] = &[
     ),
 ];
 
-/// Directory names where the scan looks for secrets only, not for files the host runs later:
-/// git's own directory, whose runs-later files the git model finds as git sees them, and
-/// installed packages (`node_modules`): packages ship `.husky/`, `.vscode/`, CI files, which no
-/// host tool obeys there, and locking them (with every directory above them pinned) broke
-/// `npm ci` and filled the exit audit after an install. Renaming a protected item's directory
-/// to one of these names is no way around: every directory above a protected item is pinned
-/// for the run, and what a run creates or moves is in its exit audit.
-pub const PRUNED_DIRS: &[&str] = &[".git", "node_modules"];
+/// Directory names where the scan looks for secrets only: git's own directory, whose runs-later
+/// files the git model finds as git sees them.
+pub const PRUNED_DIRS: &[&str] = &[".git"];
+
+/// Installed packages: the scan looks for secrets and git repositories inside, not for
+/// runs-later names. Packages ship `.husky/`, `.vscode/`, CI files, which no host tool obeys
+/// there, and locking them (with every directory above them pinned) broke `npm ci` and filled
+/// the exit audit after an install. A git repository inside is another matter: staged in the
+/// outer repository, the user's `git status` runs its fsmonitor, so it is modelled (and
+/// audited) like any other. Renaming a protected item's directory to one of these names is no
+/// way around: every directory above a protected item is pinned for the run, and what a run
+/// creates or moves is in its exit audit.
+pub const PACKAGE_DIRS: &[&str] = &["node_modules"];
 
 /// Environment variables that pass into the sandbox by default: the terminal, locale and identity
 /// an interactive program needs, and nothing that carries credentials.

@@ -98,7 +98,11 @@ fn too_much(root: &Path, at: &Path) -> anyhow::Error {
             MAX_TOTAL_BYTES >> 20,
             crate::text::printable(rel.as_os_str())
         ),
-        "remove what does not belong there (planted by an earlier run?), or --hide it",
+        format!(
+            "look at what is large in {} and remove what does not belong there (planted by an \
+             earlier run?)",
+            crate::text::shell_quote(at.parent().unwrap_or(at).as_os_str())
+        ),
     )
     .into()
 }
@@ -498,7 +502,7 @@ mod tests {
         let err = referenced(&root, &[dir(&root)], std::slice::from_ref(&root)).unwrap_err();
         let (code, hint) = crate::error::classify(&err);
         assert_eq!(code, 125);
-        assert!(hint.unwrap().contains("--hide"), "{err:#}");
+        assert!(hint.unwrap().contains(".vscode"), "{err:#}");
     }
 
     #[test]

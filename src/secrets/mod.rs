@@ -15,7 +15,8 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::Fail;
 use crate::rules::{
-    self, Check, Guard, PRUNED_DIRS, RUNS_LATER, RunsLater, SECRET_EXCEPTIONS, SecretPattern,
+    self, Check, Guard, PACKAGE_DIRS, PRUNED_DIRS, RUNS_LATER, RunsLater, SECRET_EXCEPTIONS,
+    SecretPattern,
 };
 use std::os::unix::ffi::OsStrExt;
 

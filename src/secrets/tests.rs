@@ -441,6 +441,7 @@ fn a_directory_is_reached_only_through_real_directories() {
         path: root.join(rel),
         depth: 2,
         secrets_only: false,
+        packages: false,
     };
     let mut noatime = true;
     assert!(open_dir(&job("real/sub"), &mut noatime).is_ok());
@@ -608,4 +609,20 @@ fn key_and_certificate_files_are_decided_by_content() {
             "sub/.yarnrc.yml",
         ]
     );
+}
+
+#[test]
+fn a_git_repository_in_installed_packages_is_found_but_their_hook_dirs_are_not() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for f in [
+        "node_modules/pkg/.husky/pre-commit",
+        "node_modules/pkg/.git/config",
+        ".husky/pre-commit",
+    ] {
+        write(root, f);
+    }
+    let r = scan(root, &Matcher::new(true, &[], &[]).unwrap()).unwrap();
+    assert_eq!(rels(root, &r.runs_later), [".husky"]);
+    assert_eq!(rels(root, &r.git), ["node_modules/pkg/.git"]);
 }

@@ -52,6 +52,8 @@ pub(super) struct Job {
     pub(super) depth: usize,
     /// Only secrets are looked for inside (git's own directory).
     pub(super) secrets_only: bool,
+    /// Inside installed packages (`PACKAGE_DIRS`): no runs-later names, but git repositories.
+    pub(super) packages: bool,
 }
 
 /// Why part of the tree went unread. Any one refuses the launch: what the scan did not see, it
@@ -314,6 +316,7 @@ pub(super) fn scan_holding(
         path: root.to_owned(),
         depth: 0,
         secrets_only: false,
+        packages: false,
     });
     for _ in 0..SEQUENTIAL_DIRS {
         let Some(job) = w.stack.pop() else { break };
@@ -516,6 +519,7 @@ impl Scan<'_> {
             path,
             depth,
             secrets_only,
+            packages,
         } = job;
         let fd = Arc::new(fd);
         // Subdirectories open from this one if it is held, else from the same anchor as it.
@@ -536,6 +540,7 @@ impl Scan<'_> {
             parent: path.file_name(),
             depth,
             secrets_only,
+            packages,
         };
         let mut entries = RawDir::new(&*fd, buf.spare_capacity_mut());
         while let Some(entry) = entries.next() {
@@ -602,6 +607,7 @@ impl Scan<'_> {
             out.git.push(found("git directory"));
         }
         if !dir.secrets_only
+            && !dir.packages
             && !git
             && let Some(r) = self.runs_later.find(dir.parent, name)
         {
@@ -659,6 +665,7 @@ impl Scan<'_> {
                 path: dir.path.join(name),
                 depth: dir.depth + 1,
                 secrets_only: dir.secrets_only || PRUNED_DIRS.iter().any(|p| name == *p),
+                packages: dir.packages || PACKAGE_DIRS.iter().any(|p| name == *p),
             });
         }
     }
@@ -737,6 +744,7 @@ pub(super) struct Dir<'a> {
     parent: Option<&'a OsStr>,
     depth: usize,
     secrets_only: bool,
+    packages: bool,
 }
 
 /// Opens a directory to read. Below the root it must be a real directory, not a symlink to one
