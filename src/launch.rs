@@ -49,11 +49,7 @@ pub fn run(
     prepare(plan, &areas)?;
     mount_paths_hold(plan, &areas)?;
     let enforcer = match policy.limits.any() {
-        true => Some(limits::enforce(
-            &policy.limits,
-            facts.user.uid,
-            &facts.user.env,
-        )?),
+        true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
         false => None,
     };
     let prefix = match &enforcer {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::error::Fail;
-use crate::hostenv::Env;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -194,11 +193,17 @@ impl Drop for Cgroup {
 }
 
 /// A systemd scope, where systemd runs this machine and the cgroup tree is its to manage.
-fn systemd_prefix(limits: &Limits, uid: u32, env: &Env) -> Option<Vec<OsString>> {
+fn systemd_prefix(limits: &Limits, uid: u32) -> Option<Vec<OsString>> {
     if !Path::new("/run/systemd/system").is_dir() {
         return None;
     }
-    let run = env.which("systemd-run")?;
+    // systemd's own tool, from the system's directories only: a `systemd-run` found through a
+    // PATH entry in the project (direnv's PATH_add) would run on the host, unsandboxed.
+    let run = ["/usr/bin/systemd-run", "/bin/systemd-run"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())?
+        .to_owned();
     let mut v: Vec<OsString> = vec![run.into()];
     if uid != 0 {
         v.push("--user".into());
@@ -216,11 +221,11 @@ fn systemd_prefix(limits: &Limits, uid: u32, env: &Env) -> Option<Vec<OsString>>
 }
 
 /// Sets up enforcement, or says clearly why it cannot.
-pub fn enforce(limits: &Limits, uid: u32, env: &Env) -> Result<Enforcer> {
+pub fn enforce(limits: &Limits, uid: u32) -> Result<Enforcer> {
     let direct = Cgroup::create(limits);
     match direct {
         Ok(cg) => Ok(Enforcer::Cgroup(cg)),
-        Err(e) => match systemd_prefix(limits, uid, env) {
+        Err(e) => match systemd_prefix(limits, uid) {
             Some(prefix) => Ok(Enforcer::Systemd(prefix)),
             None => Err(Fail::hint(
                 format!("cannot enforce --memory/--pids: {e:#}, and systemd does not run here"),
