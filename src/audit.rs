@@ -508,7 +508,7 @@ fn own(m: &fs::Metadata) -> [u8; 32] {
 
 /// How `path` (with metadata `m`) exists now, read as `how` says.
 fn state(path: &Path, m: &fs::Metadata, how: How, budget: &mut Budget) -> State {
-    let kind = kind_of(m);
+    let kind = Kind::of(m.file_type());
     let id = (m.dev(), m.ino());
     if how == How::Exists {
         let h: [u8; 32] = Sha256::digest([kind as u8]).into();
@@ -544,10 +544,6 @@ fn state(path: &Path, m: &fs::Metadata, how: How, budget: &mut Budget) -> State 
     }
 }
 
-fn kind_of(m: &fs::Metadata) -> Kind {
-    Kind::of(m.file_type())
-}
-
 /// `dir/name`, a file or a whole directory, or its absence.
 fn part(dir: &Path, name: &str, w: &mut Hashing<'_>) {
     let p = dir.join(name);
@@ -555,7 +551,7 @@ fn part(dir: &Path, name: &str, w: &mut Hashing<'_>) {
     match fs::symlink_metadata(&p) {
         Ok(m) if !w.entry(&m) => {}
         Ok(m) if m.is_dir() => tree(&p, w),
-        Ok(m) => leaf(&p, &m, kind_of(&m), w),
+        Ok(m) => leaf(&p, &m, Kind::of(m.file_type()), w),
         Err(_) => w.name(b"\0absent"),
     }
 }
@@ -647,7 +643,7 @@ fn tree(dir: &Path, w: &mut Hashing<'_>) {
         if !w.entry(&m) {
             return;
         }
-        match kind_of(&m) {
+        match Kind::of(m.file_type()) {
             Kind::Dir => {
                 w.content(b"d");
                 tree(&path, w);

@@ -55,6 +55,7 @@ impl Untrusted {
     }
 
     /// Everything is an untrusted area: no symlink is followed anywhere.
+    #[cfg(test)]
     pub fn everywhere() -> Untrusted {
         Untrusted(vec![PathBuf::from("/")])
     }
@@ -78,7 +79,13 @@ impl Untrusted {
 /// link the sandbox planted where a protected directory was would carry a read-write pin or a
 /// read-only bind to wherever it points (the user's home). Checked after the run's lock is
 /// taken, when no other sandbox can change the tree; paths that do not exist are left to bwrap.
-pub fn no_symlink_below_area(path: &Path, areas: &Untrusted) -> Result<()> {
+/// `seen` holds the directories already found not to be symlinks: pins share most of their
+/// ancestors, and each is looked at once per launch.
+pub fn no_symlink_below_area(
+    path: &Path,
+    areas: &Untrusted,
+    seen: &mut std::collections::BTreeSet<PathBuf>,
+) -> Result<()> {
     let Some(area) = areas.holding(path) else {
         return Ok(());
     };
@@ -88,6 +95,9 @@ pub fn no_symlink_below_area(path: &Path, areas: &Untrusted) -> Result<()> {
     let mut at = area.to_owned();
     for c in rest.components() {
         at.push(c);
+        if seen.contains(&at) {
+            continue;
+        }
         match std::fs::symlink_metadata(&at) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(refuse(
@@ -100,7 +110,9 @@ pub fn no_symlink_below_area(path: &Path, areas: &Untrusted) -> Result<()> {
                     ),
                 ));
             }
-            Ok(_) => {}
+            Ok(_) => {
+                seen.insert(at.clone());
+            }
             Err(_) => return Ok(()),
         }
     }

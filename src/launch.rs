@@ -116,6 +116,7 @@ pub fn linked_commons(facts: &HostFacts) -> Vec<PathBuf> {
 /// (see `hostfs::no_symlink_below_area`).
 fn mount_paths_hold(plan: &Plan, areas: &Untrusted) -> Result<()> {
     use crate::bwrap::Op;
+    let mut seen = std::collections::BTreeSet::new();
     for step in &plan.steps {
         let paths: Vec<&Path> = match &step.op {
             Op::Bind(p)
@@ -128,7 +129,7 @@ fn mount_paths_hold(plan: &Plan, areas: &Untrusted) -> Result<()> {
             _ => Vec::new(),
         };
         for p in paths {
-            crate::hostfs::no_symlink_below_area(p, areas)?;
+            crate::hostfs::no_symlink_below_area(p, areas, &mut seen)?;
         }
     }
     Ok(())

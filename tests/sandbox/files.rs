@@ -128,15 +128,7 @@ fn a_second_sandbox_on_the_same_tree_is_refused_while_the_first_runs() {
             .unwrap()
             .to_owned();
         w.write("home/src/project/sub/.keep", "");
-        let mut first = w
-            .cmd(&["run", "--", "sh", "-c", "echo up > up.txt; sleep 30"].map(OsStr::new))
-            .spawn()
-            .unwrap();
-        let up = crate::harness::wait_for(
-            &w.project.join("up.txt"),
-            std::time::Duration::from_secs(20),
-        );
-        assert!(up.is_some(), "the first sandbox did not start");
+        let mut first = first_sandbox(w);
         let sub = w.project.join("sub");
         let parent = w.project.parent().unwrap().to_owned();
         for project in [&w.project, &sub, &parent] {
@@ -183,15 +175,7 @@ fn a_worktree_and_its_main_checkout_are_one_tree_for_the_lock() {
         git(&["commit", "-qm", "a"]);
         git(&["worktree", "add", "-q", "../wt"]);
         let wt = w.project.parent().unwrap().join("wt");
-        let mut first = w
-            .cmd(&["run", "--", "sh", "-c", "echo up > up.txt; sleep 30"].map(OsStr::new))
-            .spawn()
-            .unwrap();
-        let up = crate::harness::wait_for(
-            &w.project.join("up.txt"),
-            std::time::Duration::from_secs(20),
-        );
-        assert!(up.is_some(), "the first sandbox did not start");
+        let mut first = first_sandbox(w);
         let mut args = ["run", "--project"].map(OsStr::new).to_vec();
         args.extend([wt.as_os_str(), OsStr::new("--"), OsStr::new("true")]);
         let out = w.run_args(&args);
@@ -205,4 +189,18 @@ fn a_worktree_and_its_main_checkout_are_one_tree_for_the_lock() {
         first.wait().unwrap();
         w.run_args(&args).ok();
     });
+}
+
+/// A sandbox in the project that stays up (for 30 s at most), once it has started.
+fn first_sandbox(w: &World) -> std::process::Child {
+    let first = w
+        .cmd(&["run", "--", "sh", "-c", "echo up > up.txt; sleep 30"].map(OsStr::new))
+        .spawn()
+        .unwrap();
+    let up = crate::harness::wait_for(
+        &w.project.join("up.txt"),
+        std::time::Duration::from_secs(20),
+    );
+    assert!(up.is_some(), "the first sandbox did not start");
+    first
 }
