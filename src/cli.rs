@@ -286,6 +286,11 @@ pub struct SandboxArgs {
     /// there), through a cgroup.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pids: Option<u64>,
+
+    /// Do not show the toolchains in your home (rustup, pyenv, nvm...) nor set up agentbox's
+    /// package caches for them.
+    #[arg(long)]
+    pub no_toolchains: bool,
 }
 
 /// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead

@@ -29,3 +29,4 @@ pub mod selftest;
 mod stale;
 mod sys;
 pub mod text;
+pub mod toolchain;

@@ -31,6 +31,7 @@ fn policy(command: &[&str]) -> Policy {
         notes: vec![],
         command: command.iter().map(OsString::from).collect(),
         audit_json: None,
+        toolchains: crate::policy::Toolchains::Off,
     }
 }
 
@@ -99,6 +100,7 @@ fn facts() -> HostFacts {
             command: vec![exe("/usr/bin/claude")],
             ..Agent::default()
         },
+        tools: Default::default(),
     }
 }
 
