@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod broad;
 pub mod bwrap;
+pub mod caches;
 pub mod cli;
 pub mod commands;
 pub mod config;

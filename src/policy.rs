@@ -247,7 +247,8 @@ impl Policy {
             notes,
             command,
             audit_json: None,
-            toolchains: match args.no_toolchains {
+            // --no-profile is the bare defaults: nothing of the home, toolchains included.
+            toolchains: match args.no_toolchains || args.no_profile {
                 true => Toolchains::Off,
                 false => Toolchains::Shown,
             },

@@ -12,6 +12,7 @@ use crate::secrets::Kind;
 /// Step 7's toolchain part: read-only binds, then the masks over them, then the caches.
 pub fn mounts(facts: &HostFacts, tmpfs_size: bool, b: &mut Builder) {
     let tools = &facts.tools;
+    b.notes.extend(tools.notes.iter().cloned());
     for (src, dest, why) in &tools.shown {
         let op = match src == dest {
             true => Op::RoBind(src.clone()),

@@ -11,6 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{SYSTEM_PATHS, User};
@@ -19,8 +20,7 @@ use crate::inside::CACHE_INSIDE;
 use crate::secrets::Kind;
 use crate::toolchain::{CACHES, TOOLCHAINS, Toolchain};
 
-/// How many entries of a followed bin directory are looked at (a bin with more is shown
-/// without following the rest).
+/// How many entries of a followed bin directory are shown (with a note beyond that).
 const MAX_FOLLOWED: usize = 512;
 
 /// What the toolchains in the home add to the sandbox.
@@ -206,17 +206,34 @@ impl Tools {
         self.shown.push((real, p.to_owned(), why.to_owned()));
     }
 
-    /// The entries of a general bin: where their links lead and the interpreters their `#!`
-    /// lines name, when those are in the home (a pipx venv, a native installer's versions).
+    /// The entries of a general bin, one by one: its executables and links (anything else in
+    /// it, a note with a token, stays hidden), where the links lead and the interpreters the
+    /// `#!` lines name, when those are in the home (a pipx venv, a native installer's versions).
     fn follow(&mut self, root: &Path, home: &Path, untrusted: &[PathBuf], why: &str) {
         let Ok(dir) = fs::read_dir(root) else {
             return;
         };
+        let mut entries: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        if entries.len() > MAX_FOLLOWED {
+            self.notes.push(format!(
+                "{}: only its first {MAX_FOLLOWED} entries are shown",
+                printable(root)
+            ));
+            entries.truncate(MAX_FOLLOWED);
+        }
         let mut targets = Vec::new();
-        for entry in dir.flatten().take(MAX_FOLLOWED) {
-            let Ok(real) = fs::canonicalize(entry.path()) else {
+        for entry in entries {
+            let Ok(real) = fs::canonicalize(&entry) else {
                 continue;
             };
+            let link = fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink());
+            let executable = fs::metadata(&real)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if !(link || executable) {
+                continue;
+            }
+            self.show(&entry, home, untrusted, why);
             if let Some(interp) = interpreter(&real).and_then(|i| fs::canonicalize(i).ok()) {
                 targets.push(interp);
             }

@@ -150,11 +150,13 @@ pub const TOOLCHAINS: &[Toolchain] = &[
         pass: &["JAVA_HOME"],
         ..BASE
     },
-    // A general bin: scanned for secrets like a project, and what its entries run is shown
-    // too (pipx venvs, a native installer's versions directory).
+    // A general bin that may hold anything: scanned for secrets like a project, its
+    // executables shown one by one, and what they run too (pipx venvs, a native installer's
+    // versions directory).
     Toolchain {
         name: "local-bin",
         default: &[".local/bin"],
+        show: &[],
         path: &[""],
         follow: true,
         ..BASE

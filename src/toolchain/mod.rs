@@ -32,8 +32,9 @@ pub struct Toolchain {
     pub home_files: &'static [&'static str],
     /// Host variables passed in when set (they name a toolchain, never a secret).
     pub pass: &'static [&'static str],
-    /// Whether the entries' targets, and the interpreters their `#!` lines name, are shown
-    /// too when they live in the home (`~/.local/bin`: links into pipx venvs and the like).
+    /// A general bin (`~/.local/bin`): its executables and links are shown one by one, and
+    /// their targets and the interpreters their `#!` lines name when those live in the home
+    /// (links into pipx venvs and the like).
     pub follow: bool,
 }
 
@@ -73,7 +74,7 @@ mod tests {
             }
             assert!(t.var.is_some() || !t.default.is_empty(), "{}", t.name);
             assert!(!t.set_var || t.var.is_some(), "{}", t.name);
-            assert!(!t.show.is_empty(), "{}", t.name);
+            assert!(!t.show.is_empty() || t.follow, "{}", t.name);
         }
         let mut names: Vec<&str> = CACHES.iter().map(|c| c.name).collect();
         names.sort_unstable();
