@@ -378,3 +378,163 @@ fn caches(user: &User, extra_path: &[PathBuf]) -> Vec<CacheUse> {
 fn printable(p: &Path) -> String {
     crate::text::printable(p.as_os_str())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostenv::Env;
+    use std::os::unix::fs::symlink;
+
+    fn exe(p: &Path, body: &str) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, body).unwrap();
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn user(home: &Path, vars: &[(&str, &str)]) -> User {
+        let mut env: Vec<(OsString, OsString)> = vec![("HOME".into(), home.into())];
+        if !vars.iter().any(|(k, _)| *k == "PATH") {
+            env.push(("PATH".into(), "/usr/bin:/bin".into()));
+        }
+        env.extend(vars.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        User {
+            home: home.to_owned(),
+            env: Env::new(env, home),
+            ..User::fixture("/")
+        }
+    }
+
+    fn dests(t: &Tools) -> Vec<PathBuf> {
+        t.shown.iter().map(|s| s.1.clone()).collect()
+    }
+
+    #[test]
+    fn the_homes_toolchains_are_found_with_their_variables() {
+        let d = tempfile::tempdir().unwrap();
+        let home = fs::canonicalize(d.path()).unwrap();
+        fs::create_dir_all(home.join(".rustup/toolchains")).unwrap();
+        exe(&home.join(".cargo/bin/cargo"), "");
+        fs::write(home.join(".cargo/credentials.toml"), "token = \"x\"").unwrap();
+        fs::write(home.join(".cargo/config.toml"), "[net]\nretry = 2\n").unwrap();
+        fs::create_dir_all(home.join(".cargo/registry/src")).unwrap();
+        fs::create_dir_all(home.join(".pyenv/shims")).unwrap();
+        fs::create_dir_all(home.join(".nvm/versions/node/v1/etc")).unwrap();
+        fs::write(home.join(".nvm/versions/node/v1/etc/npmrc"), "_authToken=x").unwrap();
+        let t = Tools::probe(&user(&home, &[]), &[]);
+        let shown = dests(&t);
+        for want in [
+            ".rustup",
+            ".cargo/bin",
+            ".cargo/config.toml",
+            ".pyenv",
+            ".nvm/versions",
+        ] {
+            assert!(shown.contains(&home.join(want)), "{want}: {shown:?}");
+        }
+        // Never the cargo home itself: its credentials and the host's registry stay out.
+        assert!(!shown.contains(&home.join(".cargo")));
+        assert!(
+            t.masked
+                .iter()
+                .any(|m| m.0 == home.join(".nvm/versions/node/v1/etc/npmrc"))
+        );
+        let env: Vec<(&OsStr, &OsStr)> = t
+            .env
+            .iter()
+            .map(|(k, v, _)| (k.as_os_str(), v.as_os_str()))
+            .collect();
+        let rustup = home.join(".rustup");
+        assert!(env.contains(&(OsStr::new("RUSTUP_HOME"), rustup.as_os_str())));
+        assert!(!env.iter().any(|(k, _)| *k == "CARGO_HOME"));
+        // PATH gains the directories the host's PATH lacks, after it.
+        assert!(t.path.contains(&home.join(".cargo/bin")));
+        assert!(t.path.contains(&home.join(".pyenv/shims")));
+        // A config that names a token is left out, with a note.
+        fs::write(
+            home.join(".cargo/config.toml"),
+            "[registry]\ntoken = \"x\"\n",
+        )
+        .unwrap();
+        let t = Tools::probe(&user(&home, &[]), &[]);
+        assert!(!dests(&t).contains(&home.join(".cargo/config.toml")));
+        assert!(t.notes.iter().any(|n| n.contains("config.toml not shown")));
+    }
+
+    #[test]
+    fn the_users_variables_win_and_untrusted_places_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(d.path()).unwrap();
+        let home = base.join("home");
+        let elsewhere = base.join("opt-pyenv");
+        fs::create_dir_all(home.join(".pyenv")).unwrap();
+        fs::create_dir_all(elsewhere.join("shims")).unwrap();
+        let u = user(&home, &[("PYENV_ROOT", elsewhere.to_str().unwrap())]);
+        let t = Tools::probe(&u, &[]);
+        assert_eq!(dests(&t), [elsewhere.clone()]);
+        // The same root in a writable root (or agentbox's data) is not shown.
+        let t = Tools::probe(&u, std::slice::from_ref(&base));
+        assert!(t.shown.is_empty() && t.env.is_empty() && t.path.is_empty());
+        assert!(t.notes[0].contains("not shown"), "{:?}", t.notes);
+        // Nor one that is the home itself.
+        let u = user(&home, &[("PYENV_ROOT", home.to_str().unwrap())]);
+        let t = Tools::probe(&u, &[]);
+        assert!(t.shown.is_empty(), "{:?}", t.shown);
+    }
+
+    #[test]
+    fn a_general_bin_is_shown_entry_by_entry_with_what_it_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let home = fs::canonicalize(d.path()).unwrap();
+        let bin = home.join(".local/bin");
+        exe(&bin.join("tool"), "#!/bin/sh\n");
+        fs::write(bin.join("notes.txt"), "TOKEN=abc").unwrap();
+        exe(&bin.join(".env"), "S=1");
+        // A pipx-style venv: the script runs the venv's python, both in the home.
+        let venv = home.join(".local/share/pipx/venvs/black");
+        exe(&venv.join("bin/python"), "");
+        exe(
+            &venv.join("bin/black"),
+            &format!("#!{}\n", venv.join("bin/python").display()),
+        );
+        symlink(venv.join("bin/black"), bin.join("black")).unwrap();
+        let t = Tools::probe(&user(&home, &[]), &[]);
+        let shown = dests(&t);
+        assert!(shown.contains(&bin.join("tool")) && shown.contains(&bin.join("black")));
+        assert!(shown.contains(&venv), "{shown:?}");
+        assert!(!shown.contains(&bin) && !shown.contains(&bin.join("notes.txt")));
+        // An executable under a secret's name is masked over its bind.
+        assert!(t.masked.iter().any(|m| m.0 == bin.join(".env")), "{t:?}");
+        // The link is shown from where it leads.
+        let black = t.shown.iter().find(|s| s.1 == bin.join("black")).unwrap();
+        assert_eq!(black.0, venv.join("bin/black"));
+    }
+
+    #[test]
+    fn caches_follow_the_tools_found() {
+        let d = tempfile::tempdir().unwrap();
+        let home = fs::canonicalize(d.path()).unwrap();
+        exe(&home.join("bin/go"), "");
+        let u = user(&home, &[("PATH", home.join("bin").to_str().unwrap())]);
+        let c = caches(&u, &[]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].host, home.join(".local/share/agentbox/cache/go"));
+        let vars: Vec<_> = c[0]
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                (
+                    "GOMODCACHE".into(),
+                    PathBuf::from("/var/cache/agentbox/go/mod")
+                ),
+                (
+                    "GOCACHE".into(),
+                    PathBuf::from("/var/cache/agentbox/go/build")
+                ),
+            ]
+        );
+    }
+}
