@@ -470,7 +470,7 @@ mod tests {
         fs::create_dir_all(elsewhere.join("shims")).unwrap();
         let u = user(&home, &[("PYENV_ROOT", elsewhere.to_str().unwrap())]);
         let t = Tools::probe(&u, &[]);
-        assert_eq!(dests(&t), [elsewhere.clone()]);
+        assert_eq!(dests(&t), std::slice::from_ref(&elsewhere));
         // The same root in a writable root (or agentbox's data) is not shown.
         let t = Tools::probe(&u, std::slice::from_ref(&base));
         assert!(t.shown.is_empty() && t.env.is_empty() && t.path.is_empty());
