@@ -21,6 +21,8 @@
 #     --dangerously-skip-permissions` and checks: exit 0; the conversation finished; proof.txt
 #     was written in the project by the agent's own tool call; the tool result shows the
 #     command ran ("end") and does not hold the canary.
+#     Then Claude Code runs `npm test` in a Node project through its Bash tool, with no extra
+#     flags (issue 12: the everyday loop; npm writes to agentbox's npm cache).
 #  5. Codex CLI: `--version`, then the same task with `codex exec`, twice: with Codex's own
 #     sandbox off (agentbox is the sandbox) and with it on (bwrap inside agentbox, which needs
 #     --allow-nested). Gemini CLI and aider: `--version`, then one non-interactive run each
