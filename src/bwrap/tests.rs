@@ -1459,6 +1459,7 @@ fn toolchains_are_shown_read_only_and_caches_bound_outside_the_home() {
             host: "/home/u/.local/share/agentbox/cache/cargo".into(),
             inside: "/var/cache/agentbox/cargo".into(),
             vars: vec![("CARGO_HOME".into(), "/var/cache/agentbox/cargo".into())],
+            path: vec!["/var/cache/agentbox/cargo/bin".into()],
             about: "cargo's home".into(),
         }],
         notes: vec!["toolchain x not shown".into()],
@@ -1492,7 +1493,11 @@ fn toolchains_are_shown_read_only_and_caches_bound_outside_the_home() {
     // PATH: the host's, then what it lacks.
     pos(
         &got,
-        &["--setenv", "PATH", "/usr/bin:/bin:/home/u/.cargo/bin"],
+        &[
+            "--setenv",
+            "PATH",
+            "/usr/bin:/bin:/home/u/.cargo/bin:/var/cache/agentbox/cargo/bin",
+        ],
     );
     // Landlock lets the cache be written; nothing else outside the home and scratch.
     pos(&got, &["--write", "/var/cache/agentbox/cargo"]);

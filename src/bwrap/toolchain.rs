@@ -72,12 +72,16 @@ pub fn env(facts: &HostFacts) -> Vec<(OsString, OsString, &'static str)> {
     v
 }
 
-/// PATH with the toolchains' directories the host's PATH lacks appended, from `base`.
+/// PATH from `base`, with the toolchains' directories the host's PATH lacks appended, then
+/// where the caches' tools install programs. Last: nothing there shadows a command found
+/// earlier.
 pub fn path(facts: &HostFacts, base: OsString) -> Option<OsString> {
-    if facts.tools.path.is_empty() {
+    let caches = facts.tools.caches.iter().flat_map(|c| c.path.iter());
+    let more: Vec<PathBuf> = facts.tools.path.iter().chain(caches).cloned().collect();
+    if more.is_empty() {
         return None;
     }
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&base).collect();
-    dirs.extend(facts.tools.path.iter().cloned());
+    dirs.extend(more);
     std::env::join_paths(dirs).ok()
 }

@@ -50,6 +50,8 @@ pub struct CacheUse {
     pub inside: PathBuf,
     /// The tool's variables and the directories (inside) they point at.
     pub vars: Vec<(OsString, PathBuf)>,
+    /// Its directories appended to PATH inside (where the tool installs programs).
+    pub path: Vec<PathBuf>,
     pub about: String,
 }
 
@@ -368,6 +370,7 @@ fn caches(user: &User, extra_path: &[PathBuf]) -> Vec<CacheUse> {
                         ((*v).into(), dir)
                     })
                     .collect(),
+                path: c.path.iter().map(|p| inside.join(p)).collect(),
                 inside,
                 about: c.about.to_owned(),
             }
@@ -534,7 +537,9 @@ mod tests {
                     "GOCACHE".into(),
                     PathBuf::from("/var/cache/agentbox/go/build")
                 ),
+                ("GOBIN".into(), PathBuf::from("/var/cache/agentbox/go/bin")),
             ]
         );
+        assert_eq!(c[0].path, [PathBuf::from("/var/cache/agentbox/go/bin")]);
     }
 }

@@ -46,6 +46,9 @@ pub struct Cache {
     pub commands: &'static [&'static str],
     /// The tool's own variables, each pointed at a directory of the cache (`""`: the cache).
     pub vars: &'static [(&'static str, &'static str)],
+    /// Directories of the cache added at the end of PATH: where the tool installs programs
+    /// (`cargo install`, `go install`), so what the agent installs runs in later runs too.
+    pub path: &'static [&'static str],
     pub about: &'static str,
 }
 
@@ -90,6 +93,11 @@ mod tests {
             for (var, rel) in c.vars {
                 assert!(plain(rel) && !var.is_empty(), "{}", c.name);
             }
+            assert!(
+                c.path.iter().all(|p| plain(p) && !p.is_empty()),
+                "{}",
+                c.name
+            );
         }
     }
 

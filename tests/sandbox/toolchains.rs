@@ -318,6 +318,14 @@ fn go_test_runs_and_its_build_cache_persists() {
         // Control: without agentbox's cache, each run starts from an empty one.
         assert!(!go(&["--no-toolchains"]).contains("(cached)"));
         assert!(!go(&["--no-toolchains"]).contains("(cached)"));
+        // What `go install` makes in run 1 runs in run 2 (found at the end of PATH).
+        w.write(
+            "home/src/project/cmd/hello/main.go",
+            "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello from go install\") }\n",
+        );
+        w.sh(&[], "go install ./cmd/hello").ok();
+        assert_eq!(w.sh(&[], "hello").ok(), "hello from go install\n");
+        assert!(caches(w).join("go/bin/hello").is_file());
     });
 }
 
