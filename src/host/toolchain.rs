@@ -12,7 +12,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::{SYSTEM_PATHS, User};
 use crate::broad::too_broad_to_show;
@@ -104,8 +104,18 @@ impl Tools {
             ));
             return;
         }
-        // Already visible with the system (/usr, /opt): only its variables and PATH.
-        let visible = SYSTEM_PATHS.iter().any(|s| real.starts_with(s));
+        // Named with `..`: shown where it really is (a mount point is never spelled so).
+        let canonical_root;
+        let root = match root.components().any(|c| c == Component::ParentDir) {
+            true => {
+                canonical_root = real.clone();
+                canonical_root.as_path()
+            }
+            false => root,
+        };
+        // Already visible with the system (/usr, /opt), where it is named: only its variables
+        // and PATH. (`~/.pyenv` a link to `/opt/pyenv` is shown at `~/.pyenv`.)
+        let visible = in_system(&real) && in_system(root);
         let why = format!("toolchain {} ({named}), read-only", tc.name);
         if !visible && tc.follow {
             // A general bin: it may hold anything, so it is scanned like a project first.
@@ -200,7 +210,7 @@ impl Tools {
                 .push(format!("{} not shown: {bad}", printable(p)));
             return;
         }
-        if SYSTEM_PATHS.iter().any(|s| real.starts_with(s))
+        if (in_system(&real) && in_system(p))
             || self.shown.iter().any(|(_, dest, _)| p.starts_with(dest))
         {
             return;
@@ -264,6 +274,11 @@ fn root_of(tc: &Toolchain, user: &User) -> Option<(PathBuf, String)> {
         .iter()
         .map(|d| (user.home.join(d), format!("~/{d}")))
         .find(|(p, _)| p.exists())
+}
+
+/// Whether `p` is in the system directories the sandbox shows anyway.
+fn in_system(p: &Path) -> bool {
+    SYSTEM_PATHS.iter().any(|s| p.starts_with(s))
 }
 
 /// Why a toolchain path cannot be trusted or shown, if so.
@@ -478,6 +493,13 @@ mod tests {
         let t = Tools::probe(&u, std::slice::from_ref(&base));
         assert!(t.shown.is_empty() && t.env.is_empty() && t.path.is_empty());
         assert!(t.notes[0].contains("not shown"), "{:?}", t.notes);
+        // A root in the home that leads into the system directories is shown where it is named.
+        let linked = base.join("home2");
+        fs::create_dir_all(&linked).unwrap();
+        symlink("/usr/lib", linked.join(".pyenv")).unwrap();
+        let t = Tools::probe(&user(&linked, &[]), &[]);
+        assert_eq!(t.shown[0].0, PathBuf::from("/usr/lib"));
+        assert_eq!(t.shown[0].1, linked.join(".pyenv"));
         // Nor one that is the home itself.
         let u = user(&home, &[("PYENV_ROOT", home.to_str().unwrap())]);
         let t = Tools::probe(&u, &[]);
