@@ -96,6 +96,8 @@ pub enum Prep {
     CreateDir(PathBuf),
     /// `mkdir -p` (0700) the agent's home and its state directories.
     CreateHome { dir: PathBuf, subdirs: Vec<PathBuf> },
+    /// `mkdir -p` (0700) one of agentbox's package caches.
+    CreateCache(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +192,8 @@ impl Builder {
 ///  7. `$HOME`: an empty tmpfs, or the agent's own persistent home (agent profiles); then
 ///     `~/.gitconfig` and git's config files read-only, the profile's runtime paths, the
 ///     command's executables where they really are (read-only) with their shims, and the
-///     sockets of `--ssh-agent` and `--docker`.
+///     sockets of `--ssh-agent` and `--docker`; the toolchains in the home read-only (their
+///     credential files masked) and agentbox's package caches read-write, outside the home.
 ///  8. The project read-write, the `--ro`/`--rw` paths, and the common git dir of a worktree
 ///     project, all at their real paths, parents before children.
 ///  9. Pins: every directory from a writable root down to each item of step 10 bound onto
@@ -350,6 +353,7 @@ pub(crate) mod network;
 mod process;
 mod protect;
 mod render;
+mod toolchain;
 pub mod tree;
 mod writable;
 

@@ -67,6 +67,12 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
+    /// List agentbox's own package caches (cargo, npm, pip, go...: shared by every run, never
+    /// your own) with their sizes; `clean` removes them.
+    Cache {
+        #[command(subcommand)]
+        action: Option<CacheAction>,
+    },
     /// (internal) The probe runner, started inside the sandbox by `agentbox test`.
     #[command(name = "__probe", hide = true)]
     Probe {
@@ -103,6 +109,13 @@ pub enum Command {
     /// (internal) A process that sleeps, detached, for the leftover probe.
     #[command(name = "__sleeper", hide = true)]
     Sleeper { marker: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Remove agentbox's package caches (all of them, or the NAMEs given); each is made again,
+    /// empty, by the next run that needs it.
+    Clean { names: Vec<String> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,7 +191,7 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "no_profile")]
     pub profile: Option<String>,
 
-    /// Use no profile: the bare defaults.
+    /// Use no profile: the bare defaults (no toolchains from the home either).
     #[arg(long)]
     pub no_profile: bool,
 
@@ -286,6 +299,11 @@ pub struct SandboxArgs {
     /// there), through a cgroup.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pids: Option<u64>,
+
+    /// Do not show the toolchains in your home (rustup, pyenv, nvm...) nor set up agentbox's
+    /// package caches for them.
+    #[arg(long)]
+    pub no_toolchains: bool,
 }
 
 /// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead

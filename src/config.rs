@@ -43,6 +43,8 @@ pub struct Settings {
     pub allow_nested: Option<bool>,
     pub ssh_agent: Option<bool>,
     pub docker: Option<bool>,
+    /// `false`: as `--no-toolchains`.
+    pub toolchains: Option<bool>,
 }
 
 /// The user's config file.
@@ -211,6 +213,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     args.allow_nested |= s.allow_nested.unwrap_or(false);
     args.ssh_agent |= s.ssh_agent.unwrap_or(false);
     args.docker |= s.docker.unwrap_or(false);
+    args.no_toolchains |= s.toolchains == Some(false);
     if args.memory.is_none()
         && let Some(m) = &s.memory
     {
@@ -234,6 +237,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
         deny_domains: s.deny_domains.clone(),
         memory: s.memory.clone(),
         pids: s.pids,
+        toolchains: s.toolchains.filter(|t| !t),
         ..Settings::default()
     };
     if let Some(n) = &s.net {

@@ -23,3 +23,8 @@ pub const SOCKET_NAME: &str = "proxy.sock";
 
 /// This run's proxy token, which the relay reads and presents to the host proxy.
 pub const TOKEN_FILE: &str = "/run/agentbox/token";
+
+/// Where agentbox's package caches appear inside (`DATA/agentbox/cache/NAME` on the host):
+/// outside the home, so no mount point is made in an agent's persistent home, and in the
+/// sandbox's own fresh root, where nothing could have planted a symlink on the way.
+pub const CACHE_INSIDE: &str = "/var/cache/agentbox";

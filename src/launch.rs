@@ -161,6 +161,7 @@ fn prepare(plan: &Plan, areas: &Untrusted) -> Result<()> {
                     hostfs::create_dir_all(d, 0o700, areas)?;
                 }
             }
+            Prep::CreateCache(dir) => hostfs::create_dir_all(dir, 0o700, areas)?,
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod broad;
 pub mod bwrap;
+pub mod caches;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -29,3 +30,4 @@ pub mod selftest;
 mod stale;
 mod sys;
 pub mod text;
+pub mod toolchain;

@@ -51,6 +51,10 @@ fn main() -> ExitCode {
         Command::ShellInit { shell } => commands::shell_init(shell, &env),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),
+        Command::Cache { action: None } => agentbox::caches::list(&env),
+        Command::Cache {
+            action: Some(agentbox::cli::CacheAction::Clean { names }),
+        } => agentbox::caches::clean(&names, &env),
     };
     match result {
         Ok(code) => code,

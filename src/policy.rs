@@ -60,6 +60,14 @@ pub enum Handed {
     Docker,
 }
 
+/// Whether the toolchains in the home are shown (read-only) with agentbox's caches for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toolchains {
+    Shown,
+    /// `--no-toolchains` (or `toolchains = false`): the home stays empty of them.
+    Off,
+}
+
 /// Whether an extra bind is writable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
@@ -112,6 +120,7 @@ pub struct Policy {
     pub command: Vec<OsString>,
     /// Where to write the exit audit as JSON (`--audit-json`), besides stderr.
     pub audit_json: Option<PathBuf>,
+    pub toolchains: Toolchains,
 }
 
 impl Policy {
@@ -238,6 +247,11 @@ impl Policy {
             notes,
             command,
             audit_json: None,
+            // --no-profile is the bare defaults: nothing of the home, toolchains included.
+            toolchains: match args.no_toolchains || args.no_profile {
+                true => Toolchains::Off,
+                false => Toolchains::Shown,
+            },
         };
         policy.validate()?;
         Ok(policy)

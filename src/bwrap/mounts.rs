@@ -167,6 +167,7 @@ pub(super) fn home(facts: &HostFacts, f: Features, b: &mut Builder) {
     }
     agent::runtime(facts, b);
     agent::integrations(facts, b);
+    super::toolchain::mounts(facts, f.tmpfs_size, b);
 }
 
 pub(super) fn binds(facts: &HostFacts, b: &mut Builder) {

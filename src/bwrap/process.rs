@@ -176,6 +176,17 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             "the shim directory first: the agent's executables, where the sandbox shows them",
         );
     }
+    for (name, value, why) in super::toolchain::env(facts) {
+        set(name, value, false, why);
+    }
+    if let Some(path) = super::toolchain::path(facts, path_inside(facts)) {
+        set(
+            "PATH".into(),
+            path,
+            false,
+            "the toolchains' directories the host's PATH lacks, at its end",
+        );
+    }
     if facts.agent.ssh_agent.is_some() {
         set(
             "SSH_AUTH_SOCK".into(),
@@ -219,4 +230,23 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
     for (op, why) in vars {
         b.push(op, why);
     }
+}
+
+/// PATH as set above, before the toolchains' additions: the shim directory (when needed), then
+/// the host's PATH or a standard one.
+fn path_inside(facts: &HostFacts) -> OsString {
+    let host = facts.user.var(OsStr::new("PATH"));
+    let mut path = OsString::new();
+    if agent::needs_shims(facts) {
+        path.push(crate::inside::SHIM_DIR);
+        if host.is_some() {
+            path.push(":");
+        }
+    }
+    match host {
+        Some(h) => path.push(h),
+        None if path.is_empty() => path.push("/usr/local/bin:/usr/bin:/bin"),
+        None => {}
+    }
+    path
 }

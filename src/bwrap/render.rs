@@ -140,6 +140,10 @@ pub fn script(plan: &Plan) -> String {
                     all.join(" ")
                 ));
             }
+            Prep::CreateCache(d) => out.push_str(&format!(
+                "mkdir -p -m 700 -- {}  # agentbox's package cache\n",
+                shell_quote(d.as_os_str())
+            )),
         }
     }
     out.push_str("args=(\n");

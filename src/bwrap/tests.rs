@@ -31,6 +31,7 @@ fn policy(command: &[&str]) -> Policy {
         notes: vec![],
         command: command.iter().map(OsString::from).collect(),
         audit_json: None,
+        toolchains: crate::policy::Toolchains::Off,
     }
 }
 
@@ -99,6 +100,7 @@ fn facts() -> HostFacts {
             command: vec![exe("/usr/bin/claude")],
             ..Agent::default()
         },
+        tools: Default::default(),
     }
 }
 
@@ -1425,5 +1427,103 @@ fn agent_profile_plan_whole_argv() {
             },
             Prep::CreateDir("/home/u/p/.git/hooks".into()),
         ]
+    );
+}
+
+#[test]
+fn toolchains_are_shown_read_only_and_caches_bound_outside_the_home() {
+    use crate::host::toolchain::{CacheUse, Tools};
+    let mut f = facts();
+    f.tools = Tools {
+        shown: vec![
+            (
+                "/home/u/.rustup".into(),
+                "/home/u/.rustup".into(),
+                "rustup".into(),
+            ),
+            (
+                "/data/nvm".into(),
+                "/home/u/.nvm/versions".into(),
+                "nvm".into(),
+            ),
+        ],
+        masked: vec![(
+            "/home/u/.nvm/versions/node/v1/etc/npmrc".into(),
+            Kind::File,
+            "a credential".into(),
+        )],
+        env: vec![("RUSTUP_HOME".into(), "/home/u/.rustup".into(), "root")],
+        path: vec!["/home/u/.cargo/bin".into()],
+        caches: vec![CacheUse {
+            name: "cargo".into(),
+            host: "/home/u/.local/share/agentbox/cache/cargo".into(),
+            inside: "/var/cache/agentbox/cargo".into(),
+            vars: vec![("CARGO_HOME".into(), "/var/cache/agentbox/cargo".into())],
+            path: vec!["/var/cache/agentbox/cargo/bin".into()],
+            about: "cargo's home".into(),
+        }],
+        notes: vec!["toolchain x not shown".into()],
+    };
+    let p = policy(&["claude"]);
+    let got = argv(&p, &f);
+    // In order: the empty home, the toolchains over it, the credential over them, the cache
+    // outside the home, then the project.
+    let order = [
+        pos(&got, &["--tmpfs", "/home/u"]),
+        pos(&got, &["--ro-bind", "/home/u/.rustup", "/home/u/.rustup"]),
+        pos(&got, &["--ro-bind", "/data/nvm", "/home/u/.nvm/versions"]),
+        pos(&got, &["/home/u/.nvm/versions/node/v1/etc/npmrc"]),
+        pos(
+            &got,
+            &[
+                "--bind",
+                "/home/u/.local/share/agentbox/cache/cargo",
+                "/var/cache/agentbox/cargo",
+            ],
+        ),
+        pos(&got, &["--bind", "/home/u/p"]),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert!(got[pos(&got, &["/home/u/.nvm/versions/node/v1/etc/npmrc"]) - 2] == "--ro-bind-data");
+    pos(&got, &["--setenv", "RUSTUP_HOME", "/home/u/.rustup"]);
+    pos(
+        &got,
+        &["--setenv", "CARGO_HOME", "/var/cache/agentbox/cargo"],
+    );
+    // PATH: the host's, then what it lacks.
+    pos(
+        &got,
+        &[
+            "--setenv",
+            "PATH",
+            "/usr/bin:/bin:/home/u/.cargo/bin:/var/cache/agentbox/cargo/bin",
+        ],
+    );
+    // Landlock lets the cache be written; nothing else outside the home and scratch.
+    pos(&got, &["--write", "/var/cache/agentbox/cargo"]);
+    let plan = plan(&p, &f).unwrap();
+    assert!(plan.prep.contains(&Prep::CreateCache(
+        "/home/u/.local/share/agentbox/cache/cargo".into()
+    )));
+    assert!(plan.notes.iter().any(|n| n == "toolchain x not shown"));
+    assert!(script(&plan).contains("mkdir -p -m 700 -- /home/u/.local/share/agentbox/cache/cargo"));
+    // The tree says what each is and why.
+    let tree = tree::render(&plan, false);
+    assert!(
+        tree.lines()
+            .any(|l| l.contains(".rustup") && l.contains("[ro]") && l.contains("rustup")),
+        "{tree}"
+    );
+    assert!(
+        tree.lines()
+            .any(|l| l.contains("var/cache/agentbox/cargo") && l.contains("[rw]")),
+        "{tree}"
+    );
+    // Without toolchains, none of it.
+    let bare = argv(&p, &facts());
+    assert!(
+        !bare
+            .iter()
+            .any(|a| a.contains(".rustup") || a.contains("agentbox/cache"))
     );
 }

@@ -37,7 +37,11 @@ pub fn write_paths(steps: &[Step], home: &Path, proc_writable: bool) -> Vec<Path
     for step in steps {
         let path = match &step.op {
             Op::Bind(p) => p,
-            Op::BindAt { dest, .. } if dest == home => dest,
+            Op::BindAt { dest, .. }
+                if dest == home || dest.starts_with(crate::inside::CACHE_INSIDE) =>
+            {
+                dest
+            }
             Op::Tmpfs { dest, .. }
                 if !read_only.contains(&dest.as_path())
                     && !NOT_WRITABLE.iter().any(|n| dest == Path::new(n)) =>

@@ -199,3 +199,39 @@ fn resolve_is_the_flags_over_the_files_with_no_io() {
     assert_eq!(p.extra[0].path, Path::new("/nonexistent/home/.nvm"));
     assert!(w[0].contains("ignoring net"), "{w:?}");
 }
+
+#[test]
+fn toolchains_false_is_no_toolchains_and_a_project_may_say_it_untrusted() {
+    let mut a = args(&[]);
+    merge(
+        &mut a,
+        &user("[defaults]\ntoolchains = false\n"),
+        "generic",
+        None,
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert!(a.no_toolchains);
+    // Showing less is tightening: an untrusted project file may turn them off, silently.
+    let mut a = args(&[]);
+    let w = merge(
+        &mut a,
+        &UserConfig::default(),
+        "generic",
+        Some(&project("toolchains = false\n", false)),
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert!(a.no_toolchains && w.is_empty(), "{w:?}");
+    // `true` is the default: it does not undo the flag.
+    let mut a = args(&["--no-toolchains"]);
+    merge(
+        &mut a,
+        &user("[defaults]\ntoolchains = true\n"),
+        "generic",
+        None,
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert!(a.no_toolchains);
+}

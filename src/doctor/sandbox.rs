@@ -126,6 +126,7 @@ fn facts(policy: &Policy, bwrap: &Bwrap, env: &Env) -> Result<HostFacts> {
         project,
         bwrap: bwrap.clone(),
         agent,
+        tools: Default::default(),
     })
 }
 
@@ -268,6 +269,7 @@ mod tests {
                 }],
                 ..Agent::default()
             },
+            tools: Default::default(),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod git_keys;
 pub mod project;
 pub mod refs;
 pub mod system;
+pub mod toolchain;
 pub mod user;
 
 use std::fs;
@@ -32,6 +33,7 @@ pub use bwrap::Bwrap;
 pub use git::GitRepo;
 pub use project::{Project, Root};
 pub use system::{SYSTEM_PATHS, SysEntry, System};
+pub use toolchain::Tools;
 pub use user::User;
 
 /// Everything the planner needs to know about the host, by concern; each part has its own
@@ -43,6 +45,8 @@ pub struct HostFacts {
     pub project: Project,
     pub bwrap: Bwrap,
     pub agent: Agent,
+    /// The toolchains in the home and agentbox's caches for them (none with --no-toolchains).
+    pub tools: Tools,
 }
 
 impl HostFacts {
@@ -54,12 +58,17 @@ impl HostFacts {
         let project = Project::probe(policy, &user, &system.secrets)?;
         let bwrap = Bwrap::probe(policy.bwrap.as_deref(), &user.env, &project.writable())?;
         let agent = Agent::probe(policy, &user)?;
+        let tools = match policy.toolchains {
+            crate::policy::Toolchains::Shown => Tools::probe(&user, &untrusted(&user, &project)),
+            crate::policy::Toolchains::Off => Tools::default(),
+        };
         Ok(HostFacts {
             user,
             system,
             project,
             bwrap,
             agent,
+            tools,
         })
     }
 }
@@ -86,4 +95,15 @@ pub(crate) fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
         )
         .into()
     })
+}
+
+/// Where the sandbox writes or wrote: the writable roots and agentbox's data directory (agent
+/// homes, caches). A toolchain found there is not trusted.
+fn untrusted(user: &User, project: &Project) -> Vec<PathBuf> {
+    let mut v = project.writable();
+    let data = user.env.data_home(&user.home).join("agentbox");
+    v.extend(fs::canonicalize(&data).ok());
+    v.push(data);
+    v.push(runtime_base(user));
+    v
 }

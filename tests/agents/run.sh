@@ -21,6 +21,8 @@
 #     --dangerously-skip-permissions` and checks: exit 0; the conversation finished; proof.txt
 #     was written in the project by the agent's own tool call; the tool result shows the
 #     command ran ("end") and does not hold the canary.
+#     Then Claude Code runs `npm test` in a Node project through its Bash tool, with no extra
+#     flags (issue 12: the everyday loop; npm writes to agentbox's npm cache).
 #  5. Codex CLI: `--version`, then the same task with `codex exec`, twice: with Codex's own
 #     sandbox off (agentbox is the sandbox) and with it on (bwrap inside agentbox, which needs
 #     --allow-nested). Gemini CLI and aider: `--version`, then one non-interactive run each
@@ -111,6 +113,8 @@ aider_flags() {
 
 TASK_MARKER='AGENTBOX-TASK:' # then a task id: the stand-in scripts one tool call per id
 TOOL_COMMAND='echo made-by-agent > proof.txt; cat ~/.ssh/id_rsa; echo end'
+# Issue 12's everyday loop: Claude Code's own Bash tool runs the project's tests with npm.
+NPM_TASK_COMMAND='npm test > npm-test.txt 2>&1; echo "npm-exit=$?"; echo end'
 FINAL='AGENTBOX-STANDIN-FINAL'
 
 passed=0
@@ -266,6 +270,7 @@ step "stand-in API on loopback"
 mkdir -p "$out/results"
 python3 "$here/standin.py" --exit-with-parent --port-file "$out/port" --log "$out/requests.jsonl" \
   --tool-results "$out/results" --command "$TOOL_COMMAND" --marker "$TASK_MARKER" \
+  --task-command "claude-npm=$NPM_TASK_COMMAND" \
   >"$out/standin.err" 2>&1 &
 standin_pid=$!
 for _ in $(seq 100); do [[ -s $out/port ]] && break; sleep 0.1; done
@@ -358,6 +363,34 @@ sandboxed claude "$work/projects/claude" "$T_RUN" "${FLAGS[@]}" -- claude -p \
   "${TASK_MARKER}claude run the shell command the harness gives you, then report." \
   --dangerously-skip-permissions
 tool_call_checks claude "$work/projects/claude"
+
+# ---------------------------------------------------------------------------------------------
+step "Claude Code: npm test through its Bash tool, with no extra flags"
+# A Node project; node and npm are the system's. npm inside writes to agentbox's npm cache
+# (npm_config_cache), not to the home's.
+npm_proj=$work/projects/claude-npm
+mkdir -p "$npm_proj"
+echo '{"name":"tiny","version":"1.0.0","scripts":{"test":"node test.js"}}' >"$npm_proj/package.json"
+echo "require('assert').strictEqual(1 + 1, 2); console.log('tiny tests ok')" >"$npm_proj/test.js"
+chown -R "$TEST_USER": "$npm_proj"
+flags_for claude
+sandboxed claude-npm "$npm_proj" "$T_RUN" "${FLAGS[@]}" -- claude -p \
+  "${TASK_MARKER}claude-npm run the shell command the harness gives you, then report." \
+  --dangerously-skip-permissions
+if ((RC == 0)) && contains "$out/claude-npm.out" "$FINAL" \
+  && contains "$out/results/claude-npm.txt" "npm-exit=0" \
+  && contains "$npm_proj/npm-test.txt" "tiny tests ok"; then
+  pass "claude-npm: npm test passes through Claude Code's Bash tool"
+else
+  fail "claude-npm: npm test passes through Claude Code's Bash tool" "exit status $RC"
+  show claude-npm.err claude-npm.out standin.err
+  cat "$npm_proj/npm-test.txt" >&2 2>/dev/null || true
+fi
+if [[ -d $home/.local/share/agentbox/cache/npm/_logs && ! -e $home/.npm ]]; then
+  pass "claude-npm: npm used agentbox's npm cache, not ~/.npm"
+else
+  fail "claude-npm: npm used agentbox's npm cache, not ~/.npm" "no _logs in agentbox's npm cache"
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "Codex CLI, Gemini CLI, aider"

@@ -71,6 +71,14 @@ class State:
             self.tool_calls_sent.add(task)
             return first
 
+    def command(self, task):
+        """What the scripted tool call of TASK runs: its --task-command, else --command."""
+        for spec in self.args.task_command:
+            name, _, command = spec.partition("=")
+            if name == task:
+                return command
+        return self.args.command
+
     def next_id(self, prefix):
         with self.lock:
             self.seq += 1
@@ -182,7 +190,7 @@ def anthropic_messages(state, body):
     tools = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
     if "Bash" in tools and task and state.claim(task):
         block = {"type": "tool_use", "id": TOOL_USE_ID, "name": "Bash",
-                 "input": {"command": state.args.command,
+                 "input": {"command": state.command(task),
                            "description": "Run the command the test harness asks for"}}
         return "tool_use", anthropic_reply(state, body, [block], "tool_use")
     fmt = (body.get("output_config") or {}).get("format") or {}
@@ -208,7 +216,7 @@ def openai_responses(state, body):
         kind = "tool_use"
         item = {"type": "function_call", "id": item_id, "status": "completed",
                 "call_id": CALL_ID, "name": "exec_command",
-                "arguments": json.dumps({"cmd": state.args.command})}
+                "arguments": json.dumps({"cmd": state.command(task)})}
     else:
         kind, item = "side", None
     if item is None:
@@ -369,6 +377,8 @@ def main():
     p.add_argument("--tool-results", metavar="DIR",
                    help="where AGENT.txt gets the output of the scripted tool call")
     p.add_argument("--command", help="what the scripted tool call runs")
+    p.add_argument("--task-command", metavar="TASK=COMMAND", action="append", default=[],
+                   help="what the scripted tool call of task TASK runs instead of --command")
     p.add_argument("--marker", help="text that marks the main task")
     p.add_argument("--aider-file", default="made_by_aider.txt")
     p.add_argument("--exit-with-parent", action="store_true",

@@ -29,3 +29,4 @@ mod profiles;
 mod scan;
 mod secrets;
 mod terminal;
+mod toolchains;
