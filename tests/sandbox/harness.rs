@@ -26,7 +26,7 @@ pub fn bin() -> &'static str {
 }
 
 /// A copy of `built` in a world-traversable directory, named by its size and time so that
-/// concurrent test processes share it and a new build gets a new copy (older ones removed).
+/// concurrent test processes share it and a new build gets a new copy (stale ones removed).
 fn reachable_copy(built: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(built).unwrap();
@@ -44,9 +44,18 @@ fn reachable_copy(built: &Path) -> String {
         fs::copy(built, &tmp).unwrap();
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
         fs::rename(&tmp, &copy).unwrap();
+        // Older copies go, but only stale ones: another checkout's test run (a worktree, CI
+        // beside a developer) may be using its own copy right now.
+        let stale = std::time::Duration::from_secs(6 * 3600);
         for old in fs::read_dir(dir).unwrap().flatten() {
+            let age = old
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok());
             if old.file_name() != name.as_str()
                 && !old.file_name().to_string_lossy().starts_with('.')
+                && age.is_some_and(|a| a > stale)
             {
                 let _ = fs::remove_file(old.path());
             }
