@@ -29,8 +29,14 @@ pub fn profiles(env: &Env) -> Result<ExitCode> {
         "{:<13} {:<10} {:<40} NETWORK",
         "PROFILE", "INSTALLED", "ABOUT"
     )?;
-    for name in profile::names() {
-        let Some(p) = profile::builtin(name) else {
+    // The user's own profiles, after the built-in ones, marked as theirs.
+    let user = config::read(env, None)?.user.profile;
+    let all = profile::names()
+        .into_iter()
+        .map(str::to_owned)
+        .chain(profile::user::names(&user));
+    for name in all {
+        let Some(p) = profile::user::resolve(&name, &user) else {
             continue;
         };
         let inst = match (p.is_agent(), installed(&p, env)) {
@@ -43,7 +49,11 @@ pub fn profiles(env: &Env) -> Result<ExitCode> {
         } else {
             "none".to_owned()
         };
-        writeln!(out, "{:<13} {:<10} {:<40} {net}", p.name, inst, p.about)?;
+        let about = match &p.base {
+            Some(_) => format!("(user-defined) {}", p.about),
+            None => p.about.clone(),
+        };
+        writeln!(out, "{:<13} {:<10} {:<40} {net}", p.name, inst, about)?;
     }
     writeln!(
         out,
@@ -53,15 +63,17 @@ pub fn profiles(env: &Env) -> Result<ExitCode> {
 }
 
 pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
-    let p = profile::builtin(name).ok_or_else(|| {
-        Fail::hint(
-            format!("no profile named {name:?}"),
-            format!("one of: {}", profile::names().join(", ")),
-        )
-    })?;
     // What `agentbox run --profile NAME` would get with the user's config and no flag: the
     // same resolve as `run` (the project's file is left out: it depends on the directory).
     let files = config::read(env, None)?;
+    let p = profile::user::resolve(name, &files.user.profile).ok_or_else(|| {
+        let mut all: Vec<String> = profile::names().iter().map(|s| (*s).to_owned()).collect();
+        all.extend(profile::user::names(&files.user.profile));
+        Fail::hint(
+            format!("no profile named {name:?}"),
+            format!("one of: {}", all.join(", ")),
+        )
+    })?;
     let mine = files.user.profile.contains_key(name);
     let args = SandboxArgs {
         profile: Some(name.to_owned()),
@@ -78,6 +90,14 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
         }
     };
     writeln!(out, "profile {} ({})", p.name, p.about)?;
+    if let Some(base) = &p.base {
+        let chain = profile::user::chain(&p.name, &files.user.profile);
+        writeln!(
+            out,
+            "  user-defined:   based on {base} ({})",
+            chain.join(" -> ")
+        )?;
+    }
     writeln!(out, "  commands:       {}", list(&p.commands))?;
     match installed(&p, env) {
         Some((c, path)) => writeln!(out, "  installed:      {c} -> {}", path.display())?,
@@ -94,7 +114,7 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
     }
     writeln!(out, "  state (rw):     {}", list(&p.state))?;
     writeln!(out, "  runtime (ro):   {}", list(&p.runtime))?;
-    let project: Vec<String> = profile::project_files_of(&p.name)
+    let project: Vec<String> = profile::project_files_of(p.builtin_name())
         .iter()
         .map(|r| match r.guard {
             crate::rules::Guard::ReadOnly => r.path.to_owned(),

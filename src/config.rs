@@ -43,6 +43,14 @@ pub struct Settings {
     pub allow_nested: Option<bool>,
     pub ssh_agent: Option<bool>,
     pub docker: Option<bool>,
+    /// `[profile.NAME]` of the user's own only: the profile (built-in, or another of the
+    /// user's) it is based on [default: "generic"]. Checked by `check::user`.
+    pub extends: Option<String>,
+    /// `[profile.NAME]` only: command names (basenames) that select this profile.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// `[profile.NAME]` of the user's own only: its line in `agentbox profiles`.
+    pub about: Option<String>,
 }
 
 /// The user's config file.
@@ -62,6 +70,8 @@ pub const PROJECT_FILE: &str = ".agentbox.toml";
 pub fn dir(env: &Env) -> Result<PathBuf> {
     Ok(env.config_home(env.home()?).join("agentbox"))
 }
+
+mod check;
 
 /// "file:line:column: message", from a TOML error.
 fn located(file: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
@@ -89,7 +99,11 @@ fn parse<T: for<'de> Deserialize<'de>>(file: &Path, text: &str) -> Result<T> {
 pub fn load_user(dir: &Path) -> Result<UserConfig> {
     let file = dir.join("config.toml");
     match fs::read_to_string(&file) {
-        Ok(text) => parse(&file, &text),
+        Ok(text) => {
+            let user = parse(&file, &text)?;
+            check::user(&file, &text, &user)?;
+            Ok(user)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserConfig::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
     }
@@ -124,6 +138,7 @@ pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>>
     let text = String::from_utf8(bytes.clone())
         .map_err(|_| Fail::hint(format!("{}: not UTF-8", file.display()), "save it as UTF-8"))?;
     let settings = parse(&file, &text)?;
+    check::project(&file, &text)?;
     let hash = hex(&Sha256::digest(&bytes));
     let record = fs::read_to_string(trust_record(dir, project)).ok();
     let trusted = record
@@ -308,7 +323,12 @@ pub fn resolve(
     files: &Files,
 ) -> Result<(crate::policy::Policy, Vec<String>)> {
     let first = command.first().cloned().unwrap_or_default();
-    let profile = crate::profile::choose(args.profile.as_deref(), args.no_profile, &first)?;
+    let profile = crate::profile::choose(
+        args.profile.as_deref(),
+        args.no_profile,
+        &first,
+        &files.user.profile,
+    )?;
     let warnings = merge(
         &mut args,
         &files.user,
@@ -360,8 +380,11 @@ pub fn merge(
             }
         }
     }
-    if let Some(s) = user.profile.get(profile) {
-        layer(args, s, home, user_file)?;
+    // A profile of the user's own, then each one its `extends` leads through.
+    for name in crate::profile::user::chain(profile, &user.profile) {
+        if let Some(s) = user.profile.get(&name) {
+            layer(args, s, home, user_file)?;
+        }
     }
     layer(args, &user.defaults, home, user_file)?;
     Ok(warnings)

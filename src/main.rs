@@ -133,7 +133,13 @@ impl Output {
     }
 }
 
-fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
+fn run(mut args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
+    // Started in a subdirectory of a checkout: the project is its top level.
+    if let Some(note) = host::toplevel::settle(&mut args.sandbox.project, env)
+        && !out.quiet
+    {
+        eprintln!("agentbox: note: {}", terminal(&note));
+    }
     let files = config::read_for(&args.sandbox, env)?;
     let (mut policy, warnings) =
         config::resolve(args.sandbox, args.command, args.bind_self, &files)?;

@@ -17,6 +17,7 @@ pub mod git_keys;
 pub mod project;
 pub mod refs;
 pub mod system;
+pub mod toplevel;
 pub mod user;
 
 use std::fs;

@@ -4,6 +4,7 @@
 //! (`builtin.rs`); config files adjust them (`config.rs`). Pure: no I/O.
 
 mod builtin;
+pub mod user;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -57,6 +58,8 @@ pub struct Profile {
     pub telemetry: Vec<String>,
     pub nested: bool,
     pub notes: Vec<String>,
+    /// For a profile of the user's own: the built-in profile it is based on.
+    pub base: Option<String>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -84,6 +87,7 @@ impl From<&Builtin> for Profile {
             telemetry: strings(b.telemetry),
             nested: b.nested,
             notes: strings(b.notes),
+            base: None,
         }
     }
 }
@@ -91,7 +95,13 @@ impl From<&Builtin> for Profile {
 impl Profile {
     /// An agent profile (anything but `generic`) has state and a network it needs.
     pub fn is_agent(&self) -> bool {
-        !self.name.is_empty() && self.name != "generic"
+        let base = self.base.as_deref().unwrap_or(&self.name);
+        !base.is_empty() && base != "generic"
+    }
+
+    /// The built-in profile this one is, or is based on.
+    pub fn builtin_name(&self) -> &str {
+        self.base.as_deref().unwrap_or(&self.name)
     }
 }
 
@@ -120,22 +130,32 @@ pub fn builtin(name: &str) -> Option<Profile> {
         .map(Profile::from)
 }
 
-/// The profile to use: `--no-profile` (generic), `--profile NAME`, else by the command.
+/// The profile to use: `--no-profile` (generic), `--profile NAME` (built-in or the user's
+/// own), else by the command: the user's `commands` first, then the built-in ones.
 pub fn choose(
     explicit: Option<&str>,
     none: bool,
     command: &OsStr,
+    user: &std::collections::BTreeMap<String, crate::config::Settings>,
 ) -> Result<Profile, crate::error::Fail> {
     match (none, explicit) {
         // No profile at all: not even command exposure.
         (true, _) => Ok(Profile::default()),
-        (false, Some(name)) => builtin(name).ok_or_else(|| {
+        (false, Some(name)) => user::resolve(name, user).ok_or_else(|| {
+            let mut all: Vec<String> = names().iter().map(|s| (*s).to_owned()).collect();
+            all.extend(user::names(user));
             crate::error::Fail::hint(
                 format!("no profile named {name:?}"),
-                format!("one of: {}", names().join(", ")),
+                format!("one of: {}", all.join(", ")),
             )
         }),
-        (false, None) => Ok(for_command(command)),
+        (false, None) => {
+            let base = Path::new(command)
+                .file_name()
+                .and_then(|b| b.to_str())
+                .unwrap_or("");
+            Ok(user::by_command(base, user).unwrap_or_else(|| for_command(command)))
+        }
     }
 }
 
