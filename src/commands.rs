@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, InitShell, SandboxArgs};
@@ -188,20 +188,6 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
             config::dir(env)?.join("config.toml").display()
         )?;
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn trust(project: Option<PathBuf>, env: &Env) -> Result<ExitCode> {
-    let dir = match project {
-        Some(p) => p,
-        None => env.cwd()?.to_owned(),
-    };
-    let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
-    let file = config::trust(&config::dir(env)?, &dir)?;
-    eprintln!(
-        "agentbox: trusting {} as it is now; any change makes it untrusted again",
-        crate::text::printable(file.as_os_str())
-    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -152,7 +152,8 @@ pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>>
     }))
 }
 
-/// `agentbox trust`: records the hash of the project's file as it is now.
+/// Records the project's file as it is now, without showing it (`projectfile::trust` shows
+/// it first).
 pub fn trust(dir: &Path, project: &Path) -> Result<PathBuf> {
     let file = project.join(PROJECT_FILE);
     let bytes = fs::read(&file).map_err(|e| {
@@ -161,15 +162,28 @@ pub fn trust(dir: &Path, project: &Path) -> Result<PathBuf> {
             "run agentbox trust in a project that has a .agentbox.toml",
         )
     })?;
-    let text = String::from_utf8_lossy(&bytes);
-    parse::<Settings>(&file, &text)?;
+    parse_project(&file, &bytes)?;
+    trust_bytes(dir, project, &bytes)?;
+    Ok(file)
+}
+
+/// The project's file from its bytes, checked as `load_project` does.
+pub fn parse_project(file: &Path, bytes: &[u8]) -> Result<Settings> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| Fail::hint(format!("{}: not UTF-8", file.display()), "save it as UTF-8"))?;
+    let settings = parse(file, text)?;
+    check::project(file, text)?;
+    Ok(settings)
+}
+
+/// `agentbox trust`: records the hash of `bytes`, the project's file as the user saw it.
+pub fn trust_bytes(dir: &Path, project: &Path, bytes: &[u8]) -> Result<()> {
     let record = trust_record(dir, project);
-    let line = format!("{} {}\n", hex(&Sha256::digest(&bytes)), project.display());
+    let line = format!("{} {}\n", hex(&Sha256::digest(bytes)), project.display());
     // The project is a writable root of its runs, and could hold agentbox's own directory:
     // no symlink there may send the record elsewhere.
     let areas = crate::hostfs::Untrusted::new([dir.to_owned(), project.to_owned()]);
-    crate::hostfs::write_file(&record, line.as_bytes(), &areas)?;
-    Ok(file)
+    crate::hostfs::write_file(&record, line.as_bytes(), &areas)
 }
 
 /// How open a network mode is, to tell tightening from loosening.

@@ -306,19 +306,24 @@ pub enum Write {
     Append,
     /// Replace the contents, creating the file (0600) if missing; its parent directories too.
     Replace,
+    /// Create the file (0600), and its parent directories; refused when anything is there.
+    CreateNew,
 }
 
 /// Opens `path` for writing: its last component never followed, the file checked to be a
 /// regular file of ours before anything is written.
 pub fn open_file(path: &Path, how: Write, areas: &Untrusted) -> Result<File> {
     let (parent, name) = split(path)?;
-    let mkdir = (how == Write::Replace).then_some(0o700);
+    let mkdir = (how != Write::Append).then_some(0o700);
     let dir = resolve(parent, areas, mkdir)?;
     let mut flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     // A FIFO planted where the file was would block the open until someone reads it.
     flags |= OFlags::NONBLOCK;
     if how == Write::Append {
         flags |= OFlags::APPEND;
+    }
+    if how == Write::CreateNew {
+        flags |= OFlags::EXCL;
     }
     let full = dir.path.join(name);
     let fd =
@@ -332,6 +337,11 @@ pub fn open_file(path: &Path, how: Write, areas: &Untrusted) -> Result<File> {
                 ),
             ),
             Errno::NXIO => refuse(&full, "is not a regular file", "choose another path"),
+            Errno::EXIST => refuse(
+                &full,
+                "already exists",
+                "look at it first; remove it to write it again",
+            ),
             e => anyhow!(e).context(format!("opening {}", printable(full.as_os_str()))),
         })?;
     let st = rfs::fstat(&fd)?;

@@ -47,7 +47,9 @@ fn main() -> ExitCode {
         Command::Profile {
             action: ProfileAction::Show { name },
         } => commands::profile_show(&name, &env),
-        Command::Trust { project } => commands::trust(project, &env),
+        Command::Trust { project, yes } => agentbox::projectfile::trust(project, yes, &env),
+        Command::Init { project } => agentbox::projectfile::init(project, &env),
+        Command::ImportLogin { profile, force } => agentbox::login::import(&profile, force, &env),
         Command::ShellInit { shell } => commands::shell_init(shell, &env),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),
