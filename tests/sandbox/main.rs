@@ -26,6 +26,8 @@ mod limits;
 mod net;
 mod processes;
 mod profiles;
+mod project;
 mod scan;
 mod secrets;
 mod terminal;
+mod userconfig;
