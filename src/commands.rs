@@ -212,11 +212,15 @@ pub fn shell_init(shell: InitShell, env: &Env) -> Result<ExitCode> {
 
 pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "agentbox", &mut std::io::stdout());
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "agentbox", &mut buf);
+    crate::rough::stdout(&buf)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn man() -> Result<ExitCode> {
-    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+    crate::rough::stdout(&buf)?;
     Ok(ExitCode::SUCCESS)
 }

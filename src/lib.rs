@@ -23,6 +23,7 @@ pub mod net;
 pub mod policy;
 pub mod profile;
 pub mod projectfile;
+pub mod rough;
 pub mod rules;
 pub mod runlock;
 pub mod seccomp;

@@ -28,6 +28,17 @@ fn main() -> ExitCode {
         }
     };
     let output = Output::from(&cli);
+    // The commands whose only output is what they print: a closed stdout ends them quietly.
+    let prints = match &cli.command {
+        Command::Run(r) => r.dry_run || r.tree,
+        Command::Profiles
+        | Command::Profile { .. }
+        | Command::ShellInit { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Doctor { .. } => true,
+        _ => false,
+    };
     // The one read of agentbox's own environment; everything below receives it.
     let env = Env::read();
     let result = match cli.command {
@@ -56,6 +67,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of stdout went away (`agentbox man | head`): nothing to report.
+        Err(err) if prints && agentbox::rough::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let (code, hint) = classify(&err);
             // Errors and hints may quote project paths: no control character reaches the
@@ -173,7 +186,8 @@ fn run(mut args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
-        std::io::stdout().write_all(bwrap::script(&plan).as_bytes())?;
+        let script = agentbox::rough::dry_run_script(bwrap::script(&plan), &policy);
+        std::io::stdout().write_all(script.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     if !out.quiet {

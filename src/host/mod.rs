@@ -82,8 +82,8 @@ pub fn runtime_base_of(env: &crate::hostenv::Env, uid: u32) -> PathBuf {
 pub(crate) fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
     fs::canonicalize(path).map_err(|e| {
         Fail::hint(
-            format!("{what} {}: {e}", path.display()),
-            "check the path exists and is spelled as intended",
+            format!("{what} {}: {e}", crate::rough::shown(path).display()),
+            crate::rough::missing_path_hint(path),
         )
         .into()
     })

@@ -27,6 +27,7 @@ mod net;
 mod processes;
 mod profiles;
 mod project;
+mod rough;
 mod scan;
 mod secrets;
 mod terminal;
