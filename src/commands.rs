@@ -34,9 +34,9 @@ pub fn profiles(env: &Env) -> Result<ExitCode> {
     let all = profile::names()
         .into_iter()
         .map(str::to_owned)
-        .chain(profile::user::names(&user));
+        .chain(config::profiles::names(&user));
     for name in all {
-        let Some(p) = profile::user::resolve(&name, &user) else {
+        let Some(p) = config::profiles::resolve(&name, &user) else {
             continue;
         };
         let inst = match (p.is_agent(), installed(&p, env)) {
@@ -66,9 +66,9 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
     // What `agentbox run --profile NAME` would get with the user's config and no flag: the
     // same resolve as `run` (the project's file is left out: it depends on the directory).
     let files = config::read(env, None)?;
-    let p = profile::user::resolve(name, &files.user.profile).ok_or_else(|| {
+    let p = config::profiles::resolve(name, &files.user.profile).ok_or_else(|| {
         let mut all: Vec<String> = profile::names().iter().map(|s| (*s).to_owned()).collect();
-        all.extend(profile::user::names(&files.user.profile));
+        all.extend(config::profiles::names(&files.user.profile));
         Fail::hint(
             format!("no profile named {name:?}"),
             format!("one of: {}", all.join(", ")),
@@ -91,7 +91,7 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
     };
     writeln!(out, "profile {} ({})", p.name, p.about)?;
     if let Some(base) = &p.base {
-        let chain = profile::user::chain(&p.name, &files.user.profile);
+        let chain = config::profiles::chain(&p.name, &files.user.profile);
         writeln!(
             out,
             "  user-defined:   based on {base} ({})",

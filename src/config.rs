@@ -72,6 +72,7 @@ pub fn dir(env: &Env) -> Result<PathBuf> {
 }
 
 mod check;
+pub mod profiles;
 
 /// "file:line:column: message", from a TOML error.
 fn located(file: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
@@ -337,7 +338,7 @@ pub fn resolve(
     files: &Files,
 ) -> Result<(crate::policy::Policy, Vec<String>)> {
     let first = command.first().cloned().unwrap_or_default();
-    let profile = crate::profile::choose(
+    let profile = profiles::choose(
         args.profile.as_deref(),
         args.no_profile,
         &first,
@@ -395,7 +396,7 @@ pub fn merge(
         }
     }
     // A profile of the user's own, then each one its `extends` leads through.
-    for name in crate::profile::user::chain(profile, &user.profile) {
+    for name in profiles::chain(profile, &user.profile) {
         if let Some(s) = user.profile.get(&name) {
             layer(args, s, home, user_file)?;
         }

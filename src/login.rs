@@ -57,7 +57,7 @@ pub fn files_of(builtin: &str) -> Option<(&'static [&'static str], &'static str)
 
 pub fn import(name: &str, force: bool, env: &Env) -> Result<ExitCode> {
     let files = crate::config::read(env, None)?;
-    let profile = crate::profile::user::resolve(name, &files.user.profile)
+    let profile = crate::config::profiles::resolve(name, &files.user.profile)
         .filter(|p| p.is_agent())
         .ok_or_else(|| {
             let names: Vec<&str> = LOGINS.iter().map(|l| l.0).collect();

@@ -68,7 +68,18 @@ pub fn missing_path_hint(path: &Path) -> String {
 /// `path` without `.` and `..` components, for messages (lexical: the path as the user meant
 /// it, not where symlinks lead).
 pub fn shown(path: &Path) -> std::path::PathBuf {
-    crate::host::git::normalize(path)
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! (`builtin.rs`); config files adjust them (`config.rs`). Pure: no I/O.
 
 mod builtin;
-pub mod user;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -130,32 +129,23 @@ pub fn builtin(name: &str) -> Option<Profile> {
         .map(Profile::from)
 }
 
-/// The profile to use: `--no-profile` (generic), `--profile NAME` (built-in or the user's
-/// own), else by the command: the user's `commands` first, then the built-in ones.
+/// The profile to use: `--no-profile` (generic), `--profile NAME`, else by the command.
+/// (With the user's own profiles: `config::profiles::choose`.)
 pub fn choose(
     explicit: Option<&str>,
     none: bool,
     command: &OsStr,
-    user: &std::collections::BTreeMap<String, crate::config::Settings>,
 ) -> Result<Profile, crate::error::Fail> {
     match (none, explicit) {
         // No profile at all: not even command exposure.
         (true, _) => Ok(Profile::default()),
-        (false, Some(name)) => user::resolve(name, user).ok_or_else(|| {
-            let mut all: Vec<String> = names().iter().map(|s| (*s).to_owned()).collect();
-            all.extend(user::names(user));
+        (false, Some(name)) => builtin(name).ok_or_else(|| {
             crate::error::Fail::hint(
                 format!("no profile named {name:?}"),
-                format!("one of: {}", all.join(", ")),
+                format!("one of: {}", names().join(", ")),
             )
         }),
-        (false, None) => {
-            let base = Path::new(command)
-                .file_name()
-                .and_then(|b| b.to_str())
-                .unwrap_or("");
-            Ok(user::by_command(base, user).unwrap_or_else(|| for_command(command)))
-        }
+        (false, None) => Ok(for_command(command)),
     }
 }
 

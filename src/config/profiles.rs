@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Profile, builtin};
-use crate::config::Settings;
+use super::Settings;
+use crate::profile::{Profile, builtin, for_command, names as builtin_names};
 
 /// `name`, then each profile its `extends` leads through, down to the built-in one (last).
 /// Empty when the chain does not end at a built-in profile.
@@ -70,12 +70,41 @@ pub fn names(user: &BTreeMap<String, Settings>) -> Vec<String> {
         .collect()
 }
 
+/// The profile to use: `--no-profile` (none), `--profile NAME` (built-in or the user's own),
+/// else by the command: the user's `commands` first, then the built-in ones.
+pub fn choose(
+    explicit: Option<&str>,
+    none: bool,
+    command: &std::ffi::OsStr,
+    user: &BTreeMap<String, Settings>,
+) -> Result<Profile, crate::error::Fail> {
+    match (none, explicit) {
+        // No profile at all: not even command exposure.
+        (true, _) => Ok(Profile::default()),
+        (false, Some(name)) => resolve(name, user).ok_or_else(|| {
+            let mut all: Vec<String> = builtin_names().iter().map(|s| (*s).to_owned()).collect();
+            all.extend(names(user));
+            crate::error::Fail::hint(
+                format!("no profile named {name:?}"),
+                format!("one of: {}", all.join(", ")),
+            )
+        }),
+        (false, None) => {
+            let base = std::path::Path::new(command)
+                .file_name()
+                .and_then(|b| b.to_str())
+                .unwrap_or("");
+            Ok(by_command(base, user).unwrap_or_else(|| for_command(command)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn user(toml: &str) -> BTreeMap<String, Settings> {
-        let cfg: crate::config::UserConfig = toml::from_str(toml).unwrap();
+        let cfg: super::super::UserConfig = toml::from_str(toml).unwrap();
         cfg.profile
     }
 
