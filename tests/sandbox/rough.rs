@@ -79,3 +79,62 @@ fn a_filtered_dry_run_says_at_its_top_that_it_cannot_run_alone() {
         assert!(!plain.contains("cannot run by itself"));
     });
 }
+
+/// doctor says what `--memory` will do for this user: a warning exactly where the run refuses.
+#[test]
+fn doctor_tells_whether_memory_limits_work_for_this_user() {
+    each_user(|w| {
+        let doctor = w.run_args(&["doctor"].map(OsStr::new));
+        let line = doctor
+            .stdout()
+            .lines()
+            .find(|l| l.contains("] limits: "))
+            .unwrap_or_else(|| panic!("{}", doctor.stdout()))
+            .to_owned();
+        let run = w.sh(&["--memory", "64M"], "true");
+        match run.code() {
+            125 => {
+                assert!(
+                    line.starts_with("[warn] limits: --memory/--pids would be refused"),
+                    "{line}"
+                );
+                assert!(run.stderr().contains("cannot enforce --memory/--pids"));
+            }
+            0 => assert!(line.starts_with("[ok] limits:"), "{line}"),
+            c => panic!("{c}: {}", run.stderr()),
+        }
+    });
+}
+
+/// An OOM kill under --memory is said in one line; a SIGKILL without it is described.
+#[test]
+fn an_oom_kill_says_so() {
+    each_user(|w| {
+        let hog = "head -c 300M /dev/zero | tail -n 1 > /dev/null; echo $?";
+        let out = w.sh(&["--memory", "64M"], hog);
+        if out.code() == 125 {
+            eprintln!("note: limits not available to this user here");
+        } else {
+            assert_eq!(out.ok(), "137\n");
+            assert!(
+                out.stderr()
+                    .contains("agentbox: out of memory: the kernel killed 1 process(es)"),
+                "{}",
+                out.stderr()
+            );
+            // Positive control: room enough, no such line.
+            let out = w.sh(&["--memory", "1G"], hog);
+            assert_eq!(out.ok(), "0\n");
+            assert!(!out.stderr().contains("out of memory"), "{}", out.stderr());
+        }
+        let out = w.sh(&[], "kill -9 $$");
+        assert_eq!(out.code(), 137);
+        assert!(
+            out.stderr()
+                .contains("the command was killed (SIGKILL, exit 137)"),
+            "{}",
+            out.stderr()
+        );
+        assert!(!w.sh(&[], "exit 3").stderr().contains("killed"));
+    });
+}
