@@ -72,7 +72,11 @@ pub fn run(
         // The proxy holds two fds per tunnel.
         sys::raise_nofile_to_hard();
     }
+    let leftovers = crate::homeclean::before(plan, facts.agent.home.as_deref(), &areas);
     let (status, net) = supervise(plan, &prefix, pending)?;
+    if let Some(l) = leftovers {
+        l.finish(&areas);
+    }
     // While the cgroup still exists: an OOM kill is said in one line, not left as a bare 137.
     if let Some(line) = limits::exit_note(enforcer.as_ref(), &policy.limits, status) {
         eprintln!("agentbox: {line}");

@@ -11,6 +11,7 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod fds;
+pub mod homeclean;
 pub mod host;
 pub mod hostenv;
 pub mod hostfs;

@@ -1,6 +1,7 @@
 //! Rough edges: a closed pipe on stdout, `--ro=~/x`, a `--dry-run` script of a filtered run.
 
 use std::ffi::OsStr;
+use std::fs;
 
 use crate::harness::{bin, each_user, shell_quote};
 
@@ -62,7 +63,7 @@ fn a_filtered_dry_run_says_at_its_top_that_it_cannot_run_alone() {
                 .starts_with("# This script cannot run by itself")
         );
         let path = w.base.join("dry.sh");
-        std::fs::write(&path, &script).unwrap();
+        fs::write(&path, &script).unwrap();
         let run = w.host_sh(&format!(
             "bash {} 2>&1; echo rc=$?",
             shell_quote(path.to_str().unwrap())
@@ -136,5 +137,36 @@ fn an_oom_kill_says_so() {
             out.stderr()
         );
         assert!(!w.sh(&[], "exit 3").stderr().contains("killed"));
+    });
+}
+
+/// The mount points bwrap makes in an agent's persistent home (an empty `.gitconfig` under
+/// the user's, the project's skeleton) are removed after the run; what the agent wrote stays.
+#[test]
+fn mount_points_do_not_pile_up_in_an_agent_home() {
+    each_user(|w| {
+        w.write("home/.gitconfig", "[user]\n\tname = t\n");
+        let agent_home = w.home.join(".local/share/agentbox/home/claude");
+        let script = "echo hi > ~/keep && mkdir -p ~/src/mine && git config user.name";
+        // Positive control: while another run holds the home (its shared lock), nothing is
+        // removed, and bwrap's mount points are there to see.
+        fs::create_dir_all(&agent_home).unwrap();
+        w.chown_all();
+        let held = w.host_sh(&format!(
+            "flock -s {} {} run -q --profile claude --net none -- sh -c {}",
+            shell_quote(agent_home.to_str().unwrap()),
+            shell_quote(bin()),
+            shell_quote(script)
+        ));
+        assert_eq!(held.ok(), "t\n", "{}", held.stderr());
+        let gitconfig = agent_home.join(".gitconfig");
+        let skeleton = agent_home.join("src/project");
+        assert_eq!(fs::metadata(&gitconfig).unwrap().len(), 0);
+        assert!(skeleton.is_dir());
+        // A run of its own cleans them up, and keeps what the agent made.
+        let out = w.sh(&["-q", "--profile", "claude", "--net", "none"], script);
+        assert_eq!(out.ok(), "t\n");
+        assert!(!gitconfig.exists() && !skeleton.exists());
+        assert!(agent_home.join("keep").is_file() && agent_home.join("src/mine").is_dir());
     });
 }
