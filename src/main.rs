@@ -43,7 +43,15 @@ fn main() -> ExitCode {
     let env = Env::read();
     let result = match cli.command {
         Command::Run(args) => run(args, output, &env),
-        Command::Test(args) => selftest::run(args, &env),
+        Command::Test(mut args) => {
+            // As `run` (which the test starts with the same flags) finds the project.
+            if let Some(note) = host::toplevel::settle(&mut args.sandbox.project, &env)
+                && !output.quiet
+            {
+                eprintln!("agentbox: note: {}", terminal(&note));
+            }
+            selftest::run(args, &env)
+        }
         Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
         Command::Exec {

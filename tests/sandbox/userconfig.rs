@@ -210,3 +210,67 @@ fn import_login_copies_once_mode_0600_and_never_through_a_symlink() {
         assert!(out.stderr().contains("no gemini login"), "{}", out.stderr());
     });
 }
+
+/// On a terminal, `trust` asks: "n" records nothing, "y" records the file.
+#[test]
+fn trust_on_a_terminal_asks_first() {
+    each_user(|w| {
+        w.write("home/src/project/.agentbox.toml", "env = [\"FOO=bar\"]\n");
+        let bin = crate::harness::bin();
+        let trust = |answer: &str, name: &str| {
+            let pane = format!(
+                "{} trust > {name}.out; echo $? > {name}.rc; sleep 30",
+                crate::harness::shell_quote(bin)
+            );
+            let st = w
+                .tmux(&[
+                    "new-session",
+                    "-d",
+                    "-s",
+                    name,
+                    "-x",
+                    "120",
+                    "-y",
+                    "30",
+                    &pane,
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            // The question is asked before anything is recorded.
+            let asked = (0..200).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let screen = w
+                    .tmux(&["capture-pane", "-p", "-t", name])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&screen.stdout).contains("[y/N]")
+                    || fs::read_to_string(w.project.join(format!("{name}.out")))
+                        .is_ok_and(|s| s.contains("[y/N]"))
+            });
+            assert!(asked, "never asked");
+            w.tmux(&["send-keys", "-t", name, answer, "Enter"])
+                .status()
+                .unwrap();
+            let rc = crate::harness::wait_for(
+                &w.project.join(format!("{name}.rc")),
+                std::time::Duration::from_secs(10),
+            );
+            let _ = w.tmux(&["kill-session", "-t", name]).status();
+            let out = fs::read_to_string(w.project.join(format!("{name}.out"))).unwrap();
+            (rc.unwrap_or_default(), out)
+        };
+        let probe = "echo foo=${FOO:-unset}";
+        let (rc, out) = trust("n", "no");
+        assert_eq!(rc, "1\n", "{out}");
+        assert!(
+            out.contains("- env: host variables passed in: FOO=bar"),
+            "{out}"
+        );
+        assert!(w.sh(&[], probe).ok().contains("foo=unset"));
+        let (rc, out) = trust("y", "yes");
+        assert_eq!(rc, "0\n", "{out}");
+        assert!(w.sh(&[], probe).ok().contains("foo=bar"));
+        let _ = w.tmux(&["kill-server"]).status();
+    });
+}
