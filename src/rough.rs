@@ -65,10 +65,11 @@ pub fn missing_path_hint(path: &Path) -> String {
     }
 }
 
-/// `path` without `.` and `..` components, for messages (lexical: the path as the user meant
-/// it, not where symlinks lead).
+/// `path` absolute and without `.` and `..` components, for messages (lexical: the path as
+/// the user meant it, not where symlinks lead).
 pub fn shown(path: &Path) -> std::path::PathBuf {
     use std::path::Component;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     let mut out = std::path::PathBuf::new();
     for c in path.components() {
         match c {

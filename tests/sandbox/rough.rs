@@ -36,6 +36,16 @@ fn printing_commands_stop_quietly_on_a_closed_pipe() {
 #[test]
 fn a_tilde_the_shell_did_not_expand_gets_a_hint() {
     each_user(|w| {
+        // Paths in these messages are shown normalised.
+        let odd = format!("{}/./a/../gone", w.base.display());
+        let out = w.run_args(&["run", "--rw", &odd, "--", "true"].map(OsStr::new));
+        assert_eq!(out.code(), 125);
+        assert!(
+            out.stderr()
+                .contains(&format!("--ro/--rw {}/gone: ", w.base.display())),
+            "{}",
+            out.stderr()
+        );
         let out = w.run_args(&["run", "--ro=~/nothing-here", "--", "true"].map(OsStr::new));
         assert_eq!(out.code(), 125);
         assert!(
