@@ -41,20 +41,57 @@ pub fn above(cwd: &Path, home: &Path) -> Option<PathBuf> {
     None
 }
 
-/// Without `--project`: the top level when the current directory is below it, and the note
-/// that says so. `--project .` (or any `--project`) is kept as given.
+/// Without `--project`: the top level when the current directory is below it, and the notes
+/// that say so (and, in a submodule, where its git directory is). `--project .` (or any
+/// `--project`) is kept as given.
 pub fn settle(project: &mut Option<PathBuf>, env: &crate::hostenv::Env) -> Option<String> {
     if project.is_some() {
         return None;
     }
-    let top = above(env.cwd().ok()?, env.home().ok()?)?;
-    let note = format!(
-        "project: {} (the top level of the git checkout you are in; --project . for this \
-         directory only)",
-        top.display()
-    );
-    *project = Some(top);
-    Some(note)
+    let cwd = env.cwd().ok()?;
+    let top = above(cwd, env.home().ok()?);
+    let dir = top.clone().or_else(|| fs::canonicalize(cwd).ok())?;
+    let mut notes = Vec::new();
+    if let Some(top) = top {
+        notes.push(format!(
+            "project: {} (the top level of the git checkout you are in; --project . for this \
+             directory only)",
+            top.display()
+        ));
+        *project = Some(top);
+    }
+    if let Some(sup) = superproject(&dir) {
+        notes.push(format!(
+            "{} is a submodule: its git directory is in {}, outside the project, so git \
+             inside cannot use it (--project {} includes it)",
+            dir.display(),
+            sup.display(),
+            sup.display()
+        ));
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// For a submodule checkout (a `.git` file naming `SUPER/.git/modules/...`): SUPER. Read only
+/// to word a note: nothing here decides what the sandbox gets.
+fn superproject(dir: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let file = dir.join(".git");
+    if !fs::symlink_metadata(&file).ok()?.is_file() {
+        return None;
+    }
+    let mut head = Vec::new();
+    fs::File::open(&file)
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut head)
+        .ok()?;
+    let text = std::str::from_utf8(&head).ok()?;
+    let target = text.strip_prefix("gitdir:")?.lines().next()?.trim();
+    let gitdir = crate::rough::shown(&dir.join(target));
+    let s = gitdir.to_str()?;
+    let (sup, _) = s.split_once("/.git/modules/")?;
+    (!gitdir.starts_with(dir)).then(|| PathBuf::from(sup))
 }
 
 #[cfg(test)]
@@ -99,6 +136,21 @@ mod tests {
             above(&root.join("repo/src/deep"), &root.join("home")),
             Some(root.join("repo/src"))
         );
+    }
+
+    #[test]
+    fn a_submodule_names_its_superproject() {
+        let (_t, root) = tree();
+        fs::create_dir_all(root.join("repo/sub")).unwrap();
+        fs::write(root.join("repo/sub/.git"), "gitdir: ../.git/modules/sub\n").unwrap();
+        assert_eq!(
+            superproject(&root.join("repo/sub")),
+            Some(root.join("repo"))
+        );
+        // A linked worktree's, or none.
+        fs::write(root.join("repo/sub/.git"), "gitdir: /r/.git/worktrees/w\n").unwrap();
+        assert_eq!(superproject(&root.join("repo/sub")), None);
+        assert_eq!(superproject(&root.join("repo")), None);
     }
 
     #[test]

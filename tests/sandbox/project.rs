@@ -147,3 +147,58 @@ fn a_project_the_user_cannot_write_is_refused_up_front() {
         }
     });
 }
+
+/// A linked worktree and a submodule are checkouts of their own: started below one, the
+/// project is its top level, not the main checkout's or the superproject's.
+#[test]
+fn worktrees_and_submodules_are_their_own_top_level() {
+    each_user(|w| {
+        w.host_sh(
+            "git init -q -b main && git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init && \
+             git init -q -b main lib && git -C lib -c user.name=t -c user.email=t@t commit -q --allow-empty -m l && \
+             git -c protocol.file.allow=always submodule -q add ./lib sub && \
+             git worktree add -q wt && mkdir -p wt/deep sub/deep",
+        )
+        .ok();
+        // A linked worktree: git works inside (its common git dir is bound for it).
+        let out = run_in(
+            w,
+            &w.project.join("wt/deep"),
+            &[
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "echo ok > ../mark && git rev-parse --show-toplevel",
+            ],
+        );
+        let wt = w.project.join("wt");
+        assert_eq!(out.ok().trim(), wt.to_str().unwrap(), "{}", out.stderr());
+        assert!(
+            out.stderr()
+                .contains(&format!("project: {} (", wt.display()))
+        );
+        assert!(wt.join("mark").is_file());
+        // A submodule: its own top level, and a note that its git directory is outside.
+        let out = run_in(
+            w,
+            &w.project.join("sub/deep"),
+            &["run", "--", "sh", "-c", "echo ok > ../mark"],
+        );
+        out.ok();
+        let sub = w.project.join("sub");
+        let err = out.stderr();
+        assert!(
+            err.contains(&format!("project: {} (", sub.display())),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "is a submodule: its git directory is in {}, outside the project",
+                w.project.display()
+            )) && err.contains(&format!("--project {} includes it", w.project.display())),
+            "{err}"
+        );
+        assert!(sub.join("mark").is_file());
+    });
+}
