@@ -250,6 +250,14 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_pass_the_checks() {
+        let cfg = load(include_str!("../../examples/config.toml")).unwrap();
+        assert!(cfg.profile["tools"].commands.contains(&"make".to_owned()));
+        let file = Path::new("examples/agentbox.toml");
+        super::project(file, include_str!("../../examples/agentbox.toml")).unwrap();
+    }
+
+    #[test]
     fn a_project_file_takes_no_profile_keys() {
         let file = Path::new("/p/.agentbox.toml");
         let err = super::project(file, "hide = [\"x\"]\nextends = \"claude\"\n").unwrap_err();
