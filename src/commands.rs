@@ -1,5 +1,6 @@
-//! The small subcommands around `run`: profiles, profile show, trust, shell-init, completions,
-//! man. They print; only `trust` writes (its record in agentbox's config directory).
+//! The small subcommands around `run`: profiles (built-in and the user's own), profile show,
+//! shell-init, completions, man. They only print. (`init` and `trust` are in `projectfile.rs`,
+//! `import-login` in `login.rs`.)
 
 use std::io::Write;
 use std::path::PathBuf;
