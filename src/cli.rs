@@ -56,9 +56,28 @@ pub enum Command {
     /// Trust the project's .agentbox.toml as it is now (until it changes), so that it may
     /// loosen the sandbox too. Review it first.
     Trust {
-        /// The project [default: the current directory].
+        /// The project [default: the git checkout's top level, else the current directory].
         #[arg(long, value_name = "DIR")]
         project: Option<PathBuf>,
+        /// Record it without asking (it is still shown first): for scripts.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Write a commented .agentbox.toml for the project (what was found in it, suggestions
+    /// commented out), for you to review and `agentbox trust`. Never over an existing one.
+    Init {
+        /// The project [default: the git checkout's top level, else the current directory].
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+    },
+    /// Copy an agent's existing login (the files its profile names) from your home into the
+    /// agent's home in agentbox, once.
+    ImportLogin {
+        /// The profile: claude, codex, gemini, ... (or one of yours based on one).
+        profile: String,
+        /// Replace a login already in the agent's home.
+        #[arg(long)]
+        force: bool,
     },
     /// Print shell aliases that run the installed agents through agentbox
     /// (eval "$(agentbox shell-init bash)" in ~/.bashrc).

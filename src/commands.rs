@@ -1,11 +1,12 @@
-//! The small subcommands around `run`: profiles, profile show, trust, shell-init, completions,
-//! man. They print; only `trust` writes (its record in agentbox's config directory).
+//! The small subcommands around `run`: profiles (built-in and the user's own), profile show,
+//! shell-init, completions, man. They only print. (`init` and `trust` are in `projectfile.rs`,
+//! `import-login` in `login.rs`.)
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, InitShell, SandboxArgs};
@@ -29,8 +30,14 @@ pub fn profiles(env: &Env) -> Result<ExitCode> {
         "{:<13} {:<10} {:<40} NETWORK",
         "PROFILE", "INSTALLED", "ABOUT"
     )?;
-    for name in profile::names() {
-        let Some(p) = profile::builtin(name) else {
+    // The user's own profiles, after the built-in ones, marked as theirs.
+    let user = config::read(env, None)?.user.profile;
+    let all = profile::names()
+        .into_iter()
+        .map(str::to_owned)
+        .chain(config::profiles::names(&user));
+    for name in all {
+        let Some(p) = config::profiles::resolve(&name, &user) else {
             continue;
         };
         let inst = match (p.is_agent(), installed(&p, env)) {
@@ -43,7 +50,11 @@ pub fn profiles(env: &Env) -> Result<ExitCode> {
         } else {
             "none".to_owned()
         };
-        writeln!(out, "{:<13} {:<10} {:<40} {net}", p.name, inst, p.about)?;
+        let about = match &p.base {
+            Some(_) => format!("(user-defined) {}", p.about),
+            None => p.about.clone(),
+        };
+        writeln!(out, "{:<13} {:<10} {:<40} {net}", p.name, inst, about)?;
     }
     writeln!(
         out,
@@ -53,15 +64,17 @@ pub fn profiles(env: &Env) -> Result<ExitCode> {
 }
 
 pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
-    let p = profile::builtin(name).ok_or_else(|| {
-        Fail::hint(
-            format!("no profile named {name:?}"),
-            format!("one of: {}", profile::names().join(", ")),
-        )
-    })?;
     // What `agentbox run --profile NAME` would get with the user's config and no flag: the
     // same resolve as `run` (the project's file is left out: it depends on the directory).
     let files = config::read(env, None)?;
+    let p = config::profiles::resolve(name, &files.user.profile).ok_or_else(|| {
+        let mut all: Vec<String> = profile::names().iter().map(|s| (*s).to_owned()).collect();
+        all.extend(config::profiles::names(&files.user.profile));
+        Fail::hint(
+            format!("no profile named {name:?}"),
+            format!("one of: {}", all.join(", ")),
+        )
+    })?;
     let mine = files.user.profile.contains_key(name);
     let args = SandboxArgs {
         profile: Some(name.to_owned()),
@@ -78,6 +91,14 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
         }
     };
     writeln!(out, "profile {} ({})", p.name, p.about)?;
+    if let Some(base) = &p.base {
+        let chain = config::profiles::chain(&p.name, &files.user.profile);
+        writeln!(
+            out,
+            "  user-defined:   based on {base} ({})",
+            chain.join(" -> ")
+        )?;
+    }
     writeln!(out, "  commands:       {}", list(&p.commands))?;
     match installed(&p, env) {
         Some((c, path)) => writeln!(out, "  installed:      {c} -> {}", path.display())?,
@@ -94,7 +115,7 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
     }
     writeln!(out, "  state (rw):     {}", list(&p.state))?;
     writeln!(out, "  runtime (ro):   {}", list(&p.runtime))?;
-    let project: Vec<String> = profile::project_files_of(&p.name)
+    let project: Vec<String> = profile::project_files_of(p.builtin_name())
         .iter()
         .map(|r| match r.guard {
             crate::rules::Guard::ReadOnly => r.path.to_owned(),
@@ -171,20 +192,6 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn trust(project: Option<PathBuf>, env: &Env) -> Result<ExitCode> {
-    let dir = match project {
-        Some(p) => p,
-        None => env.cwd()?.to_owned(),
-    };
-    let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
-    let file = config::trust(&config::dir(env)?, &dir)?;
-    eprintln!(
-        "agentbox: trusting {} as it is now; any change makes it untrusted again",
-        crate::text::printable(file.as_os_str())
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 pub fn shell_init(shell: InitShell, env: &Env) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "# agentbox: run the installed agents in the sandbox")?;
@@ -206,11 +213,15 @@ pub fn shell_init(shell: InitShell, env: &Env) -> Result<ExitCode> {
 
 pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "agentbox", &mut std::io::stdout());
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "agentbox", &mut buf);
+    crate::rough::stdout(&buf)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn man() -> Result<ExitCode> {
-    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+    crate::rough::stdout(&buf)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,14 @@ pub struct Settings {
     pub docker: Option<bool>,
     /// `false`: as `--no-toolchains`.
     pub toolchains: Option<bool>,
+    /// `[profile.NAME]` of the user's own only: the profile (built-in, or another of the
+    /// user's) it is based on [default: "generic"]. Checked by `check::user`.
+    pub extends: Option<String>,
+    /// `[profile.NAME]` only: command names (basenames) that select this profile.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// `[profile.NAME]` of the user's own only: its line in `agentbox profiles`.
+    pub about: Option<String>,
 }
 
 /// The user's config file.
@@ -64,6 +72,9 @@ pub const PROJECT_FILE: &str = ".agentbox.toml";
 pub fn dir(env: &Env) -> Result<PathBuf> {
     Ok(env.config_home(env.home()?).join("agentbox"))
 }
+
+mod check;
+pub mod profiles;
 
 /// "file:line:column: message", from a TOML error.
 fn located(file: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
@@ -91,7 +102,11 @@ fn parse<T: for<'de> Deserialize<'de>>(file: &Path, text: &str) -> Result<T> {
 pub fn load_user(dir: &Path) -> Result<UserConfig> {
     let file = dir.join("config.toml");
     match fs::read_to_string(&file) {
-        Ok(text) => parse(&file, &text),
+        Ok(text) => {
+            let user = parse(&file, &text)?;
+            check::user(&file, &text, &user)?;
+            Ok(user)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserConfig::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
     }
@@ -126,6 +141,7 @@ pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>>
     let text = String::from_utf8(bytes.clone())
         .map_err(|_| Fail::hint(format!("{}: not UTF-8", file.display()), "save it as UTF-8"))?;
     let settings = parse(&file, &text)?;
+    check::project(&file, &text)?;
     let hash = hex(&Sha256::digest(&bytes));
     let record = fs::read_to_string(trust_record(dir, project)).ok();
     let trusted = record
@@ -139,7 +155,8 @@ pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>>
     }))
 }
 
-/// `agentbox trust`: records the hash of the project's file as it is now.
+/// Records the project's file as it is now, without showing it (`projectfile::trust` shows
+/// it first).
 pub fn trust(dir: &Path, project: &Path) -> Result<PathBuf> {
     let file = project.join(PROJECT_FILE);
     let bytes = fs::read(&file).map_err(|e| {
@@ -148,15 +165,28 @@ pub fn trust(dir: &Path, project: &Path) -> Result<PathBuf> {
             "run agentbox trust in a project that has a .agentbox.toml",
         )
     })?;
-    let text = String::from_utf8_lossy(&bytes);
-    parse::<Settings>(&file, &text)?;
+    parse_project(&file, &bytes)?;
+    trust_bytes(dir, project, &bytes)?;
+    Ok(file)
+}
+
+/// The project's file from its bytes, checked as `load_project` does.
+pub fn parse_project(file: &Path, bytes: &[u8]) -> Result<Settings> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| Fail::hint(format!("{}: not UTF-8", file.display()), "save it as UTF-8"))?;
+    let settings = parse(file, text)?;
+    check::project(file, text)?;
+    Ok(settings)
+}
+
+/// `agentbox trust`: records the hash of `bytes`, the project's file as the user saw it.
+pub fn trust_bytes(dir: &Path, project: &Path, bytes: &[u8]) -> Result<()> {
     let record = trust_record(dir, project);
-    let line = format!("{} {}\n", hex(&Sha256::digest(&bytes)), project.display());
+    let line = format!("{} {}\n", hex(&Sha256::digest(bytes)), project.display());
     // The project is a writable root of its runs, and could hold agentbox's own directory:
     // no symlink there may send the record elsewhere.
     let areas = crate::hostfs::Untrusted::new([dir.to_owned(), project.to_owned()]);
-    crate::hostfs::write_file(&record, line.as_bytes(), &areas)?;
-    Ok(file)
+    crate::hostfs::write_file(&record, line.as_bytes(), &areas)
 }
 
 /// How open a network mode is, to tell tightening from loosening.
@@ -312,7 +342,12 @@ pub fn resolve(
     files: &Files,
 ) -> Result<(crate::policy::Policy, Vec<String>)> {
     let first = command.first().cloned().unwrap_or_default();
-    let profile = crate::profile::choose(args.profile.as_deref(), args.no_profile, &first)?;
+    let profile = profiles::choose(
+        args.profile.as_deref(),
+        args.no_profile,
+        &first,
+        &files.user.profile,
+    )?;
     let warnings = merge(
         &mut args,
         &files.user,
@@ -364,8 +399,11 @@ pub fn merge(
             }
         }
     }
-    if let Some(s) = user.profile.get(profile) {
-        layer(args, s, home, user_file)?;
+    // A profile of the user's own, then each one its `extends` leads through.
+    for name in profiles::chain(profile, &user.profile) {
+        if let Some(s) = user.profile.get(&name) {
+            layer(args, s, home, user_file)?;
+        }
     }
     layer(args, &user.defaults, home, user_file)?;
     Ok(warnings)

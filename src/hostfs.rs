@@ -306,19 +306,24 @@ pub enum Write {
     Append,
     /// Replace the contents, creating the file (0600) if missing; its parent directories too.
     Replace,
+    /// Create the file (0600), and its parent directories; refused when anything is there.
+    CreateNew,
 }
 
 /// Opens `path` for writing: its last component never followed, the file checked to be a
 /// regular file of ours before anything is written.
 pub fn open_file(path: &Path, how: Write, areas: &Untrusted) -> Result<File> {
     let (parent, name) = split(path)?;
-    let mkdir = (how == Write::Replace).then_some(0o700);
+    let mkdir = (how != Write::Append).then_some(0o700);
     let dir = resolve(parent, areas, mkdir)?;
     let mut flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     // A FIFO planted where the file was would block the open until someone reads it.
     flags |= OFlags::NONBLOCK;
     if how == Write::Append {
         flags |= OFlags::APPEND;
+    }
+    if how == Write::CreateNew {
+        flags |= OFlags::EXCL;
     }
     let full = dir.path.join(name);
     let fd =
@@ -332,6 +337,11 @@ pub fn open_file(path: &Path, how: Write, areas: &Untrusted) -> Result<File> {
                 ),
             ),
             Errno::NXIO => refuse(&full, "is not a regular file", "choose another path"),
+            Errno::EXIST => refuse(
+                &full,
+                "already exists",
+                "look at it first; remove it to write it again",
+            ),
             e => anyhow!(e).context(format!("opening {}", printable(full.as_os_str()))),
         })?;
     let st = rfs::fstat(&fd)?;
@@ -441,3 +451,48 @@ fn remove_entry(parent: std::os::fd::BorrowedFd<'_>, name: &OsStr, depth: usize)
 
 #[cfg(test)]
 mod tests;
+
+/// Opens the directory `path` for reading (to lock it), resolved as everything here.
+pub fn open_dir(path: &Path, areas: &Untrusted) -> Result<OwnedFd> {
+    let dir = resolve(path, areas, None)?;
+    rfs::openat(
+        &dir.fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", printable(path.as_os_str())))
+}
+
+/// Removes `path` if it is still what bwrap leaves for a mount point: an empty directory, an
+/// empty regular file of ours, or a symlink to `link_target`. Anything else stays, untouched.
+/// Returns whether it was removed.
+pub fn remove_if_empty(path: &Path, link_target: Option<&Path>, areas: &Untrusted) -> Result<bool> {
+    let (parent, name) = split(path)?;
+    let dir = resolve(parent, areas, None)?;
+    let st = match rfs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(e).with_context(|| printable(path.as_os_str())),
+    };
+    let ours = st.st_uid == rustix::process::geteuid().as_raw();
+    let flags = match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory if ours => AtFlags::REMOVEDIR,
+        FileType::RegularFile if ours && st.st_size == 0 && st.st_nlink == 1 => AtFlags::empty(),
+        FileType::Symlink
+            if link_target.is_some_and(|t| {
+                rfs::readlinkat(&dir.fd, name, Vec::new())
+                    .is_ok_and(|l| Path::new(OsStr::from_bytes(l.as_bytes())) == t)
+            }) =>
+        {
+            AtFlags::empty()
+        }
+        _ => return Ok(false),
+    };
+    match rfs::unlinkat(&dir.fd, name, flags) {
+        Ok(()) => Ok(true),
+        // Something was put in it: it is the agent's now.
+        Err(Errno::NOTEMPTY | Errno::EXIST | Errno::BUSY) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", printable(path.as_os_str()))),
+    }
+}

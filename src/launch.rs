@@ -72,7 +72,16 @@ pub fn run(
         // The proxy holds two fds per tunnel.
         sys::raise_nofile_to_hard();
     }
-    let (code, net) = supervise(plan, &prefix, pending)?;
+    let leftovers = crate::homeclean::before(plan, facts.agent.home.as_deref(), &areas);
+    let (status, net) = supervise(plan, &prefix, pending)?;
+    if let Some(l) = leftovers {
+        l.finish(&areas);
+    }
+    // While the cgroup still exists: an OOM kill is said in one line, not left as a bare 137.
+    if let Some(line) = limits::exit_note(enforcer.as_ref(), &policy.limits, status) {
+        eprintln!("agentbox: {line}");
+    }
+    let code = crate::error::exit_code(status);
     drop(enforcer);
     if let Some(n) = net {
         n.finish();
@@ -194,7 +203,7 @@ fn supervise(
     plan: &Plan,
     prefix: &[std::ffi::OsString],
     net: Option<session::Pending>,
-) -> Result<(ExitCode, Option<session::Running>)> {
+) -> Result<(std::process::ExitStatus, Option<session::Running>)> {
     let (argv, data) = to_argv(plan);
     if plan.interactive {
         // Ctrl-C must reach the agent, not kill bwrap (whose death takes the whole sandbox
@@ -241,7 +250,7 @@ fn supervise(
     reap_orphans();
     handle.close();
     let _ = forwarder.join();
-    Ok((crate::error::exit_code(status), net))
+    Ok((status, net))
 }
 
 /// Waits for what bwrap left to us (its pid 1, about to exit): the sandbox's pid namespace

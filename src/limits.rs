@@ -220,6 +220,53 @@ fn systemd_prefix(limits: &Limits, uid: u32) -> Option<Vec<OsString>> {
     Some(v)
 }
 
+/// Whether `--memory` and `--pids` can be enforced for this user, as `enforce` would, without
+/// making anything (for `doctor`): how, or why not.
+pub fn availability(uid: u32) -> Result<String, String> {
+    use rustix::fs::{Access, access};
+    let mut how = Vec::new();
+    let mut missing = Vec::new();
+    for controller in ["memory", "pids"] {
+        let Some(p) = place(controller) else {
+            missing.push(format!(
+                "no cgroup hierarchy with the {controller} controller"
+            ));
+            continue;
+        };
+        let control = match p.v2 {
+            true => p.dir.join("cgroup.subtree_control"),
+            false => p.dir.clone(),
+        };
+        let writable =
+            access(&p.dir, Access::WRITE_OK).is_ok() && access(&control, Access::WRITE_OK).is_ok();
+        match writable {
+            true => how.push(format!("{controller}: a cgroup under {}", p.dir.display())),
+            false => missing.push(format!(
+                "{controller}: {} is not yours to write",
+                p.dir.display()
+            )),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(how.join("; "));
+    }
+    let both = Limits {
+        memory: Some(1 << 30),
+        pids: Some(1),
+    };
+    match systemd_prefix(&both, uid) {
+        Some(_) => Ok(format!(
+            "through a systemd scope (systemd-run{}), as {}",
+            if uid == 0 { "" } else { " --user" },
+            missing.join("; ")
+        )),
+        None => Err(format!(
+            "{}, and systemd does not run here",
+            missing.join("; ")
+        )),
+    }
+}
+
 /// Sets up enforcement, or says clearly why it cannot.
 pub fn enforce(limits: &Limits, uid: u32) -> Result<Enforcer> {
     let direct = Cgroup::create(limits);
@@ -236,9 +283,84 @@ pub fn enforce(limits: &Limits, uid: u32) -> Result<Enforcer> {
     }
 }
 
+impl Cgroup {
+    /// How many processes the kernel's OOM killer ended in these cgroups (cgroup v2
+    /// `memory.events`, v1 `memory.oom_control`: both count `oom_kill`).
+    fn oom_kills(&self) -> u64 {
+        self.dirs
+            .iter()
+            .flat_map(|(d, _)| ["memory.events", "memory.oom_control"].map(|f| d.join(f)))
+            .filter_map(|f| fs::read_to_string(f).ok())
+            .map(|text| oom_kill_count(&text))
+            .sum()
+    }
+}
+
+/// The `oom_kill N` line of a cgroup's memory events.
+fn oom_kill_count(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One line on how the command ended, where a bare status would puzzle: the memory limit's
+/// OOM kills (whatever the status: a build tool may survive a killed compiler and fail), or
+/// a SIGKILL (137) with its likely causes.
+pub fn exit_note(
+    enforcer: Option<&Enforcer>,
+    limits: &Limits,
+    status: std::process::ExitStatus,
+) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let size = limits.memory.map(|m| format!("{} MiB", m >> 20));
+    if let (Some(Enforcer::Cgroup(cg)), Some(size)) = (enforcer, &size) {
+        let kills = cg.oom_kills();
+        if kills > 0 {
+            return Some(format!(
+                "out of memory: the kernel killed {kills} process(es) in the sandbox at the \
+                 --memory limit ({size}); raise it, e.g. --memory 8G"
+            ));
+        }
+    }
+    let killed = status.signal() == Some(9) || status.code() == Some(137);
+    if !killed {
+        return None;
+    }
+    Some(match (enforcer, size) {
+        (Some(Enforcer::Systemd(_)), Some(size)) => format!(
+            "the command was killed (SIGKILL, exit 137): most likely the --memory limit \
+             ({size}) of its systemd scope; raise it, e.g. --memory 8G"
+        ),
+        _ => "the command was killed (SIGKILL, exit 137): by the kernel's OOM killer (see \
+              dmesg) or by a kill -9"
+            .to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_kills_are_read_and_a_sigkill_is_described() {
+        use std::os::unix::process::ExitStatusExt;
+        let v2 = "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kill_count(v2), 1);
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(oom_kill_count(v1), 3);
+        assert_eq!(oom_kill_count(""), 0);
+        let none = Limits::default();
+        let killed = std::process::ExitStatus::from_raw(9);
+        assert!(
+            exit_note(None, &none, killed)
+                .unwrap()
+                .contains("SIGKILL, exit 137")
+        );
+        let exited137 = std::process::ExitStatus::from_raw(137 << 8);
+        assert!(exit_note(None, &none, exited137).is_some());
+        assert!(exit_note(None, &none, std::process::ExitStatus::from_raw(1 << 8)).is_none());
+    }
 
     #[test]
     fn sizes() {

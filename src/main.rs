@@ -28,11 +28,30 @@ fn main() -> ExitCode {
         }
     };
     let output = Output::from(&cli);
+    // The commands whose only output is what they print: a closed stdout ends them quietly.
+    let prints = match &cli.command {
+        Command::Run(r) => r.dry_run || r.tree,
+        Command::Profiles
+        | Command::Profile { .. }
+        | Command::ShellInit { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Doctor { .. } => true,
+        _ => false,
+    };
     // The one read of agentbox's own environment; everything below receives it.
     let env = Env::read();
     let result = match cli.command {
         Command::Run(args) => run(args, output, &env),
-        Command::Test(args) => selftest::run(args, &env),
+        Command::Test(mut args) => {
+            // As `run` (which the test starts with the same flags) finds the project.
+            if let Some(note) = host::toplevel::settle(&mut args.sandbox.project, &env)
+                && !output.quiet
+            {
+                eprintln!("agentbox: note: {}", terminal(&note));
+            }
+            selftest::run(args, &env)
+        }
         Command::Probe { ctx, only } => selftest::probe_main(&ctx, only.as_deref()),
         Command::Sleeper { marker } => selftest::sleeper_main(&marker),
         Command::Exec {
@@ -47,7 +66,9 @@ fn main() -> ExitCode {
         Command::Profile {
             action: ProfileAction::Show { name },
         } => commands::profile_show(&name, &env),
-        Command::Trust { project } => commands::trust(project, &env),
+        Command::Trust { project, yes } => agentbox::projectfile::trust(project, yes, &env),
+        Command::Init { project } => agentbox::projectfile::init(project, &env),
+        Command::ImportLogin { profile, force } => agentbox::login::import(&profile, force, &env),
         Command::ShellInit { shell } => commands::shell_init(shell, &env),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),
@@ -58,6 +79,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of stdout went away (`agentbox man | head`): nothing to report.
+        Err(err) if prints && agentbox::rough::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let (code, hint) = classify(&err);
             // Errors and hints may quote project paths: no control character reaches the
@@ -137,7 +160,13 @@ impl Output {
     }
 }
 
-fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
+fn run(mut args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
+    // Started in a subdirectory of a checkout: the project is its top level.
+    if let Some(note) = host::toplevel::settle(&mut args.sandbox.project, env)
+        && !out.quiet
+    {
+        eprintln!("agentbox: note: {}", terminal(&note));
+    }
     let files = config::read_for(&args.sandbox, env)?;
     let (mut policy, warnings) =
         config::resolve(args.sandbox, args.command, args.bind_self, &files)?;
@@ -169,7 +198,8 @@ fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
-        std::io::stdout().write_all(bwrap::script(&plan).as_bytes())?;
+        let script = agentbox::rough::dry_run_script(bwrap::script(&plan), &policy);
+        std::io::stdout().write_all(script.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     if !out.quiet {

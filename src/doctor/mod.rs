@@ -194,6 +194,19 @@ fn checks(explicit: Option<&Path>, me: Me, env: &Env) -> Result<Vec<Check>> {
     v.push(host::resolv_check(&host::resolv_at(Path::new(
         "/etc/resolv.conf",
     ))));
+    // `--memory`/`--pids` for this user: a warning, as a run without them still starts.
+    v.push(match crate::limits::availability(me.uid) {
+        Ok(how) => Check::ok("limits", format!("--memory/--pids can be enforced: {how}")),
+        Err(why) => Check::warn(
+            "limits",
+            format!("--memory/--pids would be refused for this user: {why}"),
+            vec![
+                "run as root, or in a cgroup delegated to this user (systemd: a user session, \
+                 or Delegate=yes), or leave out --memory/--pids"
+                    .to_owned(),
+            ],
+        ),
+    });
     v.extend(host::agents(env));
     Ok(v)
 }

@@ -18,6 +18,7 @@ pub mod project;
 pub mod refs;
 pub mod system;
 pub mod toolchain;
+pub mod toplevel;
 pub mod user;
 
 use std::fs;
@@ -90,8 +91,8 @@ pub fn runtime_base_of(env: &crate::hostenv::Env, uid: u32) -> PathBuf {
 pub(crate) fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
     fs::canonicalize(path).map_err(|e| {
         Fail::hint(
-            format!("{what} {}: {e}", path.display()),
-            "check the path exists and is spelled as intended",
+            format!("{what} {}: {e}", crate::rough::shown(path).display()),
+            crate::rough::missing_path_hint(path),
         )
         .into()
     })

@@ -40,11 +40,20 @@ impl Project {
                 "--project DIR names the directory the agent may write",
             ));
         }
+        writable_by_user(
+            &project,
+            "project directory",
+            "run in a directory of your own (--project DIR); to only read this one, add \
+             --ro DIR",
+        )?;
         let extra = policy
             .extra
             .iter()
             .map(|e| Ok((canonical(&e.path, "path given to --ro/--rw")?, e.access)))
             .collect::<Result<Vec<_>>>()?;
+        for (p, _) in extra.iter().filter(|e| e.1 == Access::ReadWrite) {
+            writable_by_user(p, "--rw path", "pass it with --ro to show it read-only")?;
+        }
         // Before the scan below: a project such as $HOME is refused without walking it first.
         crate::broad::refuse_broad(
             policy.broad_project == BroadProject::Allowed,
@@ -121,6 +130,19 @@ impl Project {
             roots: vec![Root::fixture(dir)],
         }
     }
+}
+
+/// A writable root the user cannot write is refused before the run, not found out by the
+/// agent as `Permission denied` halfway through its work.
+fn writable_by_user(path: &Path, what: &str, hint: &str) -> Result<()> {
+    use rustix::fs::{Access as Mode, access};
+    access(path, Mode::WRITE_OK).map_err(|e| {
+        Fail::hint(
+            format!("{what} {} is not writable by you: {e}", path.display()),
+            hint,
+        )
+        .into()
+    })
 }
 
 /// A writable root (the project or a `--rw` path) and what its scan found.

@@ -57,6 +57,8 @@ pub struct Profile {
     pub telemetry: Vec<String>,
     pub nested: bool,
     pub notes: Vec<String>,
+    /// For a profile of the user's own: the built-in profile it is based on.
+    pub base: Option<String>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -84,6 +86,7 @@ impl From<&Builtin> for Profile {
             telemetry: strings(b.telemetry),
             nested: b.nested,
             notes: strings(b.notes),
+            base: None,
         }
     }
 }
@@ -91,7 +94,13 @@ impl From<&Builtin> for Profile {
 impl Profile {
     /// An agent profile (anything but `generic`) has state and a network it needs.
     pub fn is_agent(&self) -> bool {
-        !self.name.is_empty() && self.name != "generic"
+        let base = self.base.as_deref().unwrap_or(&self.name);
+        !base.is_empty() && base != "generic"
+    }
+
+    /// The built-in profile this one is, or is based on.
+    pub fn builtin_name(&self) -> &str {
+        self.base.as_deref().unwrap_or(&self.name)
     }
 }
 
@@ -121,6 +130,7 @@ pub fn builtin(name: &str) -> Option<Profile> {
 }
 
 /// The profile to use: `--no-profile` (generic), `--profile NAME`, else by the command.
+/// (With the user's own profiles: `config::profiles::choose`.)
 pub fn choose(
     explicit: Option<&str>,
     none: bool,

@@ -147,7 +147,7 @@ fn config_files_layer_under_flags_and_errors_are_located() {
         assert_eq!(out.ok(), "\n");
         assert!(out.stderr().contains("ignoring unhide"), "{}", out.stderr());
         assert!(out.stderr().contains("agentbox trust"), "{}", out.stderr());
-        w.run_args(&["trust"].map(OsStr::new)).ok();
+        w.run_args(&["trust", "--yes"].map(OsStr::new)).ok();
         let out = w.sh(&[], "cat notes.secret data.csv; echo");
         assert_eq!(out.ok(), "S\n");
         // Any change makes it untrusted again, and says so.
