@@ -43,6 +43,10 @@ pub struct Settings {
     pub allow_nested: Option<bool>,
     pub ssh_agent: Option<bool>,
     pub docker: Option<bool>,
+    /// Allowed names that may reach private addresses (a company mirror, split DNS), as
+    /// `--allow-private-host`.
+    #[serde(default)]
+    pub allow_private_hosts: Vec<String>,
 }
 
 /// The user's config file.
@@ -83,6 +87,16 @@ fn located(file: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
 
 fn parse<T: for<'de> Deserialize<'de>>(file: &Path, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| located(file, text, &e))
+}
+
+/// Checks `text` as the user's config file (`agentbox allow`, before it writes).
+pub fn check_user(file: &Path, text: &str) -> Result<UserConfig> {
+    parse(file, text)
+}
+
+/// Checks `text` as a project's file (`agentbox allow --project`, before it writes).
+pub fn check_settings(file: &Path, text: &str) -> Result<Settings> {
+    parse(file, text)
 }
 
 /// `dir` is agentbox's config directory (`dir(home)`).
@@ -201,6 +215,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     };
     front(&mut args.allow_domain, &s.allow_domains);
     front(&mut args.deny_domain, &s.deny_domains);
+    front(&mut args.allow_private_host, &s.allow_private_hosts);
     front(&mut args.hide, &s.hide);
     front(&mut args.unhide, &s.unhide);
     args.ro.splice(0..0, s.ro.iter().map(|p| expand(p, home)));
@@ -244,8 +259,9 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 9] = [
+    let loosening: [(&'static str, bool); 10] = [
         ("allow_domains", !s.allow_domains.is_empty()),
+        ("allow_private_hosts", !s.allow_private_hosts.is_empty()),
         ("unhide", !s.unhide.is_empty()),
         ("ro", !s.ro.is_empty()),
         ("rw", !s.rw.is_empty()),

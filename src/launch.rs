@@ -72,11 +72,14 @@ pub fn run(
         // The proxy holds two fds per tunnel.
         sys::raise_nofile_to_hard();
     }
-    let (code, net) = supervise(plan, &prefix, pending)?;
+    let (status, net) = supervise(plan, &prefix, pending)?;
     drop(enforcer);
-    if let Some(n) = net {
-        n.finish();
+    let summary = net.and_then(session::Running::finish);
+    let raw = crate::error::raw_code(status);
+    if let Some(line) = crate::net::hint::after_exit(raw, policy.net, summary.as_ref()) {
+        eprintln!("{line}");
     }
+    let code = crate::error::exit_code(status);
     // bwrap is reaped and its cgroup and proxy are gone: from here on a signal is for agentbox
     // itself, and the audit below must end at Ctrl-C or `kill` like any program (ignored or
     // still caught by the forwarder's handler, it would not). A failure to restore is said.
@@ -193,7 +196,7 @@ fn supervise(
     plan: &Plan,
     prefix: &[std::ffi::OsString],
     net: Option<session::Pending>,
-) -> Result<(ExitCode, Option<session::Running>)> {
+) -> Result<(std::process::ExitStatus, Option<session::Running>)> {
     let (argv, data) = to_argv(plan);
     if plan.interactive {
         // Ctrl-C must reach the agent, not kill bwrap (whose death takes the whole sandbox
@@ -240,7 +243,7 @@ fn supervise(
     reap_orphans();
     handle.close();
     let _ = forwarder.join();
-    Ok((crate::error::exit_code(status), net))
+    Ok((status, net))
 }
 
 /// Waits for what bwrap left to us (its pid 1, about to exit): the sandbox's pid namespace

@@ -2,6 +2,7 @@
 //! one concept per module. The binary (`main.rs`) only parses, dispatches and reports.
 #![deny(unsafe_code)]
 
+pub mod allow;
 pub mod audit;
 pub mod broad;
 pub mod bwrap;

@@ -48,6 +48,28 @@ fn main() -> ExitCode {
             action: ProfileAction::Show { name },
         } => commands::profile_show(&name, &env),
         Command::Trust { project } => commands::trust(project, &env),
+        Command::Allow {
+            hosts,
+            profile,
+            project,
+            from_learn,
+            private,
+        } => agentbox::allow::run(
+            agentbox::allow::Request {
+                hosts,
+                from_learn,
+                profile,
+                project: match project {
+                    true => Some(".".into()),
+                    false => None,
+                },
+                key: match private {
+                    true => agentbox::allow::Key::AllowPrivateHosts,
+                    false => agentbox::allow::Key::AllowDomains,
+                },
+            },
+            &env,
+        ),
         Command::ShellInit { shell } => commands::shell_init(shell, &env),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),
@@ -135,9 +157,12 @@ impl Output {
 
 fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
     let files = config::read_for(&args.sandbox, env)?;
+    let project_dir = args.sandbox.project.clone();
     let (mut policy, warnings) =
         config::resolve(args.sandbox, args.command, args.bind_self, &files)?;
     policy.audit_json = args.audit_json;
+    policy.filter.sources =
+        agentbox::net::reload::sources(env, project_dir.as_deref(), &policy.profile.name);
     for w in &warnings {
         eprintln!("agentbox: warning: {}", terminal(w));
     }

@@ -57,6 +57,8 @@ pub struct ProxyConfig {
     pub fixed: Vec<(String, IpAddr)>,
     /// Where to append one JSON line per decision (None: no log).
     pub log: Option<std::fs::File>,
+    /// Where to look for rules allowed since the launch, when `policy` refuses.
+    pub reload: Option<crate::net::reload::Reloader>,
 }
 
 /// What the proxy saw, for the report at exit and `--learn`.
@@ -140,7 +142,7 @@ fn start_with(
     let tally = Arc::new(Mutex::new(Tally::new(cfg.log)));
     let ctx = Arc::new(Ctx {
         token_line: format!("AGENTBOX {}\n", cfg.token).into_bytes(),
-        dialer: Dialer::new(cfg.policy, cfg.fixed, tuning.resolver),
+        dialer: Dialer::new(cfg.policy, cfg.reload, cfg.fixed, tuning.resolver),
         tally: tally.clone(),
         head_deadline: tuning.head_deadline,
     });
