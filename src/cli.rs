@@ -244,6 +244,11 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "HOST")]
     pub allow_private_host: Vec<String>,
 
+    /// Allow the registry NAME (npm, pypi, go, cargo) is configured to use, as the tool on the
+    /// host says it (its own config and defaults). Implies --net filtered.
+    #[arg(long, value_name = "NAME")]
+    pub allow_registry: Vec<String>,
+
     /// Refuse PATTERN even where an --allow-domain covers it.
     #[arg(long, value_name = "PATTERN")]
     pub deny_domain: Vec<String>,

@@ -47,6 +47,9 @@ pub struct Settings {
     /// `--allow-private-host`.
     #[serde(default)]
     pub allow_private_hosts: Vec<String>,
+    /// Registries to allow as the tools on the host name them, as `--allow-registry`.
+    #[serde(default)]
+    pub allow_registries: Vec<String>,
 }
 
 /// The user's config file.
@@ -216,6 +219,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     front(&mut args.allow_domain, &s.allow_domains);
     front(&mut args.deny_domain, &s.deny_domains);
     front(&mut args.allow_private_host, &s.allow_private_hosts);
+    front(&mut args.allow_registry, &s.allow_registries);
     front(&mut args.hide, &s.hide);
     front(&mut args.unhide, &s.unhide);
     args.ro.splice(0..0, s.ro.iter().map(|p| expand(p, home)));
@@ -259,8 +263,9 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 10] = [
+    let loosening: [(&'static str, bool); 11] = [
         ("allow_domains", !s.allow_domains.is_empty()),
+        ("allow_registries", !s.allow_registries.is_empty()),
         ("allow_private_hosts", !s.allow_private_hosts.is_empty()),
         ("unhide", !s.unhide.is_empty()),
         ("ro", !s.ro.is_empty()),

@@ -172,6 +172,7 @@ fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         false => Some(lock_roots(&policy, env)?),
     };
     let facts = host::HostFacts::probe(&policy, env)?;
+    let registry_notes = host::registry::allow(&mut policy, &facts)?;
     let _more = match &lock {
         Some(l) => lock_more(l, &facts)?,
         None => None,
@@ -194,7 +195,7 @@ fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !out.quiet {
-        for n in &plan.notes {
+        for n in registry_notes.iter().chain(&plan.notes) {
             eprintln!("agentbox: note: {}", terminal(n));
         }
     }

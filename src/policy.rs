@@ -128,6 +128,7 @@ impl Policy {
         let by_profile = profile.is_agent() && !explicit_net;
         let wants_filter = !args.allow_domain.is_empty()
             || !args.allow_private_host.is_empty()
+            || !args.allow_registry.is_empty()
             || args.learn
             || by_profile;
         // A chosen network wins here; `validate` refuses the filter's options with another.
@@ -164,6 +165,7 @@ impl Policy {
             learn: args.learn,
             fixed,
             sources: None,
+            registries: args.allow_registry,
         };
         let mut extra: Vec<ExtraBind> = Vec::new();
         extra.extend(args.ro.into_iter().map(|path| ExtraBind {

@@ -341,6 +341,22 @@ pub struct NetFilter {
     /// The config files the allow rules came from, which the proxy reads again when its
     /// rules refuse a request (`agentbox allow` in another terminal). None: no pick-up.
     pub sources: Option<crate::net::reload::AllowSources>,
+    /// `--allow-registry` names, whose hosts the tools on the host say (`host::registry`).
+    pub registries: Vec<String>,
+}
+
+impl NetFilter {
+    /// Allows `hosts` too (patterns checked as `--allow-domain`'s), once each.
+    pub fn add_allowed(&mut self, hosts: &[String]) -> anyhow::Result<()> {
+        for h in hosts {
+            let p = Pattern::parse(h)?;
+            if !self.rules.allow.contains(&p) {
+                self.rules.allow.push(p);
+                self.allow.push(h.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

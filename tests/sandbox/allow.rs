@@ -351,3 +351,82 @@ fn a_private_address_is_reached_only_by_a_host_named_for_it() {
         assert_eq!(out.ok(), "200 ", "{}", out.stderr());
     });
 }
+
+#[test]
+fn a_registry_preset_allows_what_the_tools_own_config_names() {
+    each_user(|w| {
+        let npm_port = http_server(4);
+        let go_port = http_server(4);
+        // Each tool pointed at a loopback stand-in through its own config, as the user.
+        let st = w
+            .program(OsStr::new("npm"))
+            .args(["config", "set", "registry"])
+            .arg(format!("http://127.0.0.1:{npm_port}/"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let st = w
+            .program(OsStr::new("go"))
+            .args(["env", "-w"])
+            .arg(format!("GOPROXY=http://127.0.0.1:{go_port},direct"))
+            .arg("GOSUMDB=off")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let script = [npm_port, go_port]
+            .map(|p| curl(&format!("http://127.0.0.1:{p}/")))
+            .concat();
+        // Control: not allowed without the preset.
+        assert_eq!(w.sh(&["--net", "filtered"], &script).ok(), "403 403 ");
+        let out = w.sh(
+            &["--allow-registry", "npm", "--allow-registry", "go"],
+            &script,
+        );
+        assert_eq!(out.ok(), "200 200 ", "{}", out.stderr());
+        assert!(
+            out.stderr().contains(&format!(
+                "npm's configured registries: allowing 127.0.0.1:{npm_port}"
+            )),
+            "{}",
+            out.stderr()
+        );
+        // The config key does the same.
+        let config = w.home.join(".config/agentbox/config.toml");
+        fs::create_dir_all(config.parent().unwrap()).unwrap();
+        fs::write(&config, "[defaults]\nallow_registries = [\"npm\"]\n").unwrap();
+        w.chown_all();
+        let out = w.sh(&[], &curl(&format!("http://127.0.0.1:{npm_port}/")));
+        assert_eq!(out.ok(), "200 ", "{}", out.stderr());
+        fs::remove_file(&config).unwrap();
+    });
+}
+
+#[test]
+fn a_registry_preset_never_asks_a_tool_the_project_holds() {
+    each_user(|w| {
+        let port = http_server(2);
+        // An `npm` that names a registry the user never chose.
+        let fake = format!("#!/bin/sh\necho '{{\"registry\": \"http://127.0.0.1:{port}/\"}}'\n");
+        for dir in ["home/src/project/bin", "bin"] {
+            let p = w.write(&format!("{dir}/npm"), &fake);
+            fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let script = curl(&format!("http://127.0.0.1:{port}/"));
+        let run = |bin: &std::path::Path| {
+            let mut c = w.cmd(
+                &["run", "--allow-registry", "npm", "--", "sh", "-c", &script].map(OsStr::new),
+            );
+            c.env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
+            );
+            crate::harness::Out(c.output().unwrap())
+        };
+        // Control: the same tool outside the writable roots is asked, and believed.
+        let out = run(&w.base.join("bin"));
+        assert_eq!(out.ok(), "200 ", "{}", out.stderr());
+        // In the project: skipped (the real npm, if any, answers instead).
+        let out = run(&w.project.join("bin"));
+        assert_eq!(out.ok(), "403 ", "{}", out.stderr());
+    });
+}
