@@ -8,12 +8,11 @@
 //! following a symlink and written through `hostfs`, and it needs `agentbox trust` again
 //! before it may loosen anything (this command never trusts it).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use rustix::fs::{FileType, Mode, OFlags};
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
 use crate::config;
@@ -146,37 +145,14 @@ fn sub<'a>(t: &'a mut Table, key: &str, implicit: bool) -> Result<&'a mut Table>
 }
 
 /// Reads `path` without following a symlink at it: a regular file of at most `MAX_FILE`
-/// bytes, or `None` where there is none.
+/// bytes, as UTF-8, or `None` where there is none.
 pub fn read_plain(path: &Path) -> Result<Option<String>> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let fd = match rustix::fs::open(path, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(None),
-        Err(rustix::io::Errno::LOOP) => bail!(Fail::hint(
-            format!("{} is a symlink", printable(path.as_os_str())),
-            "agentbox reads and edits only a regular file there"
-        )),
-        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
-    };
-    let st = rustix::fs::fstat(&fd)?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        bail!(Fail::hint(
-            format!("{} is not a regular file", printable(path.as_os_str())),
-            "agentbox reads and edits only a regular file there"
-        ));
+    match hostfs::read_regular(path, false, MAX_FILE)? {
+        Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+            Fail::hint(format!("{}: not UTF-8", path.display()), "save it as UTF-8").into()
+        }),
+        None => Ok(None),
     }
-    let mut text = String::new();
-    std::fs::File::from(fd)
-        .take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading {} (UTF-8 text)", path.display()))?;
-    if text.len() as u64 > MAX_FILE {
-        bail!(Fail::hint(
-            format!("{} is larger than {MAX_FILE} bytes", path.display()),
-            "point at the file agentbox wrote"
-        ));
-    }
-    Ok(Some(text))
 }
 
 /// The lines of `new` that differ from `old`: what is between their common start and end.

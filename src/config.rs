@@ -133,10 +133,11 @@ fn trust_record(dir: &Path, project: &Path) -> PathBuf {
 
 pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>> {
     let file = project.join(PROJECT_FILE);
-    let bytes = match fs::read(&file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    // In the project, where a run could have left a FIFO (a plain read would hang here, and
+    // in the proxy's live pick-up) or a link to something endless.
+    let bytes = match crate::hostfs::read_regular(&file, true, 1 << 20)? {
+        Some(b) => b,
+        None => return Ok(None),
     };
     let text = String::from_utf8(bytes.clone())
         .map_err(|_| Fail::hint(format!("{}: not UTF-8", file.display()), "save it as UTF-8"))?;

@@ -230,6 +230,10 @@ fn report(s: &Summary, learn: bool) {
         if !hosts.is_empty() {
             let _ = writeln!(err, "  for good:  agentbox allow {}", hosts.join(" "));
         }
+        let _ = writeln!(
+            err,
+            "  (with --net-log FILE, `agentbox allow --from-learn FILE` takes the refused ones)"
+        );
         for h in &private {
             let _ = writeln!(
                 err,

@@ -194,9 +194,12 @@ fn a_running_session_picks_up_a_host_allowed_meanwhile() {
     each_user(|w| {
         let port = http_server(8);
         let status = w.project.join("status");
-        // Bounded: at most 60 tries, half a second apart.
+        // The agent's own attempt first: the project file is writable inside, but an
+        // untrusted project file loosens nothing, also not live. Then at most 60 tries,
+        // half a second apart.
         let script = format!(
-            "for i in $(seq 60); do c=$(curl -s -m 5 --noproxy '' -x http://127.0.0.1:3128 \
+            "printf 'allow_domains = [\"live.test:{port}\"]\\n' > .agentbox.toml; \
+             for i in $(seq 60); do c=$(curl -s -m 5 --noproxy '' -x http://127.0.0.1:3128 \
              -o /dev/null -w '%{{http_code}}' http://live.test:{port}/); echo $c >> status; \
              [ $c = 200 ] && exit 0; sleep 0.5; done; exit 1"
         );
@@ -219,7 +222,7 @@ fn a_running_session_picks_up_a_host_allowed_meanwhile() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Control: refused while not allowed.
+        // Control: refused while not allowed (the planted project file included).
         let deadline = Instant::now() + Duration::from_secs(30);
         while !fs::read_to_string(&status).is_ok_and(|s| s.contains("403")) {
             assert!(Instant::now() < deadline, "the session never asked");
