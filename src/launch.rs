@@ -63,6 +63,7 @@ pub fn run(
             &policy.filter,
             &areas,
             &facts.user.cwd,
+            crate::pickup::refresher(&policy.filter),
         )?),
         _ => None,
     };
@@ -76,7 +77,9 @@ pub fn run(
     drop(enforcer);
     let summary = net.and_then(session::Running::finish);
     let raw = crate::error::raw_code(status);
-    if let Some(line) = crate::net::hint::after_exit(raw, policy.net, summary.as_ref()) {
+    if let Some(line) =
+        crate::net::hint::after_exit(raw, policy.net == NetMode::None, summary.as_ref())
+    {
         eprintln!("{line}");
     }
     let code = crate::error::exit_code(status);

@@ -20,6 +20,7 @@ pub mod landlock;
 pub mod launch;
 pub mod limits;
 pub mod net;
+pub mod pickup;
 pub mod policy;
 pub mod profile;
 pub mod rules;

@@ -162,7 +162,7 @@ fn run(args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         config::resolve(args.sandbox, args.command, args.bind_self, &files)?;
     policy.audit_json = args.audit_json;
     policy.filter.sources =
-        agentbox::net::reload::sources(env, project_dir.as_deref(), &policy.profile.name);
+        agentbox::pickup::sources(env, project_dir.as_deref(), &policy.profile.name);
     for w in &warnings {
         eprintln!("agentbox: warning: {}", terminal(w));
     }

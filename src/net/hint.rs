@@ -4,7 +4,6 @@
 
 use crate::net::proxy::Summary;
 use crate::net::rules::{IP_NOT_LISTED, NOT_LISTED, PRIVATE_ADDRESS};
-use crate::policy::NetMode;
 use crate::text::printable_str;
 
 /// `host` or `host:port` as `--allow-domain` and `agentbox allow` take it (80 and 443 are
@@ -44,19 +43,20 @@ pub fn private(s: &Summary) -> Vec<String> {
 }
 
 /// The line for a run that ended with `code`: only when it failed and the network may be why
-/// (off, or something was blocked). With `--net host` nothing was in the way.
-pub fn after_exit(code: i32, net: NetMode, summary: Option<&Summary>) -> Option<String> {
+/// (`net_off`, or the filter's `summary` shows something blocked). With `--net host` (neither)
+/// nothing was in the way.
+pub fn after_exit(code: i32, net_off: bool, summary: Option<&Summary>) -> Option<String> {
     // 126 and 127 are agentbox's own "cannot execute" and "not found": not the network.
     if matches!(code, 0 | 126 | 127) {
         return None;
     }
-    match (net, summary) {
-        (NetMode::None, _) => Some(format!(
+    match (net_off, summary) {
+        (true, _) => Some(format!(
             "agentbox: the command failed (exit {code}) with the network off; if it needs the \
              network, see what it asks for with `--learn`, then allow it with `--allow-domain HOST` \
              (this run) or `agentbox allow HOST` (every run)"
         )),
-        (NetMode::Filtered, Some(s)) => {
+        (false, Some(s)) => {
             let hosts = allowable(s);
             let private = private(s);
             if !hosts.is_empty() {
@@ -96,18 +96,18 @@ mod tests {
     #[test]
     fn only_a_failure_gets_a_line() {
         let s = summary(&[("a.example", 443, NOT_LISTED)]);
-        assert_eq!(after_exit(0, NetMode::None, None), None);
-        assert_eq!(after_exit(0, NetMode::Filtered, Some(&s)), None);
-        assert_eq!(after_exit(1, NetMode::Host, None), None);
-        assert_eq!(after_exit(127, NetMode::None, None), None);
-        let off = after_exit(1, NetMode::None, None).unwrap();
+        assert_eq!(after_exit(0, true, None), None);
+        assert_eq!(after_exit(0, false, Some(&s)), None);
+        assert_eq!(after_exit(1, false, None), None);
+        assert_eq!(after_exit(127, true, None), None);
+        let off = after_exit(1, true, None).unwrap();
         assert!(
             off.contains("network off") && off.contains("--learn"),
             "{off}"
         );
         assert!(off.contains("agentbox allow HOST"), "{off}");
         // Filtered, nothing blocked: the network was not in the way.
-        assert_eq!(after_exit(1, NetMode::Filtered, Some(&summary(&[]))), None);
+        assert_eq!(after_exit(1, false, Some(&summary(&[]))), None);
     }
 
     #[test]
@@ -120,7 +120,7 @@ mod tests {
             ("evil.example", 443, "denied by --deny-domain evil.example"),
         ]);
         assert_eq!(allowable(&s), ["10.0.0.1", "a.example:8080", "b.example"]);
-        let line = after_exit(2, NetMode::Filtered, Some(&s)).unwrap();
+        let line = after_exit(2, false, Some(&s)).unwrap();
         assert!(
             line.contains("`agentbox allow 10.0.0.1 a.example:8080 b.example`"),
             "{line}"
@@ -132,7 +132,7 @@ mod tests {
         let why = format!("{PRIVATE_ADDRESS} 10.1.2.3");
         let s = summary(&[("mirror.corp.example", 443, why.as_str())]);
         assert!(allowable(&s).is_empty());
-        let line = after_exit(1, NetMode::Filtered, Some(&s)).unwrap();
+        let line = after_exit(1, false, Some(&s)).unwrap();
         assert!(
             line.contains("--allow-private-host mirror.corp.example"),
             "{line}"

@@ -5,6 +5,5 @@ pub mod dns;
 pub mod hint;
 pub mod proxy;
 pub mod relay;
-pub mod reload;
 pub mod rules;
 pub mod session;

@@ -58,8 +58,12 @@ pub struct ProxyConfig {
     /// Where to append one JSON line per decision (None: no log).
     pub log: Option<std::fs::File>,
     /// Where to look for rules allowed since the launch, when `policy` refuses.
-    pub reload: Option<crate::net::reload::Reloader>,
+    pub reload: Option<Refresh>,
 }
+
+/// The rules as they are now (the launch's, with what the user allowed since); called off the
+/// runtime's thread, as it may read files.
+pub type Refresh = Arc<dyn Fn() -> Arc<NetPolicy> + Send + Sync>;
 
 /// What the proxy saw, for the report at exit and `--learn`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -340,9 +340,20 @@ pub struct NetFilter {
     pub fixed: Vec<(String, std::net::IpAddr)>,
     /// The config files the allow rules came from, which the proxy reads again when its
     /// rules refuse a request (`agentbox allow` in another terminal). None: no pick-up.
-    pub sources: Option<crate::net::reload::AllowSources>,
+    pub sources: Option<AllowSources>,
     /// `--allow-registry` names, whose hosts the tools on the host say (`host::registry`).
     pub registries: Vec<String>,
+}
+
+/// Where a run's allow rules came from, to read them again (`pickup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowSources {
+    /// agentbox's config directory (`config::dir`).
+    pub config_dir: std::path::PathBuf,
+    /// The project directory whose `.agentbox.toml` the launch read, canonical.
+    pub project: Option<std::path::PathBuf>,
+    /// The profile in force: its `[profile.NAME]` section counts.
+    pub profile: String,
 }
 
 impl NetFilter {

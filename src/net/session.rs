@@ -99,12 +99,14 @@ impl Pending {
     }
 }
 
-/// `cwd` is agentbox's current directory, against which a relative `--net-log` is read.
+/// `cwd` is agentbox's current directory, against which a relative `--net-log` is read;
+/// `refresh` gives the rules as the config files say now (`pickup`).
 pub fn prepare(
     net: &NetSession,
     filter: &NetFilter,
     areas: &Untrusted,
     cwd: &Path,
+    refresh: Option<proxy::Refresh>,
 ) -> Result<Pending> {
     let base = net.dir.parent().context("socket directory has no parent")?;
     private_base(base, net.uid, areas)?;
@@ -133,10 +135,7 @@ pub fn prepare(
         token: net.token.clone(),
         fixed: filter.fixed.clone(),
         log,
-        reload: filter
-            .sources
-            .clone()
-            .map(|s| crate::net::reload::Reloader::new(s, filter.rules.clone())),
+        reload: refresh,
     };
     Ok(Pending {
         running,

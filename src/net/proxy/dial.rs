@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::net::reload::Reloader;
 use crate::net::rules::{Decision, Host, NetPolicy};
 
 /// A lookup that takes longer has failed; getaddrinfo's own retries can take far longer.
@@ -63,7 +62,7 @@ pub(super) struct Dialer {
     policy: Arc<NetPolicy>,
     /// Where rules allowed since the launch come from (`agentbox allow`), asked only when
     /// `policy` refuses.
-    reload: Option<Arc<Reloader>>,
+    reload: Option<super::Refresh>,
     /// Trusted test resolutions, lowercase names.
     fixed: Vec<(String, IpAddr)>,
     resolver: Resolver,
@@ -72,7 +71,7 @@ pub(super) struct Dialer {
 impl Dialer {
     pub fn new(
         policy: NetPolicy,
-        reload: Option<Reloader>,
+        reload: Option<super::Refresh>,
         fixed: Vec<(String, IpAddr)>,
         resolver: Resolver,
     ) -> Dialer {
@@ -82,7 +81,7 @@ impl Dialer {
             .collect();
         Dialer {
             policy: Arc::new(policy),
-            reload: reload.map(Arc::new),
+            reload,
             fixed,
             resolver,
         }
@@ -120,7 +119,7 @@ impl Dialer {
             return first;
         };
         let reload = reload.clone();
-        let fresh = match tokio::task::spawn_blocking(move || reload.fresh()).await {
+        let fresh = match tokio::task::spawn_blocking(move || reload()).await {
             Ok(p) => p,
             Err(_) => return first,
         };

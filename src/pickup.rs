@@ -8,7 +8,7 @@
 //! untrusted project file adds its denials and nothing else. The launch's rules stay under
 //! whatever the files say (a host allowed by a flag stays allowed), and denials are only added.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,66 +16,54 @@ use anyhow::Result;
 
 use crate::config;
 use crate::hostenv::Env;
-use crate::net::rules::{NetPolicy, Pattern};
+use crate::net::proxy::Refresh;
+use crate::net::rules::{AllowSources, NetFilter, NetPolicy, Pattern};
 
 /// The files are read again at most this often.
 const MIN_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Where the launch's allow rules came from, to read them again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowSources {
-    /// agentbox's config directory (`config::dir`).
-    pub config_dir: PathBuf,
-    /// The project directory whose `.agentbox.toml` the launch read, canonical.
-    pub project: Option<PathBuf>,
-    /// The profile in force: its `[profile.NAME]` section counts.
-    pub profile: String,
-}
-
-impl AllowSources {
-    /// `base` (the launch's rules) with what the files say now added.
-    pub fn read(&self, base: &NetPolicy) -> Result<NetPolicy> {
-        let user = config::load_user(&self.config_dir)?;
-        let mut allow: Vec<&String> = Vec::new();
-        let mut private: Vec<&String> = Vec::new();
-        let mut deny: Vec<&String> = Vec::new();
-        let mut sections = vec![&user.defaults];
-        sections.extend(user.profile.get(&self.profile));
-        let project = match &self.project {
-            Some(p) => config::load_project(&self.config_dir, p)?,
-            None => None,
-        };
-        for s in &sections {
-            allow.extend(&s.allow_domains);
-            private.extend(&s.allow_private_hosts);
-            deny.extend(&s.deny_domains);
-        }
-        if let Some(p) = &project {
-            deny.extend(&p.settings.deny_domains);
-            if p.trusted {
-                allow.extend(&p.settings.allow_domains);
-                private.extend(&p.settings.allow_private_hosts);
-            }
-        }
-        let mut next = base.clone();
-        let add = |list: &mut Vec<Pattern>, texts: &[&String]| -> Result<()> {
-            for t in texts {
-                let p = Pattern::parse(t)?;
-                if !list.contains(&p) {
-                    list.push(p);
-                }
-            }
-            Ok(())
-        };
-        add(&mut next.allow, &allow)?;
-        add(&mut next.deny, &deny)?;
-        let private: Vec<String> = private
-            .iter()
-            .map(|s| (*s).clone())
-            .filter(|s| Pattern::parse(s).is_ok_and(|p| !base.private.contains(&p)))
-            .collect();
-        next.with_private(&private)
+/// `base` (the launch's rules) with what the files of `src` say now added.
+pub fn read(src: &AllowSources, base: &NetPolicy) -> Result<NetPolicy> {
+    let user = config::load_user(&src.config_dir)?;
+    let mut allow: Vec<&String> = Vec::new();
+    let mut private: Vec<&String> = Vec::new();
+    let mut deny: Vec<&String> = Vec::new();
+    let mut sections = vec![&user.defaults];
+    sections.extend(user.profile.get(&src.profile));
+    let project = match &src.project {
+        Some(p) => config::load_project(&src.config_dir, p)?,
+        None => None,
+    };
+    for s in &sections {
+        allow.extend(&s.allow_domains);
+        private.extend(&s.allow_private_hosts);
+        deny.extend(&s.deny_domains);
     }
+    if let Some(p) = &project {
+        deny.extend(&p.settings.deny_domains);
+        if p.trusted {
+            allow.extend(&p.settings.allow_domains);
+            private.extend(&p.settings.allow_private_hosts);
+        }
+    }
+    let mut next = base.clone();
+    let add = |list: &mut Vec<Pattern>, texts: &[&String]| -> Result<()> {
+        for t in texts {
+            let p = Pattern::parse(t)?;
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        Ok(())
+    };
+    add(&mut next.allow, &allow)?;
+    add(&mut next.deny, &deny)?;
+    let private: Vec<String> = private
+        .iter()
+        .map(|s| (*s).clone())
+        .filter(|s| Pattern::parse(s).is_ok_and(|p| !base.private.contains(&p)))
+        .collect();
+    next.with_private(&private)
 }
 
 /// The sources of a run in `project` (as given; else the current directory) with `profile`.
@@ -90,6 +78,12 @@ pub fn sources(env: &Env, project: Option<&Path>, profile: &str) -> Option<Allow
         project: std::fs::canonicalize(dir).ok(),
         profile: profile.to_owned(),
     })
+}
+
+/// For the proxy: the filter's rules as its sources say now, where it has sources.
+pub fn refresher(filter: &NetFilter) -> Option<Refresh> {
+    let reloader = Reloader::new(filter.sources.clone()?, filter.rules.clone());
+    Some(Arc::new(move || reloader.fresh()))
 }
 
 /// The rules in force, re-read from the sources when asked and due.
@@ -116,7 +110,7 @@ impl Reloader {
         let due = state.0.is_none_or(|t| t.elapsed() >= MIN_INTERVAL);
         if due {
             state.0 = Some(Instant::now());
-            if let Ok(p) = self.sources.read(&self.base) {
+            if let Ok(p) = read(&self.sources, &self.base) {
                 state.1 = Arc::new(p);
             }
         }
@@ -144,7 +138,7 @@ mod tests {
             profile: "claude".into(),
         };
         let base = NetPolicy::new(&["flag.example".into()], &[]).unwrap();
-        let p = sources.read(&base).unwrap();
+        let p = read(&sources, &base).unwrap();
         assert!(allowed(&p, "flag.example") && !allowed(&p, "new.example"));
         std::fs::write(
             cfg.path().join("config.toml"),
@@ -158,13 +152,13 @@ mod tests {
             "allow_domains = [\"proj.example\"]\ndeny_domains = [\"flag.example\"]\n",
         )
         .unwrap();
-        let p = sources.read(&base).unwrap();
+        let p = read(&sources, &base).unwrap();
         assert!(allowed(&p, "new.example") && allowed(&p, "mine.example"));
         assert!(!allowed(&p, "theirs.example"), "another profile's section");
         // Untrusted: its denial counts, its allowance does not.
         assert!(!allowed(&p, "proj.example") && !allowed(&p, "flag.example"));
         config::trust(cfg.path(), &project).unwrap();
-        let p = sources.read(&base).unwrap();
+        let p = read(&sources, &base).unwrap();
         assert!(allowed(&p, "proj.example"));
     }
 
