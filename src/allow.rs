@@ -207,6 +207,10 @@ pub fn run(req: Request, env: &Env) -> Result<ExitCode> {
         .iter()
         .map(|h| Pattern::parse(h))
         .collect::<Result<_>>()?;
+    if req.key == Key::AllowPrivateHosts {
+        // The same check a run makes, before the file holds what every run would refuse.
+        crate::net::rules::NetPolicy::default().with_private(&texts)?;
+    }
     let config_dir = config::dir(env)?;
     let (file, place, areas) = match (&req.project, &req.profile) {
         (Some(dir), _) => {

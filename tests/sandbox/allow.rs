@@ -348,7 +348,9 @@ fn a_private_address_is_reached_only_by_a_host_named_for_it() {
         // Named for it: reached.
         let out = w.sh(&["--allow-private-host", &pattern], &script);
         assert_eq!(out.ok(), "200 ", "{}", out.stderr());
-        // The same from the config file, written by `agentbox allow --private`.
+        // The same from the config file, written by `agentbox allow --private` (which takes
+        // names only: an address pattern reaches its own address already).
+        assert_eq!(allow(w, &["--private", "10.0.0.1"]).code(), 125);
         allow(w, &["--private", &pattern]).ok();
         let out = w.sh(&["--net", "filtered"], &script);
         assert_eq!(out.ok(), "200 ", "{}", out.stderr());
