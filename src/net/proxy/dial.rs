@@ -301,6 +301,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_refusal_asks_for_fresh_rules_which_are_checked_from_the_start() {
+        let (mut d, calls) = dialer(
+            &["api.example.com"],
+            &[
+                ("new.example.org", "93.184.216.34"),
+                ("rebind.example.org", "10.0.0.1"),
+            ],
+        );
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let fresh = NetPolicy::new(
+            &[
+                "api.example.com".into(),
+                "new.example.org".into(),
+                "rebind.example.org".into(),
+                "evil.example.com".into(),
+            ],
+            &["evil.example.com".into()],
+        )
+        .unwrap();
+        let fresh = Arc::new(fresh);
+        d.reload = Some(Arc::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            fresh.clone()
+        }));
+        // Allowed by the launch's rules: the files are not read.
+        let _ = d.addresses(&host("api.example.com"), 443).await;
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+        // Allowed since: reached.
+        let got = d.addresses(&host("new.example.org"), 443).await.unwrap();
+        assert_eq!(got.1, [ip("93.184.216.34")]);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // The fresh rules still deny what they deny, before any lookup, and still refuse a
+        // private answer.
+        let before = calls.load(Ordering::SeqCst);
+        let e = d
+            .addresses(&host("evil.example.com"), 443)
+            .await
+            .unwrap_err();
+        assert!(e.reason().contains("--deny-domain"), "{}", e.reason());
+        assert_eq!(calls.load(Ordering::SeqCst), before);
+        let e = d
+            .addresses(&host("rebind.example.org"), 443)
+            .await
+            .unwrap_err();
+        assert!(e.reason().contains("non-public"), "{}", e.reason());
+    }
+
+    #[tokio::test]
     async fn refusals_say_whether_policy_allowed() {
         let (d, _) = dialer(&["*.example.com"], &[]);
         let denied = d.addresses(&host("x.org"), 443).await.unwrap_err();
