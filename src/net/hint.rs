@@ -46,8 +46,9 @@ pub fn private(s: &Summary) -> Vec<String> {
 /// (`net_off`, or the filter's `summary` shows something blocked). With `--net host` (neither)
 /// nothing was in the way.
 pub fn after_exit(code: i32, net_off: bool, summary: Option<&Summary>) -> Option<String> {
-    // 126 and 127 are agentbox's own "cannot execute" and "not found": not the network.
-    if matches!(code, 0 | 126 | 127) {
+    // 126 and 127 are "cannot execute" and "not found", 128 and up a signal (Ctrl-C, a kill,
+    // the OOM killer): not the network.
+    if code == 0 || code >= 126 {
         return None;
     }
     match (net_off, summary) {
@@ -100,6 +101,7 @@ mod tests {
         assert_eq!(after_exit(0, false, Some(&s)), None);
         assert_eq!(after_exit(1, false, None), None);
         assert_eq!(after_exit(127, true, None), None);
+        assert_eq!(after_exit(130, true, None), None);
         let off = after_exit(1, true, None).unwrap();
         assert!(
             off.contains("network off") && off.contains("--learn"),
