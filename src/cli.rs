@@ -79,6 +79,27 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Allow HOSTs in every later filtered run, and in the running ones from their next request:
+    /// adds them to allow_domains in your config file ([defaults], or [profile.NAME]), or in
+    /// the project's .agentbox.toml (which then needs `agentbox trust` again).
+    Allow {
+        /// api.example.com, *.example.com or host:port, as --allow-domain takes them.
+        #[arg(value_name = "HOST", required_unless_present = "from_learn")]
+        hosts: Vec<String>,
+        /// Into [profile.NAME] of your config file instead of [defaults].
+        #[arg(long, value_name = "NAME", conflicts_with = "project")]
+        profile: Option<String>,
+        /// Into the .agentbox.toml of the project in the current directory.
+        #[arg(long)]
+        project: bool,
+        /// Also the hosts a `--net-log FILE` record shows refused for want of a pattern
+        /// (record one with `agentbox run --learn --net-log FILE -- COMMAND`).
+        #[arg(long, value_name = "FILE")]
+        from_learn: Option<PathBuf>,
+        /// Add to allow_private_hosts instead: these names may reach private addresses.
+        #[arg(long)]
+        private: bool,
+    },
     /// Print shell aliases that run the installed agents through agentbox
     /// (eval "$(agentbox shell-init bash)" in ~/.bashrc).
     ShellInit { shell: InitShell },
@@ -249,6 +270,16 @@ pub struct SandboxArgs {
     /// port (host:port, 127.0.0.1:8080); ports 80 and 443 otherwise. Implies --net filtered.
     #[arg(long, value_name = "PATTERN")]
     pub allow_domain: Vec<String>,
+
+    /// Let HOST (a name, allowed too) reach private addresses: a company mirror, split DNS.
+    /// Others resolving to a private address stay refused (DNS rebinding).
+    #[arg(long, value_name = "HOST")]
+    pub allow_private_host: Vec<String>,
+
+    /// Allow the registry NAME (npm, pypi, go, cargo) is configured to use, as the tool on the
+    /// host says it (its own config and defaults). Implies --net filtered.
+    #[arg(long, value_name = "NAME")]
+    pub allow_registry: Vec<String>,
 
     /// Refuse PATTERN even where an --allow-domain covers it.
     #[arg(long, value_name = "PATTERN")]

@@ -53,6 +53,13 @@ pub struct Settings {
     pub commands: Vec<String>,
     /// `[profile.NAME]` of the user's own only: its line in `agentbox profiles`.
     pub about: Option<String>,
+    /// Allowed names that may reach private addresses (a company mirror, split DNS), as
+    /// `--allow-private-host`.
+    #[serde(default)]
+    pub allow_private_hosts: Vec<String>,
+    /// Registries to allow as the tools on the host name them, as `--allow-registry`.
+    #[serde(default)]
+    pub allow_registries: Vec<String>,
 }
 
 /// The user's config file.
@@ -98,6 +105,16 @@ fn parse<T: for<'de> Deserialize<'de>>(file: &Path, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| located(file, text, &e))
 }
 
+/// Checks `text` as the user's config file (`agentbox allow`, before it writes).
+pub fn check_user(file: &Path, text: &str) -> Result<UserConfig> {
+    parse(file, text)
+}
+
+/// Checks `text` as a project's file (`agentbox allow --project`, before it writes).
+pub fn check_settings(file: &Path, text: &str) -> Result<Settings> {
+    parse(file, text)
+}
+
 /// `dir` is agentbox's config directory (`dir(home)`).
 pub fn load_user(dir: &Path) -> Result<UserConfig> {
     let file = dir.join("config.toml");
@@ -133,10 +150,11 @@ fn trust_record(dir: &Path, project: &Path) -> PathBuf {
 
 pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>> {
     let file = project.join(PROJECT_FILE);
-    let bytes = match fs::read(&file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    // In the project, where a run could have left a FIFO (a plain read would hang here, and
+    // in the proxy's live pick-up) or a link to something endless.
+    let bytes = match crate::hostfs::read_regular(&file, true, 1 << 20)? {
+        Some(b) => b,
+        None => return Ok(None),
     };
     let text = String::from_utf8(bytes.clone())
         .map_err(|_| Fail::hint(format!("{}: not UTF-8", file.display()), "save it as UTF-8"))?;
@@ -233,6 +251,8 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     };
     front(&mut args.allow_domain, &s.allow_domains);
     front(&mut args.deny_domain, &s.deny_domains);
+    front(&mut args.allow_private_host, &s.allow_private_hosts);
+    front(&mut args.allow_registry, &s.allow_registries);
     front(&mut args.hide, &s.hide);
     front(&mut args.unhide, &s.unhide);
     args.ro.splice(0..0, s.ro.iter().map(|p| expand(p, home)));
@@ -260,7 +280,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
 
 /// The part of an untrusted project file that only tightens: more hidden paths, more denied
 /// domains, a stricter network, limits. The rest is returned by name, to say it was ignored.
-fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static str>) {
+pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static str>) {
     let mut ignored = Vec::new();
     let mut keep = Settings {
         hide: s.hide.clone(),
@@ -278,8 +298,10 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 9] = [
+    let loosening: [(&'static str, bool); 11] = [
         ("allow_domains", !s.allow_domains.is_empty()),
+        ("allow_registries", !s.allow_registries.is_empty()),
+        ("allow_private_hosts", !s.allow_private_hosts.is_empty()),
         ("unhide", !s.unhide.is_empty()),
         ("ro", !s.ro.is_empty()),
         ("rw", !s.rw.is_empty()),

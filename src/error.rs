@@ -54,11 +54,15 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<&str>) {
 
 /// The command's status as ours: its code, or 128+N when killed by signal N.
 pub fn exit_code(status: std::process::ExitStatus) -> std::process::ExitCode {
+    std::process::ExitCode::from(u8::try_from(raw_code(status)).unwrap_or(1))
+}
+
+/// The status as a shell shows it: the code, or 128 + the signal.
+pub fn raw_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    let code = match (status.code(), status.signal()) {
+    match (status.code(), status.signal()) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,
         (None, None) => 1,
-    };
-    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+    }
 }

@@ -449,6 +449,47 @@ fn remove_entry(parent: std::os::fd::BorrowedFd<'_>, name: &OsStr, depth: usize)
     }
 }
 
+/// Reads a small regular file that may lie in an untrusted area (a project's config file):
+/// never blocks on a FIFO planted there, refuses a device or directory, and reads at most
+/// `max` bytes. With `follow` false a symlink at `path` is refused too. `None`: no file.
+pub fn read_regular(path: &Path, follow: bool, max: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let shown = printable(path.as_os_str());
+    let fd = match rfs::open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) if !follow => {
+            return Err(refuse(
+                path,
+                "is a symlink",
+                "agentbox reads and edits only a regular file there",
+            ));
+        }
+        Err(e) => return Err(anyhow!(e).context(format!("opening {shown}"))),
+    };
+    let st = rfs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(refuse(path, "is not a regular file", "remove it"));
+    }
+    let mut bytes = Vec::new();
+    File::from(fd)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {shown}"))?;
+    if bytes.len() as u64 > max {
+        return Err(refuse(
+            path,
+            &format!("is larger than {max} bytes"),
+            "shorten it",
+        ));
+    }
+    Ok(Some(bytes))
+}
+
 #[cfg(test)]
 mod tests;
 

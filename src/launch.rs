@@ -63,6 +63,7 @@ pub fn run(
             &policy.filter,
             &areas,
             &facts.user.cwd,
+            crate::pickup::refresher(&policy.filter),
         )?),
         _ => None,
     };
@@ -81,11 +82,15 @@ pub fn run(
     if let Some(line) = limits::exit_note(enforcer.as_ref(), &policy.limits, status) {
         eprintln!("agentbox: {line}");
     }
-    let code = crate::error::exit_code(status);
     drop(enforcer);
-    if let Some(n) = net {
-        n.finish();
+    let summary = net.and_then(session::Running::finish);
+    let raw = crate::error::raw_code(status);
+    if let Some(line) =
+        crate::net::hint::after_exit(raw, policy.net == NetMode::None, summary.as_ref())
+    {
+        eprintln!("{line}");
     }
+    let code = crate::error::exit_code(status);
     // bwrap is reaped and its cgroup and proxy are gone: from here on a signal is for agentbox
     // itself, and the audit below must end at Ctrl-C or `kill` like any program (ignored or
     // still caught by the forwarder's handler, it would not). A failure to restore is said.

@@ -2,6 +2,7 @@
 //! one concept per module. The binary (`main.rs`) only parses, dispatches and reports.
 #![deny(unsafe_code)]
 
+pub mod allow;
 pub mod audit;
 pub mod broad;
 pub mod bwrap;
@@ -22,6 +23,7 @@ pub mod launch;
 pub mod limits;
 pub mod login;
 pub mod net;
+pub mod pickup;
 pub mod policy;
 pub mod profile;
 pub mod projectfile;

@@ -69,6 +69,28 @@ fn main() -> ExitCode {
         Command::Trust { project, yes } => agentbox::projectfile::trust(project, yes, &env),
         Command::Init { project } => agentbox::projectfile::init(project, &env),
         Command::ImportLogin { profile, force } => agentbox::login::import(&profile, force, &env),
+        Command::Allow {
+            hosts,
+            profile,
+            project,
+            from_learn,
+            private,
+        } => agentbox::allow::run(
+            agentbox::allow::Request {
+                hosts,
+                from_learn,
+                profile,
+                project: match project {
+                    true => Some(".".into()),
+                    false => None,
+                },
+                key: match private {
+                    true => agentbox::allow::Key::AllowPrivateHosts,
+                    false => agentbox::allow::Key::AllowDomains,
+                },
+            },
+            &env,
+        ),
         Command::ShellInit { shell } => commands::shell_init(shell, &env),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),
@@ -168,9 +190,12 @@ fn run(mut args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         eprintln!("agentbox: note: {}", terminal(&note));
     }
     let files = config::read_for(&args.sandbox, env)?;
+    let project_dir = args.sandbox.project.clone();
     let (mut policy, warnings) =
         config::resolve(args.sandbox, args.command, args.bind_self, &files)?;
     policy.audit_json = args.audit_json;
+    policy.filter.sources =
+        agentbox::pickup::sources(env, project_dir.as_deref(), &policy.profile.name);
     for w in &warnings {
         eprintln!("agentbox: warning: {}", terminal(w));
     }
@@ -180,6 +205,7 @@ fn run(mut args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         false => Some(lock_roots(&policy, env)?),
     };
     let facts = host::HostFacts::probe(&policy, env)?;
+    let registry_notes = host::registry::allow(&mut policy, &facts)?;
     let _more = match &lock {
         Some(l) => lock_more(l, &facts)?,
         None => None,
@@ -203,7 +229,7 @@ fn run(mut args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !out.quiet {
-        for n in &plan.notes {
+        for n in registry_notes.iter().chain(&plan.notes) {
             eprintln!("agentbox: note: {}", terminal(n));
         }
     }

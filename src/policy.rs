@@ -135,7 +135,11 @@ impl Policy {
         // user chose a network.
         let explicit_net = args.net.is_some() || args.allow_net;
         let by_profile = profile.is_agent() && !explicit_net;
-        let wants_filter = !args.allow_domain.is_empty() || args.learn || by_profile;
+        let wants_filter = !args.allow_domain.is_empty()
+            || !args.allow_private_host.is_empty()
+            || !args.allow_registry.is_empty()
+            || args.learn
+            || by_profile;
         // A chosen network wins here; `validate` refuses the filter's options with another.
         let net = match (args.net, args.allow_net, wants_filter) {
             (Some(NetArg::Filtered), _, _) | (None, false, true) => NetMode::Filtered,
@@ -162,12 +166,15 @@ impl Policy {
             allow_domain.splice(0..0, theirs);
         }
         let filter = NetFilter {
-            rules: crate::net::rules::NetPolicy::new(&allow_domain, &args.deny_domain)?,
+            rules: crate::net::rules::NetPolicy::new(&allow_domain, &args.deny_domain)?
+                .with_private(&args.allow_private_host)?,
             allow: allow_domain,
             deny: args.deny_domain,
             log: args.net_log,
             learn: args.learn,
             fixed,
+            sources: None,
+            registries: args.allow_registry,
         };
         let mut extra: Vec<ExtraBind> = Vec::new();
         extra.extend(args.ro.into_iter().map(|path| ExtraBind {
@@ -265,7 +272,9 @@ impl Policy {
     /// The rules between options, one per line, all here. (Two more are clap's, spelled in
     /// `cli.rs` as `conflicts_with`: `--profile`/`--no-profile`, `--net`/`--allow-net`.)
     pub fn validate(&self) -> Result<()> {
-        let filtering = !self.filter.allow.is_empty() || self.filter.learn;
+        let filtering = !self.filter.allow.is_empty()
+            || !self.filter.rules.private.is_empty()
+            || self.filter.learn;
         rule(
             self.command.first().is_some_and(|c| !c.is_empty()),
             "no command to run",

@@ -62,6 +62,16 @@ pub fn loosening(s: &Settings) -> Vec<String> {
         "secrets the scan would mask, shown to the agent",
         &s.unhide,
     );
+    add(
+        "allow_private_hosts",
+        "names that may reach private addresses (your LAN, this host)",
+        &s.allow_private_hosts,
+    );
+    add(
+        "allow_registries",
+        "the registries your tools name, allowed",
+        &s.allow_registries,
+    );
     add("ro", "more paths shown read-only", &s.ro);
     add("rw", "more paths the agent may WRITE", &s.rw);
     add("env", "host variables passed in", &s.env);
@@ -303,6 +313,26 @@ mod tests {
         // Tightening keys loosen nothing.
         let s: Settings = toml::from_str("hide = [\"x\"]\nnet = \"none\"\n").unwrap();
         assert!(loosening(&s).is_empty());
+    }
+
+    /// Every key an untrusted file has ignored is named in the preview: a key added to the
+    /// config later cannot be trusted unseen.
+    #[test]
+    fn the_preview_names_every_key_an_untrusted_file_loses() {
+        let s: Settings = toml::from_str(
+            "allow_domains = [\"a.example\"]\nallow_registries = [\"npm\"]\n\
+             allow_private_hosts = [\"mirror.example\"]\nunhide = [\".env\"]\n\
+             ro = [\"/srv\"]\nrw = [\"/srv\"]\nenv = [\"X\"]\nallow_telemetry = true\n\
+             allow_debug = true\nallow_nested = true\nssh_agent = true\ndocker = true\n\
+             net = \"host\"\n",
+        )
+        .unwrap();
+        let (_, ignored) = config::tightening(&s, None);
+        let preview = loosening(&s).join("\n");
+        for key in ignored.iter().flat_map(|k| k.split('/')) {
+            assert!(preview.contains(key), "{key} missing from {preview}");
+        }
+        assert!(ignored.len() >= 11, "{ignored:?}");
     }
 
     #[test]

@@ -68,6 +68,28 @@ pub(crate) fn files(net: &NetSession, resolv_target: Option<&Path>, b: &mut Buil
     );
 }
 
+/// With the network off, package tools are told not to retry: every lookup fails at once
+/// (the empty namespace has no route to any nameserver, getaddrinfo says EAI_AGAIN), but npm
+/// retries any such failure with a 10 s then 60 s back-off, which is the silent 70 s hang of
+/// `npm install`; pip and cargo do the same with shorter waits. A retry here waits for nothing.
+pub(crate) const OFFLINE_ENV: [(&str, &str, &str); 3] = [
+    (
+        "npm_config_fetch_retries",
+        "0",
+        "--net none: npm fails at once instead of retrying for 70 s",
+    ),
+    (
+        "PIP_RETRIES",
+        "0",
+        "--net none: pip fails at once instead of retrying",
+    ),
+    (
+        "CARGO_NET_RETRY",
+        "0",
+        "--net none: cargo fails at once instead of retrying",
+    ),
+];
+
 /// The variables that send proxy-aware clients to the relay.
 pub(crate) fn proxy_env(rules: &NetPolicy) -> Vec<(&'static str, String, &'static str)> {
     let http = format!("http://127.0.0.1:{PROXY_PORT}");
@@ -110,7 +132,14 @@ pub(crate) fn relay_argv(
     interactive: bool,
 ) -> Result<Vec<OsString>> {
     let ctx = RelayCtx {
-        allow: policy.filter.allow.clone(),
+        // The rules' own list: `--allow-private-host` names are allowed too.
+        allow: policy
+            .filter
+            .rules
+            .allow
+            .iter()
+            .map(|p| p.text.clone())
+            .collect(),
         deny: policy.filter.deny.clone(),
         learn: policy.filter.learn,
         uid: net.uid,

@@ -205,6 +205,11 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
             set(name.into(), value.into(), false, why);
         }
     }
+    if policy.net == NetMode::None {
+        for (name, value, why) in super::network::OFFLINE_ENV {
+            set(name.into(), value.into(), false, why);
+        }
+    }
     for pass in &policy.env {
         match pass {
             EnvPass::Inherit(name) => match facts.user.var(name) {

@@ -16,6 +16,7 @@ pub mod git;
 pub mod git_keys;
 pub mod project;
 pub mod refs;
+pub mod registry;
 pub mod system;
 pub mod toolchain;
 pub mod toplevel;

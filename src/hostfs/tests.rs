@@ -227,3 +227,34 @@ fn a_symlink_another_user_left_in_a_world_writable_dir_is_refused() {
     assert!(format!("{e:#}").contains("symlink"), "{e:#}");
     assert!(!t.p("target/b").exists());
 }
+
+#[test]
+fn read_regular_never_blocks_nor_reads_the_endless() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    assert_eq!(read_regular(&file, true, 16).unwrap(), None);
+    fs::write(&file, "net = 1").unwrap();
+    assert_eq!(read_regular(&file, false, 16).unwrap().unwrap(), b"net = 1");
+    // Too large.
+    assert!(read_regular(&file, true, 3).is_err());
+    // A symlink: followed only when asked.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    assert!(read_regular(&link, true, 16).unwrap().is_some());
+    assert!(read_regular(&link, false, 16).is_err());
+    // A FIFO is refused at once (a plain read would wait for a writer forever), and so is a
+    // device behind a link.
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    assert!(read_regular(&fifo, true, 16).is_err());
+    let zero = dir.path().join("zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    assert!(read_regular(&zero, true, 16).is_err());
+}

@@ -2,6 +2,7 @@
 //! host, and the relay agentbox runs as the sandbox's first process.
 
 pub mod dns;
+pub mod hint;
 pub mod proxy;
 pub mod relay;
 pub mod rules;

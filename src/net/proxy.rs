@@ -57,7 +57,13 @@ pub struct ProxyConfig {
     pub fixed: Vec<(String, IpAddr)>,
     /// Where to append one JSON line per decision (None: no log).
     pub log: Option<std::fs::File>,
+    /// Where to look for rules allowed since the launch, when `policy` refuses.
+    pub reload: Option<Refresh>,
 }
+
+/// The rules as they are now (the launch's, with what the user allowed since); called off the
+/// runtime's thread, as it may read files.
+pub type Refresh = Arc<dyn Fn() -> Arc<NetPolicy> + Send + Sync>;
 
 /// What the proxy saw, for the report at exit and `--learn`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,7 +146,7 @@ fn start_with(
     let tally = Arc::new(Mutex::new(Tally::new(cfg.log)));
     let ctx = Arc::new(Ctx {
         token_line: format!("AGENTBOX {}\n", cfg.token).into_bytes(),
-        dialer: Dialer::new(cfg.policy, cfg.fixed, tuning.resolver),
+        dialer: Dialer::new(cfg.policy, cfg.reload, cfg.fixed, tuning.resolver),
         tally: tally.clone(),
         head_deadline: tuning.head_deadline,
     });

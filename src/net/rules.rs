@@ -6,6 +6,12 @@ use std::net::IpAddr;
 
 use crate::error::Fail;
 
+/// The reasons a request is refused for want of a pattern (the exit hint offers to allow
+/// these), and the start of the reason for an allowed name with only non-public addresses.
+pub const NOT_LISTED: &str = "not in the allowlist";
+pub const IP_NOT_LISTED: &str = "an IP address no --allow-domain names";
+pub const PRIVATE_ADDRESS: &str = "resolves to non-public address";
+
 /// Ports a pattern without one allows.
 pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
 
@@ -184,6 +190,9 @@ pub enum Decision {
 pub struct NetPolicy {
     pub allow: Vec<Pattern>,
     pub deny: Vec<Pattern>,
+    /// Names (`--allow-private-host`) that may reach private addresses though they do not
+    /// name one themselves: the user's own mirror behind split DNS.
+    pub private: Vec<Pattern>,
 }
 
 impl NetPolicy {
@@ -197,7 +206,28 @@ impl NetPolicy {
                 .iter()
                 .map(|p| Pattern::parse(p))
                 .collect::<Result<_, _>>()?,
+            private: Vec::new(),
         })
+    }
+
+    /// With `hosts` (names, not addresses: an address pattern reaches its own address
+    /// already) allowed to reach private addresses, and allowed at all.
+    pub fn with_private(mut self, hosts: &[String]) -> anyhow::Result<NetPolicy> {
+        for h in hosts {
+            let p = Pattern::parse(h)?;
+            if matches!(p.host, HostPattern::Ip(_)) {
+                return Err(Fail::hint(
+                    format!("--allow-private-host {h}: takes a name, not an address"),
+                    format!("--allow-domain {h} allows an address, private or not"),
+                )
+                .into());
+            }
+            if !self.allow.contains(&p) {
+                self.allow.push(p.clone());
+            }
+            self.private.push(p);
+        }
+        Ok(self)
     }
 
     /// Whether a name may be looked up at all (the relay's DNS): some allow pattern names it
@@ -234,26 +264,30 @@ impl NetPolicy {
         }
         match self.allow.iter().position(|p| p.matches(host, port)) {
             Some(i) => Decision::Allow(i),
-            None if matches!(host, Host::Ip(_)) => {
-                Decision::Deny("an IP address no --allow-domain names".to_owned())
-            }
-            None => Decision::Deny("not in the allowlist".to_owned()),
+            None if matches!(host, Host::Ip(_)) => Decision::Deny(IP_NOT_LISTED.to_owned()),
+            None => Decision::Deny(NOT_LISTED.to_owned()),
         }
     }
 
     /// After resolution: the addresses the allowing pattern may reach. Loopback, private,
     /// link-local (cloud metadata), CGNAT and ULA addresses only where the pattern names such
     /// an address itself; a public name resolving there is DNS rebinding, not permission.
-    pub fn reachable(&self, allowed_by: usize, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+    pub fn reachable(
+        &self,
+        host: &Host,
+        allowed_by: usize,
+        addrs: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, String> {
         let pattern = &self.allow[allowed_by];
+        let named = pattern.allows_private() || self.private.iter().any(|p| p.covers(host));
         let ok: Vec<IpAddr> = addrs
             .iter()
             .copied()
-            .filter(|a| is_public(*a) || pattern.allows_private())
+            .filter(|a| is_public(*a) || named)
             .collect();
         match (ok.is_empty(), addrs.first()) {
             (false, _) => Ok(ok),
-            (true, Some(a)) => Err(format!("resolves to non-public address {a}")),
+            (true, Some(a)) => Err(format!("{PRIVATE_ADDRESS} {a}")),
             (true, None) => Err("no address".to_owned()),
         }
     }
@@ -304,6 +338,36 @@ pub struct NetFilter {
     pub learn: bool,
     /// Test-only fixed resolutions (trusted by the proxy).
     pub fixed: Vec<(String, std::net::IpAddr)>,
+    /// The config files the allow rules came from, which the proxy reads again when its
+    /// rules refuse a request (`agentbox allow` in another terminal). None: no pick-up.
+    pub sources: Option<AllowSources>,
+    /// `--allow-registry` names, whose hosts the tools on the host say (`host::registry`).
+    pub registries: Vec<String>,
+}
+
+/// Where a run's allow rules came from, to read them again (`pickup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowSources {
+    /// agentbox's config directory (`config::dir`).
+    pub config_dir: std::path::PathBuf,
+    /// The project directory whose `.agentbox.toml` the launch read, canonical.
+    pub project: Option<std::path::PathBuf>,
+    /// The profile in force: its `[profile.NAME]` section counts.
+    pub profile: String,
+}
+
+impl NetFilter {
+    /// Allows `hosts` too (patterns checked as `--allow-domain`'s), once each.
+    pub fn add_allowed(&mut self, hosts: &[String]) -> anyhow::Result<()> {
+        for h in hosts {
+            let p = Pattern::parse(h)?;
+            if !self.rules.allow.contains(&p) {
+                self.rules.allow.push(p);
+                self.allow.push(h.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -399,7 +463,7 @@ mod tests {
         .unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            pol.reachable(0, &[ip("93.184.216.34")]),
+            pol.reachable(&host("api.example.com"), 0, &[ip("93.184.216.34")]),
             Ok(vec![ip("93.184.216.34")])
         );
         for private in [
@@ -415,20 +479,55 @@ mod tests {
             "::ffff:127.0.0.1",
             "0.0.0.0",
         ] {
-            assert!(pol.reachable(0, &[ip(private)]).is_err(), "{private}");
+            assert!(
+                pol.reachable(&host("api.example.com"), 0, &[ip(private)])
+                    .is_err(),
+                "{private}"
+            );
         }
         // A public address next to a private one: only the public one is dialled.
         assert_eq!(
-            pol.reachable(0, &[ip("10.0.0.1"), ip("1.1.1.1")]),
+            pol.reachable(
+                &host("api.example.com"),
+                0,
+                &[ip("10.0.0.1"), ip("1.1.1.1")]
+            ),
             Ok(vec![ip("1.1.1.1")])
         );
         assert_eq!(
-            pol.reachable(1, &[ip("127.0.0.1")]),
+            pol.reachable(&host("127.0.0.1"), 1, &[ip("127.0.0.1")]),
             Ok(vec![ip("127.0.0.1")])
         );
         assert_eq!(
-            pol.reachable(2, &[ip("127.0.0.1")]),
+            pol.reachable(&host("localhost"), 2, &[ip("127.0.0.1")]),
             Ok(vec![ip("127.0.0.1")])
+        );
+    }
+
+    #[test]
+    fn a_private_host_is_named_one_by_one() {
+        let pol = NetPolicy::new(&["public.example".into()], &[])
+            .unwrap()
+            .with_private(&["mirror.corp.example".into()])
+            .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Allowed by its own naming, and may reach a private address.
+        let Decision::Allow(i) = pol.decide(&host("mirror.corp.example"), 443) else {
+            panic!("not allowed")
+        };
+        assert_eq!(
+            pol.reachable(&host("mirror.corp.example"), i, &[ip("10.1.2.3")]),
+            Ok(vec![ip("10.1.2.3")])
+        );
+        // Another allowed name still may not (control: the same address).
+        let err = pol
+            .reachable(&host("public.example"), 0, &[ip("10.1.2.3")])
+            .unwrap_err();
+        assert!(err.starts_with(PRIVATE_ADDRESS), "{err}");
+        assert!(
+            NetPolicy::default()
+                .with_private(&["10.0.0.1".into()])
+                .is_err()
         );
     }
 }

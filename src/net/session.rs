@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::error::Fail;
 use crate::hostfs::{self, Untrusted};
 use crate::inside::SOCKET_NAME;
+use crate::net::hint;
 use crate::net::proxy::{self, ProxyConfig, ProxyHandle, Summary};
 use crate::net::rules::NetFilter;
 use crate::text::printable_str;
@@ -98,12 +99,14 @@ impl Pending {
     }
 }
 
-/// `cwd` is agentbox's current directory, against which a relative `--net-log` is read.
+/// `cwd` is agentbox's current directory, against which a relative `--net-log` is read;
+/// `refresh` gives the rules as the config files say now (`pickup`).
 pub fn prepare(
     net: &NetSession,
     filter: &NetFilter,
     areas: &Untrusted,
     cwd: &Path,
+    refresh: Option<proxy::Refresh>,
 ) -> Result<Pending> {
     let base = net.dir.parent().context("socket directory has no parent")?;
     private_base(base, net.uid, areas)?;
@@ -132,6 +135,7 @@ pub fn prepare(
         token: net.token.clone(),
         fixed: filter.fixed.clone(),
         log,
+        reload: refresh,
     };
     Ok(Pending {
         running,
@@ -141,12 +145,11 @@ pub fn prepare(
 }
 
 impl Running {
-    /// Stops the proxy, removes the directory, and reports.
-    pub fn finish(mut self) {
-        if let Some(p) = self.proxy.take() {
-            let summary = p.stop();
-            report(&summary, self.learn);
-        }
+    /// Stops the proxy, removes the directory, reports, and returns what the proxy saw.
+    pub fn finish(mut self) -> Option<Summary> {
+        let summary = self.proxy.take()?.stop();
+        report(&summary, self.learn);
+        Some(summary)
     }
 }
 
@@ -186,15 +189,28 @@ fn report(s: &Summary, learn: bool) {
             "agentbox: blocked {total} request(s): {}{more}",
             shown.join(", ")
         );
+        let hosts = hint::allowable(s);
+        if !hosts.is_empty() {
+            let _ = writeln!(err, "  to allow: agentbox allow {}", hosts.join(" "));
+        }
+        let private = hint::private(s);
+        if !private.is_empty() {
+            let _ = writeln!(
+                err,
+                "  allowed, but private addresses (refused unless named): --allow-private-host {}",
+                private.join(" --allow-private-host ")
+            );
+        }
     }
     if learn {
+        // A name refused for its private address is already allowed: saying "allow it" again
+        // would not help, so it is named with its reason instead.
+        let private = hint::private(s);
         let hosts: Vec<String> = s
             .requested
             .iter()
-            .map(|(h, p)| match p {
-                80 | 443 => printable_str(h),
-                p => format!("{}:{p}", printable_str(h)),
-            })
+            .filter(|(h, _)| !private.contains(&printable_str(h)))
+            .map(|(h, p)| hint::pattern_of(h, *p))
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -210,5 +226,19 @@ fn report(s: &Summary, learn: bool) {
         let _ = writeln!(err, "  as flags:  {}", flags.join(" "));
         let quoted: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
         let _ = writeln!(err, "  in config: allow_domains = [{}]", quoted.join(", "));
+        if !hosts.is_empty() {
+            let _ = writeln!(err, "  for good:  agentbox allow {}", hosts.join(" "));
+        }
+        let _ = writeln!(
+            err,
+            "  (with --net-log FILE, `agentbox allow --from-learn FILE` takes the refused ones)"
+        );
+        for h in &private {
+            let _ = writeln!(
+                err,
+                "  {h}: allowed, but it resolves to a private address, refused unless named: \
+                 --allow-private-host {h}"
+            );
+        }
     }
 }

@@ -260,8 +260,11 @@ fn processes_with(word: &str) -> Vec<i32> {
 pub fn run(args: TestArgs, env: &crate::hostenv::Env) -> Result<ExitCode> {
     let json = args.json;
     let files = crate::config::read_for(&args.sandbox, env)?;
-    let (policy, _) = crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true, &files)?;
+    let (mut policy, _) =
+        crate::config::resolve(args.sandbox, vec![SELF_INSIDE.into()], true, &files)?;
     let facts = HostFacts::probe(&policy, env)?;
+    // The same sandbox `run` would build: the registries' hosts too.
+    crate::host::registry::allow(&mut policy, &facts)?;
     let project_secrets = project_secrets(&facts.project);
     let world = plant()?;
     let canary_env = "AGENTBOX_PROBE_TOKEN".to_owned();

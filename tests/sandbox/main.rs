@@ -13,6 +13,7 @@
 
 mod harness;
 
+mod allow;
 mod audit;
 mod cli;
 mod doctor;

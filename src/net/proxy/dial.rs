@@ -5,7 +5,6 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-#[cfg(test)]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,20 +59,29 @@ pub(super) enum Resolver {
 pub(super) type Lookup = dyn Fn(&str) -> io::Result<Vec<IpAddr>> + Send + Sync;
 
 pub(super) struct Dialer {
-    policy: NetPolicy,
+    policy: Arc<NetPolicy>,
+    /// Where rules allowed since the launch come from (`agentbox allow`), asked only when
+    /// `policy` refuses.
+    reload: Option<super::Refresh>,
     /// Trusted test resolutions, lowercase names.
     fixed: Vec<(String, IpAddr)>,
     resolver: Resolver,
 }
 
 impl Dialer {
-    pub fn new(policy: NetPolicy, fixed: Vec<(String, IpAddr)>, resolver: Resolver) -> Dialer {
+    pub fn new(
+        policy: NetPolicy,
+        reload: Option<super::Refresh>,
+        fixed: Vec<(String, IpAddr)>,
+        resolver: Resolver,
+    ) -> Dialer {
         let fixed = fixed
             .into_iter()
             .map(|(n, ip)| (n.trim_end_matches('.').to_ascii_lowercase(), ip))
             .collect();
         Dialer {
-            policy,
+            policy: Arc::new(policy),
+            reload,
             fixed,
             resolver,
         }
@@ -81,8 +89,7 @@ impl Dialer {
 
     /// A connection to `host:port` and the reason it was allowed.
     pub async fn open(&self, host: &Host, port: u16) -> Result<(TcpStream, String), Refusal> {
-        let (idx, addrs) = self.addresses(host, port).await?;
-        let reason = format!("allowed by --allow-domain {}", self.policy.allow[idx].text);
+        let (reason, addrs) = self.addresses(host, port).await?;
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         for ip in addrs.into_iter().take(MAX_ATTEMPTS) {
             let addr = SocketAddr::new(ip, port);
@@ -99,10 +106,37 @@ impl Dialer {
         Err(Refusal::Unreachable(last))
     }
 
-    /// The allowing pattern and the addresses it may reach.
-    pub async fn addresses(&self, host: &Host, port: u16) -> Result<(usize, Vec<IpAddr>), Refusal> {
+    /// Why the request is allowed and the addresses it may reach: by the launch's rules, or
+    /// where those refuse, by the rules the config files give now (read again off the
+    /// runtime's thread), checked the same way from the start.
+    pub async fn addresses(
+        &self,
+        host: &Host,
+        port: u16,
+    ) -> Result<(String, Vec<IpAddr>), Refusal> {
+        let first = self.addresses_by(&self.policy, host, port).await;
+        let (Err(Refusal::Denied(_)), Some(reload)) = (&first, &self.reload) else {
+            return first;
+        };
+        let reload = reload.clone();
+        let fresh = match tokio::task::spawn_blocking(move || reload()).await {
+            Ok(p) => p,
+            Err(_) => return first,
+        };
+        if *fresh == *self.policy {
+            return first;
+        }
+        self.addresses_by(&fresh, host, port).await
+    }
+
+    async fn addresses_by(
+        &self,
+        policy: &NetPolicy,
+        host: &Host,
+        port: u16,
+    ) -> Result<(String, Vec<IpAddr>), Refusal> {
         // Before anything else: a denied name must not even reach a DNS server.
-        let idx = match self.policy.decide(host, port) {
+        let idx = match policy.decide(host, port) {
             Decision::Allow(idx) => idx,
             Decision::Deny(reason) => return Err(Refusal::Denied(reason)),
         };
@@ -110,16 +144,15 @@ impl Dialer {
             Host::Ip(ip) => vec![*ip],
             Host::Name(name) => {
                 if let Some((_, ip)) = self.fixed.iter().find(|(n, _)| n == name) {
-                    return Ok((idx, vec![*ip]));
+                    return Ok((reason_of(policy, idx), vec![*ip]));
                 }
                 self.resolve(name, port).await?
             }
         };
-        let addrs = self
-            .policy
-            .reachable(idx, &resolved)
+        let addrs = policy
+            .reachable(host, idx, &resolved)
             .map_err(Refusal::Denied)?;
-        Ok((idx, addrs))
+        Ok((reason_of(policy, idx), addrs))
     }
 
     async fn resolve(&self, name: &str, port: u16) -> Result<Vec<IpAddr>, Refusal> {
@@ -148,6 +181,10 @@ impl Dialer {
             false => Ok(addrs),
         }
     }
+}
+
+fn reason_of(policy: &NetPolicy, idx: usize) -> String {
+    format!("allowed by --allow-domain {}", policy.allow[idx].text)
 }
 
 #[cfg(test)]
@@ -180,7 +217,7 @@ mod tests {
             }
         }));
         let fixed = vec![("Fixed.Example.com.".to_string(), ip("127.0.0.1"))];
-        (Dialer::new(policy, fixed, resolver), calls)
+        (Dialer::new(policy, None, fixed, resolver), calls)
     }
 
     fn host(s: &str) -> Host {
@@ -261,6 +298,55 @@ mod tests {
                 "lookups for {h}:{port}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_asks_for_fresh_rules_which_are_checked_from_the_start() {
+        let (mut d, calls) = dialer(
+            &["api.example.com"],
+            &[
+                ("new.example.org", "93.184.216.34"),
+                ("rebind.example.org", "10.0.0.1"),
+            ],
+        );
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let fresh = NetPolicy::new(
+            &[
+                "api.example.com".into(),
+                "new.example.org".into(),
+                "rebind.example.org".into(),
+                "evil.example.com".into(),
+            ],
+            &["evil.example.com".into()],
+        )
+        .unwrap();
+        let fresh = Arc::new(fresh);
+        d.reload = Some(Arc::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            fresh.clone()
+        }));
+        // Allowed by the launch's rules: the files are not read.
+        let _ = d.addresses(&host("api.example.com"), 443).await;
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+        // Allowed since: reached.
+        let got = d.addresses(&host("new.example.org"), 443).await.unwrap();
+        assert_eq!(got.1, [ip("93.184.216.34")]);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // The fresh rules still deny what they deny, before any lookup, and still refuse a
+        // private answer.
+        let before = calls.load(Ordering::SeqCst);
+        let e = d
+            .addresses(&host("evil.example.com"), 443)
+            .await
+            .unwrap_err();
+        assert!(e.reason().contains("--deny-domain"), "{}", e.reason());
+        assert_eq!(calls.load(Ordering::SeqCst), before);
+        let e = d
+            .addresses(&host("rebind.example.org"), 443)
+            .await
+            .unwrap_err();
+        assert!(e.reason().contains("non-public"), "{}", e.reason());
     }
 
     #[tokio::test]
