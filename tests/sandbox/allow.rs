@@ -139,7 +139,7 @@ fn allow_into_the_project_file_leaves_it_untrusted() {
             "{}",
             out.stderr()
         );
-        w.run_args(&[OsStr::new("trust")]).ok();
+        w.run_args(&[OsStr::new("trust"), OsStr::new("--yes")]).ok();
         let out = w.sh(&[], "true");
         assert!(!out.stderr().contains("ignoring"), "{}", out.stderr());
 
