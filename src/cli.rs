@@ -286,6 +286,11 @@ pub struct SandboxArgs {
     /// there), through a cgroup.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pids: Option<u64>,
+
+    /// Turn the credential broker off: the profile's API keys are then not passed at all
+    /// (pass one with --env NAME), and their API hosts take any key, the agent's own too.
+    #[arg(long)]
+    pub no_broker: bool,
 }
 
 /// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead

@@ -43,6 +43,9 @@ pub struct Settings {
     pub allow_nested: Option<bool>,
     pub ssh_agent: Option<bool>,
     pub docker: Option<bool>,
+    /// `broker = false`: the credential broker off, as `--no-broker` (ignored in an untrusted
+    /// project file: the broker is what keeps other keys off the API hosts).
+    pub broker: Option<bool>,
 }
 
 /// The user's config file.
@@ -211,6 +214,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     args.allow_nested |= s.allow_nested.unwrap_or(false);
     args.ssh_agent |= s.ssh_agent.unwrap_or(false);
     args.docker |= s.docker.unwrap_or(false);
+    args.no_broker |= s.broker == Some(false);
     if args.memory.is_none()
         && let Some(m) = &s.memory
     {
@@ -244,7 +248,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 9] = [
+    let loosening: [(&'static str, bool); 10] = [
         ("allow_domains", !s.allow_domains.is_empty()),
         ("unhide", !s.unhide.is_empty()),
         ("ro", !s.ro.is_empty()),
@@ -257,6 +261,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             "ssh_agent/docker",
             s.ssh_agent == Some(true) || s.docker == Some(true),
         ),
+        ("broker", s.broker == Some(false)),
     ];
     ignored.extend(loosening.iter().filter(|(_, set)| *set).map(|(k, _)| *k));
     (keep, ignored)

@@ -15,6 +15,9 @@ pub const SSH_AGENT_INSIDE: &str = "/run/agentbox/ssh-agent.sock";
 /// The relay's proxy port inside the sandbox (HTTP and SOCKS5 on the same port).
 pub const PROXY_PORT: u16 = 3128;
 
+/// The relay's credential-broker port inside the sandbox: agents' base URLs point here.
+pub const BROKER_PORT: u16 = 3129;
+
 /// Where the host proxy's socket directory appears inside.
 pub const SOCKET_DIR: &str = "/run/agentbox/net";
 

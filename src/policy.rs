@@ -112,6 +112,9 @@ pub struct Policy {
     pub command: Vec<OsString>,
     /// Where to write the exit audit as JSON (`--audit-json`), besides stderr.
     pub audit_json: Option<PathBuf>,
+    /// The profile's keys the credential broker holds when the host sets them (empty with
+    /// `--no-broker` or without the filtered network, whose relay serves the broker).
+    pub credentials: Vec<crate::profile::Credential>,
 }
 
 impl Policy {
@@ -169,11 +172,19 @@ impl Policy {
             path,
             access: Access::ReadWrite,
         }));
+        // A profile's keys never pass as they are: the broker holds them, or (broker off) only
+        // an explicit --env passes one.
+        let is_key = |n: &str| profile.credentials.iter().any(|c| c.var == n);
         let mut env: Vec<EnvPass> = profile
             .env
             .iter()
+            .filter(|n| !is_key(n))
             .map(|n| EnvPass::IfSet(n.into()))
             .collect();
+        let credentials = match (net, args.no_broker) {
+            (NetMode::Filtered, false) => profile.credentials.clone(),
+            _ => Vec::new(),
+        };
         let quiet = if args.allow_telemetry {
             &[][..]
         } else {
@@ -197,7 +208,16 @@ impl Policy {
                 profile.name
             ));
         }
+        if credentials.is_empty() && !profile.credentials.is_empty() {
+            let vars: Vec<&str> = profile.credentials.iter().map(|c| c.var).collect();
+            notes.push(format!(
+                "credential broker off (--no-broker, or no filtered network): {} not passed; \
+                 pass one with --env NAME",
+                vars.join(", ")
+            ));
+        }
         let policy = Policy {
+            credentials,
             project: args.project,
             broad_project: match args.allow_broad_project {
                 true => BroadProject::Allowed,
@@ -353,7 +373,19 @@ mod tests {
         assert_eq!(p.net, NetMode::Filtered);
         assert!(p.filter.allow.contains(&"api.anthropic.com".to_owned()));
         assert!(!p.filter.allow.iter().any(|d| d.contains("statsig")));
-        assert!(p.env.contains(&EnvPass::IfSet("ANTHROPIC_API_KEY".into())));
+        // Its keys are the credential broker's, never passed as they are; its other
+        // variables pass.
+        assert!(!p.env.contains(&EnvPass::IfSet("ANTHROPIC_API_KEY".into())));
+        assert!(p.env.contains(&EnvPass::IfSet("ANTHROPIC_MODEL".into())));
+        assert!(p.credentials.iter().any(|c| c.var == "ANTHROPIC_API_KEY"));
+        // Off with --no-broker, and without the filtered network (no relay to serve it):
+        // then said in a note.
+        for args in [&["--no-broker", "claude"][..], &["--allow-net", "claude"]] {
+            let p = policy(args).unwrap();
+            assert!(p.credentials.is_empty(), "{args:?}");
+            assert!(!p.env.contains(&EnvPass::IfSet("ANTHROPIC_API_KEY".into())));
+            assert!(p.notes.iter().any(|n| n.contains("credential broker off")));
+        }
         assert!(
             p.env
                 .contains(&EnvPass::Set("DISABLE_TELEMETRY".into(), "1".into()))

@@ -103,6 +103,20 @@ pub(crate) fn proxy_env(rules: &NetPolicy) -> Vec<(&'static str, String, &'stati
     v
 }
 
+/// The brokered keys' phantoms and the base URLs pointing at the broker port inside.
+pub(crate) fn broker_env(net: &NetSession) -> Vec<(String, String, &'static str)> {
+    let mut v = Vec::new();
+    for r in &net.broker {
+        for k in &r.keys {
+            let why = "credential broker: a phantom key; the real one stays in agentbox";
+            v.push((k.var.clone(), r.phantom.clone(), why));
+        }
+        let why = "credential broker: the relay's broker port, which adds the real key";
+        v.push((r.base_url_var.clone(), r.inside_url(), why));
+    }
+    v
+}
+
 /// `agentbox __relay CTX --`, in front of the command.
 pub(crate) fn relay_argv(
     policy: &Policy,
@@ -117,6 +131,7 @@ pub(crate) fn relay_argv(
         gid: net.gid,
         seccomp: policy.allow,
         interactive,
+        broker: !net.broker.is_empty(),
     };
     Ok(vec![
         SELF_INSIDE.into(),

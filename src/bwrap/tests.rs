@@ -31,6 +31,7 @@ fn policy(command: &[&str]) -> Policy {
         notes: vec![],
         command: command.iter().map(OsString::from).collect(),
         audit_json: None,
+        credentials: vec![],
     }
 }
 
@@ -783,6 +784,7 @@ fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
                 token: "t".into(),
                 uid: 1000,
                 gid: 1000,
+                broker: vec![],
             });
             f.system.self_exe = Some("/usr/bin/agentbox".into());
         }
@@ -904,6 +906,7 @@ fn filtered_plan_whole_argv() {
         token: "t0k3n".into(),
         uid: 1000,
         gid: 1000,
+        broker: vec![],
     };
     let plan = plan_run(&p, &f, Some(&net)).unwrap();
     let (got, fds) = to_argv(&plan);

@@ -28,6 +28,8 @@ pub struct NetSession {
     pub token: String,
     pub uid: u32,
     pub gid: u32,
+    /// The credential broker's routes (none: no broker).
+    pub broker: Vec<crate::net::broker::Route>,
 }
 
 impl NetSession {
@@ -38,6 +40,7 @@ impl NetSession {
             token: random_token()?,
             uid,
             gid,
+            broker: Vec::new(),
         })
     }
 }
@@ -132,6 +135,7 @@ pub fn prepare(
         token: net.token.clone(),
         fixed: filter.fixed.clone(),
         log,
+        broker: net.broker.clone(),
     };
     Ok(Pending {
         running,

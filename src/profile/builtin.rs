@@ -1,7 +1,7 @@
 //! The built-in agent profiles, as data (from ../shared/AGENTS.md; versions move, so keep this
 //! easy to correct). Paths are relative to the home. No logic here.
 
-use super::Builtin;
+use super::{Builtin, Credential};
 use crate::rules::{later, watch};
 
 pub const PROFILES: &[Builtin] = &[
@@ -45,8 +45,24 @@ pub const PROFILES: &[Builtin] = &[
         nested: false,
         notes: &[
             "as root: Claude Code refuses --dangerously-skip-permissions; run agentbox as a user",
-            "its login lives in agentbox's own home for it: log in once inside, or pass \
-             ANTHROPIC_API_KEY with --env",
+            "its login lives in agentbox's own home for it: log in once inside, or set \
+             ANTHROPIC_API_KEY on the host (the credential broker holds it)",
+        ],
+        credentials: &[
+            Credential {
+                var: "ANTHROPIC_API_KEY",
+                header: "x-api-key",
+                bearer: false,
+                base_url_var: "ANTHROPIC_BASE_URL",
+                upstream: "https://api.anthropic.com",
+            },
+            Credential {
+                var: "ANTHROPIC_AUTH_TOKEN",
+                header: "authorization",
+                bearer: true,
+                base_url_var: "ANTHROPIC_BASE_URL",
+                upstream: "https://api.anthropic.com",
+            },
         ],
         project: &[
             later(
@@ -111,6 +127,13 @@ pub const PROFILES: &[Builtin] = &[
              namespaces (or run codex with its sandbox off: --sandbox danger-full-access)",
             "ChatGPT login in a headless sandbox: use the device-code login",
         ],
+        credentials: &[Credential {
+            var: "OPENAI_API_KEY",
+            header: "authorization",
+            bearer: true,
+            base_url_var: "OPENAI_BASE_URL",
+            upstream: "https://api.openai.com/v1",
+        }],
         project: &[
             // Loaded for trusted projects: MCP servers, notify commands, sandbox settings.
             later(
@@ -150,6 +173,22 @@ pub const PROFILES: &[Builtin] = &[
         notes: &[
             "Gemini CLI reads keys from .env files, which agentbox masks: pass GEMINI_API_KEY \
              with --env instead",
+        ],
+        credentials: &[
+            Credential {
+                var: "GEMINI_API_KEY",
+                header: "x-goog-api-key",
+                bearer: false,
+                base_url_var: "GOOGLE_GEMINI_BASE_URL",
+                upstream: "https://generativelanguage.googleapis.com",
+            },
+            Credential {
+                var: "GOOGLE_API_KEY",
+                header: "x-goog-api-key",
+                bearer: false,
+                base_url_var: "GOOGLE_GEMINI_BASE_URL",
+                upstream: "https://generativelanguage.googleapis.com",
+            },
         ],
         project: &[
             // settings.json (MCP servers, hooks, tool discovery commands), commands/*.toml.
@@ -191,6 +230,7 @@ pub const PROFILES: &[Builtin] = &[
             "add your model provider's API host with --allow-domain if it is not OpenAI or \
              Anthropic",
         ],
+        credentials: &[],
         project: &[
             // lint-cmd and test-cmd are shell commands aider runs after each edit.
             later(
@@ -221,6 +261,7 @@ pub const PROFILES: &[Builtin] = &[
              proxy-ignoring clients carries it",
             "add your model provider's API host with --allow-domain",
         ],
+        credentials: &[],
         project: &[
             later(
                 "opencode.json",
@@ -250,6 +291,7 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &["Cursor's CLI ignores proxy settings: agentbox's capture carries it"],
+        credentials: &[],
         project: &[
             // mcp.json, hooks.json, rules, commands.
             later(
@@ -275,6 +317,7 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &[],
+        credentials: &[],
         project: &[watch(
             ".github/copilot-instructions.md",
             "instructions a later Copilot session follows",
@@ -295,6 +338,7 @@ pub const PROFILES: &[Builtin] = &[
         notes: &[
             "Amp is built on Bun, which ignores proxy settings: agentbox's capture carries it",
         ],
+        credentials: &[],
         project: &[
             // Workspace settings: MCP servers (approved once), tool permissions.
             later(".amp", "Amp workspace settings: MCP servers it runs"),
@@ -313,6 +357,7 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &[],
+        credentials: &[],
         project: &[],
     },
 ];

@@ -40,6 +40,24 @@ pub struct Builtin {
     /// MCP servers, commands, and the instruction files it reads. Every profile's list applies
     /// in every run (the host may start any agent in this project later), like `RUNS_LATER`.
     pub project: &'static [RunsLater],
+    /// The keys the credential broker holds for it (`net::broker`), when set on the host.
+    pub credentials: &'static [Credential],
+}
+
+/// A key the credential broker can hold on the host side: the sandbox gets a phantom in `var`
+/// and `base_url_var` pointing at the broker, which sends the real one upstream in `header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Credential {
+    /// The host variable holding the key.
+    pub var: &'static str,
+    /// The (lowercase) header that carries it upstream.
+    pub header: &'static str,
+    /// Sent as `Bearer KEY` rather than the bare key.
+    pub bearer: bool,
+    /// The variable the agent reads its API's base URL from.
+    pub base_url_var: &'static str,
+    /// The API's base URL when the host does not set `base_url_var`.
+    pub upstream: &'static str,
 }
 
 /// A profile with the user's config applied.
@@ -57,6 +75,7 @@ pub struct Profile {
     pub telemetry: Vec<String>,
     pub nested: bool,
     pub notes: Vec<String>,
+    pub credentials: Vec<Credential>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -84,6 +103,7 @@ impl From<&Builtin> for Profile {
             telemetry: strings(b.telemetry),
             nested: b.nested,
             notes: strings(b.notes),
+            credentials: b.credentials.to_vec(),
         }
     }
 }

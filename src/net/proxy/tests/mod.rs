@@ -94,6 +94,7 @@ impl Proxy {
                 ("Web.Test".into(), LOOPBACK),
             ],
             log: Some(file),
+            broker: vec![],
         };
         let handle = start_with(listener, cfg, tuning).unwrap();
         Proxy {
