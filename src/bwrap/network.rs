@@ -82,10 +82,11 @@ pub(crate) fn proxy_env(rules: &NetPolicy) -> Vec<(&'static str, String, &'stati
     }
     // Loopback stays inside the sandbox, unless an allow pattern names the host's loopback:
     // then it must go through the proxy, or it would reach nothing.
+    let broker = crate::inside::BROKER_ADDR;
     let no_proxy = if rules.allows_loopback() {
-        String::new()
+        broker.to_owned()
     } else {
-        "localhost,127.0.0.1,::1".to_owned()
+        format!("localhost,127.0.0.1,::1,{broker}")
     };
     let why_no = "loopback: inside the sandbox, unless the host's loopback is allowed";
     v.push(("NO_PROXY", no_proxy.clone(), why_no));

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 
 use std::sync::atomic::AtomicU64;
 
-use crate::inside::{BROKER_PORT, PROXY_PORT, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
+use crate::inside::{BROKER_ADDR, BROKER_PORT, PROXY_PORT, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
 use crate::net::dns::{self, Answer};
 use crate::net::proxy::tunnel::pump;
 use crate::net::rules::{Host, NetPolicy};
@@ -110,7 +110,7 @@ fn bind(policy: &NetPolicy, broker: bool) -> Result<Bound> {
     let dns = std::net::UdpSocket::bind(("127.0.0.1", 53)).context("binding DNS on port 53")?;
     let broker = match broker {
         true => Some(
-            std::net::TcpListener::bind(("127.0.0.1", BROKER_PORT))
+            std::net::TcpListener::bind((BROKER_ADDR, BROKER_PORT))
                 .context("binding the credential broker's port")?,
         ),
         false => None,

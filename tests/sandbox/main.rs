@@ -14,6 +14,7 @@
 mod harness;
 
 mod audit;
+mod broker;
 mod cli;
 mod doctor;
 mod env;

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use anyhow::Result;
 
 use crate::error::Fail;
-use crate::inside::BROKER_PORT;
+use crate::inside::{BROKER_ADDR, BROKER_PORT};
 use crate::net::rules::Host;
 use crate::profile::Credential;
 
@@ -174,7 +174,7 @@ pub struct Route {
 impl Route {
     /// The base URL the sandbox gets.
     pub fn inside_url(&self) -> String {
-        format!("http://127.0.0.1:{BROKER_PORT}/{}", self.name)
+        format!("http://{BROKER_ADDR}:{BROKER_PORT}/{}", self.name)
     }
 
     pub fn vars(&self) -> Vec<&str> {

@@ -323,7 +323,7 @@ async fn every_credential_header_is_replaced_by_the_real_key() {
     let mut s = p.broker().await;
     // Case variants, duplicates, both kinds at once, a cookie and a key in the query.
     let req = "POST /anthropic/v1/messages?key=sk-q&beta=true&%6Bey=sk-q2 HTTP/1.1\r\n\
-               Host: 127.0.0.1:3129\r\n\
+               Host: 127.0.0.3:3129\r\n\
                x-api-key: sk-attacker\r\n\
                X-API-KEY: sk-attacker-2\r\n\
                X-Api-Key: phantom-1\r\n\
@@ -604,7 +604,7 @@ fn routes_from_the_hosts_variables() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].name, "anthropic");
     assert_eq!(r[0].upstream.host, "api.example.com");
-    assert_eq!(r[0].inside_url(), "http://127.0.0.1:3129/anthropic");
+    assert_eq!(r[0].inside_url(), "http://127.0.0.3:3129/anthropic");
     // The key never prints.
     let shown = format!("{r:?} {}", describe(&r).join(" "));
     assert!(

@@ -1,0 +1,293 @@
+//! The credential broker with the real bwrap: a key set on the host never enters the sandbox
+//! (environment of every process, command lines, the home, /run), requests through the broker
+//! reach the upstream with the real key whatever key the agent sent, and every other way to the
+//! brokered host is refused. The positive controls run the same requests with `--no-broker`.
+//! The upstream is a recording HTTP server on the host's loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Out, World, each_user};
+
+/// The user's real key; the scripts below never spell it (it would be in their command line).
+const REAL: &str = "sk-real-broker-test-7f3a9c";
+
+/// A loopback server recording each request's head, answering 200 "ok" and closing; bounded
+/// in connections and time.
+fn recorder(max: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut served = 0;
+        while served < max && Instant::now() < deadline {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            served += 1;
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                head.push_str(&line);
+                line.clear();
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            record.lock().unwrap().push(head);
+            let mut s = reader.into_inner();
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (port, seen)
+}
+
+/// `agentbox run --profile claude FLAGS -- sh -c SCRIPT` with the key (and `base`, when
+/// given, as ANTHROPIC_BASE_URL) set on the host.
+fn run(w: &World, flags: &[&str], base: Option<&str>, script: &str) -> Out {
+    let mut args: Vec<&str> = vec!["run", "--profile", "claude"];
+    args.extend_from_slice(flags);
+    args.extend(["--", "sh", "-c", script]);
+    let mut c = w.cmd(&args.iter().map(std::ffi::OsStr::new).collect::<Vec<_>>());
+    c.env("ANTHROPIC_API_KEY", REAL);
+    if let Some(b) = base {
+        c.env("ANTHROPIC_BASE_URL", b);
+    }
+    Out(c.output().unwrap())
+}
+
+/// A script line printing `found=[FILES]`: the files inside that hold the real key (every
+/// process's environment and command line, /run, the home). The pattern comes from a file in
+/// the project, so no command line (grep's own included) holds it.
+fn leak_scan(w: &World) -> String {
+    let pat = w.write("home/src/project/.pattern", REAL);
+    format!(
+        "found=$(grep -rlsF -f {pat} /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run \"$HOME\" \
+           2>/dev/null | grep -v '^{pat}$' | tr '\\n' ' '); echo \"found=[$found]\"; ",
+        pat = pat.display()
+    )
+}
+
+/// One curl call printing its status code (000: no HTTP answer); never fails the script.
+fn curl(args: &str) -> String {
+    format!("curl -s -m 10 -o /dev/null -w '%{{http_code}} ' {args}; echo; ")
+}
+
+const ATTACKER: &str = "-H 'x-api-key: sk-attacker' -H 'X-Api-Key: sk-attacker-2' \
+                        -H 'Authorization: Bearer sk-attacker-3'";
+
+#[test]
+fn the_key_stays_outside_and_replaces_any_key_the_agent_sends() {
+    each_user(|w| {
+        let (port, seen) = recorder(20);
+        let base = format!("http://127.0.0.1:{port}/base");
+        let allow = format!("127.0.0.1:{port}");
+        let log = w.home.join("net.log");
+        let log_arg = log.to_str().unwrap();
+        // The pattern comes from a file, so no command line (grep's own included) holds it.
+        let script = format!(
+            "echo key=$ANTHROPIC_API_KEY; echo base=$ANTHROPIC_BASE_URL; {scan} \
+             env | grep -c sk-agentbox-phantom; {broker} {bypass} {connect} {socks}",
+            scan = leak_scan(w),
+            broker = curl(&format!(
+                "{ATTACKER} -d hi \"$ANTHROPIC_BASE_URL/v1/messages\""
+            )),
+            bypass = curl(&format!(
+                "--noproxy '' -x http://127.0.0.1:3128 {ATTACKER} http://{allow}/direct"
+            )),
+            connect = curl(&format!(
+                "--noproxy '' -p -x http://127.0.0.1:3128 http://{allow}/tunnel"
+            )),
+            socks = curl(&format!(
+                "--noproxy '' -x socks5h://127.0.0.1:3128 http://{allow}/socks"
+            )),
+        );
+        let out = run(
+            w,
+            &["--allow-domain", &allow, "--net-log", log_arg],
+            Some(&base),
+            &script,
+        );
+        let stdout = out.ok();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(lines[0].starts_with("key=sk-agentbox-phantom-"), "{stdout}");
+        assert_eq!(lines[1], "base=http://127.0.0.3:3129/anthropic", "{stdout}");
+        assert_eq!(lines[2], "found=[]", "the key is inside: {stdout}");
+        assert_eq!(lines[4].trim(), "200", "through the broker: {stdout}");
+        assert_eq!(lines[5].trim(), "403", "plain HTTP around it: {stdout}");
+        assert_ne!(lines[6].trim(), "200", "CONNECT around it: {stdout}");
+        assert_ne!(lines[7].trim(), "200", "SOCKS around it: {stdout}");
+        assert!(!stdout.contains(REAL) && !out.stderr().contains(REAL));
+        // The upstream saw one request: the broker's, with the user's key alone.
+        let heads = seen.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        assert!(
+            heads[0].starts_with("POST /base/v1/messages HTTP/1.1"),
+            "{heads:?}"
+        );
+        assert!(
+            heads[0].contains(&format!("x-api-key: {REAL}\r\n")),
+            "{heads:?}"
+        );
+        assert!(
+            !heads[0].contains("sk-attacker")
+                && !heads[0].to_ascii_lowercase().contains("authorization")
+        );
+        // The net log: the brokered request and the three refusals, no key, no header.
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("/base/v1/messages -> 200"), "{text}");
+        assert_eq!(
+            text.matches("ANTHROPIC_API_KEY is brokered").count(),
+            3,
+            "{text}"
+        );
+        assert!(
+            !text.contains(REAL) && !text.contains("sk-attacker"),
+            "{text}"
+        );
+        assert!(
+            out.stderr().contains("blocked 3 request(s)"),
+            "{}",
+            out.stderr()
+        );
+    });
+}
+
+#[test]
+fn without_the_broker_the_attackers_key_would_reach_the_host() {
+    // The positive control of the test above: the same request around the broker, with
+    // --no-broker, reaches the upstream with the attacker's key; and the user's key is not
+    // passed at all unless asked for with --env.
+    each_user(|w| {
+        let (port, seen) = recorder(5);
+        let base = format!("http://127.0.0.1:{port}/base");
+        let allow = format!("127.0.0.1:{port}");
+        let script = format!(
+            "echo key=${{ANTHROPIC_API_KEY:-unset}}; {}",
+            curl(&format!(
+                "--noproxy '' -x http://127.0.0.1:3128 {ATTACKER} http://{allow}/direct"
+            ))
+        );
+        let out = run(
+            w,
+            &["--no-broker", "--allow-domain", &allow],
+            Some(&base),
+            &script,
+        );
+        let stdout = out.ok();
+        assert!(stdout.starts_with("key=unset\n200"), "{stdout}");
+        assert!(
+            out.stderr().contains("credential broker off"),
+            "{}",
+            out.stderr()
+        );
+        let heads = seen.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1);
+        assert!(heads[0].contains("x-api-key: sk-attacker\r\n"), "{heads:?}");
+        // --env passes the real key when the broker is off, as the user asked; and the scan
+        // that finds nothing with the broker finds it then.
+        let script = format!("echo len=${{#ANTHROPIC_API_KEY}}; {}", leak_scan(w));
+        let out = run(
+            w,
+            &["--no-broker", "--env", "ANTHROPIC_API_KEY"],
+            None,
+            &script,
+        );
+        let stdout = out.ok();
+        assert!(
+            stdout.starts_with(&format!("len={}\n", REAL.len())),
+            "{stdout}"
+        );
+        assert!(stdout.contains("/environ"), "{stdout}");
+    });
+}
+
+#[test]
+fn a_captured_connection_to_the_default_upstream_is_refused() {
+    // No base URL on the host: the broker's upstream is the profile's default,
+    // api.anthropic.com. A client that ignores the proxy variables is captured by the relay
+    // and refused before any lookup; with --no-broker the same connection is allowed by the
+    // policy (resolved to the host's loopback, where nothing answers: nothing leaves).
+    each_user(|w| {
+        let log = w.home.join("net.log");
+        let log_arg = log.to_str().unwrap();
+        let script = curl("--noproxy '*' https://api.anthropic.com/v1/models");
+        let flags = [
+            "--test-resolve",
+            "api.anthropic.com=127.0.0.1",
+            "--net-log",
+            log_arg,
+        ];
+        let out = run(w, &flags, None, &script);
+        assert_eq!(out.ok().trim(), "000");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("\"host\":\"api.anthropic.com\"")
+                && text.contains("ANTHROPIC_API_KEY is brokered")
+                && text.contains("\"allowed\":false"),
+            "{text}"
+        );
+        std::fs::remove_file(&log).unwrap();
+        let mut control = vec!["--no-broker"];
+        control.extend(flags);
+        let out = run(w, &control, None, &script);
+        assert_eq!(out.ok().trim(), "000");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("\"host\":\"api.anthropic.com\"")
+                && !text.contains("is brokered")
+                && text.contains("\"allowed\":true"),
+            "{text}"
+        );
+    });
+}
+
+#[test]
+fn dry_run_names_the_brokered_keys_never_their_values() {
+    each_user(|w| {
+        let out = run(w, &["--dry-run"], None, "true");
+        let text = out.ok();
+        assert!(
+            text.contains("credential broker: ANTHROPIC_API_KEY held by agentbox, sent to https://api.anthropic.com"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ANTHROPIC_BASE_URL=http://127.0.0.3:3129/anthropic"),
+            "{text}"
+        );
+        assert!(!text.contains(REAL), "{text}");
+        // An http:// upstream off the machine is refused, with the fix.
+        let out = run(
+            w,
+            &["--dry-run"],
+            Some("http://gateway.example.com"),
+            "true",
+        );
+        assert_eq!(out.code(), 125);
+        assert!(
+            out.stderr().contains("ANTHROPIC_BASE_URL"),
+            "{}",
+            out.stderr()
+        );
+        assert!(out.stderr().contains("hint:"), "{}", out.stderr());
+    });
+}
