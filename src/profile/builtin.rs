@@ -126,6 +126,9 @@ pub const PROFILES: &[Builtin] = &[
             "Codex runs its own bubblewrap sandbox inside: this profile allows nested user \
              namespaces (or run codex with its sandbox off: --sandbox danger-full-access)",
             "ChatGPT login in a headless sandbox: use the device-code login",
+            "credential broker: Codex reads OPENAI_API_KEY only for a provider that names it \
+             (env_key) and ignores OPENAI_BASE_URL: point one at $OPENAI_BASE_URL's value \
+             inside (http://127.0.0.3:3129/openai), see README",
         ],
         credentials: &[Credential {
             var: "OPENAI_API_KEY",
@@ -171,8 +174,11 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &["play.googleapis.com"],
         nested: false,
         notes: &[
-            "Gemini CLI reads keys from .env files, which agentbox masks: pass GEMINI_API_KEY \
-             with --env instead",
+            "Gemini CLI reads keys from .env files, which agentbox masks: set GEMINI_API_KEY on \
+             the host instead (the credential broker holds it)",
+            "credential broker: with GOOGLE_GEMINI_BASE_URL set, Gemini CLI picks its gateway \
+             auth, which -p refuses: select the API key in .gemini/settings.json \
+             (security.auth.selectedType = \"gemini-api-key\")",
         ],
         credentials: &[
             Credential {
