@@ -63,6 +63,15 @@ pub const PROFILES: &[Builtin] = &[
                 base_url_var: "ANTHROPIC_BASE_URL",
                 upstream: "https://api.anthropic.com",
             },
+            // `claude setup-token`'s long-lived subscription token: sent as a bearer token to
+            // the base URL, like ANTHROPIC_AUTH_TOKEN.
+            Credential {
+                var: "CLAUDE_CODE_OAUTH_TOKEN",
+                header: "authorization",
+                bearer: true,
+                base_url_var: "ANTHROPIC_BASE_URL",
+                upstream: "https://api.anthropic.com",
+            },
         ],
         project: &[
             later(

@@ -75,16 +75,19 @@ fn run(w: &World, flags: &[&str], base: Option<&str>, script: &str) -> Out {
     Out(c.output().unwrap())
 }
 
-/// A script line printing `found=[FILES]`: the files inside that hold the real key (every
-/// process's environment and command line, /run, the home). The pattern comes from a file in
-/// the project, so no command line (grep's own included) holds it.
-fn leak_scan(w: &World) -> String {
-    let pat = w.write("home/src/project/.pattern", REAL);
-    format!(
-        "found=$(grep -rlsF -f {pat} /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run \"$HOME\" \
-           2>/dev/null | grep -v '^{pat}$' | tr '\\n' ' '); echo \"found=[$found]\"; ",
-        pat = pat.display()
-    )
+/// A script line writing into the project (dump.txt) what the sandbox shows: every process's
+/// environment and command line, and the files of the home, /run and /tmp. The host searches
+/// it (`dumped`): the script itself never spells the key.
+const DUMP: &str = "{ for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do echo \"== $f\"; \
+                    tr '\\0' '\\n' <\"$f\"; done; find \"$HOME\" /run /tmp -type f -readable \
+                    -size -20M -exec cat {} +; } >dump.txt 2>/dev/null; true; ";
+
+/// The dump the script made, read on the host (and removed, for the next run).
+fn dumped(w: &World) -> String {
+    let path = w.project.join("dump.txt");
+    let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+    std::fs::remove_file(path).unwrap();
+    text
 }
 
 /// One curl call printing its status code (000: no HTTP answer); never fails the script.
@@ -105,9 +108,8 @@ fn the_key_stays_outside_and_replaces_any_key_the_agent_sends() {
         let log_arg = log.to_str().unwrap();
         // The pattern comes from a file, so no command line (grep's own included) holds it.
         let script = format!(
-            "echo key=$ANTHROPIC_API_KEY; echo base=$ANTHROPIC_BASE_URL; {scan} \
+            "echo key=$ANTHROPIC_API_KEY; echo base=$ANTHROPIC_BASE_URL; {DUMP} echo dumped; \
              env | grep -c sk-agentbox-phantom; {broker} {bypass} {connect} {socks}",
-            scan = leak_scan(w),
             broker = curl(&format!(
                 "{ATTACKER} -d hi \"$ANTHROPIC_BASE_URL/v1/messages\""
             )),
@@ -131,7 +133,13 @@ fn the_key_stays_outside_and_replaces_any_key_the_agent_sends() {
         let lines: Vec<&str> = stdout.lines().collect();
         assert!(lines[0].starts_with("key=sk-agentbox-phantom-"), "{stdout}");
         assert_eq!(lines[1], "base=http://127.0.0.3:3129/anthropic", "{stdout}");
-        assert_eq!(lines[2], "found=[]", "the key is inside: {stdout}");
+        let dump = dumped(w);
+        assert!(!dump.contains(REAL), "the key is inside");
+        // The dump saw the environments: the phantom is there.
+        assert!(
+            dump.contains("ANTHROPIC_API_KEY=sk-agentbox-phantom-"),
+            "{dump}"
+        );
         assert_eq!(lines[4].trim(), "200", "through the broker: {stdout}");
         assert_eq!(lines[5].trim(), "403", "plain HTTP around it: {stdout}");
         assert_ne!(lines[6].trim(), "200", "CONNECT around it: {stdout}");
@@ -205,7 +213,7 @@ fn without_the_broker_the_attackers_key_would_reach_the_host() {
         assert!(heads[0].contains("x-api-key: sk-attacker\r\n"), "{heads:?}");
         // --env passes the real key when the broker is off, as the user asked; and the scan
         // that finds nothing with the broker finds it then.
-        let script = format!("echo len=${{#ANTHROPIC_API_KEY}}; {}", leak_scan(w));
+        let script = format!("echo len=${{#ANTHROPIC_API_KEY}}; {DUMP}");
         let out = run(
             w,
             &["--no-broker", "--env", "ANTHROPIC_API_KEY"],
@@ -217,7 +225,7 @@ fn without_the_broker_the_attackers_key_would_reach_the_host() {
             stdout.starts_with(&format!("len={}\n", REAL.len())),
             "{stdout}"
         );
-        assert!(stdout.contains("/environ"), "{stdout}");
+        assert!(dumped(w).contains(REAL), "the dump would have seen the key");
     });
 }
 
