@@ -27,6 +27,9 @@ if [[ -z ${AGENTBOX:-} ]]; then
     cargo build --release --quiet
     AGENTBOX=$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/agentbox
 fi
+# The same interpreter on both sides (the sandbox sees the system's, not a pyenv shim).
+py=/usr/bin/python3
+[[ -x $py ]] || py=$(command -v python3)
 work=$(mktemp -d "${TMPDIR:-/tmp}/agentbox-broker-bench.XXXXXX")
 server_pid=
 cleanup() {
@@ -37,11 +40,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$work/project" "$work/home"
 cp bench/broker_bench.py "$work/project/"
-python3 bench/broker_bench.py server "$work/port" &
+"$py" bench/broker_bench.py server "$work/port" &
 server_pid=$!
 for _ in $(seq 100); do [[ -s $work/port ]] && break; sleep 0.1; done
 port=$(cat "$work/port")
-merge() { python3 -c 'import json,sys
+merge() { "$py" -c 'import json,sys
 out={"latency_ms":[],"mib_s":[]}
 for f in sys.argv[2:]:
     for l in open(f):
@@ -49,17 +52,17 @@ for f in sys.argv[2:]:
 import statistics; out["mib_s"]=statistics.median(out["mib_s"])
 json.dump(out,open(sys.argv[1],"w"))' "$@"; }
 for r in $(seq "$rounds"); do
-    timeout 600 python3 bench/broker_bench.py client "http://127.0.0.1:$port" "$n" "$mib" \
+    timeout 600 "$py" bench/broker_bench.py client "http://127.0.0.1:$port" "$n" "$mib" \
         >>"$work/direct.jsonl"
     (cd "$work/project" && timeout 600 env -i PATH="$PATH" HOME="$work/home" \
         XDG_RUNTIME_DIR="$work/home/.run" ANTHROPIC_API_KEY=sk-bench-key \
         ANTHROPIC_BASE_URL="http://127.0.0.1:$port" \
         "$AGENTBOX" run -q --profile claude --allow-domain "127.0.0.1:$port" -- \
-        python3 broker_bench.py client http://127.0.0.3:3129/anthropic "$n" "$mib") \
+        "$py" broker_bench.py client http://127.0.0.3:3129/anthropic "$n" "$mib") \
         >>"$work/broker.jsonl"
     echo "round $r/$rounds done" >&2
 done
 merge "$work/direct.json" "$work/direct.jsonl"
 merge "$work/broker.json" "$work/broker.jsonl"
 echo "agentbox $("$AGENTBOX" --version); $rounds rounds x $n requests; $mib MiB per download"
-python3 bench/broker_bench.py report "$work/direct.json" "$work/broker.json"
+"$py" bench/broker_bench.py report "$work/direct.json" "$work/broker.json"
