@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+pub use crate::net::broker::Credential;
 use crate::rules::RunsLater;
 
 /// A built-in profile, as data.
@@ -42,22 +43,6 @@ pub struct Builtin {
     pub project: &'static [RunsLater],
     /// The keys the credential broker holds for it (`net::broker`), when set on the host.
     pub credentials: &'static [Credential],
-}
-
-/// A key the credential broker can hold on the host side: the sandbox gets a phantom in `var`
-/// and `base_url_var` pointing at the broker, which sends the real one upstream in `header`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Credential {
-    /// The host variable holding the key.
-    pub var: &'static str,
-    /// The (lowercase) header that carries it upstream.
-    pub header: &'static str,
-    /// Sent as `Bearer KEY` rather than the bare key.
-    pub bearer: bool,
-    /// The variable the agent reads its API's base URL from.
-    pub base_url_var: &'static str,
-    /// The API's base URL when the host does not set `base_url_var`.
-    pub upstream: &'static str,
 }
 
 /// A profile with the user's config applied.

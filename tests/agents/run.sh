@@ -27,6 +27,12 @@
 #     against the stand-in (aider must write a file in the project).
 #  6. The key on the host is unchanged, and the canary is in no request, output or file the
 #     agents wrote.
+#  7. The credential broker: Claude Code, Codex CLI and Gemini CLI again, with a fresh key in
+#     agentbox's host environment (not --env). The stand-in must get that key, alone, on every
+#     request; a dump of the sandbox (every process's environment and command line, the home,
+#     /run, /tmp) must hold the phantom and not the key; a request with an attacker's key
+#     through the broker must arrive with the real one; plain HTTP and CONNECT around it must be
+#     refused ("is brokered" in the net log).
 #
 # Every step has a timeout and the whole script has one ($AGENTS_TIMEOUT seconds, default 900).
 # On a 2-core machine a cold run (installs included) takes about 100s, a warm one about 15s.
@@ -446,7 +452,7 @@ if [[ -n $aider_ready ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-step "credential broker: the key stays on the host (Claude Code, Codex CLI)"
+step "credential broker: the key stays on the host (Claude Code, Codex CLI, Gemini CLI)"
 # The key is set in agentbox's own environment on the host (no --env): the profile's broker
 # holds it, the sandbox gets a phantom and a base URL pointing at the broker. The stand-in
 # must see the real key on every request (and nothing else in a credential header), the
@@ -552,6 +558,51 @@ broker_run codex broker-codex OPENAI_API_KEY OPENAI_BASE_URL "http://127.0.0.1:$
   codex exec --skip-git-repo-check -c model_provider=broker -c model=gpt-standin \
   -c "model_providers.broker=$broker_provider" --dangerously-bypass-approvals-and-sandbox \
   "${TASK_MARKER}broker-codex run the shell command the harness gives you."
+
+# Gemini CLI: the stand-in scripts no tool call for it; its requests must carry the real key
+# alone, and the key must be in no file it left (its home, the project) nor in any output.
+broker_gemini() {
+  local task=broker-gemini key proj requests_before
+  key="AIza-$task-real-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
+  proj=$work/projects/$task
+  mkdir -p "$proj/.gemini"
+  echo '{"security": {"auth": {"selectedType": "gemini-api-key"}}}' >"$proj/.gemini/settings.json"
+  chown -R "$TEST_USER": "$proj"
+  flags_for gemini
+  local f=() i=0
+  while ((i < ${#FLAGS[@]})); do
+    if [[ ${FLAGS[i]} == --env ]]; then i=$((i + 2)); continue; fi
+    f+=("${FLAGS[i]}")
+    i=$((i + 1))
+  done
+  f+=(--env GEMINI_CLI_TRUST_WORKSPACE=true)
+  requests_before=$(wc -l <"$out/requests.jsonl")
+  echo "GEMINI_API_KEY=<key> GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:$PORT agentbox run ${f[*]} -- gemini -p ..."
+  RC=0
+  (cd "$proj" && timeout --foreground --kill-after=10 "$T_RUN" "${as_user[@]}" \
+    "GEMINI_API_KEY=$key" "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:$PORT" "$AGENTBOX" run \
+    "${f[@]}" -- gemini -p "${TASK_MARKER}$task say hello." \
+    </dev/null >"$out/$task.out" 2>"$out/$task.err") || RC=$?
+  if ((RC == 0)) && contains "$out/$task.out" "$FINAL" && python3 - "$out/requests.jsonl" \
+    "$requests_before" "$key" <<'EOF'; then
+import json, sys
+entries = [json.loads(l) for l in open(sys.argv[1]).readlines()[int(sys.argv[2]):]]
+bad = [e for e in entries if e.get("credentials") != {"x-goog-api-key": [sys.argv[3]]}]
+sys.exit(1 if bad or not entries else 0)
+EOF
+    pass "$task: -p completes through the broker, every request with the real key alone"
+  else
+    fail "$task: -p completes through the broker, every request with the real key alone" \
+      "exit status $RC"
+    show "$task.err" "$task.out"
+  fi
+  if ! grep -rqF -- "$key" "$proj" "$home" "$out/$task.out" "$out/$task.err" "$netlog"; then
+    pass "$task: the key is in no file it left, no output and not in the net log"
+  else
+    fail "$task: the key is in no file it left, no output and not in the net log" "it is"
+  fi
+}
+broker_gemini
 
 # ---------------------------------------------------------------------------------------------
 step "the canary"

@@ -25,7 +25,6 @@ use anyhow::Result;
 use crate::error::Fail;
 use crate::inside::{BROKER_ADDR, BROKER_PORT};
 use crate::net::rules::Host;
-use crate::profile::Credential;
 
 pub use serve::{Broker, Event};
 
@@ -60,6 +59,22 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(..)")
     }
+}
+
+/// A key the credential broker can hold on the host side: the sandbox gets a phantom in `var`
+/// and `base_url_var` pointing at the broker, which sends the real one upstream in `header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Credential {
+    /// The host variable holding the key.
+    pub var: &'static str,
+    /// The (lowercase) header that carries it upstream.
+    pub header: &'static str,
+    /// Sent as `Bearer KEY` rather than the bare key.
+    pub bearer: bool,
+    /// The variable the agent reads its API's base URL from.
+    pub base_url_var: &'static str,
+    /// The API's base URL when the host does not set `base_url_var`.
+    pub upstream: &'static str,
 }
 
 /// One key of a route.
