@@ -291,6 +291,10 @@ pub struct SandboxArgs {
     /// (pass one with --env NAME), and their API hosts take any key, the agent's own too.
     #[arg(long)]
     pub no_broker: bool,
+
+    /// Credentials the config files add for the broker (`[[profile.NAME.credential]]`).
+    #[arg(skip)]
+    pub credentials: Vec<crate::net::broker::Credential>,
 }
 
 /// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead

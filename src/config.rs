@@ -46,6 +46,11 @@ pub struct Settings {
     /// `broker = false`: the credential broker off, as `--no-broker` (ignored in an untrusted
     /// project file: the broker is what keeps other keys off the API hosts).
     pub broker: Option<bool>,
+    /// `[[profile.NAME.credential]]` (or `[[defaults.credential]]`): more keys for the
+    /// credential broker (var, header, bearer, base_url_var, upstream); a project file's only
+    /// once trusted (it would choose where the user's key goes).
+    #[serde(default)]
+    pub credential: Vec<crate::net::broker::Credential>,
 }
 
 /// The user's config file.
@@ -215,6 +220,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     args.ssh_agent |= s.ssh_agent.unwrap_or(false);
     args.docker |= s.docker.unwrap_or(false);
     args.no_broker |= s.broker == Some(false);
+    args.credentials.extend(s.credential.iter().cloned());
     if args.memory.is_none()
         && let Some(m) = &s.memory
     {
@@ -248,7 +254,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 10] = [
+    let loosening: [(&'static str, bool); 11] = [
         ("allow_domains", !s.allow_domains.is_empty()),
         ("unhide", !s.unhide.is_empty()),
         ("ro", !s.ro.is_empty()),
@@ -262,6 +268,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             s.ssh_agent == Some(true) || s.docker == Some(true),
         ),
         ("broker", s.broker == Some(false)),
+        ("credential", !s.credential.is_empty()),
     ];
     ignored.extend(loosening.iter().filter(|(_, set)| *set).map(|(k, _)| *k));
     (keep, ignored)

@@ -174,7 +174,10 @@ impl Policy {
         }));
         // A profile's keys never pass as they are: the broker holds them, or (broker off) only
         // an explicit --env passes one.
-        let is_key = |n: &str| profile.credentials.iter().any(|c| c.var == n);
+        // The profile's keys, then the user's config's (`[[profile.NAME.credential]]`).
+        let mut all_keys = profile.credentials.clone();
+        all_keys.extend(args.credentials.iter().cloned());
+        let is_key = |n: &str| all_keys.iter().any(|c| c.var == n);
         let mut env: Vec<EnvPass> = profile
             .env
             .iter()
@@ -182,7 +185,7 @@ impl Policy {
             .map(|n| EnvPass::IfSet(n.into()))
             .collect();
         let credentials = match (net, args.no_broker) {
-            (NetMode::Filtered, false) => profile.credentials.clone(),
+            (NetMode::Filtered, false) => all_keys.clone(),
             _ => Vec::new(),
         };
         let quiet = if args.allow_telemetry {
@@ -208,8 +211,8 @@ impl Policy {
                 profile.name
             ));
         }
-        if credentials.is_empty() && !profile.credentials.is_empty() {
-            let vars: Vec<&str> = profile.credentials.iter().map(|c| c.var).collect();
+        if credentials.is_empty() && !all_keys.is_empty() {
+            let vars: Vec<&str> = all_keys.iter().map(|c| c.var.as_str()).collect();
             notes.push(format!(
                 "credential broker off (--no-broker, or no filtered network): {} not passed; \
                  pass one with --env NAME",

@@ -1,7 +1,7 @@
 //! The built-in agent profiles, as data (from ../shared/AGENTS.md; versions move, so keep this
 //! easy to correct). Paths are relative to the home. No logic here.
 
-use super::{Builtin, Credential};
+use super::{Builtin, CredentialSpec};
 use crate::rules::{later, watch};
 
 pub const PROFILES: &[Builtin] = &[
@@ -49,14 +49,14 @@ pub const PROFILES: &[Builtin] = &[
              ANTHROPIC_API_KEY on the host (the credential broker holds it)",
         ],
         credentials: &[
-            Credential {
+            CredentialSpec {
                 var: "ANTHROPIC_API_KEY",
                 header: "x-api-key",
                 bearer: false,
                 base_url_var: "ANTHROPIC_BASE_URL",
                 upstream: "https://api.anthropic.com",
             },
-            Credential {
+            CredentialSpec {
                 var: "ANTHROPIC_AUTH_TOKEN",
                 header: "authorization",
                 bearer: true,
@@ -65,7 +65,7 @@ pub const PROFILES: &[Builtin] = &[
             },
             // `claude setup-token`'s long-lived subscription token: sent as a bearer token to
             // the base URL, like ANTHROPIC_AUTH_TOKEN.
-            Credential {
+            CredentialSpec {
                 var: "CLAUDE_CODE_OAUTH_TOKEN",
                 header: "authorization",
                 bearer: true,
@@ -139,7 +139,7 @@ pub const PROFILES: &[Builtin] = &[
              (env_key) and ignores OPENAI_BASE_URL: point one at $OPENAI_BASE_URL's value \
              inside (http://127.0.0.3:3129/openai), see README",
         ],
-        credentials: &[Credential {
+        credentials: &[CredentialSpec {
             var: "OPENAI_API_KEY",
             header: "authorization",
             bearer: true,
@@ -190,14 +190,14 @@ pub const PROFILES: &[Builtin] = &[
              (security.auth.selectedType = \"gemini-api-key\")",
         ],
         credentials: &[
-            Credential {
+            CredentialSpec {
                 var: "GEMINI_API_KEY",
                 header: "x-goog-api-key",
                 bearer: false,
                 base_url_var: "GOOGLE_GEMINI_BASE_URL",
                 upstream: "https://generativelanguage.googleapis.com",
             },
-            Credential {
+            CredentialSpec {
                 var: "GOOGLE_API_KEY",
                 header: "x-goog-api-key",
                 bearer: false,

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use crate::net::broker::Credential;
+pub use crate::net::broker::{Credential, CredentialSpec};
 use crate::rules::RunsLater;
 
 /// A built-in profile, as data.
@@ -42,7 +42,7 @@ pub struct Builtin {
     /// in every run (the host may start any agent in this project later), like `RUNS_LATER`.
     pub project: &'static [RunsLater],
     /// The keys the credential broker holds for it (`net::broker`), when set on the host.
-    pub credentials: &'static [Credential],
+    pub credentials: &'static [CredentialSpec],
 }
 
 /// A profile with the user's config applied.
@@ -88,7 +88,7 @@ impl From<&Builtin> for Profile {
             telemetry: strings(b.telemetry),
             nested: b.nested,
             notes: strings(b.notes),
-            credentials: b.credentials.to_vec(),
+            credentials: b.credentials.iter().map(Credential::from).collect(),
         }
     }
 }

@@ -299,3 +299,42 @@ fn dry_run_names_the_brokered_keys_never_their_values() {
         assert!(out.stderr().contains("hint:"), "{}", out.stderr());
     });
 }
+
+#[test]
+fn a_credential_from_the_users_config_is_brokered_too() {
+    each_user(|w| {
+        let (port, seen) = recorder(5);
+        w.write(
+            "home/.config/agentbox/config.toml",
+            &format!(
+                "[[profile.claude.credential]]\nvar = \"MY_API_TOKEN\"\n\
+                 header = \"Authorization\"\nbearer = true\nbase_url_var = \"MY_API_URL\"\n\
+                 upstream = \"http://127.0.0.1:{port}/api\"\n"
+            ),
+        );
+        let mut c = w.cmd(
+            &[
+                "run",
+                "--profile",
+                "claude",
+                "--",
+                "sh",
+                "-c",
+                "echo url=$MY_API_URL; curl -s -m 10 -o /dev/null -w '%{http_code}\\n' \
+                 -H 'Authorization: Bearer sk-attacker' \"$MY_API_URL/user\"",
+            ]
+            .map(std::ffi::OsStr::new),
+        );
+        c.env("MY_API_TOKEN", REAL);
+        let out = Out(c.output().unwrap()).ok();
+        assert_eq!(out, "url=http://127.0.0.3:3129/my_api\n200\n");
+        let heads = seen.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1);
+        assert!(heads[0].starts_with("GET /api/user HTTP/1.1"), "{heads:?}");
+        assert!(
+            heads[0].contains(&format!("authorization: Bearer {REAL}\r\n")),
+            "{heads:?}"
+        );
+        assert!(!heads[0].contains("sk-attacker"));
+    });
+}

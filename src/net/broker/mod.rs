@@ -63,18 +63,98 @@ impl fmt::Debug for Secret {
 
 /// A key the credential broker can hold on the host side: the sandbox gets a phantom in `var`
 /// and `base_url_var` pointing at the broker, which sends the real one upstream in `header`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// A built-in profile's are `CredentialSpec`s; a user's config adds more
+/// (`[[profile.NAME.credential]]`), checked as they are read so errors have a line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RawCredential")]
 pub struct Credential {
     /// The host variable holding the key.
-    pub var: &'static str,
+    pub var: String,
     /// The (lowercase) header that carries it upstream.
-    pub header: &'static str,
+    pub header: String,
     /// Sent as `Bearer KEY` rather than the bare key.
     pub bearer: bool,
     /// The variable the agent reads its API's base URL from.
-    pub base_url_var: &'static str,
+    pub base_url_var: String,
     /// The API's base URL when the host does not set `base_url_var`.
+    pub upstream: String,
+}
+
+/// `Credential` as built-in data.
+pub struct CredentialSpec {
+    pub var: &'static str,
+    pub header: &'static str,
+    pub bearer: bool,
+    pub base_url_var: &'static str,
     pub upstream: &'static str,
+}
+
+impl From<&CredentialSpec> for Credential {
+    fn from(c: &CredentialSpec) -> Credential {
+        Credential {
+            var: c.var.to_owned(),
+            header: c.header.to_owned(),
+            bearer: c.bearer,
+            base_url_var: c.base_url_var.to_owned(),
+            upstream: c.upstream.to_owned(),
+        }
+    }
+}
+
+/// A credential as a config file spells it, before the checks.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    var: String,
+    header: String,
+    #[serde(default)]
+    bearer: bool,
+    base_url_var: String,
+    upstream: String,
+}
+
+fn is_var_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl TryFrom<RawCredential> for Credential {
+    type Error = String;
+
+    fn try_from(r: RawCredential) -> Result<Credential, String> {
+        for (key, v) in [("var", &r.var), ("base_url_var", &r.base_url_var)] {
+            if !is_var_name(v) {
+                return Err(format!("{key} = {v:?}: not a variable name (A-Z, 0-9, _)"));
+            }
+        }
+        let header = r.header.to_ascii_lowercase();
+        let framing = [
+            "host",
+            "connection",
+            "content-length",
+            "transfer-encoding",
+            "te",
+        ];
+        if http::HeaderName::from_bytes(header.as_bytes()).is_err()
+            || framing.contains(&header.as_str())
+        {
+            return Err(format!(
+                "header = {:?}: not a header that can carry a key",
+                r.header
+            ));
+        }
+        Upstream::parse(&r.upstream)
+            .map_err(|why| format!("upstream = {:?}: {why}", r.upstream))?;
+        Ok(Credential {
+            var: r.var,
+            header,
+            bearer: r.bearer,
+            base_url_var: r.base_url_var,
+            upstream: r.upstream,
+        })
+    }
 }
 
 /// One key of a route.
@@ -206,7 +286,7 @@ pub fn routes(
 ) -> Result<Vec<Route>> {
     let mut out: Vec<Route> = Vec::new();
     for c in credentials {
-        let Some(value) = var(c.var).filter(|v| !v.is_empty()) else {
+        let Some(value) = var(&c.var).filter(|v| !v.is_empty()) else {
             continue;
         };
         let real = value.into_string().map_err(|_| {
@@ -229,8 +309,8 @@ pub fn routes(
             .into());
         }
         let key = Key {
-            var: c.var.to_owned(),
-            header: c.header.to_owned(),
+            var: c.var.clone(),
+            header: c.header.clone(),
             bearer: c.bearer,
             real: Secret(real),
         };
@@ -238,9 +318,9 @@ pub fn routes(
             r.keys.push(key);
             continue;
         }
-        let (url, from) = match var(c.base_url_var).filter(|v| !v.is_empty()) {
-            Some(v) => (v.to_string_lossy().into_owned(), c.base_url_var),
-            None => (c.upstream.to_owned(), "the profile's default"),
+        let (url, from) = match var(&c.base_url_var).filter(|v| !v.is_empty()) {
+            Some(v) => (v.to_string_lossy().into_owned(), c.base_url_var.as_str()),
+            None => (c.upstream.clone(), "the profile's default"),
         };
         let upstream = Upstream::parse(&url).map_err(|why| {
             Fail::hint(
@@ -254,13 +334,23 @@ pub fn routes(
                 ),
             )
         })?;
-        let name = c
-            .base_url_var
-            .trim_end_matches("_BASE_URL")
+        let base = c.base_url_var.as_str();
+        let short = base
+            .strip_suffix("_BASE_URL")
+            .or_else(|| base.strip_suffix("_URL"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or(base)
             .to_ascii_lowercase();
+        // Distinct per route: the first path segment is what selects it.
+        let mut name = short.clone();
+        let mut n = 1;
+        while out.iter().any(|r| r.name == name) {
+            n += 1;
+            name = format!("{short}{n}");
+        }
         out.push(Route {
             name,
-            base_url_var: c.base_url_var.to_owned(),
+            base_url_var: c.base_url_var.clone(),
             upstream,
             keys: vec![key],
             phantom: phantom()?,

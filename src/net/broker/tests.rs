@@ -6,11 +6,11 @@ use super::*;
 
 fn cred(var: &'static str, header: &'static str, bearer: bool, base: &'static str) -> Credential {
     Credential {
-        var,
-        header,
+        var: var.into(),
+        header: header.into(),
         bearer,
-        base_url_var: base,
-        upstream: "https://api.example.com",
+        base_url_var: base.into(),
+        upstream: "https://api.example.com".into(),
     }
 }
 
@@ -43,6 +43,15 @@ fn routes_from_the_hosts_variables() {
     assert_eq!(r[0].name, "anthropic");
     assert_eq!(r[0].upstream.host, "api.example.com");
     assert_eq!(r[0].inside_url(), "http://127.0.0.3:3129/anthropic");
+    // Route names are distinct, whatever the variables' names.
+    let named = vec![
+        cred("A_KEY", "x-api-key", false, "FOO_BASE_URL"),
+        cred("B_KEY", "x-api-key", false, "FOO_URL"),
+        cred("C_KEY", "x-api-key", false, "_URL"),
+    ];
+    let r = routes(&named, |v| v.ends_with("KEY").then(|| "k".into()), phantom).unwrap();
+    let names: Vec<&str> = r.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["foo", "foo2", "_url"]);
     // The key never prints.
     let shown = format!("{r:?} {}", describe(&r).join(" "));
     assert!(

@@ -24,11 +24,11 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 
 fn cred(var: &'static str, header: &'static str, bearer: bool, base: &'static str) -> Credential {
     Credential {
-        var,
-        header,
+        var: var.into(),
+        header: header.into(),
         bearer,
-        base_url_var: base,
-        upstream: "https://api.example.com",
+        base_url_var: base.into(),
+        upstream: "https://api.example.com".into(),
     }
 }
 
