@@ -338,3 +338,155 @@ fn a_credential_from_the_users_config_is_brokered_too() {
         assert!(!heads[0].contains("sk-attacker"));
     });
 }
+
+/// An HTTPS server on 127.0.0.1 for `localhost` (its certificate self-signed, in `dir`), which
+/// writes each request's x-api-key to `dir/keys` and answers 200. Killed when dropped.
+struct Tls {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Tls {
+    fn start(dir: &std::path::Path) -> Tls {
+        // A CA (what SSL_CERT_FILE names) and a certificate for localhost it signed.
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for args in [
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=agentbox test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ][..],
+            &[
+                "req",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                "cert.pem",
+            ],
+        ] {
+            let mut c = std::process::Command::new("openssl");
+            c.args(&args[..1]);
+            if args[0] == "req" {
+                c.args(ec);
+            }
+            let st = c
+                .args(&args[1..])
+                .current_dir(dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "openssl {args:?}");
+        }
+        let script = "import http.server, ssl, sys, os\n\
+            d = sys.argv[1]\n\
+            class H(http.server.BaseHTTPRequestHandler):\n\
+            \x20   def do_GET(self):\n\
+            \x20       open(os.path.join(d, 'keys'), 'a').write(str(self.headers.get('x-api-key')) + '\\n')\n\
+            \x20       self.send_response(200); self.send_header('content-length', '2'); self.end_headers(); self.wfile.write(b'ok')\n\
+            \x20   def log_message(self, *a): pass\n\
+            s = http.server.HTTPServer(('127.0.0.1', 0), H)\n\
+            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+            c.load_cert_chain(os.path.join(d, 'cert.pem'), os.path.join(d, 'key.pem'))\n\
+            s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+            open(os.path.join(d, 'port.tmp'), 'w').write(str(s.server_address[1]))\n\
+            os.replace(os.path.join(d, 'port.tmp'), os.path.join(d, 'port'))\n\
+            s.serve_forever()\n";
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(dir)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(dir.join("port")) {
+                break p.trim().parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "the TLS server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Tls {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn keys(&self) -> String {
+        std::fs::read_to_string(self.dir.join("keys")).unwrap_or_default()
+    }
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_tls_upstream_is_verified_against_the_trusted_roots() {
+    each_user(|w| {
+        let dir = w.home.join("tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let tls = Tls::start(&dir);
+        w.chown_all();
+        let base = format!("https://localhost:{}", tls.port);
+        let script = curl("-H 'x-api-key: sk-attacker' \"$ANTHROPIC_BASE_URL/v1/models\"");
+        let go = |trust: bool| {
+            let mut args: Vec<&str> = vec!["run", "--profile", "claude", "--"];
+            args.extend(["sh", "-c", &script]);
+            let mut c = w.cmd(&args.iter().map(std::ffi::OsStr::new).collect::<Vec<_>>());
+            c.env("ANTHROPIC_API_KEY", REAL)
+                .env("ANTHROPIC_BASE_URL", &base);
+            if trust {
+                // The test CA, named as a user names a private CA (rustls-native-certs).
+                c.env("SSL_CERT_FILE", dir.join("ca.pem"));
+            }
+            Out(c.output().unwrap()).ok()
+        };
+        // Not trusted: the broker refuses the certificate, nothing is sent.
+        assert_eq!(go(false).trim(), "502");
+        assert_eq!(tls.keys(), "");
+        // Trusted through SSL_CERT_FILE: the request goes, with the real key.
+        assert_eq!(go(true).trim(), "200");
+        assert_eq!(tls.keys(), format!("{REAL}\n"));
+    });
+}
