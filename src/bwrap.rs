@@ -254,7 +254,11 @@ pub fn plan_run(policy: &Policy, facts: &HostFacts, net: Option<&NetSession>) ->
     }
     namespaces(policy, facts, features, &mut b);
     filters(policy, &mut b)?;
-    environment(policy, facts, &mut b);
+    let filtered_net = net.filter(|_| policy.net == NetMode::Filtered);
+    environment(policy, facts, filtered_net, &mut b);
+    if let Some(n) = filtered_net {
+        b.notes.extend(crate::net::broker::describe(&n.broker));
+    }
     system(policy, facts, features, &mut b);
     scratch(policy, facts, net, features, &mut b);
     home(facts, features, &mut b);

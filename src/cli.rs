@@ -354,6 +354,14 @@ pub struct SandboxArgs {
     /// package caches for them.
     #[arg(long)]
     pub no_toolchains: bool,
+    /// Turn the credential broker off: the profile's API keys are then not passed at all
+    /// (pass one with --env NAME), and their API hosts take any key, the agent's own too.
+    #[arg(long)]
+    pub no_broker: bool,
+
+    /// Credentials the config files add for the broker (`[[profile.NAME.credential]]`).
+    #[arg(skip)]
+    pub credentials: Vec<crate::net::broker::Credential>,
 }
 
 /// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead

@@ -60,6 +60,14 @@ pub struct Settings {
     /// Registries to allow as the tools on the host name them, as `--allow-registry`.
     #[serde(default)]
     pub allow_registries: Vec<String>,
+    /// `broker = false`: the credential broker off, as `--no-broker` (ignored in an untrusted
+    /// project file: the broker is what keeps other keys off the API hosts).
+    pub broker: Option<bool>,
+    /// `[[profile.NAME.credential]]` (or `[[defaults.credential]]`): more keys for the
+    /// credential broker (var, header, bearer, base_url_var, upstream); a project file's only
+    /// once trusted (it would choose where the user's key goes).
+    #[serde(default)]
+    pub credential: Vec<crate::net::broker::Credential>,
 }
 
 /// The user's config file.
@@ -264,6 +272,8 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     args.ssh_agent |= s.ssh_agent.unwrap_or(false);
     args.docker |= s.docker.unwrap_or(false);
     args.no_toolchains |= s.toolchains == Some(false);
+    args.no_broker |= s.broker == Some(false);
+    args.credentials.extend(s.credential.iter().cloned());
     if args.memory.is_none()
         && let Some(m) = &s.memory
     {
@@ -298,7 +308,7 @@ pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Ve
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 11] = [
+    let loosening: [(&'static str, bool); 13] = [
         ("allow_domains", !s.allow_domains.is_empty()),
         ("allow_registries", !s.allow_registries.is_empty()),
         ("allow_private_hosts", !s.allow_private_hosts.is_empty()),
@@ -313,6 +323,8 @@ pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Ve
             "ssh_agent/docker",
             s.ssh_agent == Some(true) || s.docker == Some(true),
         ),
+        ("broker", s.broker == Some(false)),
+        ("credential", !s.credential.is_empty()),
     ];
     ignored.extend(loosening.iter().filter(|(_, set)| *set).map(|(k, _)| *k));
     (keep, ignored)

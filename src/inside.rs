@@ -15,6 +15,12 @@ pub const SSH_AGENT_INSIDE: &str = "/run/agentbox/ssh-agent.sock";
 /// The relay's proxy port inside the sandbox (HTTP and SOCKS5 on the same port).
 pub const PROXY_PORT: u16 = 3128;
 
+/// The relay's credential broker inside the sandbox: agents' base URLs point here. An address
+/// of its own on loopback, always in NO_PROXY: 127.0.0.1 goes through the proxy when the user
+/// allows the host's loopback, and NO_PROXY cannot name a port.
+pub const BROKER_ADDR: &str = "127.0.0.3";
+pub const BROKER_PORT: u16 = 3129;
+
 /// Where the host proxy's socket directory appears inside.
 pub const SOCKET_DIR: &str = "/run/agentbox/net";
 

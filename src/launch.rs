@@ -34,7 +34,18 @@ pub fn net_session(policy: &Policy, facts: &HostFacts) -> Result<Option<NetSessi
         return Ok(None);
     }
     let runtime = crate::host::runtime_base(&facts.user);
-    NetSession::new(&runtime, facts.user.uid, facts.user.gid).map(Some)
+    let mut net = NetSession::new(&runtime, facts.user.uid, facts.user.gid)?;
+    net.broker = crate::net::broker::routes(
+        &policy.credentials,
+        |v| {
+            facts
+                .user
+                .var(std::ffi::OsStr::new(v))
+                .map(ToOwned::to_owned)
+        },
+        crate::net::broker::random_phantom,
+    )?;
+    Ok(Some(net))
 }
 
 pub fn run(

@@ -121,6 +121,9 @@ pub struct Policy {
     /// Where to write the exit audit as JSON (`--audit-json`), besides stderr.
     pub audit_json: Option<PathBuf>,
     pub toolchains: Toolchains,
+    /// The profile's keys the credential broker holds when the host sets them (empty with
+    /// `--no-broker` or without the filtered network, whose relay serves the broker).
+    pub credentials: Vec<crate::profile::Credential>,
 }
 
 impl Policy {
@@ -185,11 +188,22 @@ impl Policy {
             path,
             access: Access::ReadWrite,
         }));
+        // A profile's keys never pass as they are: the broker holds them, or (broker off) only
+        // an explicit --env passes one.
+        // The profile's keys, then the user's config's (`[[profile.NAME.credential]]`).
+        let mut all_keys = profile.credentials.clone();
+        all_keys.extend(args.credentials.iter().cloned());
+        let is_key = |n: &str| all_keys.iter().any(|c| c.var == n);
         let mut env: Vec<EnvPass> = profile
             .env
             .iter()
+            .filter(|n| !is_key(n))
             .map(|n| EnvPass::IfSet(n.into()))
             .collect();
+        let credentials = match (net, args.no_broker) {
+            (NetMode::Filtered, false) => all_keys.clone(),
+            _ => Vec::new(),
+        };
         let quiet = if args.allow_telemetry {
             &[][..]
         } else {
@@ -213,7 +227,16 @@ impl Policy {
                 profile.name
             ));
         }
+        if credentials.is_empty() && !all_keys.is_empty() {
+            let vars: Vec<&str> = all_keys.iter().map(|c| c.var.as_str()).collect();
+            notes.push(format!(
+                "credential broker off (--no-broker, or no filtered network): {} not passed; \
+                 pass one with --env NAME",
+                vars.join(", ")
+            ));
+        }
         let policy = Policy {
+            credentials,
             project: args.project,
             broad_project: match args.allow_broad_project {
                 true => BroadProject::Allowed,
@@ -376,7 +399,19 @@ mod tests {
         assert_eq!(p.net, NetMode::Filtered);
         assert!(p.filter.allow.contains(&"api.anthropic.com".to_owned()));
         assert!(!p.filter.allow.iter().any(|d| d.contains("statsig")));
-        assert!(p.env.contains(&EnvPass::IfSet("ANTHROPIC_API_KEY".into())));
+        // Its keys are the credential broker's, never passed as they are; its other
+        // variables pass.
+        assert!(!p.env.contains(&EnvPass::IfSet("ANTHROPIC_API_KEY".into())));
+        assert!(p.env.contains(&EnvPass::IfSet("ANTHROPIC_MODEL".into())));
+        assert!(p.credentials.iter().any(|c| c.var == "ANTHROPIC_API_KEY"));
+        // Off with --no-broker, and without the filtered network (no relay to serve it):
+        // then said in a note.
+        for args in [&["--no-broker", "claude"][..], &["--allow-net", "claude"]] {
+            let p = policy(args).unwrap();
+            assert!(p.credentials.is_empty(), "{args:?}");
+            assert!(!p.env.contains(&EnvPass::IfSet("ANTHROPIC_API_KEY".into())));
+            assert!(p.notes.iter().any(|n| n.contains("credential broker off")));
+        }
         assert!(
             p.env
                 .contains(&EnvPass::Set("DISABLE_TELEMETRY".into(), "1".into()))

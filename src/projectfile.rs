@@ -113,6 +113,19 @@ pub fn loosening(s: &Settings) -> Vec<String> {
             out.push(format!("{key} = true: {what}"));
         }
     }
+    if s.broker == Some(false) {
+        out.push(
+            "broker = false: the credential broker off (API hosts take any key, the agent's own too)"
+                .to_owned(),
+        );
+    }
+    for c in &s.credential {
+        out.push(format!(
+            "credential: your {} sent to {}",
+            printable_str(&c.var),
+            printable_str(&c.upstream)
+        ));
+    }
     out
 }
 
@@ -324,7 +337,9 @@ mod tests {
              allow_private_hosts = [\"mirror.example\"]\nunhide = [\".env\"]\n\
              ro = [\"/srv\"]\nrw = [\"/srv\"]\nenv = [\"X\"]\nallow_telemetry = true\n\
              allow_debug = true\nallow_nested = true\nssh_agent = true\ndocker = true\n\
-             net = \"host\"\n",
+             net = \"host\"\nbroker = false\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
+             header = \"authorization\"\nbearer = true\nbase_url_var = \"GITHUB_API_URL\"\n\
+             upstream = \"https://api.github.com\"\n",
         )
         .unwrap();
         let (_, ignored) = config::tightening(&s, None);
@@ -332,7 +347,7 @@ mod tests {
         for key in ignored.iter().flat_map(|k| k.split('/')) {
             assert!(preview.contains(key), "{key} missing from {preview}");
         }
-        assert!(ignored.len() >= 11, "{ignored:?}");
+        assert!(ignored.len() >= 13, "{ignored:?}");
     }
 
     #[test]

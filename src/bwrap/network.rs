@@ -104,10 +104,11 @@ pub(crate) fn proxy_env(rules: &NetPolicy) -> Vec<(&'static str, String, &'stati
     }
     // Loopback stays inside the sandbox, unless an allow pattern names the host's loopback:
     // then it must go through the proxy, or it would reach nothing.
+    let broker = crate::inside::BROKER_ADDR;
     let no_proxy = if rules.allows_loopback() {
-        String::new()
+        broker.to_owned()
     } else {
-        "localhost,127.0.0.1,::1".to_owned()
+        format!("localhost,127.0.0.1,::1,{broker}")
     };
     let why_no = "loopback: inside the sandbox, unless the host's loopback is allowed";
     v.push(("NO_PROXY", no_proxy.clone(), why_no));
@@ -122,6 +123,20 @@ pub(crate) fn proxy_env(rules: &NetPolicy) -> Vec<(&'static str, String, &'stati
         http,
         "Node programs using global-agent",
     ));
+    v
+}
+
+/// The brokered keys' phantoms and the base URLs pointing at the broker port inside.
+pub(crate) fn broker_env(net: &NetSession) -> Vec<(String, String, &'static str)> {
+    let mut v = Vec::new();
+    for r in &net.broker {
+        for k in &r.keys {
+            let why = "credential broker: a phantom key; the real one stays in agentbox";
+            v.push((k.var.clone(), r.phantom.clone(), why));
+        }
+        let why = "credential broker: the relay's broker port, which adds the real key";
+        v.push((r.base_url_var.clone(), r.inside_url(), why));
+    }
     v
 }
 
@@ -146,6 +161,7 @@ pub(crate) fn relay_argv(
         gid: net.gid,
         seccomp: policy.allow,
         interactive,
+        broker: !net.broker.is_empty(),
     };
     Ok(vec![
         SELF_INSIDE.into(),

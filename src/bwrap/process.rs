@@ -108,7 +108,12 @@ pub(super) fn filters(policy: &Policy, b: &mut Builder) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
+pub(super) fn environment(
+    policy: &Policy,
+    facts: &HostFacts,
+    net: Option<&crate::net::session::NetSession>,
+    b: &mut Builder,
+) {
     b.push(
         Op::ClearEnv,
         "start from an empty environment: tokens stay outside",
@@ -230,6 +235,21 @@ pub(super) fn environment(policy: &Policy, facts: &HostFacts, b: &mut Builder) {
                     );
                 }
             }
+        }
+    }
+    // After the profile's and the user's: a brokered key is a phantom inside, whatever else
+    // asked for it.
+    if let Some(net) = net {
+        for (name, value, why) in super::network::broker_env(net) {
+            if policy.env.iter().any(
+                |e| matches!(e, EnvPass::Inherit(n) | EnvPass::Set(n, _) if n == name.as_str()),
+            ) {
+                b.warnings.push(format!(
+                    "--env {name}: the credential broker holds it, the sandbox gets a phantom \
+                     (--no-broker passes the real one)"
+                ));
+            }
+            set(name.into(), value.into(), false, why);
         }
     }
     for (op, why) in vars {

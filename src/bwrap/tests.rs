@@ -32,6 +32,7 @@ fn policy(command: &[&str]) -> Policy {
         command: command.iter().map(OsString::from).collect(),
         audit_json: None,
         toolchains: crate::policy::Toolchains::Off,
+        credentials: vec![],
     }
 }
 
@@ -794,6 +795,7 @@ fn dev_and_proc_are_read_only_and_shm_is_bounded_where_bwrap_can() {
                 token: "t".into(),
                 uid: 1000,
                 gid: 1000,
+                broker: vec![],
             });
             f.system.self_exe = Some("/usr/bin/agentbox".into());
         }
@@ -915,6 +917,7 @@ fn filtered_plan_whole_argv() {
         token: "t0k3n".into(),
         uid: 1000,
         gid: 1000,
+        broker: vec![],
     };
     let plan = plan_run(&p, &f, Some(&net)).unwrap();
     let (got, fds) = to_argv(&plan);
@@ -978,10 +981,10 @@ fn filtered_plan_whole_argv() {
         socks,
         "--setenv",
         "NO_PROXY",
-        "localhost,127.0.0.1,::1",
+        "localhost,127.0.0.1,::1,127.0.0.3",
         "--setenv",
         "no_proxy",
-        "localhost,127.0.0.1,::1",
+        "localhost,127.0.0.1,::1,127.0.0.3",
         "--setenv",
         "NODE_USE_ENV_PROXY",
         "1",

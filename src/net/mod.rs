@@ -1,6 +1,7 @@
 //! Filtered networking (`--net filtered`): the allowlist rules, the proxy agentbox runs on the
 //! host, and the relay agentbox runs as the sandbox's first process.
 
+pub mod broker;
 pub mod dns;
 pub mod hint;
 pub mod proxy;

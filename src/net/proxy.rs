@@ -59,6 +59,9 @@ pub struct ProxyConfig {
     pub log: Option<std::fs::File>,
     /// Where to look for rules allowed since the launch, when `policy` refuses.
     pub reload: Option<Refresh>,
+    /// The credential broker's routes (`net::broker`): served on connections the relay marks,
+    /// and every other way to their hosts refused.
+    pub broker: Vec<crate::net::broker::Route>,
 }
 
 /// The rules as they are now (the launch's, with what the user allowed since); called off the
@@ -144,7 +147,12 @@ fn start_with(
         UnixListener::from_std(listener).context("registering the proxy socket")?
     };
     let tally = Arc::new(Mutex::new(Tally::new(cfg.log)));
+    let broker = match cfg.broker.is_empty() {
+        true => None,
+        false => Some(Arc::new(crate::net::broker::Broker::new(cfg.broker)?)),
+    };
     let ctx = Arc::new(Ctx {
+        broker,
         token_line: format!("AGENTBOX {}\n", cfg.token).into_bytes(),
         dialer: Dialer::new(cfg.policy, cfg.reload, cfg.fixed, tuning.resolver),
         tally: tally.clone(),
@@ -170,6 +178,7 @@ fn start_with(
 
 /// What every connection shares.
 struct Ctx {
+    broker: Option<Arc<crate::net::broker::Broker>>,
     token_line: Vec<u8>,
     dialer: Dialer,
     tally: Arc<Mutex<Tally>>,
@@ -237,15 +246,52 @@ impl Kind {
 async fn serve(mut client: UnixStream, ctx: &Ctx) {
     // One deadline over the token and the whole request head, not per read: a client sending
     // a byte a second must not hold a connection for hours.
-    let req = tokio::time::timeout(ctx.head_deadline, read_request(&mut client, ctx)).await;
+    let deadline = tokio::time::Instant::now() + ctx.head_deadline;
+    let first = tokio::time::timeout_at(deadline, read_token(&mut client, ctx)).await;
+    let Ok(Some(first)) = first else { return };
+    if first == crate::net::broker::MARK {
+        // A request for the credential broker, through the relay's broker port: HTTP with
+        // keep-alive from here, under no head deadline (an agent's connection idles between
+        // requests).
+        if let Some(broker) = &ctx.broker {
+            let tally = ctx.tally.clone();
+            broker.clone().serve(client, broker_log(tally)).await;
+        }
+        return;
+    }
+    let req = tokio::time::timeout_at(deadline, read_request(&mut client, first)).await;
     if let Ok(Some(req)) = req {
         proceed(client, req, ctx).await;
     }
 }
 
-/// The token line, then the request. `None`: the client is to be closed (anything it was owed,
-/// such as a 400, has been sent).
-async fn read_request(client: &mut UnixStream, ctx: &Ctx) -> Option<Request> {
+/// The net log's line for a brokered request: host, method, path, status; never a header.
+fn broker_log(tally: Arc<Mutex<Tally>>) -> Arc<dyn Fn(crate::net::broker::Event) + Send + Sync> {
+    Arc::new(move |ev: crate::net::broker::Event| {
+        let reason = match &ev.outcome {
+            Ok(status) => format!("credential broker ({}): {} -> {status}", ev.vars, ev.path),
+            Err(why) => format!("credential broker ({}): {}: {why}", ev.vars, ev.path),
+        };
+        let mut t = tally::lock(&tally);
+        t.request(&ev.host, ev.port);
+        match ev.outcome {
+            Ok(_) => t.connected(),
+            Err(_) => t.refused(Entry::new(
+                &ev.host,
+                ev.port,
+                &ev.method,
+                true,
+                reason.clone(),
+            )),
+        }
+        if ev.outcome.is_ok() {
+            t.log(&Entry::new(&ev.host, ev.port, &ev.method, true, reason));
+        }
+    })
+}
+
+/// The token line, then the first byte of what follows. `None`: the client is to be closed.
+async fn read_token(client: &mut UnixStream, ctx: &Ctx) -> Option<u8> {
     let mut line = vec![0u8; ctx.token_line.len()];
     client.read_exact(&mut line).await.ok()?;
     // No reply at all to a wrong token: nothing for a stranger to learn.
@@ -254,6 +300,13 @@ async fn read_request(client: &mut UnixStream, ctx: &Ctx) -> Option<Request> {
     }
     let mut first = [0u8; 1];
     client.read_exact(&mut first).await.ok()?;
+    Some(first[0])
+}
+
+/// The request whose first byte was `first`. `None`: the client is to be closed (anything it
+/// was owed, such as a 400, has been sent).
+async fn read_request(client: &mut UnixStream, first: u8) -> Option<Request> {
+    let first = [first];
     match first[0] {
         socks::VERSION => socks::read_request(client).await,
         b => http::read_request(client, b).await,
@@ -270,7 +323,17 @@ async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
     let label = req.kind.label().to_owned();
     tally::lock(&ctx.tally).request(&host, req.port);
     let entry = |allowed, reason| Entry::new(&host, req.port, &label, allowed, reason);
-    let (mut upstream, reason) = match ctx.dialer.open(&req.host, req.port).await {
+    // A brokered host is reached through the broker only: directly, the agent could send it
+    // a key of its own (and the project to that key's account).
+    let bypass = ctx
+        .broker
+        .as_ref()
+        .and_then(|b| crate::net::broker::bypass(b.routes(), &req.host));
+    let opened = match bypass {
+        Some(why) => Err(Refusal::Denied(why)),
+        None => ctx.dialer.open(&req.host, req.port).await,
+    };
+    let (mut upstream, reason) = match opened {
         Ok(opened) => opened,
         Err(refusal) => {
             tally::lock(&ctx.tally).refused(entry(refusal.allowed(), refusal.reason()));

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 
 use std::sync::atomic::AtomicU64;
 
-use crate::inside::{PROXY_PORT, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
+use crate::inside::{BROKER_ADDR, BROKER_PORT, PROXY_PORT, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
 use crate::net::dns::{self, Answer};
 use crate::net::proxy::tunnel::pump;
 use crate::net::rules::{Host, NetPolicy};
@@ -46,6 +46,9 @@ pub struct RelayCtx {
     pub gid: u32,
     pub seccomp: seccomp::Allow,
     pub interactive: bool,
+    /// Serve the credential broker's port (`inside::BROKER_PORT`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broker: bool,
 }
 
 /// Synthetic address <-> name, shared by the DNS server and the capture listeners.
@@ -83,10 +86,11 @@ struct Shared {
 struct Bound {
     proxy: Vec<std::net::TcpListener>,
     capture: Vec<std::net::TcpListener>,
+    broker: Option<std::net::TcpListener>,
     dns: std::net::UdpSocket,
 }
 
-fn bind(policy: &NetPolicy) -> Result<Bound> {
+fn bind(policy: &NetPolicy, broker: bool) -> Result<Bound> {
     let mut proxy = vec![
         std::net::TcpListener::bind(("127.0.0.1", PROXY_PORT)).context("binding the proxy port")?,
     ];
@@ -104,9 +108,17 @@ fn bind(policy: &NetPolicy) -> Result<Bound> {
         })
         .collect::<Result<Vec<_>>>()?;
     let dns = std::net::UdpSocket::bind(("127.0.0.1", 53)).context("binding DNS on port 53")?;
+    let broker = match broker {
+        true => Some(
+            std::net::TcpListener::bind((BROKER_ADDR, BROKER_PORT))
+                .context("binding the credential broker's port")?,
+        ),
+        false => None,
+    };
     Ok(Bound {
         proxy,
         capture,
+        broker,
         dns,
     })
 }
@@ -141,7 +153,7 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
     sys::raise_nofile_to_hard();
     let policy = NetPolicy::new(&ctx.allow, &ctx.deny)?;
     let token = std::fs::read_to_string(TOKEN_FILE).context("reading the proxy token")?;
-    let bound = bind(&policy)?;
+    let bound = bind(&policy, ctx.broker)?;
     become_user(&ctx)?;
     seccomp::apply(ctx.seccomp)?;
     let shared = Arc::new(Shared {
@@ -202,10 +214,13 @@ fn serve(shared: Arc<Shared>, bound: Bound) {
     rt.block_on(async move {
         let mut tasks = Vec::new();
         for l in bound.proxy {
-            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), false)));
+            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), Mode::Proxy)));
         }
         for l in bound.capture {
-            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), true)));
+            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), Mode::Capture)));
+        }
+        if let Some(l) = bound.broker {
+            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), Mode::Broker)));
         }
         tasks.push(tokio::spawn(dns_loop(bound.dns, shared.clone())));
         for t in tasks {
@@ -214,7 +229,18 @@ fn serve(shared: Arc<Shared>, bound: Bound) {
     });
 }
 
-async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, capture: bool) {
+/// What a listener's connections are.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Proxy protocols, passed on as they are.
+    Proxy,
+    /// Connections to a synthetic address: tunnelled by name.
+    Capture,
+    /// Plain HTTP for the credential broker: passed on after its mark.
+    Broker,
+}
+
+async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, mode: Mode) {
     let listener = match listener
         .set_nonblocking(true)
         .and_then(|_| TcpListener::from_std(listener))
@@ -232,10 +258,10 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, captu
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let _ = if capture {
-                tunnel_by_name(stream, &shared).await
-            } else {
-                pipe(stream, &shared).await
+            let _ = match mode {
+                Mode::Capture => tunnel_by_name(stream, &shared).await,
+                Mode::Proxy => pipe(stream, &shared, None).await,
+                Mode::Broker => pipe(stream, &shared, Some(crate::net::broker::MARK)).await,
             };
         });
     }
@@ -256,9 +282,14 @@ async fn splice(client: &mut TcpStream, up: &mut UnixStream) {
     let _ = tokio::try_join!(pump(cr, uw, &n1), pump(ur, cw, &n2));
 }
 
-/// A proxy-aware client: its bytes go to the host proxy as they are.
-async fn pipe(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+/// A proxy-aware client (or the broker's, after `mark`): its bytes go to the host proxy as
+/// they are.
+async fn pipe(mut client: TcpStream, shared: &Shared, mark: Option<u8>) -> std::io::Result<()> {
     let mut up = upstream(shared).await?;
+    if let Some(m) = mark {
+        up.write_all(&[m]).await?;
+    }
+    let _ = client.set_nodelay(true);
     splice(&mut client, &mut up).await;
     Ok(())
 }

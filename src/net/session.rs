@@ -29,6 +29,8 @@ pub struct NetSession {
     pub token: String,
     pub uid: u32,
     pub gid: u32,
+    /// The credential broker's routes (none: no broker).
+    pub broker: Vec<crate::net::broker::Route>,
 }
 
 impl NetSession {
@@ -39,6 +41,7 @@ impl NetSession {
             token: random_token()?,
             uid,
             gid,
+            broker: Vec::new(),
         })
     }
 }
@@ -136,6 +139,7 @@ pub fn prepare(
         fixed: filter.fixed.clone(),
         log,
         reload: refresh,
+        broker: net.broker.clone(),
     };
     Ok(Pending {
         running,

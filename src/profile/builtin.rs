@@ -1,7 +1,7 @@
 //! The built-in agent profiles, as data (from ../shared/AGENTS.md; versions move, so keep this
 //! easy to correct). Paths are relative to the home. No logic here.
 
-use super::Builtin;
+use super::{Builtin, CredentialSpec};
 use crate::rules::{later, watch};
 
 pub const PROFILES: &[Builtin] = &[
@@ -45,8 +45,33 @@ pub const PROFILES: &[Builtin] = &[
         nested: false,
         notes: &[
             "as root: Claude Code refuses --dangerously-skip-permissions; run agentbox as a user",
-            "its login lives in agentbox's own home for it: log in once inside, or pass \
-             ANTHROPIC_API_KEY with --env",
+            "its login lives in agentbox's own home for it: log in once inside, or set \
+             ANTHROPIC_API_KEY on the host (the credential broker holds it)",
+        ],
+        credentials: &[
+            CredentialSpec {
+                var: "ANTHROPIC_API_KEY",
+                header: "x-api-key",
+                bearer: false,
+                base_url_var: "ANTHROPIC_BASE_URL",
+                upstream: "https://api.anthropic.com",
+            },
+            CredentialSpec {
+                var: "ANTHROPIC_AUTH_TOKEN",
+                header: "authorization",
+                bearer: true,
+                base_url_var: "ANTHROPIC_BASE_URL",
+                upstream: "https://api.anthropic.com",
+            },
+            // `claude setup-token`'s long-lived subscription token: sent as a bearer token to
+            // the base URL, like ANTHROPIC_AUTH_TOKEN.
+            CredentialSpec {
+                var: "CLAUDE_CODE_OAUTH_TOKEN",
+                header: "authorization",
+                bearer: true,
+                base_url_var: "ANTHROPIC_BASE_URL",
+                upstream: "https://api.anthropic.com",
+            },
         ],
         project: &[
             later(
@@ -110,7 +135,17 @@ pub const PROFILES: &[Builtin] = &[
             "Codex runs its own bubblewrap sandbox inside: this profile allows nested user \
              namespaces (or run codex with its sandbox off: --sandbox danger-full-access)",
             "ChatGPT login in a headless sandbox: use the device-code login",
+            "credential broker: Codex reads OPENAI_API_KEY only for a provider that names it \
+             (env_key) and ignores OPENAI_BASE_URL: point one at $OPENAI_BASE_URL's value \
+             inside (http://127.0.0.3:3129/openai), see README",
         ],
+        credentials: &[CredentialSpec {
+            var: "OPENAI_API_KEY",
+            header: "authorization",
+            bearer: true,
+            base_url_var: "OPENAI_BASE_URL",
+            upstream: "https://api.openai.com/v1",
+        }],
         project: &[
             // Loaded for trusted projects: MCP servers, notify commands, sandbox settings.
             later(
@@ -148,8 +183,27 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &["play.googleapis.com"],
         nested: false,
         notes: &[
-            "Gemini CLI reads keys from .env files, which agentbox masks: pass GEMINI_API_KEY \
-             with --env instead",
+            "Gemini CLI reads keys from .env files, which agentbox masks: set GEMINI_API_KEY on \
+             the host instead (the credential broker holds it)",
+            "credential broker: with GOOGLE_GEMINI_BASE_URL set, Gemini CLI picks its gateway \
+             auth, which -p refuses: select the API key in .gemini/settings.json \
+             (security.auth.selectedType = \"gemini-api-key\")",
+        ],
+        credentials: &[
+            CredentialSpec {
+                var: "GEMINI_API_KEY",
+                header: "x-goog-api-key",
+                bearer: false,
+                base_url_var: "GOOGLE_GEMINI_BASE_URL",
+                upstream: "https://generativelanguage.googleapis.com",
+            },
+            CredentialSpec {
+                var: "GOOGLE_API_KEY",
+                header: "x-goog-api-key",
+                bearer: false,
+                base_url_var: "GOOGLE_GEMINI_BASE_URL",
+                upstream: "https://generativelanguage.googleapis.com",
+            },
         ],
         project: &[
             // settings.json (MCP servers, hooks, tool discovery commands), commands/*.toml.
@@ -191,6 +245,7 @@ pub const PROFILES: &[Builtin] = &[
             "add your model provider's API host with --allow-domain if it is not OpenAI or \
              Anthropic",
         ],
+        credentials: &[],
         project: &[
             // lint-cmd and test-cmd are shell commands aider runs after each edit.
             later(
@@ -221,6 +276,7 @@ pub const PROFILES: &[Builtin] = &[
              proxy-ignoring clients carries it",
             "add your model provider's API host with --allow-domain",
         ],
+        credentials: &[],
         project: &[
             later(
                 "opencode.json",
@@ -250,6 +306,7 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &["Cursor's CLI ignores proxy settings: agentbox's capture carries it"],
+        credentials: &[],
         project: &[
             // mcp.json, hooks.json, rules, commands.
             later(
@@ -275,6 +332,7 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &[],
+        credentials: &[],
         project: &[watch(
             ".github/copilot-instructions.md",
             "instructions a later Copilot session follows",
@@ -295,6 +353,7 @@ pub const PROFILES: &[Builtin] = &[
         notes: &[
             "Amp is built on Bun, which ignores proxy settings: agentbox's capture carries it",
         ],
+        credentials: &[],
         project: &[
             // Workspace settings: MCP servers (approved once), tool permissions.
             later(".amp", "Amp workspace settings: MCP servers it runs"),
@@ -313,6 +372,7 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &[],
+        credentials: &[],
         project: &[],
     },
 ];

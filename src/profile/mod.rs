@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+pub use crate::net::broker::{Credential, CredentialSpec};
 use crate::rules::RunsLater;
 
 /// A built-in profile, as data.
@@ -40,6 +41,8 @@ pub struct Builtin {
     /// MCP servers, commands, and the instruction files it reads. Every profile's list applies
     /// in every run (the host may start any agent in this project later), like `RUNS_LATER`.
     pub project: &'static [RunsLater],
+    /// The keys the credential broker holds for it (`net::broker`), when set on the host.
+    pub credentials: &'static [CredentialSpec],
 }
 
 /// A profile with the user's config applied.
@@ -59,6 +62,7 @@ pub struct Profile {
     pub notes: Vec<String>,
     /// For a profile of the user's own: the built-in profile it is based on.
     pub base: Option<String>,
+    pub credentials: Vec<Credential>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -87,6 +91,7 @@ impl From<&Builtin> for Profile {
             nested: b.nested,
             notes: strings(b.notes),
             base: None,
+            credentials: b.credentials.iter().map(Credential::from).collect(),
         }
     }
 }

@@ -29,6 +29,12 @@
 #     against the stand-in (aider must write a file in the project).
 #  6. The key on the host is unchanged, and the canary is in no request, output or file the
 #     agents wrote.
+#  7. The credential broker: Claude Code, Codex CLI and Gemini CLI again, with a fresh key in
+#     agentbox's host environment (not --env). The stand-in must get that key, alone, on every
+#     request; a dump of the sandbox (every process's environment and command line, the home,
+#     /run, /tmp) must hold the phantom and not the key; a request with an attacker's key
+#     through the broker must arrive with the real one; plain HTTP and CONNECT around it must be
+#     refused ("is brokered" in the net log).
 #
 # Every step has a timeout and the whole script has one ($AGENTS_TIMEOUT seconds, default 900).
 # On a 2-core machine a cold run (installs included) takes about 100s, a warm one about 15s.
@@ -112,6 +118,23 @@ aider_flags() {
 }
 
 TASK_MARKER='AGENTBOX-TASK:' # then a task id: the stand-in scripts one tool call per id
+# The credential broker's tool call (task ids broker-*): into the project, a dump of what the
+# sandbox shows (every process's environment and command line, the files of the home, /run,
+# /tmp) for the host to search for the real key; then a request with an attacker's key
+# through the broker (BROKER_PATH) and the same around it, by the proxy and by CONNECT, to the
+# stand-in (@PORT@: the stand-in puts its port in).
+broker_command() {
+  local header=$1 broker_path=$2 direct_path=$3 code="curl -s -m 20 -o /dev/null -w %{http_code}"
+  printf '%s' "{ for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do echo \"== \$f\"; \
+tr '\\0' '\\n' <\"\$f\"; done; find \"\$HOME\" /run /tmp -type f -readable -size -20M \
+-exec cat {} +; } >dump.txt 2>/dev/null; \
+echo via-broker=\$($code -H '$header' -H 'Content-Type: application/json' -d '{}' \
+http://127.0.0.3:3129$broker_path); \
+echo around=\$($code --noproxy '' -x http://127.0.0.1:3128 -H '$header' \
+http://127.0.0.1:@PORT@$direct_path); \
+echo connect=\$($code --noproxy '' -p -x http://127.0.0.1:3128 -H '$header' \
+http://127.0.0.1:@PORT@$direct_path); echo end"
+}
 TOOL_COMMAND='echo made-by-agent > proof.txt; cat ~/.ssh/id_rsa; echo end'
 # Issue 12's everyday loop: Claude Code's own Bash tool runs the project's tests with npm.
 NPM_TASK_COMMAND='npm test > npm-test.txt 2>&1; echo "npm-exit=$?"; echo end'
@@ -271,6 +294,10 @@ mkdir -p "$out/results"
 python3 "$here/standin.py" --exit-with-parent --port-file "$out/port" --log "$out/requests.jsonl" \
   --tool-results "$out/results" --command "$TOOL_COMMAND" --marker "$TASK_MARKER" \
   --task-command "claude-npm=$NPM_TASK_COMMAND" \
+  --task-command "broker-claude=$(broker_command 'x-api-key: sk-attacker' \
+    /anthropic/v1/messages/count_tokens /v1/messages/count_tokens)" \
+  --task-command "broker-codex=$(broker_command 'Authorization: Bearer sk-attacker' \
+    /openai/models /v1/models)" \
   >"$out/standin.err" 2>&1 &
 standin_pid=$!
 for _ in $(seq 100); do [[ -s $out/port ]] && break; sleep 0.1; done
@@ -456,6 +483,159 @@ if [[ -n $aider_ready ]]; then
     show aider.out aider.err
   fi
 fi
+
+# ---------------------------------------------------------------------------------------------
+step "credential broker: the key stays on the host (Claude Code, Codex CLI, Gemini CLI)"
+# The key is set in agentbox's own environment on the host (no --env): the profile's broker
+# holds it, the sandbox gets a phantom and a base URL pointing at the broker. The stand-in
+# must see the real key on every request (and nothing else in a credential header), the
+# dump the tool call made inside must not hold it (but hold the phantom: the dump saw the
+# environment), the request with the attacker's key must reach the stand-in only with the
+# real one, and the requests around the broker must be refused (net log: "is brokered").
+# broker_run AGENT TASK KEYVAR BASEVAR BASE COMMAND...: AGENT's broker task TASK with KEYVAR
+# (a fresh key) and BASEVAR=BASE (the stand-in) set on the host, then the checks.
+broker_run() {
+  local agent=$1 task=$2 keyvar=$3 basevar=$4 base=$5 key expect
+  shift 5
+  key="sk-$task-real-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
+  flags_for "$agent"
+  # The --env flags of the other runs would pass a dummy key: left out here.
+  local f=() i=0
+  while ((i < ${#FLAGS[@]})); do
+    if [[ ${FLAGS[i]} == --env ]]; then i=$((i + 2)); continue; fi
+    f+=("${FLAGS[i]}")
+    i=$((i + 1))
+  done
+  local proj=$work/projects/$task requests_before log_before
+  mkdir -p "$proj" && chown "$TEST_USER": "$proj"
+  requests_before=$(wc -l <"$out/requests.jsonl")
+  log_before=$(wc -l <"$netlog")
+  echo "$keyvar=<key> $basevar=$base agentbox run -v ${f[*]} -- $*"
+  RC=0
+  (cd "$proj" && timeout --foreground --kill-after=10 "$T_RUN" "${as_user[@]}" \
+    "$keyvar=$key" "$basevar=$base" "$AGENTBOX" run -v "${f[@]}" -- "$@" \
+    </dev/null >"$out/$task.out" 2>"$out/$task.err") || RC=$?
+  local result=$out/results/$task.txt ok=1
+  if ((RC == 0)) && contains "$out/$task.out" "$FINAL" && contains "$result" end; then
+    pass "$task: the scripted conversation runs through the broker"
+  else
+    fail "$task: the scripted conversation runs through the broker" "exit status $RC"
+    ok=
+  fi
+  if contains "$out/$task.err" "credential broker: $keyvar held by agentbox"; then
+    pass "$task: -v names the brokered key"
+  else
+    fail "$task: -v names the brokered key" "no such note"
+    ok=
+  fi
+  case $keyvar in
+    ANTHROPIC_API_KEY) expect="{\"x-api-key\": [\"$key\"]}" ;;
+    *) expect="{\"authorization\": [\"Bearer $key\"]}" ;;
+  esac
+  if python3 - "$out/requests.jsonl" "$requests_before" "$expect" <<'EOF'; then
+import json, sys
+entries = [json.loads(l) for l in open(sys.argv[1]).readlines()[int(sys.argv[2]):]]
+bad = [e for e in entries if e.get("credentials") != json.loads(sys.argv[3])]
+for e in bad:
+    print("  %s %s: %s" % (e["method"], e["path"], sorted(e.get("credentials") or {})),
+          file=sys.stderr)
+sys.exit(1 if bad or len(entries) < 3 else 0)
+EOF
+    pass "$task: every request reached the stand-in with the real key and no other"
+  else
+    fail "$task: every request reached the stand-in with the real key and no other" \
+      "see above (or fewer than 3 requests)"
+    ok=
+  fi
+  if contains "$result" via-broker=200; then
+    pass "$task: a request with an attacker's key through the broker is answered (real key)"
+  else
+    fail "$task: a request with an attacker's key through the broker is answered" \
+      "tool result: $(tr '\n' '|' <"$result" 2>/dev/null)"
+    ok=
+  fi
+  local refused
+  refused=$(tail -n +"$((log_before + 1))" "$netlog" | grep -c "$keyvar is brokered" || true)
+  if contains "$result" around=403 && ! contains "$result" connect=200 && ((refused >= 2)); then
+    pass "$task: plain HTTP and CONNECT around the broker are refused (net log: $refused)"
+  else
+    fail "$task: plain HTTP and CONNECT around the broker are refused" \
+      "tool result: $(tr '\n' '|' <"$result" 2>/dev/null); net log refusals: $refused"
+    ok=
+  fi
+  if [[ -s $proj/dump.txt ]] && grep -q sk-agentbox-phantom- "$proj/dump.txt" \
+    && ! grep -rqF -- "$key" "$proj" "$home"; then
+    pass "$task: the real key is in no process's environment or command line, no file of the home, /run or /tmp inside (the phantom is)"
+  else
+    fail "$task: the real key is nowhere inside" \
+      "dump.txt missing, without the phantom, or the key found in $proj or $home"
+    ok=
+  fi
+  if ! grep -qF -- "$key" "$out/$task.out" "$out/$task.err" "$netlog"; then
+    pass "$task: the key is in no output of agentbox nor in the net log"
+  else
+    fail "$task: the key is in no output of agentbox nor in the net log" "it is"
+    ok=
+  fi
+  [[ -n $ok ]] || show "$task.err" "$task.out" standin.err
+}
+
+broker_run claude broker-claude ANTHROPIC_API_KEY ANTHROPIC_BASE_URL "http://127.0.0.1:$PORT" \
+  claude -p "${TASK_MARKER}broker-claude run the shell command the harness gives you." \
+  --dangerously-skip-permissions
+# Codex 0.171 reads neither OPENAI_BASE_URL nor OPENAI_API_KEY for its built-in provider: a
+# provider of its own points at the broker and names the key variable (see its profile notes).
+broker_provider="{name=\"broker\",base_url=\"http://127.0.0.3:3129/openai\""
+broker_provider+=",env_key=\"OPENAI_API_KEY\",wire_api=\"responses\"}"
+broker_run codex broker-codex OPENAI_API_KEY OPENAI_BASE_URL "http://127.0.0.1:$PORT/v1" \
+  codex exec --skip-git-repo-check -c model_provider=broker -c model=gpt-standin \
+  -c "model_providers.broker=$broker_provider" --dangerously-bypass-approvals-and-sandbox \
+  "${TASK_MARKER}broker-codex run the shell command the harness gives you."
+
+# Gemini CLI: the stand-in scripts no tool call for it; its requests must carry the real key
+# alone, and the key must be in no file it left (its home, the project) nor in any output.
+broker_gemini() {
+  local task=broker-gemini key proj requests_before
+  key="AIza-$task-real-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
+  proj=$work/projects/$task
+  mkdir -p "$proj/.gemini"
+  echo '{"security": {"auth": {"selectedType": "gemini-api-key"}}}' >"$proj/.gemini/settings.json"
+  chown -R "$TEST_USER": "$proj"
+  flags_for gemini
+  local f=() i=0
+  while ((i < ${#FLAGS[@]})); do
+    if [[ ${FLAGS[i]} == --env ]]; then i=$((i + 2)); continue; fi
+    f+=("${FLAGS[i]}")
+    i=$((i + 1))
+  done
+  f+=(--env GEMINI_CLI_TRUST_WORKSPACE=true)
+  requests_before=$(wc -l <"$out/requests.jsonl")
+  echo "GEMINI_API_KEY=<key> GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:$PORT agentbox run ${f[*]} -- gemini -p ..."
+  RC=0
+  (cd "$proj" && timeout --foreground --kill-after=10 "$T_RUN" "${as_user[@]}" \
+    "GEMINI_API_KEY=$key" "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:$PORT" "$AGENTBOX" run \
+    "${f[@]}" -- gemini -p "${TASK_MARKER}$task say hello." \
+    </dev/null >"$out/$task.out" 2>"$out/$task.err") || RC=$?
+  if ((RC == 0)) && contains "$out/$task.out" "$FINAL" && python3 - "$out/requests.jsonl" \
+    "$requests_before" "$key" <<'EOF'; then
+import json, sys
+entries = [json.loads(l) for l in open(sys.argv[1]).readlines()[int(sys.argv[2]):]]
+bad = [e for e in entries if e.get("credentials") != {"x-goog-api-key": [sys.argv[3]]}]
+sys.exit(1 if bad or not entries else 0)
+EOF
+    pass "$task: -p completes through the broker, every request with the real key alone"
+  else
+    fail "$task: -p completes through the broker, every request with the real key alone" \
+      "exit status $RC"
+    show "$task.err" "$task.out"
+  fi
+  if ! grep -rqF -- "$key" "$proj" "$home" "$out/$task.out" "$out/$task.err" "$netlog"; then
+    pass "$task: the key is in no file it left, no output and not in the net log"
+  else
+    fail "$task: the key is in no file it left, no output and not in the net log" "it is"
+  fi
+}
+broker_gemini
 
 # ---------------------------------------------------------------------------------------------
 step "the canary"

@@ -40,6 +40,7 @@ FINAL_TEXT = "AGENTBOX-STANDIN-FINAL: the command ran."
 SIDE_TEXT = "AGENTBOX-STANDIN-FINAL"
 LOGGED_HEADERS = ("user-agent", "anthropic-version", "anthropic-beta", "x-app", "content-type",
                   "accept", "host", "originator", "x-goog-api-client", "openai-beta")
+CREDENTIAL_HEADERS = ("x-api-key", "authorization", "x-goog-api-key", "api-key")
 USAGE_ANTHROPIC = {"input_tokens": 12, "output_tokens": 8,
                    "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
@@ -50,6 +51,7 @@ class State:
         self.lock = threading.Lock()
         self.tool_calls_sent = set()
         self.seq = 0
+        self.port = None
 
     def task(self, texts):
         """The task id in the first user text that carries the marker ("MARKER<id> ...")."""
@@ -59,6 +61,15 @@ class State:
                 m = re.match(r"[A-Za-z0-9_-]+", text[at + len(self.args.marker):])
                 return m.group(0) if m else "task"
         return None
+
+    def command_for(self, task):
+        """--task-command ID=CMD for this task (@PORT@ in it is this server's port), else
+        --command."""
+        for spec in self.args.task_command:
+            tid, _, cmd = spec.partition("=")
+            if tid == task:
+                return cmd.replace("@PORT@", str(self.port))
+        return self.args.command
 
     def save_result(self, task, text):
         with open(os.path.join(self.args.tool_results, task + ".txt"), "w") as f:
@@ -70,14 +81,6 @@ class State:
             first = task not in self.tool_calls_sent
             self.tool_calls_sent.add(task)
             return first
-
-    def command(self, task):
-        """What the scripted tool call of TASK runs: its --task-command, else --command."""
-        for spec in self.args.task_command:
-            name, _, command = spec.partition("=")
-            if name == task:
-                return command
-        return self.args.command
 
     def next_id(self, prefix):
         with self.lock:
@@ -190,7 +193,7 @@ def anthropic_messages(state, body):
     tools = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
     if "Bash" in tools and task and state.claim(task):
         block = {"type": "tool_use", "id": TOOL_USE_ID, "name": "Bash",
-                 "input": {"command": state.command(task),
+                 "input": {"command": state.command_for(task),
                            "description": "Run the command the test harness asks for"}}
         return "tool_use", anthropic_reply(state, body, [block], "tool_use")
     fmt = (body.get("output_config") or {}).get("format") or {}
@@ -216,7 +219,7 @@ def openai_responses(state, body):
         kind = "tool_use"
         item = {"type": "function_call", "id": item_id, "status": "completed",
                 "call_id": CALL_ID, "name": "exec_command",
-                "arguments": json.dumps({"cmd": state.command(task)})}
+                "arguments": json.dumps({"cmd": state.command_for(task)})}
     else:
         kind, item = "side", None
     if item is None:
@@ -295,7 +298,11 @@ class Handler(BaseHTTPRequestHandler):
                  "kind": kind,
                  "headers": {k: self.headers.get(k) for k in LOGGED_HEADERS
                              if self.headers.get(k) is not None},
-                 "body": body}
+                 "body": body,
+                 # Every value of every header that can carry a key (for the credential
+                 # broker's checks); the log stays in the test's private directory.
+                 "credentials": {k: self.headers.get_all(k) for k in CREDENTIAL_HEADERS
+                                 if self.headers.get_all(k)}}
         with self.server.state.lock, open(self.server.state.args.log, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
@@ -377,9 +384,9 @@ def main():
     p.add_argument("--tool-results", metavar="DIR",
                    help="where AGENT.txt gets the output of the scripted tool call")
     p.add_argument("--command", help="what the scripted tool call runs")
-    p.add_argument("--task-command", metavar="TASK=COMMAND", action="append", default=[],
-                   help="what the scripted tool call of task TASK runs instead of --command")
     p.add_argument("--marker", help="text that marks the main task")
+    p.add_argument("--task-command", action="append", default=[], metavar="ID=CMD",
+                   help="what the scripted tool call runs for task ID (else --command)")
     p.add_argument("--aider-file", default="made_by_aider.txt")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="exit when the process that started this one is gone")
@@ -393,6 +400,7 @@ def main():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     srv.state = State(args)
+    srv.state.port = srv.server_address[1]
     with open(args.port_file + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
     os.replace(args.port_file + ".tmp", args.port_file)

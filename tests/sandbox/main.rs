@@ -15,6 +15,7 @@ mod harness;
 
 mod allow;
 mod audit;
+mod broker;
 mod cli;
 mod doctor;
 mod env;

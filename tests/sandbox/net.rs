@@ -144,7 +144,8 @@ fn an_explicit_loopback_allow_reaches_the_host_and_nothing_else_does() {
     each_user(|w| {
         let port = http_server("hello-loopback", 10);
         let allow = format!("127.0.0.1:{port}");
-        // With the host's loopback allowed, loopback goes through the proxy (NO_PROXY empty).
+        // With the host's loopback allowed, loopback goes through the proxy (NO_PROXY names only
+        // the broker's own address).
         let out = w
             .sh(
                 &["--allow-domain", &allow],

@@ -57,8 +57,11 @@ fn the_claude_profile_runs_keeps_its_login_and_nothing_else() {
         let out = first.ok();
         assert!(out.contains("renamed"), "{out}\n{}", first.stderr());
         assert!(out.contains("no-ssh"), "{out}");
-        // Its key passes, other secrets do not; telemetry is off unless asked for.
-        assert!(out.contains("key=sk-test telemetry=1 other=unset"), "{out}");
+        // Its key is the credential broker's (a phantom inside), other secrets do not pass;
+        // telemetry is off unless asked for.
+        assert!(out.contains("key=sk-agentbox-phantom-"), "{out}");
+        assert!(out.contains("telemetry=1 other=unset"), "{out}");
+        assert!(!out.contains("sk-test"), "{out}");
         // The login (written by rename onto ~/.claude.json) survives into the next run...
         let second = run_claude(w, &path, &[]).ok();
         assert!(second.contains("state: {\"login\":\"ok\"}"), "{second}");

@@ -2,6 +2,7 @@
 //! 127.0.0.1 (never any other address: destinations that must be refused are refused before any
 //! dial, and the pure checks for other addresses live in `dial`'s tests), every wait bounded.
 
+mod broker;
 mod flows;
 mod robust;
 
@@ -95,6 +96,7 @@ impl Proxy {
             ],
             log: Some(file),
             reload: None,
+            broker: vec![],
         };
         let handle = start_with(listener, cfg, tuning).unwrap();
         Proxy {
