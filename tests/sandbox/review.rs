@@ -1,0 +1,83 @@
+//! Attacks on what issue 12 added, from a security review: each is planted the way a sandbox
+//! could plant it (in a run, in the project) and exploited in a later run or on the host.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+
+use crate::harness::each_user;
+
+fn exe(path: &Path, body: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, body).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `~/.local/bin/mytool` links to a build product in the project (`ln -s` after a build, the
+/// usual way to try a tool one writes). The agent rewrites that product with a `#!` line
+/// naming the user's key: the next run must not show the key as "the interpreter".
+#[test]
+fn a_shebang_written_by_the_sandbox_shows_no_file_of_the_home() {
+    each_user(|w| {
+        let key = w.home.join(".ssh/id_rsa");
+        w.write("home/.ssh/id_rsa", "PRIVATE-KEY-MATERIAL\n");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        let product = w.project.join("target/mytool");
+        exe(&product, "#!/bin/sh\necho built\n");
+        let bin = w.home.join(".local/bin");
+        fs::create_dir_all(&bin).unwrap();
+        symlink(&product, bin.join("mytool")).unwrap();
+        w.chown_all();
+        // Control: on the host the key is readable.
+        assert!(w.host_sh("cat ~/.ssh/id_rsa").ok().contains("PRIVATE-KEY"));
+        // Run 1: the agent rewrites the product; its `#!` names the key.
+        let plant = format!(
+            "printf '#!{}\\necho x\\n' > target/mytool && echo planted",
+            key.display()
+        );
+        assert!(w.sh(&[], &plant).ok().contains("planted"));
+        assert!(
+            fs::read_to_string(&product)
+                .unwrap()
+                .contains(".ssh/id_rsa")
+        );
+        // Run 2: the key stays out of reach.
+        let out = w.sh(&[], "cat ~/.ssh/id_rsa; ls ~/.ssh; echo end");
+        let text = out.stdout();
+        assert!(text.contains("end"), "{text}{}", out.stderr());
+        assert!(!text.contains("PRIVATE-KEY"), "{text}");
+        assert!(!text.contains("id_rsa"), "{text}");
+    });
+}
+
+/// A program in `~/.local/bin` that links into a directory of its own is followed and its
+/// directory shown (so it runs), but what else is in there is scanned as a project is: a
+/// `.env` beside it stays masked.
+#[test]
+fn a_followed_package_directory_is_scanned_for_secrets() {
+    each_user(|w| {
+        let bin = w.home.join(".local/bin");
+        exe(
+            &w.home.join("apps/tool/bin/tool"),
+            "#!/bin/sh\necho tool ran\n",
+        );
+        w.write("home/apps/tool/.env", "TOOL_TOKEN=pkg-secret-value\n");
+        fs::create_dir_all(&bin).unwrap();
+        symlink(w.home.join("apps/tool/bin/tool"), bin.join("tool")).unwrap();
+        w.chown_all();
+        // Control: the host reads it.
+        assert!(
+            w.host_sh("cat ~/apps/tool/.env")
+                .ok()
+                .contains("pkg-secret")
+        );
+        let path = format!("PATH=$PATH:{}", bin.display());
+        let out = w.sh(
+            &[],
+            &format!("{path}; tool; cat ~/apps/tool/.env; echo end"),
+        );
+        let text = out.ok();
+        assert!(text.contains("tool ran") && text.contains("end"), "{text}");
+        assert!(!text.contains("pkg-secret-value"), "{text}");
+    });
+}
