@@ -100,8 +100,8 @@ pub(crate) fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
 }
 
 /// Where the sandbox writes or wrote: the writable roots and agentbox's data directory (agent
-/// homes, caches). A toolchain found there is not trusted.
-fn untrusted(user: &User, project: &Project) -> Vec<PathBuf> {
+/// homes, caches). A toolchain found there is not trusted, nor a tool run on the host.
+pub(crate) fn untrusted(user: &User, project: &Project) -> Vec<PathBuf> {
     let mut v = project.writable();
     let data = user.env.data_home(&user.home).join("agentbox");
     v.extend(fs::canonicalize(&data).ok());

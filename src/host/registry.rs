@@ -204,14 +204,21 @@ impl Tool<'_> {
     /// `program args`, from `/`, with the scrubbed environment plus the variables starting
     /// with one of `prefixes`; its stdout, where it exits 0 in time.
     fn ask(&self, program: &str, args: &[&str], prefixes: &[&str]) -> Option<String> {
+        // Judged and used where they really are: a PATH entry spelled through a symlink
+        // (`~/src` a link to `/data/src`) into a writable root is that writable root.
         let path: Vec<PathBuf> = self
             .env
             .path_dirs()
-            .into_iter()
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
             .filter(|d| !self.is_untrusted(d))
             .collect();
-        let exe = path.iter().map(|d| d.join(program)).find(|p| p.is_file())?;
-        if self.is_untrusted(&std::fs::canonicalize(&exe).ok()?) {
+        let found = path.iter().map(|d| d.join(program)).find(|p| p.is_file())?;
+        // Run by its real path: a link in a writable root could be pointed elsewhere after
+        // this check, and a venv's python run through its link there imports that venv's
+        // packages (the project's, on the host).
+        let exe = std::fs::canonicalize(found).ok()?;
+        if self.is_untrusted(&exe) {
             return None;
         }
         let mut cmd = Command::new(&exe);
@@ -277,10 +284,8 @@ pub fn allow(
     if policy.filter.registries.is_empty() {
         return Ok(Vec::new());
     }
-    let env = &facts.user.env;
-    let mut untrusted = facts.project.writable();
-    untrusted.push(env.data_home(&facts.user.home).join("agentbox"));
-    let found = probe(&policy.filter.registries, env, &untrusted)?;
+    let untrusted = crate::host::untrusted(&facts.user, &facts.project);
+    let found = probe(&policy.filter.registries, &facts.user.env, &untrusted)?;
     let mut notes = Vec::new();
     for r in found {
         policy.filter.add_allowed(&r.hosts)?;

@@ -81,3 +81,51 @@ fn a_followed_package_directory_is_scanned_for_secrets() {
         assert!(!text.contains("pkg-secret-value"), "{text}");
     });
 }
+
+/// `--allow-registry pypi` asks the host's pip. The user's PATH reaches the project's venv
+/// through a symlink (`~/link` to the project, as with a code directory linked into the
+/// home); run 1 puts a `pip` of its own in that venv. Run 2 must not run it on the host.
+#[test]
+fn allow_registry_runs_no_tool_of_the_project_reached_through_a_link() {
+    each_user(|w| {
+        let marker = w.home.join("PWNED");
+        let plant = format!(
+            "python3 -m venv --without-pip .venv && \
+             d=$(echo .venv/lib/python3*/site-packages)/pip && mkdir -p $d && : > $d/__init__.py && \
+             printf 'open(\"{}\", \"w\").write(\"ran\")\\n' > $d/__main__.py && echo planted",
+            marker.display()
+        );
+        assert!(w.sh(&[], &plant).ok().contains("planted"));
+        let link = w.home.join("link");
+        symlink(&w.project, &link).unwrap();
+        w.chown_all();
+        let venv_bin = link.join(".venv/bin");
+        // Control: the planted pip runs where that python is run (on the host, here).
+        let control = w.host_sh(&format!("{}/python3 -m pip", venv_bin.display()));
+        assert_eq!(control.code(), 0, "{}", control.stderr());
+        assert!(marker.exists());
+        fs::remove_file(&marker).unwrap();
+        let path = format!("{}:{}", venv_bin.display(), crate::harness::PATH);
+        let mut c = w.cmd(
+            &[
+                "run",
+                "--net",
+                "filtered",
+                "--allow-registry",
+                "pypi",
+                "--",
+                "true",
+            ]
+            .map(std::ffi::OsStr::new),
+        );
+        c.env("PATH", path);
+        let out = crate::harness::Out(c.output().unwrap());
+        assert_eq!(out.code(), 0, "{}", out.stderr());
+        assert!(
+            out.stderr().contains("--allow-registry pypi"),
+            "{}",
+            out.stderr()
+        );
+        assert!(!marker.exists(), "the project's pip ran on the host");
+    });
+}
