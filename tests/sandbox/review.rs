@@ -5,7 +5,9 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use crate::harness::each_user;
+use std::ffi::OsStr;
+
+use crate::harness::{Out, each_user};
 
 fn exe(path: &Path, body: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -127,5 +129,45 @@ fn allow_registry_runs_no_tool_of_the_project_reached_through_a_link() {
             out.stderr()
         );
         assert!(!marker.exists(), "the project's pip ran on the host");
+    });
+}
+
+/// agentbox's config kept in a dotfiles checkout (`~/.config/agentbox` a link into it): a run
+/// in that checkout could rewrite the config, and so its next runs (and, through the live
+/// pick-up, this one). Refused, as is a `--rw` path that holds where the config would be made.
+#[test]
+fn a_config_the_agent_could_write_is_refused() {
+    each_user(|w| {
+        let dotfiles = w.home.join("src/project/agentbox");
+        w.write(
+            "home/src/project/agentbox/config.toml",
+            "[defaults]\nallow_domains = [\"a.example\"]\n",
+        );
+        symlink(&dotfiles, w.home.join(".config/agentbox")).unwrap();
+        w.write("home/src/other/file", "x\n");
+        w.chown_all();
+        // Control: the linked config is agentbox's config (its key shows in the plan).
+        let mut c = w.cmd(&["run", "--net", "filtered", "--dry-run", "--", "true"].map(OsStr::new));
+        c.current_dir(w.home.join("src/other"));
+        let out = Out(c.output().unwrap());
+        assert!(out.ok().contains("a.example"), "{}", out.stdout());
+        // In the checkout that holds it: refused before anything runs.
+        let out = w.sh(&[], "echo ran > ran-marker");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(
+            out.stderr().contains("agentbox's config"),
+            "{}",
+            out.stderr()
+        );
+        assert!(!w.project.join("ran-marker").exists());
+        // A --rw path where the config would be made, not made yet.
+        fs::remove_file(w.home.join(".config/agentbox")).unwrap();
+        let cfg = w.home.join(".config").display().to_string();
+        let out = w.sh(&["--rw", &cfg], "echo ran > ran-marker");
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(!w.project.join("ran-marker").exists());
+        // Control: without it, the same run runs.
+        assert_eq!(w.sh(&[], "echo ran > ran-marker").code(), 0);
+        assert!(w.project.join("ran-marker").exists());
     });
 }
