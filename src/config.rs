@@ -398,7 +398,7 @@ pub fn merge(
         if p.trusted {
             layer(args, &p.settings, home, &name)?;
         } else {
-            let (keep, ignored) = tightening(
+            let (mut keep, mut ignored) = tightening(
                 &p.settings,
                 args.net.or(user
                     .defaults
@@ -406,6 +406,29 @@ pub fn merge(
                     .as_deref()
                     .and_then(|n| net_arg(n, "").ok())),
             );
+            // A limit counts only where it is lower than the one the user set: layered first,
+            // a higher one would replace the user's.
+            let mine: Vec<&Settings> = profiles::chain(profile, &user.profile)
+                .iter()
+                .filter_map(|n| user.profile.get(n))
+                .chain([&user.defaults])
+                .collect();
+            let size =
+                |m: &Option<String>| m.as_deref().and_then(|m| crate::limits::parse_size(m).ok());
+            let user_memory = args.memory.or(mine.iter().find_map(|s| size(&s.memory)));
+            if let (Some(theirs), Some(ours)) = (size(&keep.memory), user_memory)
+                && theirs > ours
+            {
+                keep.memory = None;
+                ignored.push("memory");
+            }
+            let user_pids = args.pids.or(mine.iter().find_map(|s| s.pids));
+            if let (Some(theirs), Some(ours)) = (keep.pids, user_pids)
+                && theirs > ours
+            {
+                keep.pids = None;
+                ignored.push("pids");
+            }
             layer(args, &keep, home, &name)?;
             if !ignored.is_empty() {
                 let why = if p.changed {
