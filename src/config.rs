@@ -398,21 +398,18 @@ pub fn merge(
         if p.trusted {
             layer(args, &p.settings, home, &name)?;
         } else {
-            let (mut keep, mut ignored) = tightening(
-                &p.settings,
-                args.net.or(user
-                    .defaults
-                    .net
-                    .as_deref()
-                    .and_then(|n| net_arg(n, "").ok())),
-            );
-            // A limit counts only where it is lower than the one the user set: layered first,
-            // a higher one would replace the user's.
+            // What the user set, as the layers below will apply it: the profile's chain first.
             let mine: Vec<&Settings> = profiles::chain(profile, &user.profile)
                 .iter()
                 .filter_map(|n| user.profile.get(n))
                 .chain([&user.defaults])
                 .collect();
+            let user_net = mine
+                .iter()
+                .find_map(|s| s.net.as_deref().and_then(|n| net_arg(n, "").ok()));
+            let (mut keep, mut ignored) = tightening(&p.settings, args.net.or(user_net));
+            // A limit counts only where it is lower than the one the user set: layered first,
+            // a higher one would replace the user's.
             let size =
                 |m: &Option<String>| m.as_deref().and_then(|m| crate::limits::parse_size(m).ok());
             let user_memory = args.memory.or(mine.iter().find_map(|s| size(&s.memory)));

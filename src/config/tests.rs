@@ -116,6 +116,20 @@ fn an_untrusted_project_file_only_tightens() {
     )
     .unwrap();
     assert_eq!(a.net, Some(NetArg::None));
+
+    // Stricter than the user's defaults, looser than the profile's own: not tightening.
+    let u = user("[defaults]\nnet = \"host\"\n[profile.claude]\nnet = \"none\"\n");
+    let mut a = args(&[]);
+    let w = merge(
+        &mut a,
+        &u,
+        "claude",
+        Some(&project("net = \"filtered\"\n", false)),
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert_eq!(a.net, Some(NetArg::None));
+    assert!(w[0].contains("net"), "{w:?}");
 }
 
 #[test]
