@@ -148,11 +148,14 @@ fn trust_record(dir: &Path, project: &Path) -> PathBuf {
     dir.join("trusted").join(key)
 }
 
+/// A project's file larger than this is refused (it is a few lines of settings).
+pub const MAX_PROJECT_FILE: u64 = 1 << 20;
+
 pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>> {
     let file = project.join(PROJECT_FILE);
     // In the project, where a run could have left a FIFO (a plain read would hang here, and
     // in the proxy's live pick-up) or a link to something endless.
-    let bytes = match crate::hostfs::read_regular(&file, true, 1 << 20)? {
+    let bytes = match crate::hostfs::read_regular(&file, true, MAX_PROJECT_FILE)? {
         Some(b) => b,
         None => return Ok(None),
     };
@@ -174,7 +177,8 @@ pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>>
 }
 
 /// Records the project's file as it is now, without showing it (`projectfile::trust` shows
-/// it first).
+/// it first, and records the very bytes shown): for tests.
+#[cfg(test)]
 pub fn trust(dir: &Path, project: &Path) -> Result<PathBuf> {
     let file = project.join(PROJECT_FILE);
     let bytes = fs::read(&file).map_err(|e| {

@@ -122,9 +122,10 @@ pub fn loosening(s: &Settings) -> Vec<String> {
 pub fn trust(project: Option<PathBuf>, yes: bool, env: &Env) -> Result<ExitCode> {
     let dir = project_dir(project, env)?;
     let file = dir.join(PROJECT_FILE);
-    let bytes = std::fs::read(&file).map_err(|e| {
+    // Read as a run reads it: a FIFO the agent left there must not hang this command.
+    let bytes = crate::hostfs::read_regular(&file, true, config::MAX_PROJECT_FILE)?.ok_or_else(|| {
         Fail::hint(
-            format!("{}: {e}", printable(file.as_os_str())),
+            format!("{}: no such file", printable(file.as_os_str())),
             "run agentbox trust in a project that has a .agentbox.toml (agentbox init writes one)",
         )
     })?;

@@ -171,3 +171,35 @@ fn a_config_the_agent_could_write_is_refused() {
         assert!(w.project.join("ran-marker").exists());
     });
 }
+
+/// A run can leave a FIFO where the project's file goes: `agentbox trust` must not hang on it
+/// (a run and the live pick-up already read it without blocking).
+#[test]
+fn trust_does_not_hang_on_a_planted_fifo() {
+    each_user(|w| {
+        let out = w.sh(&[], "mkfifo .agentbox.toml && echo planted");
+        assert!(out.ok().contains("planted"));
+        // Control: a plain read blocks on it.
+        assert_eq!(w.host_sh("timeout 1 cat .agentbox.toml").code(), 124);
+        let mut child = w
+            .cmd(&["trust", "--yes"].map(OsStr::new))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut status = None;
+        for _ in 0..100 {
+            status = child.try_wait().unwrap();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if status.is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("agentbox trust hung on a FIFO");
+        }
+        assert_eq!(status.unwrap().code(), Some(125));
+    });
+}
