@@ -381,6 +381,19 @@ fn names_a_credential(p: &Path) -> bool {
     ["token", "password", "_auth", "secret", "credential"]
         .iter()
         .any(|w| lower.contains(w))
+        || lower.split("://").skip(1).any(url_with_password)
+}
+
+/// Whether the text after a `://` starts with a URL that carries a password
+/// (`user:pass@host`, as in a proxy or registry URL in cargo's config).
+fn url_with_password(rest: &str) -> bool {
+    let authority = rest
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '/' | '?' | '#'))
+        .next()
+        .unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
 }
 
 /// The caches for the tools found on the host's PATH or in a toolchain's PATH entries.
@@ -447,6 +460,27 @@ mod tests {
 
     fn dests(t: &Tools) -> Vec<PathBuf> {
         t.shown.iter().map(|s| s.1.clone()).collect()
+    }
+
+    #[test]
+    fn a_config_with_a_password_in_a_url_names_a_credential() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("config.toml");
+        let with = |text: &str| {
+            fs::write(&f, text).unwrap();
+            names_a_credential(&f)
+        };
+        assert!(with(
+            "[http]\nproxy = \"http://me:hunter2@proxy.example:8080\"\n"
+        ));
+        assert!(with(
+            "[source.m]\nregistry = \"sparse+https://u:p@m.example/index/\"\n"
+        ));
+        assert!(!with("[http]\nproxy = \"http://proxy.example:8080\"\n"));
+        assert!(!with(
+            "[source.m]\nregistry = \"https://m.example/a@b:c\"\n"
+        ));
+        assert!(!with("[build]\njobs = 4\n"));
     }
 
     #[test]
