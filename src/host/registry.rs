@@ -72,7 +72,7 @@ pub fn probe(names: &[String], env: &Env, untrusted: &[PathBuf]) -> Result<Vec<R
             "npm" => tool.npm(),
             "pypi" | "pip" => tool.pip(),
             "go" => tool.go(),
-            "cargo" => cargo(env),
+            "cargo" => cargo(env, untrusted),
             other => {
                 return Err(Fail::hint(
                     format!("--allow-registry {other}: not a registry agentbox knows"),
@@ -296,15 +296,38 @@ pub fn allow(
 
 /// cargo's registries from the user's own cargo config (never the project's): the source
 /// that replaces the default one, and named registries; and their variables.
-fn cargo(env: &Env) -> Registry {
+fn cargo(env: &Env, untrusted: &[PathBuf]) -> Registry {
     let home = match (env.var("CARGO_HOME"), env.home()) {
         (Some(h), _) => PathBuf::from(h),
         (None, Ok(h)) => h.join(".cargo"),
         (None, Err(_)) => return unsaid("cargo", "no home to find cargo's config in"),
     };
-    let text = ["config.toml", "config"]
+    // A CARGO_HOME in the project (set per directory, as direnv does) holds what the agent
+    // wrote: its registries are not the user's.
+    let files: Vec<PathBuf> = ["config.toml", "config"]
         .iter()
-        .find_map(|f| std::fs::read_to_string(home.join(f)).ok())
+        .filter_map(|f| std::fs::canonicalize(home.join(f)).ok())
+        .collect();
+    if let Some(f) = files
+        .iter()
+        .find(|f| untrusted.iter().any(|u| f.starts_with(u)))
+    {
+        return unsaid(
+            "cargo",
+            &format!(
+                "cargo's config {} is where the sandbox can write, so it is not read",
+                crate::text::printable(f.as_os_str())
+            ),
+        );
+    }
+    let text = files
+        .iter()
+        .find_map(|f| {
+            crate::hostfs::read_regular(f, false, MAX_OUTPUT)
+                .ok()
+                .flatten()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default();
     let cfg: toml::Table = toml::from_str(&text).unwrap_or_default();
     let mut urls: Vec<String> = Vec::new();
@@ -390,10 +413,18 @@ mod tests {
             "[source.crates-io]\nreplace-with = \"m\"\n[source.m]\nregistry = \"sparse+http://127.0.0.1:7878/\"\n",
         )
         .unwrap();
-        let r = cargo(&env);
+        let r = cargo(&env, &[]);
         assert_eq!(r.hosts, ["127.0.0.1:7878", "mine.example"]);
+        // The same config where the sandbox writes: not read.
+        let real = std::fs::canonicalize(home.path()).unwrap();
+        let r = cargo(&env, &[real]);
+        assert!(
+            r.hosts.is_empty() && r.note.contains("not read"),
+            "{}",
+            r.note
+        );
         let empty = Env::new(vec![("HOME".into(), "/nonexistent".into())], Path::new("/"));
-        let r = cargo(&empty);
+        let r = cargo(&empty, &[]);
         assert!(
             r.hosts.is_empty() && r.note.contains("--learn"),
             "{}",
