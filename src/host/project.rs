@@ -139,7 +139,7 @@ impl Project {
 fn config_outside(user: &User, writable: &[PathBuf]) -> Result<()> {
     let dir = user.env.config_home(&user.home).join("agentbox");
     let places = [dir.clone(), dir.join("config.toml"), dir.join("trusted")];
-    for real in places.iter().filter_map(|p| resolved(p)) {
+    for real in places.iter().filter_map(|p| super::resolved(p)) {
         if let Some(root) = writable.iter().find(|r| real.starts_with(r)) {
             return Err(Fail::hint(
                 format!(
@@ -156,19 +156,6 @@ fn config_outside(user: &User, writable: &[PathBuf]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Where `path` is or would be made: its nearest existing ancestor resolved, the rest as
-/// named (a config the agent has yet to create counts too).
-fn resolved(path: &Path) -> Option<PathBuf> {
-    let mut rest = Vec::new();
-    for dir in path.ancestors() {
-        if let Ok(real) = fs::canonicalize(dir) {
-            return Some(rest.iter().rev().fold(real, |p, c| p.join(c)));
-        }
-        rest.push(dir.file_name()?);
-    }
-    None
 }
 
 /// A writable root the user cannot write is refused before the run, not found out by the
@@ -270,9 +257,12 @@ mod tests {
         fs::create_dir(real.join("checkout")).unwrap();
         std::os::unix::fs::symlink(real.join("checkout"), real.join("link")).unwrap();
         assert_eq!(
-            resolved(&real.join("link/agentbox/config.toml")),
+            super::super::resolved(&real.join("link/agentbox/config.toml")),
             Some(real.join("checkout/agentbox/config.toml"))
         );
-        assert_eq!(resolved(&real.join("link")), Some(real.join("checkout")));
+        assert_eq!(
+            super::super::resolved(&real.join("link")),
+            Some(real.join("checkout"))
+        );
     }
 }

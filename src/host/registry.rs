@@ -236,7 +236,16 @@ impl Tool<'_> {
                     name.to_ascii_lowercase()
                         .starts_with(&p.to_ascii_lowercase())
                 });
-            if keep {
+            // A variable naming a file where the sandbox writes (a per-directory
+            // PIP_CONFIG_FILE, npm_config_userconfig or GOENV in the project) would let the
+            // agent choose the answer: left out.
+            let names_untrusted = || {
+                std::env::split_paths(v)
+                    .filter(|p| p.is_absolute())
+                    .filter_map(|p| crate::host::resolved(&p))
+                    .any(|p| self.is_untrusted(&p))
+            };
+            if keep && !names_untrusted() {
                 cmd.env(OsString::from(k), v);
             }
         }

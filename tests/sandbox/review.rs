@@ -203,3 +203,53 @@ fn trust_does_not_hang_on_a_planted_fifo() {
         assert_eq!(status.unwrap().code(), Some(125));
     });
 }
+
+/// The user's environment names a pip config in the project (set per directory, as direnv
+/// does). Run 1 writes an index there; `--allow-registry pypi` in run 2 must not allow it.
+#[test]
+fn allow_registry_ignores_a_tool_config_the_sandbox_wrote() {
+    each_user(|w| {
+        let out = w.sh(
+            &[],
+            "printf '[global]\\nindex-url = https://planted.example/simple\\n' > pip.conf && \
+             echo planted",
+        );
+        assert!(out.ok().contains("planted"));
+        let conf = w.project.join("pip.conf");
+        // Control: pip on the host reads it and names the planted index.
+        let control = w.host_sh(&format!(
+            "PIP_CONFIG_FILE={} python3 -m pip config list",
+            conf.display()
+        ));
+        assert!(
+            control.ok().contains("planted.example"),
+            "{}",
+            control.stderr()
+        );
+        let mut c = w.cmd(
+            &[
+                "run",
+                "--net",
+                "filtered",
+                "--allow-registry",
+                "pypi",
+                "--",
+                "true",
+            ]
+            .map(OsStr::new),
+        );
+        c.env("PIP_CONFIG_FILE", &conf);
+        let out = Out(c.output().unwrap());
+        assert_eq!(out.code(), 0, "{}", out.stderr());
+        assert!(
+            out.stderr().contains("--allow-registry pypi"),
+            "{}",
+            out.stderr()
+        );
+        assert!(
+            !out.stderr().contains("planted.example"),
+            "{}",
+            out.stderr()
+        );
+    });
+}
