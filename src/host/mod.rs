@@ -116,6 +116,7 @@ pub(crate) fn resolved(path: &Path) -> Option<PathBuf> {
 /// homes, caches). A toolchain found there is not trusted, nor a tool run on the host.
 pub(crate) fn untrusted(user: &User, project: &Project) -> Vec<PathBuf> {
     let mut v = project.writable();
+    v.extend(project.linked_commons());
     let data = user.env.data_home(&user.home).join("agentbox");
     v.extend(fs::canonicalize(&data).ok());
     v.push(data);

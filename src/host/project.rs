@@ -122,6 +122,20 @@ impl Project {
         self.roots.iter().map(|r| r.path.clone()).collect()
     }
 
+    /// The common git directories of linked worktrees in the writable roots: bound
+    /// read-write for git, so written by the sandbox too.
+    pub fn linked_commons(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self
+            .roots
+            .iter()
+            .flat_map(|r| &r.git)
+            .filter_map(|g| g.linked_common.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// A made-up project for tests: `dir`, its root with nothing found in it.
     #[cfg(test)]
     pub fn fixture(dir: &str) -> Project {
