@@ -253,3 +253,39 @@ fn allow_registry_ignores_a_tool_config_the_sandbox_wrote() {
         );
     });
 }
+
+/// A toolchain credential masked inside a toolchain shown read-only, with an agent's
+/// persistent home: the mask stays in force, and the clean-up of the home after the run does
+/// not go looking for the mask's path in the home (where it never was) and warn.
+#[test]
+fn a_mask_inside_a_toolchain_leaves_the_agent_home_clean_and_quiet() {
+    each_user(|w| {
+        let v1 = w.home.join(".nvm/versions/node/v1");
+        fs::create_dir_all(v1.join("bin")).unwrap();
+        symlink("/usr/bin/node", v1.join("bin/node")).unwrap();
+        w.write(
+            "home/.nvm/versions/node/v1/etc/npmrc",
+            "//r.example/:_authToken=npm-token-value\n",
+        );
+        w.chown_all();
+        assert!(
+            w.host_sh("cat ~/.nvm/versions/node/v1/etc/npmrc")
+                .ok()
+                .contains("npm-token")
+        );
+        let out = w.sh(
+            &["--profile", "claude"],
+            "cat ~/.nvm/versions/node/v1/etc/npmrc; ls ~/.nvm/versions/node/v1/bin; echo end",
+        );
+        let text = out.ok();
+        assert!(text.contains("node") && text.contains("end"), "{text}");
+        assert!(!text.contains("npm-token"), "{text}");
+        assert!(
+            !out.stderr().contains("cleaning the agent's home"),
+            "{}",
+            out.stderr()
+        );
+        let agent_home = w.home.join(".local/share/agentbox/home/claude");
+        assert!(agent_home.is_dir() && !agent_home.join(".nvm").exists());
+    });
+}
