@@ -75,6 +75,16 @@ pub fn loosening(s: &Settings) -> Vec<String> {
     add("ro", "more paths shown read-only", &s.ro);
     add("rw", "more paths the agent may WRITE", &s.rw);
     add("env", "host variables passed in", &s.env);
+    // Untrusted, a limit counts only below the user's own; trusted, as it is.
+    if let Some(m) = &s.memory {
+        out.push(format!(
+            "memory = {:?}: counts even above the limit you set",
+            printable_str(m)
+        ));
+    }
+    if let Some(p) = s.pids {
+        out.push(format!("pids = {p}: counts even above the limit you set"));
+    }
     if let Some(n) = s.net.as_deref().filter(|n| *n != "none") {
         out.push(format!(
             "net = {:?}: the network on (untrusted, only a stricter one counts)",
@@ -308,7 +318,8 @@ mod tests {
         )
         .unwrap();
         let l = loosening(&s);
-        assert_eq!(l.len(), 3, "{l:?}");
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert!(l.iter().any(|x| x.starts_with("memory = \"1G\"")));
         assert!(l[0].starts_with("rw: more paths the agent may WRITE: /srv"));
         assert!(l.iter().any(|x| x.starts_with("docker = true")));
         // Tightening keys loosen nothing.
@@ -325,10 +336,12 @@ mod tests {
              allow_private_hosts = [\"mirror.example\"]\nunhide = [\".env\"]\n\
              ro = [\"/srv\"]\nrw = [\"/srv\"]\nenv = [\"X\"]\nallow_telemetry = true\n\
              allow_debug = true\nallow_nested = true\nssh_agent = true\ndocker = true\n\
-             net = \"host\"\n",
+             net = \"host\"\nmemory = \"1T\"\npids = 100000\n",
         )
         .unwrap();
-        let (_, ignored) = config::tightening(&s, None);
+        let (_, mut ignored) = config::tightening(&s, None);
+        // Ignored by `merge` where above the user's own.
+        ignored.extend(["memory", "pids"]);
         let preview = loosening(&s).join("\n");
         for key in ignored.iter().flat_map(|k| k.split('/')) {
             assert!(preview.contains(key), "{key} missing from {preview}");
