@@ -156,11 +156,14 @@ fn trust_record(dir: &Path, project: &Path) -> PathBuf {
     dir.join("trusted").join(key)
 }
 
+/// A project's file larger than this is refused (it is a few lines of settings).
+pub const MAX_PROJECT_FILE: u64 = 1 << 20;
+
 pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>> {
     let file = project.join(PROJECT_FILE);
     // In the project, where a run could have left a FIFO (a plain read would hang here, and
     // in the proxy's live pick-up) or a link to something endless.
-    let bytes = match crate::hostfs::read_regular(&file, true, 1 << 20)? {
+    let bytes = match crate::hostfs::read_regular(&file, true, MAX_PROJECT_FILE)? {
         Some(b) => b,
         None => return Ok(None),
     };
@@ -182,7 +185,8 @@ pub fn load_project(dir: &Path, project: &Path) -> Result<Option<ProjectConfig>>
 }
 
 /// Records the project's file as it is now, without showing it (`projectfile::trust` shows
-/// it first).
+/// it first, and records the very bytes shown): for tests.
+#[cfg(test)]
 pub fn trust(dir: &Path, project: &Path) -> Result<PathBuf> {
     let file = project.join(PROJECT_FILE);
     let bytes = fs::read(&file).map_err(|e| {
@@ -410,14 +414,34 @@ pub fn merge(
         if p.trusted {
             layer(args, &p.settings, home, &name)?;
         } else {
-            let (keep, ignored) = tightening(
-                &p.settings,
-                args.net.or(user
-                    .defaults
-                    .net
-                    .as_deref()
-                    .and_then(|n| net_arg(n, "").ok())),
-            );
+            // What the user set, as the layers below will apply it: the profile's chain first.
+            let mine: Vec<&Settings> = profiles::chain(profile, &user.profile)
+                .iter()
+                .filter_map(|n| user.profile.get(n))
+                .chain([&user.defaults])
+                .collect();
+            let user_net = mine
+                .iter()
+                .find_map(|s| s.net.as_deref().and_then(|n| net_arg(n, "").ok()));
+            let (mut keep, mut ignored) = tightening(&p.settings, args.net.or(user_net));
+            // A limit counts only where it is lower than the one the user set: layered first,
+            // a higher one would replace the user's.
+            let size =
+                |m: &Option<String>| m.as_deref().and_then(|m| crate::limits::parse_size(m).ok());
+            let user_memory = args.memory.or(mine.iter().find_map(|s| size(&s.memory)));
+            if let (Some(theirs), Some(ours)) = (size(&keep.memory), user_memory)
+                && theirs > ours
+            {
+                keep.memory = None;
+                ignored.push("memory");
+            }
+            let user_pids = args.pids.or(mine.iter().find_map(|s| s.pids));
+            if let (Some(theirs), Some(ours)) = (keep.pids, user_pids)
+                && theirs > ours
+            {
+                keep.pids = None;
+                ignored.push("pids");
+            }
             layer(args, &keep, home, &name)?;
             if !ignored.is_empty() {
                 let why = if p.changed {

@@ -57,7 +57,14 @@ pub fn planned(plan: &Plan, agent_home: &Path) -> Vec<(PathBuf, Option<PathBuf>)
         return Vec::new();
     };
     let mut out: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    // What is mounted over the home so far: a path below one of these is in that mount (a
+    // mask in a toolchain shown read-only), not in the agent's home.
+    let mut mounted: Vec<&Path> = Vec::new();
     for (d, target) in plan.steps[at + 1..].iter().filter_map(|s| dest(&s.op)) {
+        if mounted.iter().any(|m| d != *m && d.starts_with(m)) {
+            continue;
+        }
+        mounted.push(d);
         let Ok(rel) = d.strip_prefix(inside) else {
             continue;
         };
@@ -141,6 +148,9 @@ mod tests {
                     target: "x".into(),
                     link: "/h/l".into(),
                 }),
+                // A mask inside a mount over the home: in that mount, not in the home.
+                step(Op::RoBind("/h/.nvm/versions".into())),
+                step(Op::EmptyFile("/h/.nvm/versions/node/v1/etc/npmrc".into())),
                 step(Op::RoBind("/usr".into())),
             ],
             command: Vec::new(),
@@ -157,6 +167,8 @@ mod tests {
                 (ah.join("src/p"), None),
                 (ah.join("src/p/q"), None),
                 (ah.join("l"), Some(PathBuf::from("x"))),
+                (ah.join(".nvm"), None),
+                (ah.join(".nvm/versions"), None),
             ]
         );
         assert!(planned(&plan, Path::new("/other")).is_empty());

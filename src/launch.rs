@@ -125,16 +125,7 @@ pub fn run(
 
 /// The common git dirs of linked worktrees in the writable roots (bound read-write).
 pub fn linked_commons(facts: &HostFacts) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = facts
-        .project
-        .roots
-        .iter()
-        .flat_map(|r| &r.git)
-        .filter_map(|g| g.linked_common.clone())
-        .collect();
-    v.sort();
-    v.dedup();
-    v
+    facts.project.linked_commons()
 }
 
 /// No path bwrap mounts at or from passes through a symlink the sandbox could have planted

@@ -28,8 +28,13 @@ pub fn read(src: &AllowSources, base: &NetPolicy) -> Result<NetPolicy> {
     let mut allow: Vec<&String> = Vec::new();
     let mut private: Vec<&String> = Vec::new();
     let mut deny: Vec<&String> = Vec::new();
+    // As the launch merges them: the run's profile and each one its `extends` leads through.
     let mut sections = vec![&user.defaults];
-    sections.extend(user.profile.get(&src.profile));
+    sections.extend(
+        config::profiles::chain(&src.profile, &user.profile)
+            .iter()
+            .filter_map(|n| user.profile.get(n)),
+    );
     let project = match &src.project {
         Some(p) => config::load_project(&src.config_dir, p)?,
         None => None,
@@ -155,6 +160,15 @@ mod tests {
         let p = read(&sources, &base).unwrap();
         assert!(allowed(&p, "new.example") && allowed(&p, "mine.example"));
         assert!(!allowed(&p, "theirs.example"), "another profile's section");
+        // A profile of the user's own takes what its base profile allows since.
+        let mine = AllowSources {
+            profile: "mine".into(),
+            ..sources.clone()
+        };
+        let with_mine = "[profile.mine]\nextends = \"claude\"\n";
+        let text = std::fs::read_to_string(cfg.path().join("config.toml")).unwrap();
+        std::fs::write(cfg.path().join("config.toml"), format!("{text}{with_mine}")).unwrap();
+        assert!(allowed(&read(&mine, &base).unwrap(), "mine.example"));
         // Untrusted: its denial counts, its allowance does not.
         assert!(!allowed(&p, "proj.example") && !allowed(&p, "flag.example"));
         config::trust(cfg.path(), &project).unwrap();

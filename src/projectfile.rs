@@ -75,6 +75,16 @@ pub fn loosening(s: &Settings) -> Vec<String> {
     add("ro", "more paths shown read-only", &s.ro);
     add("rw", "more paths the agent may WRITE", &s.rw);
     add("env", "host variables passed in", &s.env);
+    // Untrusted, a limit counts only below the user's own; trusted, as it is.
+    if let Some(m) = &s.memory {
+        out.push(format!(
+            "memory = {:?}: counts even above the limit you set",
+            printable_str(m)
+        ));
+    }
+    if let Some(p) = s.pids {
+        out.push(format!("pids = {p}: counts even above the limit you set"));
+    }
     if let Some(n) = s.net.as_deref().filter(|n| *n != "none") {
         out.push(format!(
             "net = {:?}: the network on (untrusted, only a stricter one counts)",
@@ -135,9 +145,10 @@ pub fn loosening(s: &Settings) -> Vec<String> {
 pub fn trust(project: Option<PathBuf>, yes: bool, env: &Env) -> Result<ExitCode> {
     let dir = project_dir(project, env)?;
     let file = dir.join(PROJECT_FILE);
-    let bytes = std::fs::read(&file).map_err(|e| {
+    // Read as a run reads it: a FIFO the agent left there must not hang this command.
+    let bytes = crate::hostfs::read_regular(&file, true, config::MAX_PROJECT_FILE)?.ok_or_else(|| {
         Fail::hint(
-            format!("{}: {e}", printable(file.as_os_str())),
+            format!("{}: no such file", printable(file.as_os_str())),
             "run agentbox trust in a project that has a .agentbox.toml (agentbox init writes one)",
         )
     })?;
@@ -320,7 +331,8 @@ mod tests {
         )
         .unwrap();
         let l = loosening(&s);
-        assert_eq!(l.len(), 3, "{l:?}");
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert!(l.iter().any(|x| x.starts_with("memory = \"1G\"")));
         assert!(l[0].starts_with("rw: more paths the agent may WRITE: /srv"));
         assert!(l.iter().any(|x| x.starts_with("docker = true")));
         // Tightening keys loosen nothing.
@@ -337,12 +349,14 @@ mod tests {
              allow_private_hosts = [\"mirror.example\"]\nunhide = [\".env\"]\n\
              ro = [\"/srv\"]\nrw = [\"/srv\"]\nenv = [\"X\"]\nallow_telemetry = true\n\
              allow_debug = true\nallow_nested = true\nssh_agent = true\ndocker = true\n\
-             net = \"host\"\nbroker = false\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
+             net = \"host\"\nmemory = \"1T\"\npids = 100000\nbroker = false\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
              header = \"authorization\"\nbearer = true\nbase_url_var = \"GITHUB_API_URL\"\n\
              upstream = \"https://api.github.com\"\n",
         )
         .unwrap();
-        let (_, ignored) = config::tightening(&s, None);
+        let (_, mut ignored) = config::tightening(&s, None);
+        // Ignored by `merge` where above the user's own.
+        ignored.extend(["memory", "pids"]);
         let preview = loosening(&s).join("\n");
         for key in ignored.iter().flat_map(|k| k.split('/')) {
             assert!(preview.contains(key), "{key} missing from {preview}");

@@ -169,14 +169,9 @@ pub(super) fn environment(
         );
     }
     if agent::needs_shims(facts) {
-        let mut path = OsString::from(crate::inside::SHIM_DIR);
-        if let Some(host) = facts.user.var(OsStr::new("PATH")) {
-            path.push(":");
-            path.push(host);
-        }
         set(
             "PATH".into(),
-            path,
+            path_inside(facts),
             false,
             "the shim directory first: the agent's executables, where the sandbox shows them",
         );
@@ -257,8 +252,8 @@ pub(super) fn environment(
     }
 }
 
-/// PATH as set above, before the toolchains' additions: the shim directory (when needed), then
-/// the host's PATH or a standard one.
+/// PATH before the toolchains' additions: the shim directory (when needed), then the host's
+/// PATH or, without shims, a standard one.
 fn path_inside(facts: &HostFacts) -> OsString {
     let host = facts.user.var(OsStr::new("PATH"));
     let mut path = OsString::new();

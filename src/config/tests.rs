@@ -116,6 +116,48 @@ fn an_untrusted_project_file_only_tightens() {
     )
     .unwrap();
     assert_eq!(a.net, Some(NetArg::None));
+
+    // Stricter than the user's defaults, looser than the profile's own: not tightening.
+    let u = user("[defaults]\nnet = \"host\"\n[profile.claude]\nnet = \"none\"\n");
+    let mut a = args(&[]);
+    let w = merge(
+        &mut a,
+        &u,
+        "claude",
+        Some(&project("net = \"filtered\"\n", false)),
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert_eq!(a.net, Some(NetArg::None));
+    assert!(w[0].contains("net"), "{w:?}");
+}
+
+#[test]
+fn an_untrusted_project_file_cannot_raise_the_users_limits() {
+    let u =
+        user("[defaults]\nmemory = \"2G\"\n[profile.mine]\nextends = \"generic\"\npids = 100\n");
+    let merged = |text: &str, profile: &str| {
+        let mut a = args(&[]);
+        let w = merge(
+            &mut a,
+            &u,
+            profile,
+            Some(&project(text, false)),
+            Path::new("/h"),
+        )
+        .unwrap();
+        (a.memory, a.pids, w)
+    };
+    let (memory, pids, w) = merged("memory = \"64G\"\npids = 100000\n", "mine");
+    assert_eq!((memory, pids), (Some(2 << 30), Some(100)));
+    assert!(w[0].contains("memory, pids"), "{w:?}");
+    // Lower ones are tightening, and count.
+    let (memory, pids, w) = merged("memory = \"1G\"\npids = 50\n", "mine");
+    assert_eq!((memory, pids), (Some(1 << 30), Some(50)));
+    assert!(w.is_empty(), "{w:?}");
+    // Where the user set none, any limit is tightening.
+    let (_, pids, _) = merged("pids = 100000\n", "generic");
+    assert_eq!(pids, Some(100000));
 }
 
 #[test]

@@ -99,10 +99,24 @@ pub(crate) fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
     })
 }
 
+/// Where `path` is or would be made: its nearest existing ancestor resolved, the rest as
+/// named (a config the agent has yet to create counts too).
+pub(crate) fn resolved(path: &Path) -> Option<PathBuf> {
+    let mut rest = Vec::new();
+    for dir in path.ancestors() {
+        if let Ok(real) = fs::canonicalize(dir) {
+            return Some(rest.iter().rev().fold(real, |p, c| p.join(c)));
+        }
+        rest.push(dir.file_name()?);
+    }
+    None
+}
+
 /// Where the sandbox writes or wrote: the writable roots and agentbox's data directory (agent
-/// homes, caches). A toolchain found there is not trusted.
-fn untrusted(user: &User, project: &Project) -> Vec<PathBuf> {
+/// homes, caches). A toolchain found there is not trusted, nor a tool run on the host.
+pub(crate) fn untrusted(user: &User, project: &Project) -> Vec<PathBuf> {
     let mut v = project.writable();
+    v.extend(project.linked_commons());
     let data = user.env.data_home(&user.home).join("agentbox");
     v.extend(fs::canonicalize(&data).ok());
     v.push(data);

@@ -75,6 +75,7 @@ impl Project {
             )
             .collect();
         let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
+        config_outside(user, &writable_roots)?;
         let git_host = git::GitHost::find(&user.env, &user.home, &writable_roots);
         // A hard link in a writable root to a masked system file (root can make one to
         // /etc/shadow) is that file by another name: the scan masks it too.
@@ -121,6 +122,20 @@ impl Project {
         self.roots.iter().map(|r| r.path.clone()).collect()
     }
 
+    /// The common git directories of linked worktrees in the writable roots: bound
+    /// read-write for git, so written by the sandbox too.
+    pub fn linked_commons(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self
+            .roots
+            .iter()
+            .flat_map(|r| &r.git)
+            .filter_map(|g| g.linked_common.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// A made-up project for tests: `dir`, its root with nothing found in it.
     #[cfg(test)]
     pub fn fixture(dir: &str) -> Project {
@@ -130,6 +145,31 @@ impl Project {
             roots: vec![Root::fixture(dir)],
         }
     }
+}
+
+/// agentbox's own config (the user's file, the trust records) in a writable root would let
+/// the agent widen its next run, and this one through the live pick-up of allowed hosts: a
+/// dotfiles checkout that `~/.config/agentbox` links into is the usual way there. Refused.
+fn config_outside(user: &User, writable: &[PathBuf]) -> Result<()> {
+    let dir = user.env.config_home(&user.home).join("agentbox");
+    let places = [dir.clone(), dir.join("config.toml"), dir.join("trusted")];
+    for real in places.iter().filter_map(|p| super::resolved(p)) {
+        if let Some(root) = writable.iter().find(|r| real.starts_with(r)) {
+            return Err(Fail::hint(
+                format!(
+                    "agentbox's config {} is in {}, which the agent may write: it could \
+                     allow itself more, now and in later runs",
+                    real.display(),
+                    root.display()
+                ),
+                "keep agentbox's config out of the project and --rw paths (a real \
+                 directory at $XDG_CONFIG_HOME/agentbox, not a link into a checkout), or run \
+                 in another directory",
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A writable root the user cannot write is refused before the run, not found out by the
@@ -217,5 +257,26 @@ fn probe_root(
         watched: report.watched,
         referenced: Vec::new(),
         git: git::probe_all(&report.git, git_host, early),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_yet_to_be_made_resolves_through_its_existing_ancestor() {
+        let t = tempfile::tempdir().unwrap();
+        let real = fs::canonicalize(t.path()).unwrap();
+        fs::create_dir(real.join("checkout")).unwrap();
+        std::os::unix::fs::symlink(real.join("checkout"), real.join("link")).unwrap();
+        assert_eq!(
+            super::super::resolved(&real.join("link/agentbox/config.toml")),
+            Some(real.join("checkout/agentbox/config.toml"))
+        );
+        assert_eq!(
+            super::super::resolved(&real.join("link")),
+            Some(real.join("checkout"))
+        );
     }
 }

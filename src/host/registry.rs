@@ -72,7 +72,7 @@ pub fn probe(names: &[String], env: &Env, untrusted: &[PathBuf]) -> Result<Vec<R
             "npm" => tool.npm(),
             "pypi" | "pip" => tool.pip(),
             "go" => tool.go(),
-            "cargo" => cargo(env),
+            "cargo" => cargo(env, untrusted),
             other => {
                 return Err(Fail::hint(
                     format!("--allow-registry {other}: not a registry agentbox knows"),
@@ -204,14 +204,21 @@ impl Tool<'_> {
     /// `program args`, from `/`, with the scrubbed environment plus the variables starting
     /// with one of `prefixes`; its stdout, where it exits 0 in time.
     fn ask(&self, program: &str, args: &[&str], prefixes: &[&str]) -> Option<String> {
+        // Judged and used where they really are: a PATH entry spelled through a symlink
+        // (`~/src` a link to `/data/src`) into a writable root is that writable root.
         let path: Vec<PathBuf> = self
             .env
             .path_dirs()
-            .into_iter()
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
             .filter(|d| !self.is_untrusted(d))
             .collect();
-        let exe = path.iter().map(|d| d.join(program)).find(|p| p.is_file())?;
-        if self.is_untrusted(&std::fs::canonicalize(&exe).ok()?) {
+        let found = path.iter().map(|d| d.join(program)).find(|p| p.is_file())?;
+        // Run by its real path: a link in a writable root could be pointed elsewhere after
+        // this check, and a venv's python run through its link there imports that venv's
+        // packages (the project's, on the host).
+        let exe = std::fs::canonicalize(found).ok()?;
+        if self.is_untrusted(&exe) {
             return None;
         }
         let mut cmd = Command::new(&exe);
@@ -229,7 +236,16 @@ impl Tool<'_> {
                     name.to_ascii_lowercase()
                         .starts_with(&p.to_ascii_lowercase())
                 });
-            if keep {
+            // A variable naming a file where the sandbox writes (a per-directory
+            // PIP_CONFIG_FILE, npm_config_userconfig or GOENV in the project) would let the
+            // agent choose the answer: left out.
+            let names_untrusted = || {
+                std::env::split_paths(v)
+                    .filter(|p| p.is_absolute())
+                    .filter_map(|p| crate::host::resolved(&p))
+                    .any(|p| self.is_untrusted(&p))
+            };
+            if keep && !names_untrusted() {
                 cmd.env(OsString::from(k), v);
             }
         }
@@ -277,10 +293,8 @@ pub fn allow(
     if policy.filter.registries.is_empty() {
         return Ok(Vec::new());
     }
-    let env = &facts.user.env;
-    let mut untrusted = facts.project.writable();
-    untrusted.push(env.data_home(&facts.user.home).join("agentbox"));
-    let found = probe(&policy.filter.registries, env, &untrusted)?;
+    let untrusted = crate::host::untrusted(&facts.user, &facts.project);
+    let found = probe(&policy.filter.registries, &facts.user.env, &untrusted)?;
     let mut notes = Vec::new();
     for r in found {
         policy.filter.add_allowed(&r.hosts)?;
@@ -291,15 +305,38 @@ pub fn allow(
 
 /// cargo's registries from the user's own cargo config (never the project's): the source
 /// that replaces the default one, and named registries; and their variables.
-fn cargo(env: &Env) -> Registry {
+fn cargo(env: &Env, untrusted: &[PathBuf]) -> Registry {
     let home = match (env.var("CARGO_HOME"), env.home()) {
         (Some(h), _) => PathBuf::from(h),
         (None, Ok(h)) => h.join(".cargo"),
         (None, Err(_)) => return unsaid("cargo", "no home to find cargo's config in"),
     };
-    let text = ["config.toml", "config"]
+    // A CARGO_HOME in the project (set per directory, as direnv does) holds what the agent
+    // wrote: its registries are not the user's.
+    let files: Vec<PathBuf> = ["config.toml", "config"]
         .iter()
-        .find_map(|f| std::fs::read_to_string(home.join(f)).ok())
+        .filter_map(|f| std::fs::canonicalize(home.join(f)).ok())
+        .collect();
+    if let Some(f) = files
+        .iter()
+        .find(|f| untrusted.iter().any(|u| f.starts_with(u)))
+    {
+        return unsaid(
+            "cargo",
+            &format!(
+                "cargo's config {} is where the sandbox can write, so it is not read",
+                crate::text::printable(f.as_os_str())
+            ),
+        );
+    }
+    let text = files
+        .iter()
+        .find_map(|f| {
+            crate::hostfs::read_regular(f, false, MAX_OUTPUT)
+                .ok()
+                .flatten()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default();
     let cfg: toml::Table = toml::from_str(&text).unwrap_or_default();
     let mut urls: Vec<String> = Vec::new();
@@ -385,10 +422,18 @@ mod tests {
             "[source.crates-io]\nreplace-with = \"m\"\n[source.m]\nregistry = \"sparse+http://127.0.0.1:7878/\"\n",
         )
         .unwrap();
-        let r = cargo(&env);
+        let r = cargo(&env, &[]);
         assert_eq!(r.hosts, ["127.0.0.1:7878", "mine.example"]);
+        // The same config where the sandbox writes: not read.
+        let real = std::fs::canonicalize(home.path()).unwrap();
+        let r = cargo(&env, &[real]);
+        assert!(
+            r.hosts.is_empty() && r.note.contains("not read"),
+            "{}",
+            r.note
+        );
         let empty = Env::new(vec![("HOME".into(), "/nonexistent".into())], Path::new("/"));
-        let r = cargo(&empty);
+        let r = cargo(&empty, &[]);
         assert!(
             r.hosts.is_empty() && r.note.contains("--learn"),
             "{}",

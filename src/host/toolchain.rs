@@ -117,22 +117,12 @@ impl Tools {
         // and PATH. (`~/.pyenv` a link to `/opt/pyenv` is shown at `~/.pyenv`.)
         let visible = in_system(&real) && in_system(root);
         let why = format!("toolchain {} ({named}), read-only", tc.name);
-        if !visible && tc.follow {
-            // A general bin: it may hold anything, so it is scanned like a project first.
-            match crate::secrets::Matcher::new(true, &[], &[])
-                .and_then(|m| crate::secrets::scan(&real, &m))
-            {
-                Ok(report) => self.masked.extend(report.secrets.into_iter().map(|f| {
-                    let rel = f.path.strip_prefix(&real).unwrap_or(&f.path).to_owned();
-                    let why = format!("{} in {}: {}", tc.name, named, f.why);
-                    (root.join(rel), f.kind, why)
-                })),
-                Err(e) => {
-                    self.notes
-                        .push(format!("toolchain {} not shown: {e:#}", tc.name));
-                    return;
-                }
-            }
+        // A general bin: it may hold anything, so it is scanned like a project first.
+        if !visible
+            && tc.follow
+            && !self.mask_secrets(&real, root, &format!("{} in {named}", tc.name))
+        {
+            return;
         }
         if !visible {
             for rel in tc.show {
@@ -146,7 +136,9 @@ impl Tools {
                     continue;
                 }
                 match names_a_credential(&p) {
-                    false => self.show(&p, home, untrusted, &why),
+                    false => {
+                        self.show(&p, home, untrusted, &why);
+                    }
                     true => self.notes.push(format!(
                         "{} not shown: it may hold a credential (a token or password)",
                         printable(&p)
@@ -199,23 +191,45 @@ impl Tools {
         }
     }
 
+    /// Scans `real` (canonical), to be shown at `at`, as a project is scanned, and masks the
+    /// secrets found; `false` (with a note) when it cannot be scanned, and then it is not shown.
+    fn mask_secrets(&mut self, real: &Path, at: &Path, what: &str) -> bool {
+        match crate::secrets::Matcher::new(true, &[], &[])
+            .and_then(|m| crate::secrets::scan(real, &m))
+        {
+            Ok(report) => {
+                self.masked.extend(report.secrets.into_iter().map(|f| {
+                    let rel = f.path.strip_prefix(real).unwrap_or(&f.path).to_owned();
+                    (at.join(rel), f.kind, format!("{what}: {}", f.why))
+                }));
+                true
+            }
+            Err(e) => {
+                self.notes
+                    .push(format!("{} ({what}) not shown: {e:#}", printable(at)));
+                false
+            }
+        }
+    }
+
     /// Shows `p` (as named) read-only from where it really is, unless that is too broad or
-    /// not trusted.
-    fn show(&mut self, p: &Path, home: &Path, untrusted: &[PathBuf], why: &str) {
+    /// not trusted. Whether it is visible now (shown, or visible anyway).
+    fn show(&mut self, p: &Path, home: &Path, untrusted: &[PathBuf], why: &str) -> bool {
         let Ok(real) = fs::canonicalize(p) else {
-            return;
+            return false;
         };
         if let Some(bad) = distrusted(&real, home, untrusted) {
             self.notes
                 .push(format!("{} not shown: {bad}", printable(p)));
-            return;
+            return false;
         }
         if (in_system(&real) && in_system(p))
             || self.shown.iter().any(|(_, dest, _)| p.starts_with(dest))
         {
-            return;
+            return true;
         }
         self.shown.push((real, p.to_owned(), why.to_owned()));
+        true
     }
 
     /// The entries of a general bin, one by one: its executables and links (anything else in
@@ -236,28 +250,37 @@ impl Tools {
         }
         let mut targets = Vec::new();
         for entry in entries {
-            let Ok(real) = fs::canonicalize(&entry) else {
+            // Only commands: what runs is an executable regular file (a link to anything else
+            // would show that thing, a directory or a key, under a command's name).
+            let Some(real) = fs::canonicalize(&entry).ok().filter(|r| executable(r)) else {
                 continue;
             };
-            let link = fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink());
-            let executable = fs::metadata(&real)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-            if !(link || executable) {
+            // One the sandbox could have written is neither shown nor followed: its `#!` line
+            // would pick any file of the home to show (a key, named as its interpreter).
+            if !self.show(&entry, home, untrusted, why) {
                 continue;
             }
-            self.show(&entry, home, untrusted, why);
-            if let Some(interp) = interpreter(&real).and_then(|i| fs::canonicalize(i).ok()) {
-                targets.push(interp);
-            }
+            let interp = interpreter(&real).and_then(|i| fs::canonicalize(i).ok());
+            targets.extend(interp.filter(|i| executable(i)));
             targets.push(real);
         }
         for real in targets {
             if real.starts_with(home) && !real.starts_with(root) {
                 let package = package_of(&real, home);
+                // A package directory is the user's, not a toolchain's known layout: what it
+                // holds besides the program (a .env, a key) is masked as in a project.
+                if package.is_dir() && !self.mask_secrets(&package, &package, why) {
+                    continue;
+                }
                 self.show(&package, home, untrusted, why);
             }
         }
     }
+}
+
+/// Whether `real` is an executable regular file (a command, or an interpreter for one).
+fn executable(real: &Path) -> bool {
+    fs::metadata(real).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The toolchain's root as the user names it (the variable, else the first default that
@@ -358,6 +381,19 @@ fn names_a_credential(p: &Path) -> bool {
     ["token", "password", "_auth", "secret", "credential"]
         .iter()
         .any(|w| lower.contains(w))
+        || lower.split("://").skip(1).any(url_with_password)
+}
+
+/// Whether the text after a `://` starts with a URL that carries a password
+/// (`user:pass@host`, as in a proxy or registry URL in cargo's config).
+fn url_with_password(rest: &str) -> bool {
+    let authority = rest
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '/' | '?' | '#'))
+        .next()
+        .unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
 }
 
 /// The caches for the tools found on the host's PATH or in a toolchain's PATH entries.
@@ -424,6 +460,27 @@ mod tests {
 
     fn dests(t: &Tools) -> Vec<PathBuf> {
         t.shown.iter().map(|s| s.1.clone()).collect()
+    }
+
+    #[test]
+    fn a_config_with_a_password_in_a_url_names_a_credential() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("config.toml");
+        let with = |text: &str| {
+            fs::write(&f, text).unwrap();
+            names_a_credential(&f)
+        };
+        assert!(with(
+            "[http]\nproxy = \"http://me:hunter2@proxy.example:8080\"\n"
+        ));
+        assert!(with(
+            "[source.m]\nregistry = \"sparse+https://u:p@m.example/index/\"\n"
+        ));
+        assert!(!with("[http]\nproxy = \"http://proxy.example:8080\"\n"));
+        assert!(!with(
+            "[source.m]\nregistry = \"https://m.example/a@b:c\"\n"
+        ));
+        assert!(!with("[build]\njobs = 4\n"));
     }
 
     #[test]

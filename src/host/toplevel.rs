@@ -75,17 +75,10 @@ pub fn settle(project: &mut Option<PathBuf>, env: &crate::hostenv::Env) -> Optio
 /// For a submodule checkout (a `.git` file naming `SUPER/.git/modules/...`): SUPER. Read only
 /// to word a note: nothing here decides what the sandbox gets.
 fn superproject(dir: &Path) -> Option<PathBuf> {
-    use std::io::Read;
-    let file = dir.join(".git");
-    if !fs::symlink_metadata(&file).ok()?.is_file() {
-        return None;
-    }
-    let mut head = Vec::new();
-    fs::File::open(&file)
-        .ok()?
-        .take(4096)
-        .read_to_end(&mut head)
-        .ok()?;
+    // A regular file only, read without blocking: a concurrent run could swap in a FIFO.
+    let head = crate::hostfs::read_regular(&dir.join(".git"), false, 4096)
+        .ok()
+        .flatten()?;
     let text = std::str::from_utf8(&head).ok()?;
     let target = text.strip_prefix("gitdir:")?.lines().next()?.trim();
     let gitdir = crate::rough::shown(&dir.join(target));

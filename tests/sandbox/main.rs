@@ -29,6 +29,7 @@ mod net;
 mod processes;
 mod profiles;
 mod project;
+mod review;
 mod rough;
 mod scan;
 mod secrets;
