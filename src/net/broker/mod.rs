@@ -42,8 +42,17 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
     "cookie",
 ];
 
-/// A query parameter some APIs (Gemini) take a key in: removed from every brokered request.
-pub const CREDENTIAL_QUERY: &str = "key";
+/// Query parameters APIs take a credential in (Google's `key`, and its OAuth token under
+/// three names: `access_token`, `oauth_token`, `bearer_token`): removed from every brokered
+/// request, as is one named after a route's header (`private-token` -> `private_token`).
+pub const CREDENTIAL_QUERY: &[&str] = &[
+    "key",
+    "api_key",
+    "apikey",
+    "access_token",
+    "oauth_token",
+    "bearer_token",
+];
 
 /// A real key: never printed (`Debug` says only that it is there).
 #[derive(Clone, PartialEq, Eq)]

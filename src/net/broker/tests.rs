@@ -1,7 +1,7 @@
 //! The broker's pure parts: routes from the host's variables, upstream URLs, what is stripped.
 //! (End to end, through a real proxy: `net::proxy`'s tests, `broker.rs`.)
 
-use super::serve::{strip_hop_by_hop, strip_key};
+use super::serve::{is_credential, strip_credentials, strip_hop_by_hop};
 use super::*;
 
 fn cred(var: &'static str, header: &'static str, bearer: bool, base: &'static str) -> Credential {
@@ -109,7 +109,32 @@ fn upstream_urls() {
 
 #[test]
 fn query_and_hop_by_hop_headers() {
-    assert_eq!(strip_key("key=a&b=c&KEY=d&%6bey=e&keys=f"), "b=c&keys=f");
+    let route = &routes(
+        &[cred("GITLAB_TOKEN", "private-token", false, "GITLAB_URL")],
+        |v| (v == "GITLAB_TOKEN").then(|| "k".into()),
+        || Ok("p".to_owned()),
+    )
+    .unwrap()[0];
+    assert_eq!(
+        strip_credentials("key=a&b=c&KEY=d&%6bey=e&keys=f", route),
+        "b=c&keys=f"
+    );
+    assert_eq!(
+        strip_credentials("Access-Token=a&x;oauth_token=b&private_token=c&d=1", route),
+        "d=1"
+    );
+    for name in [
+        "X_Api_Key",
+        "authorization",
+        "API-KEY",
+        "Private_Token",
+        "cookie",
+    ] {
+        assert!(is_credential(name, route), "{name}");
+    }
+    for name in ["anthropic-version", "content-type", "keys", "x-api-keys"] {
+        assert!(!is_credential(name, route), "{name}");
+    }
     let mut h = http::HeaderMap::new();
     for (n, v) in [
         ("connection", "x-a, keep-alive"),

@@ -575,3 +575,71 @@ async fn every_other_way_to_a_brokered_host_is_refused() {
     let log = p.log();
     assert_eq!(log.matches("is brokered").count(), 3, "{log}");
 }
+
+#[tokio::test]
+async fn credential_look_alikes_and_echoing_methods_never_go_upstream() {
+    let up = Origin::start().await;
+    let creds = vec![
+        cred(
+            "ANTHROPIC_API_KEY",
+            "x-api-key",
+            false,
+            "ANTHROPIC_BASE_URL",
+        ),
+        cred("GITLAB_TOKEN", "private-token", false, "GITLAB_BASE_URL"),
+    ];
+    let p = Proxy::start(up.route(&creds), &[]);
+    let mut s = p.broker().await;
+    // Servers that name headers CGI-style (WSGI, Rack, many gateways) read `x_api_key` as
+    // `x-api-key`; Google's APIs take an OAuth token in `access_token` (an attacker's is the
+    // attacker's account); `;` separates parameters to some parsers.
+    let req = "GET /anthropic/v1/models?access_token=sk-attacker-1&ACCESS-TOKEN=sk-attacker-2\
+               &x;key=sk-attacker-3&oauth_token=sk-attacker-4&%61pi_key=sk-attacker-5&v=1 HTTP/1.1\r\n\
+               Host: x\r\n\
+               x_api_key: sk-attacker-6\r\n\
+               X_API_KEY: sk-attacker-7\r\n\
+               API_KEY: sk-attacker-8\r\n\
+               apikey: sk-attacker-9\r\n\
+               x-goog-api_key: sk-attacker-10\r\n\r\n";
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (head, _) = response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // A route's own header, under its query parameter's name.
+    s.write_all(
+        b"GET /gitlab/api/v4/user?private_token=sk-attacker-11&Private-Token=sk-attacker-12 \
+          HTTP/1.1\r\nHost: x\r\nprivate_token: sk-attacker-13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (head, _) = response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let heads = up.heads();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(
+        heads[0].starts_with("GET /base/v1/models?v=1 HTTP/1.1\r\n"),
+        "{}",
+        heads[0]
+    );
+    assert!(
+        heads[1].starts_with("GET /base/api/v4/user HTTP/1.1\r\n"),
+        "{}",
+        heads[1]
+    );
+    assert_eq!(header(&heads[0], "x-api-key"), [REAL]);
+    assert_eq!(header(&heads[1], "private-token"), [REAL]);
+    for h in &heads {
+        assert!(!h.contains("sk-attacker"), "{h}");
+    }
+    // TRACE has the server echo the request it got, the real key with it; CONNECT asks
+    // for a tunnel. Neither is an API call: refused, nothing sent.
+    for method in ["TRACE", "CONNECT"] {
+        let mut s = p.broker().await;
+        s.write_all(format!("{method} /anthropic/v1 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = response(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 405"), "{method}: {head}");
+        assert!(String::from_utf8_lossy(&body).contains(method), "{body:?}");
+    }
+    assert_eq!(up.heads().len(), 2, "nothing more reached the upstream");
+}
