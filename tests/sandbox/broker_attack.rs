@@ -47,20 +47,20 @@ fn front(max: usize) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
     (port, seen)
 }
 
-/// Inside: CONNECT to 127.0.0.1:PORT through the proxy port, then a TLS hello naming
-/// `localhost` (the brokered upstream's name) in that tunnel. Prints the CONNECT status.
+/// Inside: CONNECT to front.allowed.test:PORT through the proxy port, then a TLS hello naming
+/// api.brokered.test (the brokered upstream) in that tunnel. Prints the CONNECT status.
 fn hello_through_tunnel(port: u16) -> String {
     format!(
         "python3 -c '
 import socket, ssl
 s = socket.create_connection((\"127.0.0.1\", 3128), timeout=5)
-s.sendall(b\"CONNECT 127.0.0.1:{port} HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\n\\r\\n\")
+s.sendall(b\"CONNECT front.allowed.test:{port} HTTP/1.1\\r\\nHost: front.allowed.test:{port}\\r\\n\\r\\n\")
 print(\"connect:\", s.recv(200).split(b\" \")[1].decode())
 c = ssl.create_default_context()
 c.check_hostname = False
 c.verify_mode = ssl.CERT_NONE
 try:
-    c.wrap_socket(s, server_hostname=\"localhost\")
+    c.wrap_socket(s, server_hostname=\"api.brokered.test\")
 except Exception as e:
     print(\"tls:\", type(e).__name__)
 '"
@@ -81,13 +81,22 @@ fn run(w: &World, flags: &[&str], base: &str, script: &str) -> Out {
 fn a_tunnel_to_the_front_ends_address_cannot_carry_tls_for_the_brokered_name() {
     each_user(|w| {
         let (port, seen) = front(4);
-        // The brokered API by name; the policy allows its front end's address.
-        let base = format!("https://localhost:{port}");
-        let allow = format!("127.0.0.1:{port}");
+        // The brokered API and another allowed name, both at the one front end.
+        let base = format!("https://api.brokered.test:{port}");
+        let allow = format!("front.allowed.test:{port}");
         let log = w.home.join("net.log");
         let log_arg = log.to_str().unwrap();
         let script = hello_through_tunnel(port);
-        let flags = ["--allow-domain", &allow, "--net-log", log_arg];
+        let flags = [
+            "--allow-domain",
+            &allow,
+            "--test-resolve",
+            "front.allowed.test=127.0.0.1",
+            "--test-resolve",
+            "api.brokered.test=127.0.0.1",
+            "--net-log",
+            log_arg,
+        ];
 
         // Positive control: the broker off, the hello reaches the front end.
         let mut off = flags.to_vec();
@@ -100,7 +109,7 @@ fn a_tunnel_to_the_front_ends_address_cannot_carry_tls_for_the_brokered_name() {
         }
         let first = seen.lock().unwrap().first().cloned().unwrap_or_default();
         assert!(
-            first.starts_with(&[0x16]) && first.windows(9).any(|w| w == b"localhost"),
+            first.starts_with(&[0x16]) && first.windows(17).any(|w| w == b"api.brokered.test"),
             "the control's hello did not arrive: {first:?}"
         );
 
@@ -119,7 +128,7 @@ fn a_tunnel_to_the_front_ends_address_cannot_carry_tls_for_the_brokered_name() {
         );
         let log = std::fs::read_to_string(&log).unwrap();
         assert!(
-            log.contains("a TLS hello naming localhost: ANTHROPIC_API_KEY is brokered"),
+            log.contains("a TLS hello naming api.brokered.test: ANTHROPIC_API_KEY is brokered"),
             "{log}"
         );
         assert!(!log.contains(REAL), "{log}");

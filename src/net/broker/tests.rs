@@ -105,6 +105,18 @@ fn upstream_urls() {
     assert!(u.is(&Host::parse("[::1]").unwrap()));
     assert!(ok("https://a.com").is(&Host::parse("A.com.").unwrap()));
     assert!(!ok("https://a.com").is(&Host::parse("b.a.com").unwrap()));
+    // One host by another spelling: a mapped address, localhost and its addresses.
+    let is = |up: &str, h: &str| ok(up).is(&Host::parse(h).unwrap());
+    assert!(is("http://127.0.0.1:9", "[::ffff:127.0.0.1]"));
+    assert!(is("https://1.2.3.4", "[::ffff:1.2.3.4]"));
+    assert!(is("http://localhost:9", "127.0.0.1"));
+    assert!(is("http://localhost:9", "[::1]"));
+    assert!(is("http://localhost:9", "[::ffff:127.0.0.1]"));
+    assert!(is("http://127.0.0.1:9", "localhost"));
+    assert!(is("http://[::1]:9", "LOCALHOST."));
+    assert!(!is("http://localhost:9", "127.0.0.2"));
+    assert!(!is("http://127.0.0.2:9", "localhost"));
+    assert!(!is("https://a.com", "127.0.0.1"));
 }
 
 #[test]
