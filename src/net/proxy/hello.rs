@@ -7,7 +7,8 @@
 //!
 //! Out of reach without terminating TLS: a hello naming nothing (or an allowed name, or ECH's
 //! outer name) followed by a Host header naming the brokered host inside the encrypted stream
-//! (domain fronting), where the front end routes by that header.
+//! (domain fronting; or HTTP/2 reusing the connection for another name its certificate
+//! covers), where the front end routes by that header.
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
