@@ -14,6 +14,7 @@
 //! is plenty for one agent's traffic.
 
 mod dial;
+mod hello;
 mod http;
 mod socks;
 mod tally;
@@ -345,20 +346,58 @@ async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
     };
     tally::lock(&ctx.tally).connected();
     let record = Record::new(ctx.tally.clone(), entry(true, reason));
-    if greet(&mut client, &mut upstream, &req, &record)
+    // While a broker runs, a tunnel's TLS hello must not name a brokered host (`hello`).
+    let routes = match (&ctx.broker, &req.kind) {
+        (Some(b), Kind::Connect | Kind::Socks) => b.routes(),
+        _ => &[],
+    };
+    if routes.is_empty() {
+        if greet(&mut client, &mut upstream, &req, &req.early, &record)
+            .await
+            .is_ok()
+        {
+            tunnel::run(&mut client, &mut upstream, &record.up, &record.down).await;
+        }
+        return;
+    }
+    if greet(&mut client, &mut upstream, &req, &[], &record)
         .await
-        .is_ok()
+        .is_err()
     {
-        tunnel::run(&mut client, &mut upstream, &record.up, &record.down).await;
+        return;
+    }
+    let (mut cr, cw) = client.split();
+    let (ur, mut uw) = upstream.split();
+    let mut refused = None;
+    let up = async {
+        let first = hello::first_flight(&mut cr, req.early, |h| {
+            crate::net::broker::bypass(routes, h)
+        })
+        .await?;
+        let first = match first {
+            Ok(first) => first,
+            Err(why) => {
+                refused = Some(why);
+                return Err(std::io::ErrorKind::PermissionDenied.into());
+            }
+        };
+        uw.write_all(&first).await?;
+        record.add_up(first.len());
+        tunnel::pump(cr, uw, &record.up).await
+    };
+    let _ = tokio::try_join!(up, tunnel::pump(ur, cw, &record.down));
+    if let Some(why) = refused {
+        tally::lock(&ctx.tally).refused(entry(false, why));
     }
 }
 
 /// Tells the client the tunnel is open (or sends the origin the rewritten request), then
-/// passes on what the client sent early.
+/// passes on `early`, what the client sent with its request.
 async fn greet(
     client: &mut UnixStream,
     upstream: &mut TcpStream,
     req: &Request,
+    early: &[u8],
     record: &Record,
 ) -> std::io::Result<()> {
     match &req.kind {
@@ -369,8 +408,8 @@ async fn greet(
             record.add_up(head.len());
         }
     }
-    upstream.write_all(&req.early).await?;
-    record.add_up(req.early.len());
+    upstream.write_all(early).await?;
+    record.add_up(early.len());
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod harness;
 mod allow;
 mod audit;
 mod broker;
+mod broker_attack;
 mod cli;
 mod doctor;
 mod env;

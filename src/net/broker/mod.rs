@@ -42,8 +42,17 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
     "cookie",
 ];
 
-/// A query parameter some APIs (Gemini) take a key in: removed from every brokered request.
-pub const CREDENTIAL_QUERY: &str = "key";
+/// Query parameters APIs take a credential in (Google's `key`, and its OAuth token under
+/// three names: `access_token`, `oauth_token`, `bearer_token`): removed from every brokered
+/// request, as is one named after a route's header (`private-token` -> `private_token`).
+pub const CREDENTIAL_QUERY: &[&str] = &[
+    "key",
+    "api_key",
+    "apikey",
+    "access_token",
+    "oauth_token",
+    "bearer_token",
+];
 
 /// A real key: never printed (`Debug` says only that it is there).
 #[derive(Clone, PartialEq, Eq)]
@@ -236,11 +245,24 @@ impl Upstream {
         }
     }
 
-    /// Whether a request for `host` (any port) is for this upstream.
+    /// Whether a request for `host` (any port) is for this upstream: the same name, the same
+    /// address (`::ffff:a.b.c.d` is `a.b.c.d`), or `localhost` and its addresses, which are
+    /// one host whatever DNS says.
     pub fn is(&self, host: &Host) -> bool {
+        let localhost = |h: &str| match h.parse::<IpAddr>() {
+            Ok(ip) => [
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ]
+            .contains(&ip.to_canonical()),
+            Err(_) => h == "localhost",
+        };
         match host {
-            Host::Name(n) => *n == self.host,
-            Host::Ip(ip) => self.host.parse::<IpAddr>().is_ok_and(|u| u == *ip),
+            Host::Name(n) => *n == self.host || (n == "localhost" && localhost(&self.host)),
+            Host::Ip(ip) => match self.host.parse::<IpAddr>() {
+                Ok(u) => u.to_canonical() == ip.to_canonical(),
+                Err(_) => localhost(&self.host) && localhost(&ip.to_canonical().to_string()),
+            },
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
@@ -114,7 +114,7 @@ impl Broker {
         } else {
             up_path
         };
-        let target = match req.uri().query().map(strip_key) {
+        let target = match req.uri().query().map(|q| strip_credentials(q, route)) {
             Some(q) if !q.is_empty() => format!("{up_path}?{q}"),
             _ => up_path.clone(),
         };
@@ -126,6 +126,17 @@ impl Broker {
             vars: route.vars().join(","),
             outcome: Err(String::new()),
         };
+        // TRACE has the upstream echo the request it got, the real key in it; CONNECT asks
+        // for a raw tunnel. Neither is an API call.
+        if matches!(*req.method(), Method::TRACE | Method::CONNECT) {
+            let why = format!("the credential broker does not pass {}", req.method());
+            event.outcome = Err(why.clone());
+            log(event);
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("agentbox: {why}\n"),
+            );
+        }
         let upstream_req = match self.rebuild(req, idx, &target) {
             Ok(r) => r,
             Err(why) => {
@@ -181,8 +192,13 @@ impl Broker {
             .map_err(|_| "a path the upstream cannot take".to_owned())?;
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
-        for name in CREDENTIAL_HEADERS {
-            headers.remove(*name);
+        let agents: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| is_credential(n.as_str(), &self.routes[idx]))
+            .cloned()
+            .collect();
+        for name in agents {
+            headers.remove(name);
         }
         let host = HeaderValue::from_str(&self.routes[idx].upstream.authority())
             .map_err(|_| "an upstream name that is no header".to_owned())?;
@@ -305,13 +321,41 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The query without any `key=` parameter.
-pub(super) fn strip_key(query: &str) -> String {
+/// Whether a header or query parameter `name` can carry a credential to `route`'s upstream:
+/// a known credential name or one of the route's own headers, in any case, with `-` and `_`
+/// the same (CGI-style servers and gateways read `x_api_key` as `X-Api-Key`).
+pub(super) fn is_credential(name: &str, route: &Route) -> bool {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    };
+    let name = fold(name);
+    CREDENTIAL_HEADERS
+        .iter()
+        .chain(CREDENTIAL_QUERY)
+        .copied()
+        .chain(route.keys.iter().map(|k| k.header.as_str()))
+        .any(|c| fold(c) == name)
+}
+
+/// The query without any parameter that can carry a credential (`is_credential`), its name
+/// percent-decoded; a `&` part goes whole when any of its `;` parts names one, as some
+/// parsers split on `;` too.
+pub(super) fn strip_credentials(query: &str, route: &Route) -> String {
     query
         .split('&')
-        .filter(|p| {
-            let name = percent_decoded(p.split('=').next().unwrap_or(""));
-            !name.eq_ignore_ascii_case(CREDENTIAL_QUERY.as_bytes())
+        .filter(|part| {
+            !part.split(';').any(|p| {
+                let name = percent_decoded(p.split('=').next().unwrap_or(""));
+                is_credential(&String::from_utf8_lossy(&name), route)
+            })
         })
         .collect::<Vec<_>>()
         .join("&")

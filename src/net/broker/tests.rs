@@ -1,7 +1,7 @@
 //! The broker's pure parts: routes from the host's variables, upstream URLs, what is stripped.
 //! (End to end, through a real proxy: `net::proxy`'s tests, `broker.rs`.)
 
-use super::serve::{strip_hop_by_hop, strip_key};
+use super::serve::{is_credential, strip_credentials, strip_hop_by_hop};
 use super::*;
 
 fn cred(var: &'static str, header: &'static str, bearer: bool, base: &'static str) -> Credential {
@@ -105,11 +105,48 @@ fn upstream_urls() {
     assert!(u.is(&Host::parse("[::1]").unwrap()));
     assert!(ok("https://a.com").is(&Host::parse("A.com.").unwrap()));
     assert!(!ok("https://a.com").is(&Host::parse("b.a.com").unwrap()));
+    // One host by another spelling: a mapped address, localhost and its addresses.
+    let is = |up: &str, h: &str| ok(up).is(&Host::parse(h).unwrap());
+    assert!(is("http://127.0.0.1:9", "[::ffff:127.0.0.1]"));
+    assert!(is("https://1.2.3.4", "[::ffff:1.2.3.4]"));
+    assert!(is("http://localhost:9", "127.0.0.1"));
+    assert!(is("http://localhost:9", "[::1]"));
+    assert!(is("http://localhost:9", "[::ffff:127.0.0.1]"));
+    assert!(is("http://127.0.0.1:9", "localhost"));
+    assert!(is("http://[::1]:9", "LOCALHOST."));
+    assert!(!is("http://localhost:9", "127.0.0.2"));
+    assert!(!is("http://127.0.0.2:9", "localhost"));
+    assert!(!is("https://a.com", "127.0.0.1"));
 }
 
 #[test]
 fn query_and_hop_by_hop_headers() {
-    assert_eq!(strip_key("key=a&b=c&KEY=d&%6bey=e&keys=f"), "b=c&keys=f");
+    let route = &routes(
+        &[cred("GITLAB_TOKEN", "private-token", false, "GITLAB_URL")],
+        |v| (v == "GITLAB_TOKEN").then(|| "k".into()),
+        || Ok("p".to_owned()),
+    )
+    .unwrap()[0];
+    assert_eq!(
+        strip_credentials("key=a&b=c&KEY=d&%6bey=e&keys=f", route),
+        "b=c&keys=f"
+    );
+    assert_eq!(
+        strip_credentials("Access-Token=a&x;oauth_token=b&private_token=c&d=1", route),
+        "d=1"
+    );
+    for name in [
+        "X_Api_Key",
+        "authorization",
+        "API-KEY",
+        "Private_Token",
+        "cookie",
+    ] {
+        assert!(is_credential(name, route), "{name}");
+    }
+    for name in ["anthropic-version", "content-type", "keys", "x-api-keys"] {
+        assert!(!is_credential(name, route), "{name}");
+    }
     let mut h = http::HeaderMap::new();
     for (n, v) in [
         ("connection", "x-a, keep-alive"),

@@ -2,6 +2,7 @@
 //! to as the relay does (token line, mark, then HTTP), and a scripted upstream that records
 //! what reached it. Every wait is bounded.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -209,6 +210,11 @@ struct Proxy {
 
 impl Proxy {
     fn start(routes: Vec<Route>, allow: &[&str]) -> Proxy {
+        Proxy::start_fixed(routes, allow, vec![])
+    }
+
+    /// With names resolved from `fixed` (trusted, so they may be loopback).
+    fn start_fixed(routes: Vec<Route>, allow: &[&str], fixed: Vec<(String, IpAddr)>) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("proxy.sock");
         let log = dir.path().join("net.log");
@@ -217,7 +223,7 @@ impl Proxy {
         let cfg = ProxyConfig {
             policy: NetPolicy::new(&allow, &[]).unwrap(),
             token: TOKEN.into(),
-            fixed: vec![],
+            fixed,
             log: Some(std::fs::File::create(&log).unwrap()),
             reload: None,
             broker: routes,
@@ -574,4 +580,201 @@ async fn every_other_way_to_a_brokered_host_is_refused() {
     assert_eq!(up.heads().len(), before, "nothing reached the upstream");
     let log = p.log();
     assert_eq!(log.matches("is brokered").count(), 3, "{log}");
+}
+
+#[tokio::test]
+async fn credential_look_alikes_and_echoing_methods_never_go_upstream() {
+    let up = Origin::start().await;
+    let creds = vec![
+        cred(
+            "ANTHROPIC_API_KEY",
+            "x-api-key",
+            false,
+            "ANTHROPIC_BASE_URL",
+        ),
+        cred("GITLAB_TOKEN", "private-token", false, "GITLAB_BASE_URL"),
+    ];
+    let p = Proxy::start(up.route(&creds), &[]);
+    let mut s = p.broker().await;
+    // Servers that name headers CGI-style (WSGI, Rack, many gateways) read `x_api_key` as
+    // `x-api-key`; Google's APIs take an OAuth token in `access_token` (an attacker's is the
+    // attacker's account); `;` separates parameters to some parsers.
+    let req = "GET /anthropic/v1/models?access_token=sk-attacker-1&ACCESS-TOKEN=sk-attacker-2\
+               &x;key=sk-attacker-3&oauth_token=sk-attacker-4&%61pi_key=sk-attacker-5&v=1 HTTP/1.1\r\n\
+               Host: x\r\n\
+               x_api_key: sk-attacker-6\r\n\
+               X_API_KEY: sk-attacker-7\r\n\
+               API_KEY: sk-attacker-8\r\n\
+               apikey: sk-attacker-9\r\n\
+               x-goog-api_key: sk-attacker-10\r\n\r\n";
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (head, _) = response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // A route's own header, under its query parameter's name.
+    s.write_all(
+        b"GET /gitlab/api/v4/user?private_token=sk-attacker-11&Private-Token=sk-attacker-12 \
+          HTTP/1.1\r\nHost: x\r\nprivate_token: sk-attacker-13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (head, _) = response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let heads = up.heads();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(
+        heads[0].starts_with("GET /base/v1/models?v=1 HTTP/1.1\r\n"),
+        "{}",
+        heads[0]
+    );
+    assert!(
+        heads[1].starts_with("GET /base/api/v4/user HTTP/1.1\r\n"),
+        "{}",
+        heads[1]
+    );
+    assert_eq!(header(&heads[0], "x-api-key"), [REAL]);
+    assert_eq!(header(&heads[1], "private-token"), [REAL]);
+    for h in &heads {
+        assert!(!h.contains("sk-attacker"), "{h}");
+    }
+    // TRACE has the server echo the request it got, the real key with it; CONNECT asks
+    // for a tunnel. Neither is an API call: refused, nothing sent.
+    for method in ["TRACE", "CONNECT"] {
+        let mut s = p.broker().await;
+        s.write_all(format!("{method} /anthropic/v1 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = response(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 405"), "{method}: {head}");
+        assert!(String::from_utf8_lossy(&body).contains(method), "{body:?}");
+    }
+    assert_eq!(up.heads().len(), 2, "nothing more reached the upstream");
+}
+
+/// A TLS ClientHello naming `name`, as a real client sends it.
+fn client_hello(name: &str) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_tunnel_to_another_name_cannot_carry_tls_for_a_brokered_host() {
+    // One front end serving two names (as a CDN's or Google's does): the brokered API and
+    // another host the policy allows.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut c, _) = l.accept().await.unwrap();
+            let g = g.clone();
+            tokio::spawn(async move {
+                let i = {
+                    let mut g = g.lock().unwrap();
+                    g.push(Vec::new());
+                    g.len() - 1
+                };
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = c.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    g.lock().unwrap()[i].extend_from_slice(&chunk[..n]);
+                }
+            });
+        }
+    });
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    let fixed = vec![
+        ("api.brokered.test".to_owned(), lo),
+        ("front.allowed.test".to_owned(), lo),
+    ];
+    let url = format!("https://api.brokered.test:{port}");
+    let routes = routes(
+        &anthropic(),
+        |v| match v {
+            "ANTHROPIC_BASE_URL" => Some(url.clone().into()),
+            _ => Some(REAL.into()),
+        },
+        || Ok("phantom".into()),
+    )
+    .unwrap();
+    let allowed = format!("front.allowed.test:{port}");
+    let p = Proxy::start_fixed(routes, &[&allowed], fixed);
+    let connect =
+        format!("AGENTBOX {TOKEN}\nCONNECT {allowed} HTTP/1.1\r\nHost: {allowed}\r\n\r\n");
+    // The hello after the tunnel opens (in two pieces), or sent along with the CONNECT.
+    let attempt = |name: &'static str, early: bool| {
+        let sock = p.sock.clone();
+        let connect = connect.clone();
+        async move {
+            let hello = client_hello(name);
+            let mut s = UnixStream::connect(&sock).await.unwrap();
+            if early {
+                let mut all = connect.into_bytes();
+                all.extend_from_slice(&hello);
+                s.write_all(&all).await.unwrap();
+            } else {
+                s.write_all(connect.as_bytes()).await.unwrap();
+                let mut head = [0u8; 39];
+                within("CONNECT reply", s.read_exact(&mut head))
+                    .await
+                    .unwrap();
+                assert!(head.starts_with(b"HTTP/1.1 200"));
+                s.write_all(&hello[..7]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                s.write_all(&hello[7..]).await.unwrap();
+            }
+            (s, hello.len())
+        }
+    };
+    // The positive control: a hello for the name the tunnel was opened for goes through.
+    for early in [false, true] {
+        let before = got.lock().unwrap().len();
+        let (_s, len) = attempt("front.allowed.test", early).await;
+        within("the hello upstream", async {
+            while got
+                .lock()
+                .unwrap()
+                .get(before)
+                .is_none_or(|b| b.len() < len)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+    // The same tunnel, the hello naming the brokered host: cut, not a byte upstream.
+    for (name, early) in [("api.brokered.test", false), ("API.Brokered.test.", true)] {
+        let before = got.lock().unwrap().len();
+        let (mut s, _) = attempt(name, early).await;
+        let mut rest = Vec::new();
+        within("the tunnel cut", s.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = got.lock().unwrap();
+        assert!(
+            got[before..].iter().all(|b| b.is_empty()),
+            "{name}: bytes went upstream"
+        );
+    }
+    let log = p.log();
+    assert_eq!(
+        log.matches("a TLS hello naming api.brokered.test: ANTHROPIC_API_KEY is brokered")
+            .count(),
+        2,
+        "{log}"
+    );
 }
