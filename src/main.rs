@@ -213,6 +213,18 @@ fn run(mut args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
     // Known reasons a sandbox cannot start, explained before bwrap fails with its own words.
     agentbox::doctor::preflight(&facts.bwrap.path, facts.bwrap.setuid, facts.user.uid)?;
     let net = launch::net_session(&policy, &facts)?;
+    if let Some(n) = &net {
+        let brokered: Vec<&str> = n.broker.iter().flat_map(|r| r.vars()).collect();
+        let apis: Vec<&str> = n.broker.iter().map(|r| r.upstream.host.as_str()).collect();
+        let dropped = policy.filter.drop_login_hosts(&brokered, &apis);
+        if !dropped.is_empty() && !out.quiet {
+            eprintln!(
+                "agentbox: note: {} not allowed while the broker holds the key: login hosts, \
+                 where another account's login would be a way out (--allow-domain HOST allows one)",
+                terminal(&dropped.join(", "))
+            );
+        }
+    }
     let plan = bwrap::plan_run(&policy, &facts, net.as_ref())?;
     for w in &plan.warnings {
         eprintln!("agentbox: warning: {}", terminal(w));

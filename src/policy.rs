@@ -161,6 +161,12 @@ impl Policy {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut allow_domain = args.allow_domain;
+        let profile_hosts: Vec<String> = profile
+            .domains
+            .iter()
+            .filter(|d| !allow_domain.contains(d))
+            .cloned()
+            .collect();
         if net == NetMode::Filtered {
             let mut theirs = profile.domains.clone();
             if args.allow_telemetry {
@@ -178,6 +184,8 @@ impl Policy {
             fixed,
             sources: None,
             registries: args.allow_registry,
+            profile_hosts,
+            profile_keys: profile.credentials.iter().map(|c| c.var.clone()).collect(),
         };
         let mut extra: Vec<ExtraBind> = Vec::new();
         extra.extend(args.ro.into_iter().map(|path| ExtraBind {

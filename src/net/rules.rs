@@ -343,6 +343,11 @@ pub struct NetFilter {
     pub sources: Option<AllowSources>,
     /// `--allow-registry` names, whose hosts the tools on the host say (`host::registry`).
     pub registries: Vec<String>,
+    /// The profile's own hosts that the user did not name too (its API and its login hosts),
+    /// and the variables of the profile's own keys: while one of those keys is brokered, the
+    /// login hosts go (`drop_login_hosts`).
+    pub profile_hosts: Vec<String>,
+    pub profile_keys: Vec<String>,
 }
 
 /// Where a run's allow rules came from, to read them again (`pickup`).
@@ -357,6 +362,37 @@ pub struct AllowSources {
 }
 
 impl NetFilter {
+    /// With one of the profile's own keys brokered (`brokered` are the variables the broker
+    /// holds this run), the profile's hosts other than the brokered APIs' (`apis`) are not
+    /// allowed: they serve logins (claude.ai, chatgpt.com, Google's OAuth), which an agent
+    /// with a key does not need, and where an attacker's own login would be a way out that
+    /// no header replacement can close. A host the user named is kept. Returns the hosts
+    /// dropped.
+    pub fn drop_login_hosts(&mut self, brokered: &[&str], apis: &[&str]) -> Vec<String> {
+        if !brokered
+            .iter()
+            .any(|v| self.profile_keys.iter().any(|k| k == v))
+        {
+            return Vec::new();
+        }
+        let api = |h: &str| {
+            Pattern::parse(h).is_ok_and(|p| {
+                apis.iter()
+                    .any(|a| Host::parse(a).is_some_and(|a| p.covers(&a)))
+            })
+        };
+        let drop: Vec<String> = self
+            .profile_hosts
+            .iter()
+            .filter(|h| !api(h))
+            .cloned()
+            .collect();
+        let gone: Vec<Pattern> = drop.iter().filter_map(|h| Pattern::parse(h).ok()).collect();
+        self.rules.allow.retain(|p| !gone.contains(p));
+        self.allow.retain(|h| !drop.contains(h));
+        drop
+    }
+
     /// Allows `hosts` too (patterns checked as `--allow-domain`'s), once each.
     pub fn add_allowed(&mut self, hosts: &[String]) -> anyhow::Result<()> {
         for h in hosts {
@@ -373,6 +409,42 @@ impl NetFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_hosts_go_only_while_the_profiles_own_key_is_brokered() {
+        let hosts: Vec<String> = ["api.example.com", "login.example.com", "*.auth.example.com"]
+            .map(String::from)
+            .to_vec();
+        let mut allow = hosts.clone();
+        allow.push("mine.example.com".into());
+        let filter = NetFilter {
+            rules: NetPolicy::new(&allow, &[]).unwrap(),
+            allow,
+            profile_hosts: hosts,
+            profile_keys: vec!["EXAMPLE_KEY".into()],
+            ..NetFilter::default()
+        };
+        let allowed = |f: &NetFilter, h: &str| {
+            matches!(
+                f.rules.decide(&Host::parse(h).unwrap(), 443),
+                Decision::Allow(_)
+            )
+        };
+        // Another key brokered (the user's own credential): the profile's logins stay.
+        let mut f = filter.clone();
+        assert!(
+            f.drop_login_hosts(&["GITHUB_TOKEN"], &["api.github.com"])
+                .is_empty()
+        );
+        assert_eq!(f, filter);
+        // The profile's key: its API and the user's host stay, its logins go.
+        let mut f = filter.clone();
+        let gone = f.drop_login_hosts(&["EXAMPLE_KEY"], &["api.example.com"]);
+        assert_eq!(gone, ["login.example.com", "*.auth.example.com"]);
+        assert!(allowed(&f, "api.example.com") && allowed(&f, "mine.example.com"));
+        assert!(!allowed(&f, "login.example.com") && !allowed(&f, "x.auth.example.com"));
+        assert!(allowed(&filter, "login.example.com"), "the control");
+    }
 
     fn host(s: &str) -> Host {
         Host::parse(s).unwrap()

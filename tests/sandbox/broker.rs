@@ -270,6 +270,50 @@ fn a_captured_connection_to_the_default_upstream_is_refused() {
 }
 
 #[test]
+fn the_profiles_login_hosts_are_closed_while_the_key_is_brokered() {
+    // claude.ai takes a login of anyone's: with the key brokered the agent needs none, and an
+    // attacker's session there would carry the project out. Control: with --no-broker (and
+    // when the user names the host) the profile's host is allowed (resolved to the host's
+    // loopback, where nothing answers on 443: nothing leaves).
+    each_user(|w| {
+        let log = w.home.join("net.log");
+        let log_arg = log.to_str().unwrap();
+        let script = curl("https://claude.ai/api/organizations");
+        let flags = [
+            "--test-resolve",
+            "claude.ai=127.0.0.1",
+            "--net-log",
+            log_arg,
+        ];
+        let decision = |extra: &[&str]| {
+            let mut f: Vec<&str> = extra.to_vec();
+            f.extend(flags);
+            let out = run(w, &f, None, &script);
+            out.ok();
+            let text = std::fs::read_to_string(&log).unwrap();
+            std::fs::remove_file(&log).unwrap();
+            (out.stderr(), text)
+        };
+        let (stderr, text) = decision(&[]);
+        assert!(
+            stderr.contains("claude.ai") && stderr.contains("not allowed while the broker"),
+            "{stderr}"
+        );
+        assert!(
+            text.contains("\"host\":\"claude.ai\"") && text.contains("\"allowed\":false"),
+            "{text}"
+        );
+        for control in [&["--no-broker"][..], &["--allow-domain", "claude.ai"]] {
+            let (_, text) = decision(control);
+            assert!(
+                text.contains("\"host\":\"claude.ai\"") && text.contains("\"allowed\":true"),
+                "{control:?}: {text}"
+            );
+        }
+    });
+}
+
+#[test]
 fn dry_run_names_the_brokered_keys_never_their_values() {
     each_user(|w| {
         let out = run(w, &["--dry-run"], None, "true");
