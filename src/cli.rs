@@ -150,6 +150,15 @@ pub enum InitShell {
     Fish,
 }
 
+/// `--ssh-agent[=MODE]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SshAgentArg {
+    /// Only the named keys, only listing and signing, through agentbox's filter.
+    Filtered,
+    /// The agent's socket itself: every key it holds, every operation.
+    Raw,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetArg {
     /// No network at all: the sandbox has its own empty network namespace.
@@ -218,10 +227,23 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub allow_telemetry: bool,
 
-    /// Forward your ssh-agent (only its socket: the key files stay hidden) and show
-    /// ~/.ssh/known_hosts read-only, for git over SSH.
-    #[arg(long)]
-    pub ssh_agent: bool,
+    /// Let the sandbox list and sign with the keys of your ssh-agent that --ssh-key (or
+    /// `ssh_keys` in config) names, through agentbox's filter (no adding, removing or locking),
+    /// and show ~/.ssh/known_hosts read-only, for git over SSH. `--ssh-agent=raw` hands over
+    /// the agent's socket itself: every key, every operation.
+    #[arg(
+        long,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "filtered"
+    )]
+    pub ssh_agent: Option<SshAgentArg>,
+
+    /// A key of your ssh-agent the sandbox may use with --ssh-agent: its fingerprint
+    /// (SHA256:..., as `ssh-add -l` prints it) or its comment (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub ssh_key: Vec<String>,
 
     /// Give the sandbox the Docker socket. It is root-equivalent on the host.
     #[arg(long)]

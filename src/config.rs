@@ -53,6 +53,10 @@ pub struct Settings {
     pub commands: Vec<String>,
     /// `[profile.NAME]` of the user's own only: its line in `agentbox profiles`.
     pub about: Option<String>,
+    /// The ssh-agent keys `--ssh-agent` lets the sandbox list and sign with: fingerprints
+    /// (`SHA256:...`) or comments. Added to `--ssh-key`.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
 }
 
 /// The user's config file.
@@ -241,7 +245,10 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     args.allow_telemetry |= s.allow_telemetry.unwrap_or(false);
     args.allow_debug |= s.allow_debug.unwrap_or(false);
     args.allow_nested |= s.allow_nested.unwrap_or(false);
-    args.ssh_agent |= s.ssh_agent.unwrap_or(false);
+    if args.ssh_agent.is_none() && s.ssh_agent == Some(true) {
+        args.ssh_agent = Some(crate::cli::SshAgentArg::Filtered);
+    }
+    front(&mut args.ssh_key, &s.ssh_keys);
     args.docker |= s.docker.unwrap_or(false);
     args.no_toolchains |= s.toolchains == Some(false);
     if args.memory.is_none()
@@ -278,7 +285,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 9] = [
+    let loosening: [(&'static str, bool); 10] = [
         ("allow_domains", !s.allow_domains.is_empty()),
         ("unhide", !s.unhide.is_empty()),
         ("ro", !s.ro.is_empty()),
@@ -291,6 +298,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             "ssh_agent/docker",
             s.ssh_agent == Some(true) || s.docker == Some(true),
         ),
+        ("ssh_keys", !s.ssh_keys.is_empty()),
     ];
     ignored.extend(loosening.iter().filter(|(_, set)| *set).map(|(k, _)| *k));
     (keep, ignored)

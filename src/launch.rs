@@ -47,6 +47,8 @@ pub fn run(
     sys::cloexec_inherited()?;
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
+    // `--ssh-agent`'s filter: its socket must exist before bwrap binds it (and is checked below).
+    let ssh = crate::sshagent::serve::for_run(facts, &areas)?;
     mount_paths_hold(plan, &areas)?;
     let enforcer = match policy.limits.any() {
         true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
@@ -85,6 +87,9 @@ pub fn run(
     drop(enforcer);
     if let Some(n) = net {
         n.finish();
+    }
+    if let Some(s) = ssh {
+        s.finish();
     }
     // bwrap is reaped and its cgroup and proxy are gone: from here on a signal is for agentbox
     // itself, and the audit below must end at Ctrl-C or `kill` like any program (ignored or

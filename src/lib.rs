@@ -31,6 +31,7 @@ pub mod runlock;
 pub mod seccomp;
 pub mod secrets;
 pub mod selftest;
+pub mod sshagent;
 mod stale;
 mod sys;
 pub mod text;

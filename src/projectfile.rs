@@ -65,6 +65,11 @@ pub fn loosening(s: &Settings) -> Vec<String> {
     add("ro", "more paths shown read-only", &s.ro);
     add("rw", "more paths the agent may WRITE", &s.rw);
     add("env", "host variables passed in", &s.env);
+    add(
+        "ssh_keys",
+        "ssh-agent keys the agent may sign with (with ssh_agent)",
+        &s.ssh_keys,
+    );
     if let Some(n) = s.net.as_deref().filter(|n| *n != "none") {
         out.push(format!(
             "net = {:?}: the network on (untrusted, only a stricter one counts)",

@@ -103,7 +103,22 @@ pub fn runtime(facts: &HostFacts, b: &mut Builder) {
 
 /// `--ssh-agent` and `--docker`: sockets handed over on purpose, each with what it gives.
 pub fn integrations(facts: &HostFacts, b: &mut Builder) {
-    if let Some(sock) = &facts.agent.ssh_agent {
+    if let Some(proxy) = &facts.agent.ssh_proxy {
+        b.push(
+            Op::BindAt {
+                src: proxy.socket.clone(),
+                dest: SSH_AGENT_INSIDE.into(),
+            },
+            "--ssh-agent: agentbox's filtering agent, not yours: listing and signing with the \
+             named keys only",
+        );
+        b.notes.push(format!(
+            "--ssh-agent: the agent can sign with {} of your ssh-agent (git push, and any SSH \
+             login those keys allow) while the run lasts; no other key, no adding, removing or \
+             locking",
+            proxy.filter.names.join(", ")
+        ));
+    } else if let Some(sock) = &facts.agent.ssh_agent {
         b.push(
             Op::BindAt {
                 src: sock.clone(),
@@ -111,9 +126,10 @@ pub fn integrations(facts: &HostFacts, b: &mut Builder) {
             },
             "--ssh-agent: the agent socket only; the key files stay hidden",
         );
-        b.notes.push(
-            "--ssh-agent: the agent can have your ssh-agent sign with every key it holds (git \
-             push, and any SSH login those keys allow) while the run lasts"
+        b.warnings.push(
+            "--ssh-agent=raw: the agent can have your ssh-agent sign with every key it holds \
+             (git push, and any SSH login those keys allow), add and remove keys and lock it, \
+             while the run lasts"
                 .to_owned(),
         );
     }

@@ -32,6 +32,7 @@ fn policy(command: &[&str]) -> Policy {
         command: command.iter().map(OsString::from).collect(),
         audit_json: None,
         toolchains: crate::policy::Toolchains::Off,
+        ssh_filter: None,
     }
 }
 
@@ -1526,4 +1527,52 @@ fn toolchains_are_shown_read_only_and_caches_bound_outside_the_home() {
             .iter()
             .any(|a| a.contains(".rustup") || a.contains("agentbox/cache"))
     );
+}
+
+#[test]
+fn ssh_agent_filtered_binds_agentboxs_socket_raw_binds_the_users() {
+    let mut f = facts();
+    f.agent.ssh_agent = Some("/run/user/1000/ssh.sock".into());
+    let mut p = policy(&["x"]);
+    p.handed = vec![crate::policy::Handed::SshAgent];
+    let raw = argv(&p, &f);
+    let at = pos(
+        &raw,
+        &[
+            "--bind",
+            "/run/user/1000/ssh.sock",
+            crate::inside::SSH_AGENT_INSIDE,
+        ],
+    );
+    assert!(at > 0);
+    assert!(
+        plan(&p, &f)
+            .unwrap()
+            .warnings
+            .iter()
+            .any(|w| w.contains("=raw"))
+    );
+    // Filtered: agentbox's socket in its place, the user's nowhere in the argv.
+    let filter = crate::sshagent::KeyFilter {
+        names: vec!["SHA256:k".into()],
+    };
+    f.agent.ssh_proxy = Some(crate::sshagent::Proxy {
+        socket: "/run/user/1000/agentbox/ssh-1/agent.sock".into(),
+        upstream: "/run/user/1000/ssh.sock".into(),
+        filter: filter.clone(),
+    });
+    p.ssh_filter = Some(filter);
+    let filtered = argv(&p, &f);
+    pos(
+        &filtered,
+        &[
+            "--bind",
+            "/run/user/1000/agentbox/ssh-1/agent.sock",
+            crate::inside::SSH_AGENT_INSIDE,
+        ],
+    );
+    assert!(!filtered.iter().any(|a| a == "/run/user/1000/ssh.sock"));
+    let plan = plan(&p, &f).unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    assert!(plan.notes.iter().any(|n| n.contains("SHA256:k")));
 }

@@ -32,6 +32,8 @@ pub struct Agent {
     pub ssh_agent: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub docker: Option<PathBuf>,
+    /// `--ssh-agent` filtered: where agentbox's filtering agent will listen (made at launch).
+    pub ssh_proxy: Option<crate::sshagent::Proxy>,
 }
 
 impl Agent {
@@ -64,6 +66,14 @@ impl Agent {
             home: agent_home,
             state_dirs,
             exposed,
+            ssh_proxy: match (&ssh_agent, &policy.ssh_filter) {
+                (Some(upstream), Some(filter)) => Some(crate::sshagent::Proxy {
+                    socket: crate::sshagent::serve::socket_path(&super::runtime_base(user)),
+                    upstream: upstream.clone(),
+                    filter: filter.clone(),
+                }),
+                _ => None,
+            },
             ssh_agent,
             known_hosts,
             docker: policy

@@ -30,6 +30,7 @@ mod project;
 mod rough;
 mod scan;
 mod secrets;
+mod sshagent;
 mod terminal;
 mod toolchains;
 mod userconfig;
