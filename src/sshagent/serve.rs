@@ -25,6 +25,9 @@ use super::{
 use crate::error::Fail;
 use crate::hostfs::{self, Untrusted};
 
+/// Connections served at once (`ssh`, `git` and `ssh-add` use one each).
+const MAX_CONNECTIONS: usize = 64;
+
 /// The socket's name in its directory.
 pub const SOCKET: &str = "agent.sock";
 
@@ -100,6 +103,7 @@ pub fn start(
         upstream.to_owned(),
     );
     let filter = Arc::new(filter);
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     running.accept = Some(
         std::thread::Builder::new()
             .name("ssh-agent".into())
@@ -109,13 +113,24 @@ pub fn start(
                         return;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (filter, stats, upstream) =
-                        (filter.clone(), stats.clone(), upstream.clone());
+                    // Each connection is a thread and a connection to the user's agent: a
+                    // sandbox opening them without end is stopped at this many.
+                    if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::SeqCst);
+                    let (filter, stats, upstream, open) = (
+                        filter.clone(),
+                        stats.clone(),
+                        upstream.clone(),
+                        open.clone(),
+                    );
                     // A connection that misbehaves only ends itself.
                     let _ = std::thread::Builder::new()
                         .name("ssh-agent-conn".into())
                         .spawn(move || {
                             let _ = serve(conn, &upstream, &filter, &stats);
+                            open.fetch_sub(1, Ordering::SeqCst);
                         });
                 }
             })
