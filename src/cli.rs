@@ -159,6 +159,15 @@ pub enum SshAgentArg {
     Raw,
 }
 
+/// `--docker[=MODE]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DockerArg {
+    /// Through agentbox's filter.
+    Filtered,
+    /// The daemon's socket itself: root on the host.
+    Raw,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetArg {
     /// No network at all: the sandbox has its own empty network namespace.
@@ -245,9 +254,17 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "KEY")]
     pub ssh_key: Vec<String>,
 
-    /// Give the sandbox the Docker socket. It is root-equivalent on the host.
-    #[arg(long)]
-    pub docker: bool,
+    /// Give the sandbox a Docker socket served by agentbox, which refuses what would turn a
+    /// container into the host (privileged, host namespaces, devices, binds outside the
+    /// project...). `--docker=raw` hands over the daemon's socket itself: root on the host.
+    #[arg(
+        long,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "filtered"
+    )]
+    pub docker: Option<DockerArg>,
 
     /// The directory the agent may write [default: the current directory].
     #[arg(long, value_name = "DIR")]

@@ -249,7 +249,9 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
         args.ssh_agent = Some(crate::cli::SshAgentArg::Filtered);
     }
     front(&mut args.ssh_key, &s.ssh_keys);
-    args.docker |= s.docker.unwrap_or(false);
+    if args.docker.is_none() && s.docker == Some(true) {
+        args.docker = Some(crate::cli::DockerArg::Filtered);
+    }
     args.no_toolchains |= s.toolchains == Some(false);
     if args.memory.is_none()
         && let Some(m) = &s.memory

@@ -49,6 +49,7 @@ pub fn run(
     prepare(plan, &areas)?;
     // `--ssh-agent`'s filter: its socket must exist before bwrap binds it (and is checked below).
     let ssh = crate::sshagent::serve::for_run(facts, &areas)?;
+    let docker = crate::docker::serve::for_run(facts, &areas)?;
     mount_paths_hold(plan, &areas)?;
     let enforcer = match policy.limits.any() {
         true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
@@ -90,6 +91,9 @@ pub fn run(
     }
     if let Some(s) = ssh {
         s.finish();
+    }
+    if let Some(d) = docker {
+        d.finish();
     }
     // bwrap is reaped and its cgroup and proxy are gone: from here on a signal is for agentbox
     // itself, and the audit below must end at Ctrl-C or `kill` like any program (ignored or

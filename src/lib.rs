@@ -9,6 +9,7 @@ pub mod caches;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod docker;
 pub mod doctor;
 pub mod error;
 pub mod fds;

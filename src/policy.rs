@@ -124,6 +124,8 @@ pub struct Policy {
     /// `--ssh-agent` (filtered): the keys the sandbox may use. `None` with `--ssh-agent=raw`
     /// (or without `--ssh-agent`).
     pub ssh_filter: Option<crate::sshagent::KeyFilter>,
+    /// `--docker` through agentbox's filter (`false` with `--docker=raw` or without `--docker`).
+    pub docker_filtered: bool,
 }
 
 impl Policy {
@@ -242,7 +244,7 @@ impl Policy {
             profile,
             handed: [
                 (args.ssh_agent.is_some(), Handed::SshAgent),
-                (args.docker, Handed::Docker),
+                (args.docker.is_some(), Handed::Docker),
             ]
             .into_iter()
             .filter_map(|(on, h)| on.then_some(h))
@@ -260,6 +262,7 @@ impl Policy {
                     names: args.ssh_key,
                 },
             ),
+            docker_filtered: args.docker == Some(crate::cli::DockerArg::Filtered),
         };
         policy.validate()?;
         Ok(policy)

@@ -142,7 +142,21 @@ pub fn integrations(facts: &HostFacts, b: &mut Builder) {
             "--ssh-agent: known hosts, read-only, so host keys are checked",
         );
     }
-    if let Some(sock) = &facts.agent.docker {
+    if let (Some(ours), Some(theirs)) = (&facts.agent.docker_proxy, &facts.agent.docker) {
+        b.push(
+            Op::BindAt {
+                src: ours.clone(),
+                dest: crate::inside::DOCKER_INSIDE.into(),
+            },
+            "--docker: agentbox's Docker filter, not the daemon's socket",
+        );
+        b.notes.push(format!(
+            "--docker: the agent can use the Docker daemon at {} through agentbox's filter: \
+             containers, images, networks and volumes, but no privileged container, host \
+             namespace, device or bind outside the project; its containers reach the network",
+            theirs.display()
+        ));
+    } else if let Some(sock) = &facts.agent.docker {
         b.push(
             Op::BindAt {
                 src: sock.clone(),
@@ -151,7 +165,7 @@ pub fn integrations(facts: &HostFacts, b: &mut Builder) {
             "--docker: the Docker socket (root-equivalent on the host)",
         );
         b.warnings.push(format!(
-            "--docker: {} is root on the host: a container the agent starts can mount /, so \
+            "--docker=raw: {} is root on the host: a container the agent starts can mount /, so \
              this sandbox no longer holds",
             sock.display()
         ));

@@ -33,6 +33,7 @@ fn policy(command: &[&str]) -> Policy {
         audit_json: None,
         toolchains: crate::policy::Toolchains::Off,
         ssh_filter: None,
+        docker_filtered: false,
     }
 }
 

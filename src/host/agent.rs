@@ -34,6 +34,8 @@ pub struct Agent {
     pub docker: Option<PathBuf>,
     /// `--ssh-agent` filtered: where agentbox's filtering agent will listen (made at launch).
     pub ssh_proxy: Option<crate::sshagent::Proxy>,
+    /// `--docker` filtered: where agentbox's Docker filter will listen (made at launch).
+    pub docker_proxy: Option<PathBuf>,
 }
 
 impl Agent {
@@ -74,6 +76,8 @@ impl Agent {
                 }),
                 _ => None,
             },
+            docker_proxy: (policy.hands(Handed::Docker) && policy.docker_filtered)
+                .then(|| crate::docker::serve::socket_path(&super::runtime_base(user))),
             ssh_agent,
             known_hosts,
             docker: policy

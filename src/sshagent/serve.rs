@@ -140,7 +140,7 @@ pub fn start(
 }
 
 /// Makes `base` (0700, ours) if needed; refuses one that another user could have prepared.
-fn private_base(base: &Path, uid: u32, areas: &Untrusted) -> Result<()> {
+pub(crate) fn private_base(base: &Path, uid: u32, areas: &Untrusted) -> Result<()> {
     hostfs::create_dir_all(base, 0o700, areas)?;
     let meta = fs::symlink_metadata(base)?;
     if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {

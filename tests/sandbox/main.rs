@@ -15,6 +15,7 @@ mod harness;
 
 mod audit;
 mod cli;
+mod docker;
 mod doctor;
 mod env;
 mod escape;

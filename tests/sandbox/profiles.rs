@@ -212,7 +212,7 @@ fn ssh_agent_and_docker_hand_over_only_their_socket() {
                 &[
                     "run",
                     "--ssh-agent=raw",
-                    "--docker",
+                    "--docker=raw",
                     "--",
                     "sh",
                     "-c",
@@ -231,7 +231,7 @@ fn ssh_agent_and_docker_hand_over_only_their_socket() {
             "{}",
             out.stderr()
         );
-        assert!(out.stderr().contains("--docker:"), "{}", out.stderr());
+        assert!(out.stderr().contains("--docker=raw:"), "{}", out.stderr());
         assert!(
             out.stderr().contains("--ssh-agent=raw:"),
             "{}",
