@@ -386,6 +386,16 @@ mod tests {
     }
 
     #[test]
+    fn docker_is_filtered_unless_raw() {
+        let p = policy(&["--docker", "x"]).unwrap();
+        assert!(p.hands(Handed::Docker) && p.docker_filtered);
+        let p = policy(&["--docker=raw", "x"]).unwrap();
+        assert!(p.hands(Handed::Docker) && !p.docker_filtered);
+        let p = policy(&["x"]).unwrap();
+        assert!(!p.hands(Handed::Docker) && !p.docker_filtered);
+    }
+
+    #[test]
     fn flags_to_policy() {
         let p = policy(&["--", "make", "-j", "2"]).unwrap();
         assert_eq!(p.net, NetMode::None);

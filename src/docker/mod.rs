@@ -23,7 +23,7 @@
 pub mod http;
 pub mod serve;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -40,17 +40,22 @@ pub struct Proxy {
     pub roots: Vec<PathBuf>,
 }
 
-/// What the daemon told the sandbox it created: the only containers it may exec into.
+/// What the daemon told the sandbox it created: the only containers it may exec into, with
+/// the bind sources each was created with (checked again at every start).
 #[derive(Debug, Default)]
 pub struct Owned {
-    containers: HashSet<String>,
+    containers: HashMap<String, Vec<String>>,
     execs: HashSet<String>,
 }
 
 impl Owned {
     pub fn add_container(&mut self, id_or_name: &str) {
+        self.add_container_with(id_or_name, Vec::new());
+    }
+
+    pub fn add_container_with(&mut self, id_or_name: &str, sources: Vec<String>) {
         self.containers
-            .insert(id_or_name.trim_start_matches('/').to_owned());
+            .insert(id_or_name.trim_start_matches('/').to_owned(), sources);
     }
 
     pub fn add_exec(&mut self, id: &str) {
@@ -60,7 +65,14 @@ impl Owned {
     /// Only the full id or the name given at create: a prefix could be another container's
     /// name (the daemon looks names up before id prefixes).
     pub fn container(&self, reference: &str) -> bool {
-        self.containers.contains(reference.trim_start_matches('/'))
+        self.containers
+            .contains_key(reference.trim_start_matches('/'))
+    }
+
+    fn sources(&self, reference: &str) -> &[String] {
+        self.containers
+            .get(reference.trim_start_matches('/'))
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn exec(&self, id: &str) -> bool {
@@ -72,6 +84,7 @@ impl Owned {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     ContainerCreate,
+    /// Start or restart: the mounts are made then.
     ContainerStart(String),
     ContainerUpdate(String),
     ExecCreate(String),
@@ -113,7 +126,7 @@ pub fn route(method: &str, target: &str) -> Route {
     let id = |i: usize| parts.get(i).map(|s| s.to_string()).unwrap_or_default();
     match parts.as_slice() {
         ["containers", "create"] if post => Route::ContainerCreate,
-        ["containers", _, "start"] if post => Route::ContainerStart(id(1)),
+        ["containers", _, "start" | "restart"] if post => Route::ContainerStart(id(1)),
         ["containers", _, "update"] if post => Route::ContainerUpdate(id(1)),
         ["containers", _, "exec"] if post => Route::ExecCreate(id(1)),
         ["containers", _, "attach"] | ["containers", _, "attach", "ws"] => Route::Attach(id(1)),
@@ -372,6 +385,33 @@ fn check_source(src: &str, proxy: &Proxy, resolve: Resolve) -> Result<(), Refusa
     }
 }
 
+/// The path sources of a create body's binds and mounts (after `check_create` passed it).
+pub fn bind_sources(body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(top) = body.as_object() else {
+        return out;
+    };
+    for hc in fields(top, "HostConfig")
+        .into_iter()
+        .filter_map(Value::as_object)
+    {
+        for bind in fields(hc, "Binds").into_iter().flat_map(strings) {
+            out.extend(bind.split(':').next().map(str::to_owned));
+        }
+        for m in fields(hc, "Mounts")
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+        {
+            if let Some(m) = m.as_object() {
+                out.extend(fields(m, "Source").into_iter().flat_map(strings));
+            }
+        }
+    }
+    out.retain(|s| s.starts_with('/'));
+    out
+}
+
 /// `POST /volumes/create`: driver options would let the local driver bind any host path.
 pub fn check_volume(body: &Value) -> Result<(), Refusal> {
     let top = body.as_object().ok_or("the body is not a JSON object")?;
@@ -425,10 +465,14 @@ pub fn check(
             let top = body.as_object().ok_or("the body is not a JSON object")?;
             check_host_config(top, proxy, owned, resolve)
         }
-        // Old API versions took a HostConfig at start; none is passed on.
-        Route::ContainerStart(_) => match truthy(body) {
+        // Old API versions took a HostConfig at start; none is passed on. The bind sources
+        // are resolved again: one may have become a symlink since the create.
+        Route::ContainerStart(id) => match truthy(body) {
             true => Err("a HostConfig given at start".into()),
-            false => Ok(()),
+            false => owned.sources(id).iter().try_for_each(|s| {
+                check_source(s, proxy, resolve)
+                    .map_err(|e| format!("a bind of {s:?} at start: {e}"))
+            }),
         },
         Route::ExecCreate(id) => check_exec(id, body, owned),
         Route::ExecStart(id) if !owned.exec(id) => Err("an exec the sandbox did not create".into()),

@@ -171,6 +171,7 @@ fn serve(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
         *lock(&shared.refused).entry(why.to_owned()).or_default() += 1;
         w.write_all(&http::refusal(status, why))
     };
+    let mut sources = Vec::new();
     while let Some(head) = http::read_head(&mut client_r)? {
         let req = match http::parse_request(&head) {
             Ok(r) => r,
@@ -206,6 +207,9 @@ fn serve(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
                 refuse(&mut client_w, 403, &why)?;
                 continue;
             }
+            if route == Route::ContainerCreate {
+                sources = json.as_ref().map(super::bind_sources).unwrap_or_default();
+            }
             up_w.write_all(&head)?;
             up_w.write_all(&raw)?;
         } else {
@@ -240,7 +244,14 @@ fn serve(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
         let records = matches!(route, Route::ContainerCreate | Route::ExecCreate(_));
         if records && resp.status == 201 && resp.framing != Framing::UntilClose {
             let (raw, payload) = http::read_body(&mut up_r, resp.framing, MAX_CHECKED_BODY)?;
-            record(&route, &req.target, &payload, &mut lock(&shared.owned));
+            let sources = std::mem::take(&mut sources);
+            record(
+                &route,
+                &req.target,
+                &payload,
+                sources,
+                &mut lock(&shared.owned),
+            );
             client_w.write_all(&raw)?;
         } else {
             http::copy_body(&mut up_r, &mut client_w, resp.framing)?;
@@ -254,7 +265,7 @@ fn serve(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
 }
 
 /// The ids (and the name asked for) of what the daemon created for the sandbox.
-fn record(route: &Route, target: &str, payload: &[u8], owned: &mut Owned) {
+fn record(route: &Route, target: &str, payload: &[u8], sources: Vec<String>, owned: &mut Owned) {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
         return;
     };
@@ -263,13 +274,13 @@ fn record(route: &Route, target: &str, payload: &[u8], owned: &mut Owned) {
     };
     match route {
         Route::ContainerCreate => {
-            owned.add_container(id);
             let query = target.split_once('?').map_or("", |(_, q)| q);
             for pair in query.split('&') {
                 if let Some(name) = pair.strip_prefix("name=") {
-                    owned.add_container(&super::percent_decode(name));
+                    owned.add_container_with(&super::percent_decode(name), sources.clone());
                 }
             }
+            owned.add_container_with(id, sources);
         }
         Route::ExecCreate(_) => owned.add_exec(id),
         _ => {}

@@ -238,6 +238,24 @@ fn exec_attach_and_copies_only_into_the_sandboxs_containers() {
 }
 
 #[test]
+fn bind_sources_are_checked_again_at_start() {
+    let body = json!({"HostConfig": {"Binds": ["/home/u/p/d:/d", "vol:/v"],
+        "Mounts": [{"Type": "bind", "Source": "/home/u/p/m", "Target": "/m"}]}});
+    assert_eq!(bind_sources(&body), ["/home/u/p/d", "/home/u/p/m"]);
+    let mut owned = Owned::default();
+    owned.add_container_with("c1", bind_sources(&body));
+    let start = Route::ContainerStart("c1".into());
+    assert_eq!(check(&start, "/", None, &proxy(), &owned, &fake), Ok(()));
+    // `d` became a symlink to / after the create.
+    let swapped = |p: &Path| match p == Path::new("/home/u/p/d") {
+        true => Some(PathBuf::from("/")),
+        false => fake(p),
+    };
+    assert!(check(&start, "/", None, &proxy(), &owned, &swapped).is_err());
+    assert_eq!(route("POST", "/v1.43/containers/c1/restart"), start);
+}
+
+#[test]
 fn volumes_builds_plugins_swarm() {
     assert!(
         check_volume(&json!({"Name": "v", "DriverOpts": {"o": "bind", "device": "/"}})).is_err()

@@ -245,6 +245,26 @@ fn refused_shapes_never_reach_the_daemon() {
         assert!(d.requests().is_empty());
         assert_eq!(run(w, &d, "=raw", exec).ok(), "201\n");
         d.clear();
+
+        // A bind source in the project swapped for a symlink to / after the create: the
+        // start is refused (the control: the same start before the swap passes).
+        let p = w.project.to_str().unwrap();
+        w.write(
+            "home/src/project/bind.json",
+            &format!(r#"{{"HostConfig":{{"Binds":["{p}/sub:/s"]}}}}"#),
+        );
+        let start = format!(
+            "curl -sS --unix-socket \"${{DOCKER_HOST#unix://}}\" -o /dev/null -w '%{{http_code}}\\n' \
+             -X POST http://d/v1.43/containers/{}/start",
+            "c".repeat(64)
+        );
+        let script = format!(
+            "mkdir sub; {} {start}; rm -r sub; ln -s / sub; {start}",
+            post("/containers/create", "bind.json")
+        );
+        let got = run(w, &d, "", &script).ok();
+        let codes: Vec<&str> = got.lines().map(|l| &l[..3]).collect();
+        assert_eq!(codes, ["201", "204", "403"], "{got}");
     });
 }
 
