@@ -266,6 +266,11 @@ pub struct SandboxArgs {
     )]
     pub docker: Option<DockerArg>,
 
+    /// Show the GPU device nodes (NVIDIA /dev/nvidia*, /dev/dri, AMD's /dev/kfd) and the sysfs
+    /// entries their drivers read. The GPU driver in the kernel becomes reachable.
+    #[arg(long)]
+    pub gpu: bool,
+
     /// The directory the agent may write [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,

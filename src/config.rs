@@ -57,6 +57,8 @@ pub struct Settings {
     /// (`SHA256:...`) or comments. Added to `--ssh-key`.
     #[serde(default)]
     pub ssh_keys: Vec<String>,
+    /// `true`: as `--gpu`.
+    pub gpu: Option<bool>,
 }
 
 /// The user's config file.
@@ -253,6 +255,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
         args.docker = Some(crate::cli::DockerArg::Filtered);
     }
     args.no_toolchains |= s.toolchains == Some(false);
+    args.gpu |= s.gpu == Some(true);
     if args.memory.is_none()
         && let Some(m) = &s.memory
     {
@@ -287,7 +290,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 10] = [
+    let loosening: [(&'static str, bool); 11] = [
         ("allow_domains", !s.allow_domains.is_empty()),
         ("unhide", !s.unhide.is_empty()),
         ("ro", !s.ro.is_empty()),
@@ -301,6 +304,7 @@ fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Vec<&'static 
             s.ssh_agent == Some(true) || s.docker == Some(true),
         ),
         ("ssh_keys", !s.ssh_keys.is_empty()),
+        ("gpu", s.gpu == Some(true)),
     ];
     ignored.extend(loosening.iter().filter(|(_, set)| *set).map(|(k, _)| *k));
     (keep, ignored)

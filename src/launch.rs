@@ -138,6 +138,7 @@ fn mount_paths_hold(plan: &Plan, areas: &Untrusted) -> Result<()> {
     for step in &plan.steps {
         let paths: Vec<&Path> = match &step.op {
             Op::Bind(p)
+            | Op::DevBind(p)
             | Op::RoBind(p)
             | Op::EmptyFile(p)
             | Op::UnreadableFile(p)

@@ -126,6 +126,8 @@ pub struct Policy {
     pub ssh_filter: Option<crate::sshagent::KeyFilter>,
     /// `--docker` through agentbox's filter (`false` with `--docker=raw` or without `--docker`).
     pub docker_filtered: bool,
+    /// `--gpu`: the GPU device nodes and the sysfs entries their drivers read.
+    pub gpu: bool,
 }
 
 impl Policy {
@@ -263,6 +265,7 @@ impl Policy {
                 },
             ),
             docker_filtered: args.docker == Some(crate::cli::DockerArg::Filtered),
+            gpu: args.gpu,
         };
         policy.validate()?;
         Ok(policy)

@@ -102,6 +102,11 @@ pub fn loosening(s: &Settings) -> Vec<String> {
             s.docker,
             "the Docker socket: root-equivalent on this host",
         ),
+        (
+            "gpu",
+            s.gpu,
+            "the GPU device nodes: the kernel's GPU driver",
+        ),
     ];
     for (key, on, what) in flags {
         if on == Some(true) {

@@ -101,6 +101,27 @@ pub fn runtime(facts: &HostFacts, b: &mut Builder) {
     }
 }
 
+/// `--gpu`: the device nodes with device access, the sysfs the drivers read, read-only.
+pub fn gpu(facts: &HostFacts, b: &mut Builder) {
+    let Some(g) = &facts.agent.gpu else {
+        return;
+    };
+    for n in &g.nodes {
+        b.push(Op::DevBind(n.clone()), "--gpu: a GPU device node");
+    }
+    for s in &g.sys {
+        b.push(
+            Op::RoBind(s.clone()),
+            "--gpu: sysfs the GPU driver reads to find its device, read-only",
+        );
+    }
+    b.notes.push(format!(
+        "--gpu: the GPU ({}) is handed over: its device nodes, so the kernel's GPU driver is \
+         reachable from the sandbox, and GPU memory is not cleared between processes",
+        g.vendors.join(", ")
+    ));
+}
+
 /// `--ssh-agent` and `--docker`: sockets handed over on purpose, each with what it gives.
 pub fn integrations(facts: &HostFacts, b: &mut Builder) {
     if let Some(proxy) = &facts.agent.ssh_proxy {

@@ -34,6 +34,7 @@ fn policy(command: &[&str]) -> Policy {
         toolchains: crate::policy::Toolchains::Off,
         ssh_filter: None,
         docker_filtered: false,
+        gpu: false,
     }
 }
 
@@ -1576,4 +1577,55 @@ fn ssh_agent_filtered_binds_agentboxs_socket_raw_binds_the_users() {
     let plan = plan(&p, &f).unwrap();
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     assert!(plan.notes.iter().any(|n| n.contains("SHA256:k")));
+}
+
+#[test]
+fn gpu_adds_its_nodes_and_sysfs_and_nothing_else() {
+    let t = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(t.path()).unwrap();
+    crate::host::gpu::tests::fake_tree(&root);
+    let p = policy(&["x"]);
+    let without = argv(&p, &facts());
+    let mut f = facts();
+    f.agent.gpu = Some(crate::host::gpu::probe_in(&root));
+    let with = argv(&p, &f);
+    // The GPU's steps, in order, right after the minimal /dev and before it is made read-only.
+    let at = pos(&with, &["--dev", "/dev"]) + 2;
+    let mut added: Vec<&str> = Vec::new();
+    for n in [
+        "/dev/nvidia-caps",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia0",
+        "/dev/nvidiactl",
+        "/dev/dri",
+        "/dev/kfd",
+    ] {
+        added.extend(["--dev-bind", n, n]);
+    }
+    for s in [
+        "/sys/class/drm",
+        "/sys/class/kfd",
+        "/sys/dev/char",
+        "/sys/devices/pci0000:00/0000:00:02.0",
+        "/sys/devices/virtual/kfd",
+    ] {
+        added.extend(["--ro-bind", s, s]);
+    }
+    assert_eq!(with[at..at + added.len()], added[..]);
+    assert!(pos(&with, &["--remount-ro", "/dev"]) > at);
+    // Nothing else changed: not /dev/sda, not all of /sys.
+    let mut rest = with.clone();
+    rest.drain(at..at + added.len());
+    assert_eq!(rest, without);
+    assert!(
+        !with
+            .iter()
+            .any(|a| a == "/dev/sda" || a == "/sys" || a == "/sys/devices")
+    );
+    let plan = plan(&p, &f).unwrap();
+    assert!(
+        plan.notes.iter().any(|n| n.starts_with("--gpu:")),
+        "{:?}",
+        plan.notes
+    );
 }

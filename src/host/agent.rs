@@ -36,6 +36,8 @@ pub struct Agent {
     pub ssh_proxy: Option<crate::sshagent::Proxy>,
     /// `--docker` filtered: where agentbox's Docker filter will listen (made at launch).
     pub docker_proxy: Option<PathBuf>,
+    /// `--gpu`: what the host has.
+    pub gpu: Option<super::gpu::Gpu>,
 }
 
 impl Agent {
@@ -78,6 +80,10 @@ impl Agent {
             },
             docker_proxy: (policy.hands(Handed::Docker) && policy.docker_filtered)
                 .then(|| crate::docker::serve::socket_path(&super::runtime_base(user))),
+            gpu: match policy.gpu {
+                true => Some(gpu_or_refuse()?),
+                false => None,
+            },
             ssh_agent,
             known_hosts,
             docker: policy
@@ -201,6 +207,19 @@ pub fn runtime_paths(home: &Path, entries: &[String]) -> Vec<PathBuf> {
         .filter_map(|e| fs::canonicalize(home.join(e.trim_end_matches('/'))).ok())
         .filter(|p| crate::broad::too_broad_to_show(p, home).is_none())
         .collect()
+}
+
+/// The host's GPUs, for `--gpu`: none found is an error, not an empty hand-over.
+fn gpu_or_refuse() -> Result<super::gpu::Gpu> {
+    let g = super::gpu::probe();
+    match g.is_empty() {
+        false => Ok(g),
+        true => Err(Fail::hint(
+            "--gpu: no GPU device found (no /dev/nvidia*, /dev/dri or /dev/kfd)",
+            "load the GPU driver, or run without --gpu",
+        )
+        .into()),
+    }
 }
 
 /// The user's ssh-agent socket, for `--ssh-agent`.

@@ -22,6 +22,7 @@ mod escape;
 mod files;
 mod flags;
 mod git;
+mod gpu;
 mod hostwrites;
 mod limits;
 mod net;
