@@ -321,3 +321,34 @@ fn allowed_requests_pass_byte_for_byte_and_a_testcontainers_sequence_works() {
         assert_eq!(paths.len(), 10, "{paths:?}");
     });
 }
+
+/// `agentbox test`'s own probe: a privileged create is refused by the filter (PASS) and
+/// reaches the daemon through the raw socket (LEAK).
+#[test]
+fn the_escape_suite_shows_the_filter_refusing_what_raw_allows() {
+    each_user(|w| {
+        let d = daemon(w);
+        let probe = |mode: &str| -> String {
+            let flag = format!("--docker{mode}");
+            let out = Out(w
+                .cmd(&["test", "--json", &flag].map(OsStr::new))
+                .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+                .output()
+                .unwrap());
+            let doc: serde_json::Value = serde_json::from_slice(&out.0.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", out.stderr()));
+            let row = doc["probes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == "docker-privileged")
+                .cloned()
+                .unwrap();
+            row["result"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(probe(""), "PASS");
+        assert!(d.requests().is_empty());
+        assert_eq!(probe("=raw"), "LEAK");
+        assert_eq!(d.requests().len(), 1);
+    });
+}

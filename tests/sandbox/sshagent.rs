@@ -241,3 +241,36 @@ fn adding_removing_and_locking_are_refused() {
         assert!(!held(w, &a).contains(&other));
     });
 }
+
+/// `agentbox test`'s own probe: the filter refuses to lock the agent (PASS); the raw socket
+/// lets the sandbox lock it (LEAK, and the probe unlocks it again).
+#[test]
+fn the_escape_suite_shows_the_filter_refusing_what_raw_allows() {
+    each_user(|w| {
+        let a = agent(w);
+        let (allowed, _) = keys(w, &a);
+        let probe = |flags: &[&str]| -> String {
+            let mut args = vec!["test", "--json"];
+            args.extend_from_slice(flags);
+            let out = Out(w
+                .cmd(&args.iter().map(OsStr::new).collect::<Vec<_>>())
+                .env("SSH_AUTH_SOCK", &a.sock)
+                .output()
+                .unwrap());
+            let doc: serde_json::Value = serde_json::from_slice(&out.0.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", out.stderr()));
+            let row = doc["probes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == "ssh-agent-lock")
+                .cloned()
+                .unwrap();
+            row["result"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(probe(&["--ssh-agent", "--ssh-key", &allowed]), "PASS");
+        assert_eq!(probe(&["--ssh-agent=raw"]), "LEAK");
+        // The probe undid its lock: the agent still lists its keys.
+        assert!(held(w, &a).contains(&allowed));
+    });
+}
