@@ -48,8 +48,9 @@ pub fn run(
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
     // `--ssh-agent`'s filter: its socket must exist before bwrap binds it (and is checked below).
-    let ssh = crate::sshagent::serve::for_run(facts, &areas)?;
-    let docker = crate::docker::serve::for_run(facts, &areas)?;
+    let ssh =
+        crate::sshagent::serve::for_run(facts.agent.ssh_proxy.as_ref(), facts.user.uid, &areas)?;
+    let docker = crate::docker::serve::for_run(docker_proxy(facts), facts.user.uid, &areas)?;
     mount_paths_hold(plan, &areas)?;
     let enforcer = match policy.limits.any() {
         true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
@@ -114,6 +115,25 @@ pub fn run(
         eprintln!("{}", crate::text::terminal(&msg));
     }
     Ok(code)
+}
+
+/// `--docker`'s filter, when the plan binds one: its socket, the daemon's, and the host paths
+/// containers may bind (the writable roots, canonical).
+fn docker_proxy(facts: &HostFacts) -> Option<crate::docker::Proxy> {
+    let (Some(socket), Some(upstream)) = (&facts.agent.docker_proxy, &facts.agent.docker) else {
+        return None;
+    };
+    let roots = facts
+        .project
+        .roots
+        .iter()
+        .filter_map(|r| fs::canonicalize(&r.path).ok())
+        .collect();
+    Some(crate::docker::Proxy {
+        socket: socket.clone(),
+        upstream: upstream.clone(),
+        roots,
+    })
 }
 
 /// The common git dirs of linked worktrees in the writable roots (bound read-write).

@@ -22,12 +22,17 @@ pub struct Request {
     pub method: String,
     pub target: String,
     pub framing: Framing,
+    /// `Expect: 100-continue`: the client waits for a 100 before it sends the body.
+    pub expect_continue: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub framing: Framing,
+    /// The connection has left HTTP: 101, or the daemon's raw or multiplexed stream (attach,
+    /// exec start), which is only ever followed by the stream itself.
+    pub hijacked: bool,
 }
 
 fn bad(msg: &str) -> io::Error {
@@ -98,10 +103,14 @@ pub fn parse_request(head: &[u8]) -> io::Result<Request> {
         _ => return Err(bad("not an HTTP/1.1 request head")),
     }
     let framing = framing(req.headers)?.unwrap_or(Framing::None);
+    let expect_continue = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")
+    });
     Ok(Request {
         method: req.method.unwrap_or_default().to_owned(),
         target: req.path.unwrap_or_default().to_owned(),
         framing,
+        expect_continue,
     })
 }
 
@@ -113,12 +122,27 @@ pub fn parse_response(head: &[u8], method: &str) -> io::Result<Response> {
         _ => return Err(bad("not an HTTP/1.1 response head")),
     }
     let status = resp.code.unwrap_or(0);
+    let stream = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("content-type")
+            && [
+                &b"application/vnd.docker.raw-stream"[..],
+                b"application/vnd.docker.multiplexed-stream",
+            ]
+            .iter()
+            .any(|t| h.value.len() >= t.len() && h.value[..t.len()].eq_ignore_ascii_case(t))
+    });
+    let hijacked = status == 101 || (status == 200 && stream);
     let framing = match (status, method) {
+        _ if hijacked => Framing::UntilClose,
         (100..=199 | 204 | 304, _) => Framing::None,
         (_, m) if m.eq_ignore_ascii_case("HEAD") => Framing::None,
         _ => framing(resp.headers)?.unwrap_or(Framing::UntilClose),
     };
-    Ok(Response { status, framing })
+    Ok(Response {
+        status,
+        framing,
+        hijacked,
+    })
 }
 
 /// Copies one body from `r` to `w` exactly as framed.
@@ -293,6 +317,18 @@ mod tests {
             Framing::None
         );
         assert_eq!(ok(b"HTTP/1.1 200 OK\r\n\r\n", "GET"), Framing::UntilClose);
+        let hijacked = |h: &[u8]| parse_response(h, "POST").unwrap().hijacked;
+        assert!(hijacked(b"HTTP/1.1 101 UPGRADED\r\nUpgrade: tcp\r\n\r\n"));
+        assert!(hijacked(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n"
+        ));
+        // An error to an exec start, or a detached start, stays HTTP.
+        assert!(!hijacked(b"HTTP/1.1 409 Conflict\r\nContent-Type: application/vnd.docker.raw-stream\r\nContent-Length: 2\r\n\r\n"));
+        assert!(!hijacked(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        let r =
+            parse_request(b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+                .unwrap();
+        assert!(r.expect_continue);
     }
 
     #[test]

@@ -100,16 +100,6 @@ pub enum Route {
     Other,
 }
 
-impl Route {
-    /// Whether the connection becomes a raw stream both ways after this request.
-    pub fn hijacks(&self) -> bool {
-        matches!(
-            self,
-            Route::ExecStart(_) | Route::Attach(_) | Route::Upgraded
-        )
-    }
-}
-
 /// The route of `method` `target` (`/v1.43/containers/create?name=x`: version and query
 /// dropped). Percent-escapes in the path are decoded first, as the daemon's router does.
 pub fn route(method: &str, target: &str) -> Route {

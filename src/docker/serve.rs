@@ -45,23 +45,9 @@ pub struct Running {
     shared: Arc<Shared>,
 }
 
-/// The run's Docker filter, started, when the plan binds one.
-pub fn for_run(facts: &crate::host::HostFacts, areas: &Untrusted) -> Result<Option<Running>> {
-    let (Some(socket), Some(upstream)) = (&facts.agent.docker_proxy, &facts.agent.docker) else {
-        return Ok(None);
-    };
-    let roots = facts
-        .project
-        .roots
-        .iter()
-        .filter_map(|r| std::fs::canonicalize(&r.path).ok())
-        .collect();
-    let proxy = Proxy {
-        socket: socket.clone(),
-        upstream: upstream.clone(),
-        roots,
-    };
-    start(proxy, facts.user.uid, areas).map(Some)
+/// The run's Docker filter, started, when the plan binds one (`proxy`).
+pub fn for_run(proxy: Option<Proxy>, uid: u32, areas: &Untrusted) -> Result<Option<Running>> {
+    proxy.map(|p| start(p, uid, areas)).transpose()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -178,6 +164,11 @@ fn serve(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
             Err(e) => return refuse(&mut client_w, 400, &e.to_string()),
         };
         let route = route(&req.method, &req.target);
+        if req.expect_continue {
+            // The body is read (and checked) before the daemon sees the request: the client
+            // gets its 100 from here, and the daemon's own is not passed on.
+            client_w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
         if checks_body(&route) {
             let (raw, payload) = match http::read_body(&mut client_r, req.framing, MAX_CHECKED_BODY)
             {
@@ -230,15 +221,21 @@ fn serve(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
             http::copy_body(&mut client_r, &mut up_w, req.framing)?;
         }
         up_w.flush()?;
-        if route.hijacks() {
-            return splice(client_r, client_w, up_r, up_w);
-        }
-        let Some(rhead) = http::read_head(&mut up_r)? else {
-            return Ok(());
+        let (rhead, resp) = loop {
+            let Some(rhead) = http::read_head(&mut up_r)? else {
+                return Ok(());
+            };
+            let resp = http::parse_response(&rhead, &req.method)?;
+            if !(100..200).contains(&resp.status) || resp.hijacked {
+                break (rhead, resp);
+            }
         };
-        let resp = http::parse_response(&rhead, &req.method)?;
         client_w.write_all(&rhead)?;
-        if resp.status == 101 {
+        // Only when the daemon says the connection has left HTTP: an attach or exec start it
+        // answers with an error (or a detached exec start) stays HTTP, and the next request
+        // on it is checked like any other.
+        if resp.hijacked {
+            client_w.flush()?;
             return splice(client_r, client_w, up_r, up_w);
         }
         let records = matches!(route, Route::ContainerCreate | Route::ExecCreate(_));

@@ -55,17 +55,14 @@ pub struct Running {
     stats: Arc<Mutex<Stats>>,
 }
 
-/// The run's filtering agent, started, when the plan binds one.
-pub fn for_run(facts: &crate::host::HostFacts, areas: &Untrusted) -> Result<Option<Running>> {
-    match &facts.agent.ssh_proxy {
-        Some(p) => start(
-            &p.socket,
-            &p.upstream,
-            p.filter.clone(),
-            facts.user.uid,
-            areas,
-        )
-        .map(Some),
+/// The run's filtering agent, started, when the plan binds one (`proxy`).
+pub fn for_run(
+    proxy: Option<&super::Proxy>,
+    uid: u32,
+    areas: &Untrusted,
+) -> Result<Option<Running>> {
+    match proxy {
+        Some(p) => start(&p.socket, &p.upstream, p.filter.clone(), uid, areas).map(Some),
         None => Ok(None),
     }
 }

@@ -56,6 +56,8 @@ class H(BaseHTTPRequestHandler):
         if p.endswith("/containers/create"):
             return self.send(201, json.dumps({"Id": CID, "Warnings": []}).encode())
         if p.endswith("/exec"): return self.send(201, b'{"Id":"' + b"e" * 64 + b'"}')
+        if "/exec/" in p and p.endswith("/start") and b'"Detach":true' in body:
+            return self.send(200)
         if "/exec/" in p and p.endswith("/start"):
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n")
             self.wfile.flush()
@@ -109,6 +111,26 @@ while True:
 print(got.split(b"\r\n\r\n", 1)[1].decode())
 call("POST", "/containers/%s/wait" % cid)
 call("DELETE", "/containers/%s?force=1" % cid)
+"#;
+
+/// On one keep-alive connection: a container, an exec in it started detached (the daemon
+/// answers in HTTP, the connection stays HTTP), then a privileged create. Prints the statuses.
+const DETACHED_PY: &str = r#"
+import http.client, json, os, socket
+path = os.environ["DOCKER_HOST"][len("unix://"):]
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(path)
+c = C("docker")
+def call(p, body):
+    c.request("POST", "/v1.43" + p, body=json.dumps(body, separators=(",", ":")),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse(); data = r.read(); print(r.status)
+    return data
+cid = json.loads(call("/containers/create", {"Image": "a"}))["Id"]
+eid = json.loads(call("/containers/%s/exec" % cid, {"Cmd": ["true"]}))["Id"]
+call("/exec/%s/start" % eid, {"Detach": True})
+call("/containers/create", {"Image": "a", "HostConfig": {"Privileged": True}})
 "#;
 
 struct Daemon {
@@ -319,6 +341,24 @@ fn allowed_requests_pass_byte_for_byte_and_a_testcontainers_sequence_works() {
         assert_eq!(got.lines().collect::<Vec<_>>(), want, "{}", out.stderr());
         let paths: Vec<String> = d.requests().into_iter().map(|r| r.1).collect();
         assert_eq!(paths.len(), 10, "{paths:?}");
+    });
+}
+
+#[test]
+fn a_connection_the_daemon_did_not_hijack_stays_checked() {
+    each_user(|w| {
+        let d = daemon(w);
+        w.write("home/src/project/detached.py", DETACHED_PY);
+        let out = run(w, &d, "", "python3 detached.py");
+        assert_eq!(out.ok(), "201\n201\n200\n403\n", "{}", out.stderr());
+        assert_eq!(d.requests().len(), 3);
+        d.clear();
+        // Control: through the raw socket the fourth request reaches the daemon.
+        assert_eq!(
+            run(w, &d, "=raw", "python3 detached.py").ok(),
+            "201\n201\n200\n201\n"
+        );
+        assert_eq!(d.requests().len(), 4);
     });
 }
 
