@@ -97,15 +97,31 @@ pub enum Route {
     Swarm,
     /// BuildKit's session and gRPC: upgraded connections, passed on whole.
     Upgraded,
+    /// A request target that is not a plain path.
+    Unparsable,
     Other,
 }
 
 /// The route of `method` `target` (`/v1.43/containers/create?name=x`: version and query
-/// dropped). Percent-escapes in the path are decoded first, as the daemon's router does.
+/// dropped). Percent-escapes are decoded and dot segments resolved first, as the daemon's
+/// router may do; a target that is not a path (`http://d/...`, which Go's server accepts) is
+/// `Unparsable`, refused.
 pub fn route(method: &str, target: &str) -> Route {
+    if !target.starts_with('/') {
+        return Route::Unparsable;
+    }
     let path = target.split('?').next().unwrap_or("");
     let path = percent_decode(path);
-    let mut parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
     if parts
         .first()
         .is_some_and(|p| p.starts_with('v') && p[1..].contains('.'))
@@ -473,6 +489,7 @@ pub fn check(
         Route::Build => check_build(target),
         Route::Plugins => Err("plugins run as root on the host".into()),
         Route::Swarm => Err("swarm services (their containers escape these checks)".into()),
+        Route::Unparsable => Err("a request target that is not a path".into()),
         _ => Ok(()),
     }
 }

@@ -182,6 +182,29 @@ fn routes() {
         // Escaped slashes and letters decode before routing.
         ("POST", "/v1.43/containers/%63reate", Route::ContainerCreate),
         ("POST", "/v1.43/exec/e1%2Fx/start", Route::Other),
+        // Dot segments and doubled slashes resolve as a cleaning router would.
+        (
+            "POST",
+            "/v1.43/images/../containers/./create",
+            Route::ContainerCreate,
+        ),
+        (
+            "POST",
+            "//v1.43//containers/create/",
+            Route::ContainerCreate,
+        ),
+        (
+            "POST",
+            "/v1.43/containers/x/%2e%2e/create",
+            Route::ContainerCreate,
+        ),
+        // The absolute form, which Go's server would route by its path: refused.
+        (
+            "POST",
+            "http://d/v1.43/containers/create",
+            Route::Unparsable,
+        ),
+        ("POST", "*", Route::Unparsable),
     ];
     for (m, t, r) in cases {
         assert_eq!(route(m, t), r, "{m} {t}");

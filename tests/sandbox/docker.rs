@@ -259,6 +259,16 @@ fn refused_shapes_never_reach_the_daemon() {
         assert_eq!(d.requests().len(), shapes.len());
         d.clear();
 
+        // The absolute form of the target, which Go's server routes by its path.
+        let absolute = "curl -sS --unix-socket \"${DOCKER_HOST#unix://}\" -o /dev/null \
+                        -w '%{http_code}\\n' -H 'Content-Type: application/json' \
+                        --data-binary @b0.json \
+                        --request-target http://d/v1.43/containers/create http://d/";
+        assert_eq!(run(w, &d, "", absolute).ok(), "403\n");
+        assert!(d.requests().is_empty());
+        assert_eq!(run(w, &d, "=raw", absolute).ok(), "201\n");
+        d.clear();
+
         // Exec into a container the sandbox did not create: refused; control: raw passes.
         let exec = "curl -sS --unix-socket \"${DOCKER_HOST#unix://}\" -o /dev/null \
                     -w '%{http_code}\\n' -H 'Content-Type: application/json' -d '{\"Cmd\":[\"sh\"]}' \
