@@ -254,6 +254,10 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "KEY")]
     pub ssh_key: Vec<String>,
 
+    /// With --ssh-agent: ask before each signature, on the host, through $SSH_ASKPASS.
+    #[arg(long)]
+    pub ssh_confirm: bool,
+
     /// Give the sandbox a Docker socket served by agentbox, which refuses what would turn a
     /// container into the host (privileged, host namespaces, devices, binds outside the
     /// project...). `--docker=raw` hands over the daemon's socket itself: root on the host.

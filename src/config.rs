@@ -59,6 +59,9 @@ pub struct Settings {
     pub ssh_keys: Vec<String>,
     /// `true`: as `--gpu`.
     pub gpu: Option<bool>,
+    /// `true`: every signature `--ssh-agent` would make is first confirmed on the host,
+    /// through `$SSH_ASKPASS`.
+    pub ssh_confirm: Option<bool>,
 }
 
 /// The user's config file.
@@ -256,6 +259,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     }
     args.no_toolchains |= s.toolchains == Some(false);
     args.gpu |= s.gpu == Some(true);
+    args.ssh_confirm |= s.ssh_confirm == Some(true);
     if args.memory.is_none()
         && let Some(m) = &s.memory
     {

@@ -262,6 +262,7 @@ impl Policy {
             ssh_filter: (args.ssh_agent == Some(crate::cli::SshAgentArg::Filtered)).then_some(
                 crate::sshagent::KeyFilter {
                     names: args.ssh_key,
+                    confirm: args.ssh_confirm,
                 },
             ),
             docker_filtered: args.docker == Some(crate::cli::DockerArg::Filtered),
@@ -359,6 +360,7 @@ mod tests {
         use crate::sshagent::KeyFilter;
         let named = |names: &[&str]| KeyFilter {
             names: names.iter().map(|s| s.to_string()).collect(),
+            confirm: false,
         };
         let p = policy(&[
             "--ssh-agent",

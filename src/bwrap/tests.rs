@@ -1557,11 +1557,13 @@ fn ssh_agent_filtered_binds_agentboxs_socket_raw_binds_the_users() {
     // Filtered: agentbox's socket in its place, the user's nowhere in the argv.
     let filter = crate::sshagent::KeyFilter {
         names: vec!["SHA256:k".into()],
+        confirm: false,
     };
     f.agent.ssh_proxy = Some(crate::sshagent::Proxy {
         socket: "/run/user/1000/agentbox/ssh-1/agent.sock".into(),
         upstream: "/run/user/1000/ssh.sock".into(),
         filter: filter.clone(),
+        askpass: None,
     });
     p.ssh_filter = Some(filter);
     let filtered = argv(&p, &f);

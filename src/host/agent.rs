@@ -75,6 +75,10 @@ impl Agent {
                     socket: crate::sshagent::serve::socket_path(&super::runtime_base(user)),
                     upstream: upstream.clone(),
                     filter: filter.clone(),
+                    askpass: match filter.confirm {
+                        true => Some(askpass(&user.env)?),
+                        false => None,
+                    },
                 }),
                 _ => None,
             },
@@ -217,6 +221,19 @@ fn gpu_or_refuse() -> Result<super::gpu::Gpu> {
         true => Err(Fail::hint(
             "--gpu: no GPU device found (no /dev/nvidia*, /dev/dri or /dev/kfd)",
             "load the GPU driver, or run without --gpu",
+        )
+        .into()),
+    }
+}
+
+/// The program `ssh_confirm` asks through: `$SSH_ASKPASS`, an executable file.
+fn askpass(env: &Env) -> Result<PathBuf> {
+    let p = env.var("SSH_ASKPASS").map(PathBuf::from);
+    match p.as_deref().map(fs::canonicalize) {
+        Some(Ok(p)) if fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) => Ok(p),
+        _ => Err(Fail::hint(
+            "--ssh-confirm: no program to ask with (SSH_ASKPASS is unset or not an executable)",
+            "set SSH_ASKPASS to an askpass program (ssh-askpass, ksshaskpass...), or drop ssh_confirm",
         )
         .into()),
     }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 pub const MAX_MESSAGE: usize = 256 * 1024;
 
 pub const FAILURE: u8 = 5;
+pub const SUCCESS: u8 = 6;
 pub const REQUEST_IDENTITIES: u8 = 11;
 pub const IDENTITIES_ANSWER: u8 = 12;
 pub const SIGN_REQUEST: u8 = 13;
@@ -48,6 +49,8 @@ pub struct Proxy {
     pub socket: std::path::PathBuf,
     pub upstream: std::path::PathBuf,
     pub filter: KeyFilter,
+    /// The program that asks the user (`$SSH_ASKPASS`), when signatures are confirmed.
+    pub askpass: Option<std::path::PathBuf>,
 }
 
 /// The keys the sandbox may list and sign with: an entry `SHA256:...` names a key by its
@@ -55,6 +58,8 @@ pub struct Proxy {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyFilter {
     pub names: Vec<String>,
+    /// Every signature is confirmed on the host first (`ssh_confirm`).
+    pub confirm: bool,
 }
 
 impl KeyFilter {
@@ -282,6 +287,7 @@ mod tests {
         let a = b"key-a".to_vec();
         let f = KeyFilter {
             names: vec![fingerprint(&a), "work@laptop".into()],
+            confirm: false,
         };
         assert!(f.allows(&a, b"anything"));
         assert!(f.allows(b"key-b", b"work@laptop"));
@@ -290,6 +296,7 @@ mod tests {
         // A comment that looks like a fingerprint does not name a key by comment.
         let g = KeyFilter {
             names: vec!["SHA256:xyz".into()],
+            confirm: false,
         };
         assert!(!g.allows(b"key-b", b"SHA256:xyz"));
         assert!(!g.needs_comments());

@@ -38,6 +38,38 @@ pub fn socket_path(runtime: &Path) -> PathBuf {
         .join(SOCKET)
 }
 
+/// What a connection checks a request against.
+struct Filter {
+    keys: KeyFilter,
+    askpass: Option<PathBuf>,
+    /// One question on the host at a time.
+    asking: Mutex<()>,
+}
+
+/// Asks the user, through `askpass` (as ssh-agent asks for a key added with `ssh-add -c`),
+/// whether the sandbox may sign; yes only on the program's success.
+fn confirmed(f: &Filter, key: &str, comment: &[u8], host: Option<&str>) -> bool {
+    let Some(askpass) = &f.askpass else {
+        return true;
+    };
+    let _one = match f.asking.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let comment = crate::text::printable_str(&String::from_utf8_lossy(comment));
+    let prompt = format!(
+        "agentbox: the sandbox asks your ssh-agent to sign with {key} ({comment}){}. Allow?",
+        host.map(|h| format!(" for the server with host key {h}"))
+            .unwrap_or_default()
+    );
+    std::process::Command::new(askpass)
+        .arg(prompt)
+        .env("SSH_ASKPASS_PROMPT", "confirm")
+        .stdin(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// What the sandbox did with the agent, for the line at exit.
 #[derive(Debug, Default)]
 struct Stats {
@@ -62,20 +94,15 @@ pub fn for_run(
     areas: &Untrusted,
 ) -> Result<Option<Running>> {
     match proxy {
-        Some(p) => start(&p.socket, &p.upstream, p.filter.clone(), uid, areas).map(Some),
+        Some(p) => start(p, uid, areas).map(Some),
         None => Ok(None),
     }
 }
 
 /// Makes the directory, binds the socket (before bwrap starts, which binds it inside) and
 /// starts serving it. `upstream` is the user's agent.
-pub fn start(
-    socket: &Path,
-    upstream: &Path,
-    filter: KeyFilter,
-    uid: u32,
-    areas: &Untrusted,
-) -> Result<Running> {
+pub fn start(proxy: &super::Proxy, uid: u32, areas: &Untrusted) -> Result<Running> {
+    let socket = proxy.socket.as_path();
     let dir = socket.parent().context("agent socket has no directory")?;
     let base = dir.parent().context("agent directory has no parent")?;
     private_base(base, uid, areas)?;
@@ -97,9 +124,13 @@ pub fn start(
     let (stop, stats, upstream) = (
         running.stop.clone(),
         running.stats.clone(),
-        upstream.to_owned(),
+        proxy.upstream.clone(),
     );
-    let filter = Arc::new(filter);
+    let filter = Arc::new(Filter {
+        keys: proxy.filter.clone(),
+        askpass: proxy.askpass.clone(),
+        asking: Mutex::new(()),
+    });
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     running.accept = Some(
         std::thread::Builder::new()
@@ -247,10 +278,13 @@ fn count(stats: &Mutex<Stats>, f: impl FnOnce(&mut Stats)) {
 fn serve(
     mut client: UnixStream,
     upstream: &Path,
-    filter: &KeyFilter,
+    f: &Filter,
     stats: &Mutex<Stats>,
 ) -> std::io::Result<()> {
+    let filter = &f.keys;
     let mut up = UnixStream::connect(upstream)?;
+    // The server this connection's `ssh` is talking to, once it has said (session-bind).
+    let mut bound: Option<String> = None;
     while let Some(body) = read_msg(&mut client)? {
         let reply = match parse_request(&body).map_err(invalid)? {
             Request::List => {
@@ -262,7 +296,7 @@ fn serve(
             }
             Request::Sign { blob } => {
                 // The comment is the user agent's, never the sandbox's word.
-                let comment = match filter.needs_comments() {
+                let comment = match filter.needs_comments() || filter.confirm {
                     true => identities(&mut up)?
                         .into_iter()
                         .find(|k| k.blob == blob)
@@ -271,10 +305,17 @@ fn serve(
                 };
                 match comment {
                     Some(c) if filter.allows(blob, &c) => {
-                        let reply = ask(&mut up, &body)?;
                         let fp = fingerprint(blob);
-                        count(stats, |s| *s.signed.entry(fp).or_default() += 1);
-                        reply
+                        if confirmed(f, &fp, &c, bound.as_deref()) {
+                            let reply = ask(&mut up, &body)?;
+                            count(stats, |s| *s.signed.entry(fp).or_default() += 1);
+                            reply
+                        } else {
+                            count(stats, |s| {
+                                *s.refused.entry("not confirmed").or_default() += 1
+                            });
+                            vec![FAILURE]
+                        }
                     }
                     _ => {
                         count(stats, |s| {
@@ -288,10 +329,15 @@ fn serve(
                 // It only narrows what the user's agent allows (its destination constraints):
                 // passed on as sent.
                 let fp = fingerprint(host_key);
-                count(stats, |s| {
-                    s.hosts.insert(fp);
-                });
-                ask(&mut up, &body)?
+                let reply = ask(&mut up, &body)?;
+                // Only a binding the user's agent accepted (it checks the server's signature).
+                if reply.first() == Some(&super::SUCCESS) {
+                    bound = Some(fp.clone());
+                    count(stats, |s| {
+                        s.hosts.insert(fp);
+                    });
+                }
+                reply
             }
             Request::Refused(what) => {
                 count(stats, |s| *s.refused.entry(what).or_default() += 1);

@@ -274,3 +274,68 @@ fn the_escape_suite_shows_the_filter_refusing_what_raw_allows() {
         assert!(held(w, &a).contains(&allowed));
     });
 }
+
+/// `--ssh-confirm`: each signature is asked on the host through $SSH_ASKPASS (here a script
+/// that logs the question and answers from a file); a no is a refusal, listing asks nothing.
+#[test]
+fn signatures_are_confirmed_on_the_host() {
+    each_user(|w| {
+        let a = agent(w);
+        let (allowed, _) = keys(w, &a);
+        let ask = w.write(
+            "home/ask.sh",
+            "#!/bin/sh\necho \"$SSH_ASKPASS_PROMPT: $1\" >> \"$(dirname \"$0\")/asked.log\"\n\
+             grep -q yes \"$(dirname \"$0\")/answer\"\n",
+        );
+        std::fs::set_permissions(&ask, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::fs::write(w.project.join("sign.py"), SIGN_PY).unwrap();
+        let flags = [
+            "--ssh-agent",
+            "--ssh-key",
+            allowed.as_str(),
+            "--ssh-confirm",
+        ];
+        let run_asking = |script: &str| {
+            let mut args: Vec<&OsStr> = vec![OsStr::new("run")];
+            args.extend(flags.iter().map(OsStr::new));
+            args.extend(["--", "sh", "-c", script].map(OsStr::new));
+            Out(w
+                .cmd(&args)
+                .env("SSH_AUTH_SOCK", &a.sock)
+                .env("SSH_ASKPASS", &ask)
+                .output()
+                .unwrap())
+        };
+        let asked = || std::fs::read_to_string(w.home.join("asked.log")).unwrap_or_default();
+        w.write("home/answer", "yes\n");
+        assert_eq!(run_asking("python3 sign.py allowed.pub").ok(), "reply 14\n");
+        assert_eq!(asked().lines().count(), 1, "{}", asked());
+        assert!(asked().starts_with("confirm: agentbox: "), "{}", asked());
+        assert!(asked().contains(&allowed), "{}", asked());
+        w.write("home/answer", "no\n");
+        let out = run_asking("python3 sign.py allowed.pub; ssh-add -l >/dev/null");
+        assert_eq!(out.ok(), "reply 5\n");
+        assert!(
+            out.stderr().contains("refused not confirmed x1"),
+            "{}",
+            out.stderr()
+        );
+        // Two questions in all: listing asked nothing.
+        assert_eq!(asked().lines().count(), 2, "{}", asked());
+        // No program to ask with: refused before the run.
+        let out = Out(w
+            .cmd(
+                &[&["run"][..], &flags[..], &["--", "true"]]
+                    .concat()
+                    .iter()
+                    .map(OsStr::new)
+                    .collect::<Vec<_>>(),
+            )
+            .env("SSH_AUTH_SOCK", &a.sock)
+            .output()
+            .unwrap());
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(out.stderr().contains("SSH_ASKPASS"), "{}", out.stderr());
+    });
+}
