@@ -254,6 +254,11 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "KEY")]
     pub ssh_key: Vec<String>,
 
+    /// With --ssh-agent: sign only for this server (repeatable), by name (its key from
+    /// ~/.ssh/known_hosts) or host key fingerprint, as `ssh` tells the agent; nothing else.
+    #[arg(long, value_name = "HOST")]
+    pub ssh_host: Vec<String>,
+
     /// With --ssh-agent: ask before each signature, on the host, through $SSH_ASKPASS.
     #[arg(long)]
     pub ssh_confirm: bool,

@@ -62,6 +62,10 @@ pub struct Settings {
     /// `true`: every signature `--ssh-agent` would make is first confirmed on the host,
     /// through `$SSH_ASKPASS`.
     pub ssh_confirm: Option<bool>,
+    /// The servers `--ssh-agent` signs for (names in `known_hosts`, or `SHA256:` host key
+    /// fingerprints). Added to `--ssh-host`.
+    #[serde(default)]
+    pub ssh_hosts: Vec<String>,
 }
 
 /// The user's config file.
@@ -254,6 +258,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
         args.ssh_agent = Some(crate::cli::SshAgentArg::Filtered);
     }
     front(&mut args.ssh_key, &s.ssh_keys);
+    front(&mut args.ssh_host, &s.ssh_hosts);
     if args.docker.is_none() && s.docker == Some(true) {
         args.docker = Some(crate::cli::DockerArg::Filtered);
     }

@@ -263,6 +263,7 @@ impl Policy {
                 crate::sshagent::KeyFilter {
                     names: args.ssh_key,
                     confirm: args.ssh_confirm,
+                    hosts: args.ssh_host,
                 },
             ),
             docker_filtered: args.docker == Some(crate::cli::DockerArg::Filtered),
@@ -361,6 +362,7 @@ mod tests {
         let named = |names: &[&str]| KeyFilter {
             names: names.iter().map(|s| s.to_string()).collect(),
             confirm: false,
+            hosts: vec![],
         };
         let p = policy(&[
             "--ssh-agent",

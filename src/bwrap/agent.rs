@@ -133,11 +133,18 @@ pub fn integrations(facts: &HostFacts, b: &mut Builder) {
             "--ssh-agent: agentbox's filtering agent, not yours: listing and signing with the \
              named keys only",
         );
+        let hosts = match proxy.filter.hosts.is_empty() {
+            true => "any SSH login those keys allow".to_owned(),
+            false => format!("only logins to {}", proxy.filter.hosts.join(", ")),
+        };
         b.notes.push(format!(
-            "--ssh-agent: the agent can sign with {} of your ssh-agent (git push, and any SSH \
-             login those keys allow) while the run lasts; no other key, no adding, removing or \
-             locking",
-            proxy.filter.names.join(", ")
+            "--ssh-agent: the agent can sign with {} of your ssh-agent ({hosts}) while the run \
+             lasts; no other key, no adding, removing or locking{}",
+            proxy.filter.names.join(", "),
+            match proxy.filter.confirm {
+                true => "; each signature asked first",
+                false => "",
+            }
         ));
     } else if let Some(sock) = &facts.agent.ssh_agent {
         b.push(

@@ -1558,12 +1558,14 @@ fn ssh_agent_filtered_binds_agentboxs_socket_raw_binds_the_users() {
     let filter = crate::sshagent::KeyFilter {
         names: vec!["SHA256:k".into()],
         confirm: false,
+        hosts: vec![],
     };
     f.agent.ssh_proxy = Some(crate::sshagent::Proxy {
         socket: "/run/user/1000/agentbox/ssh-1/agent.sock".into(),
         upstream: "/run/user/1000/ssh.sock".into(),
         filter: filter.clone(),
         askpass: None,
+        host_keys: vec![],
     });
     p.ssh_filter = Some(filter);
     let filtered = argv(&p, &f);

@@ -79,6 +79,7 @@ impl Agent {
                         true => Some(askpass(&user.env)?),
                         false => None,
                     },
+                    host_keys: host_keys(&filter.hosts, known_hosts.as_deref())?,
                 }),
                 _ => None,
             },
@@ -224,6 +225,24 @@ fn gpu_or_refuse() -> Result<super::gpu::Gpu> {
         )
         .into()),
     }
+}
+
+/// The host key fingerprints of `ssh_hosts`, names looked up in `known_hosts`.
+fn host_keys(hosts: &[String], known_hosts: Option<&Path>) -> Result<Vec<String>> {
+    let text = known_hosts
+        .and_then(|p| fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    crate::sshagent::hosts::resolve(hosts, &text).map_err(|h| {
+        Fail::hint(
+            format!(
+                "--ssh-host: no key for {} in ~/.ssh/known_hosts",
+                crate::text::printable_str(&h)
+            ),
+            "connect once with ssh to record it, or name its host key by fingerprint \
+             (ssh-keygen -lf of the key)",
+        )
+        .into()
+    })
 }
 
 /// The program `ssh_confirm` asks through: `$SSH_ASKPASS`, an executable file.

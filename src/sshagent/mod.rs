@@ -10,10 +10,18 @@
 //! Wire format: draft-ietf-sshm-ssh-agent (uint32 length, then the type byte and its fields;
 //! `string` is a uint32 length and bytes) and OpenSSH's PROTOCOL.agent for the extension.
 //!
+//! With `ssh_hosts` named, a signature is made only for user authentication in a session the
+//! connection was bound to (`session-bind`, whose server signature the user's agent checks)
+//! with a named server's host key: the signed data must start with that session's identifier.
+//! A bind to another server taints the connection (through a forwarded agent, that server
+//! would sign for others). `ssh-keygen -Y sign` and other signatures with no session are then
+//! refused.
+//!
 //! With no key named, `--ssh-agent` refuses to start (with the fingerprints to name in the
 //! hint): handing over every key the agent holds is what `--ssh-agent=raw` says it does, and
 //! the filtered form never does that silently.
 
+pub mod hosts;
 pub mod serve;
 
 use sha2::{Digest, Sha256};
@@ -51,6 +59,8 @@ pub struct Proxy {
     pub filter: KeyFilter,
     /// The program that asks the user (`$SSH_ASKPASS`), when signatures are confirmed.
     pub askpass: Option<std::path::PathBuf>,
+    /// The host key fingerprints `filter.hosts` stands for (from `known_hosts`).
+    pub host_keys: Vec<String>,
 }
 
 /// The keys the sandbox may list and sign with: an entry `SHA256:...` names a key by its
@@ -60,6 +70,9 @@ pub struct KeyFilter {
     pub names: Vec<String>,
     /// Every signature is confirmed on the host first (`ssh_confirm`).
     pub confirm: bool,
+    /// `ssh_hosts`: the servers signatures are for, by name or host key fingerprint; empty:
+    /// any.
+    pub hosts: Vec<String>,
 }
 
 impl KeyFilter {
@@ -139,6 +152,15 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Whether `data` (what a sign request signs) starts with `session_id` as an SSH string: user
+/// authentication signs its session's identifier first, so a signature over data that does
+/// not is not for that session.
+pub fn signs_for_session(data: &[u8], session_id: &[u8]) -> bool {
+    let mut head = (session_id.len() as u32).to_be_bytes().to_vec();
+    head.extend_from_slice(session_id);
+    !session_id.is_empty() && data.starts_with(&head)
+}
+
 /// A whole message (length and body) from its body.
 pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 4);
@@ -195,13 +217,16 @@ pub fn identities_answer(keys: &[Identity]) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request<'a> {
     List,
-    /// A signature with the key `blob`.
+    /// A signature with the key `blob` over `data`.
     Sign {
         blob: &'a [u8],
+        data: &'a [u8],
     },
-    /// `session-bind@openssh.com`: the host key of the server `ssh` is connected to.
+    /// `session-bind@openssh.com`: the host key of the server `ssh` is connected to, and the
+    /// session's identifier (which user authentication signs first).
     SessionBind {
         host_key: &'a [u8],
+        session_id: &'a [u8],
         forwarding: bool,
     },
     /// Anything else: refused, with this name in the run's summary.
@@ -217,9 +242,9 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, Malformed> {
         REQUEST_IDENTITIES => Request::List,
         SIGN_REQUEST => {
             let blob = r.string()?;
-            let _data = r.string()?;
+            let data = r.string()?;
             let _flags = r.u32()?;
-            Request::Sign { blob }
+            Request::Sign { blob, data }
         }
         EXTENSION => {
             let name = r.string()?;
@@ -228,7 +253,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, Malformed> {
                 return Ok(Request::Refused("extension"));
             }
             let host_key = r.string()?;
-            let _session_id = r.string()?;
+            let session_id = r.string()?;
             let _signature = r.string()?;
             let forwarding = match r.byte()? {
                 0 => false,
@@ -237,6 +262,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, Malformed> {
             };
             Request::SessionBind {
                 host_key,
+                session_id,
                 forwarding,
             }
         }
@@ -288,6 +314,7 @@ mod tests {
         let f = KeyFilter {
             names: vec![fingerprint(&a), "work@laptop".into()],
             confirm: false,
+            hosts: vec![],
         };
         assert!(f.allows(&a, b"anything"));
         assert!(f.allows(b"key-b", b"work@laptop"));
@@ -297,6 +324,7 @@ mod tests {
         let g = KeyFilter {
             names: vec!["SHA256:xyz".into()],
             confirm: false,
+            hosts: vec![],
         };
         assert!(!g.allows(b"key-b", b"SHA256:xyz"));
         assert!(!g.needs_comments());
@@ -348,8 +376,19 @@ mod tests {
         ]);
         assert_eq!(
             parse_request(&sign).unwrap(),
-            Request::Sign { blob: b"blob" }
+            Request::Sign {
+                blob: b"blob",
+                data: b"data"
+            }
         );
+        assert!(signs_for_session(&s(b"sid-then-more"), b"sid-then-more"));
+        assert!(signs_for_session(
+            &[s(b"sid"), b"\x32rest".to_vec()].concat(),
+            b"sid"
+        ));
+        assert!(!signs_for_session(&s(b"other"), b"sid"));
+        assert!(!signs_for_session(b"sid", b"sid"));
+        assert!(!signs_for_session(&s(b""), b""));
         assert_eq!(parse_request(&[REQUEST_IDENTITIES]).unwrap(), Request::List);
         for (kind, name) in [
             (ADD_IDENTITY, "add"),
@@ -381,6 +420,7 @@ mod tests {
             parse_request(&bind).unwrap(),
             Request::SessionBind {
                 host_key: b"hostkey",
+                session_id: b"sid",
                 forwarding: true
             }
         );

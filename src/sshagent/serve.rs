@@ -42,6 +42,7 @@ pub fn socket_path(runtime: &Path) -> PathBuf {
 struct Filter {
     keys: KeyFilter,
     askpass: Option<PathBuf>,
+    host_keys: Vec<String>,
     /// One question on the host at a time.
     asking: Mutex<()>,
 }
@@ -129,6 +130,7 @@ pub fn start(proxy: &super::Proxy, uid: u32, areas: &Untrusted) -> Result<Runnin
     let filter = Arc::new(Filter {
         keys: proxy.filter.clone(),
         askpass: proxy.askpass.clone(),
+        host_keys: proxy.host_keys.clone(),
         asking: Mutex::new(()),
     });
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -283,8 +285,13 @@ fn serve(
 ) -> std::io::Result<()> {
     let filter = &f.keys;
     let mut up = UnixStream::connect(upstream)?;
-    // The server this connection's `ssh` is talking to, once it has said (session-bind).
-    let mut bound: Option<String> = None;
+    // The server this connection's `ssh` is talking to, once it has said (session-bind): its
+    // host key's fingerprint and the session's identifier.
+    let mut bound: Option<(String, Vec<u8>)> = None;
+    // A bind to a server `ssh_hosts` does not name was refused: nothing is signed on this
+    // connection any more (through a forwarded agent, that server would sign for others).
+    let mut tainted = false;
+    let hosts_named = !f.host_keys.is_empty();
     while let Some(body) = read_msg(&mut client)? {
         let reply = match parse_request(&body).map_err(invalid)? {
             Request::List => {
@@ -294,7 +301,7 @@ fn serve(
                     .collect();
                 identities_answer(&keys)
             }
-            Request::Sign { blob } => {
+            Request::Sign { blob, data } => {
                 // The comment is the user agent's, never the sandbox's word.
                 let comment = match filter.needs_comments() || filter.confirm {
                     true => identities(&mut up)?
@@ -303,10 +310,24 @@ fn serve(
                         .map(|k| k.comment),
                     false => Some(Vec::new()),
                 };
+                // With `ssh_hosts`: only user authentication to a named server, for the
+                // session bound on this connection.
+                let for_named_host = !hosts_named
+                    || (!tainted
+                        && bound
+                            .as_ref()
+                            .is_some_and(|(_, sid)| super::signs_for_session(data, sid)));
                 match comment {
+                    Some(_) if !for_named_host => {
+                        count(stats, |s| {
+                            *s.refused.entry("not for a named host").or_default() += 1
+                        });
+                        vec![FAILURE]
+                    }
                     Some(c) if filter.allows(blob, &c) => {
                         let fp = fingerprint(blob);
-                        if confirmed(f, &fp, &c, bound.as_deref()) {
+                        let host = bound.as_ref().map(|(h, _)| h.as_str());
+                        if confirmed(f, &fp, &c, host) {
                             let reply = ask(&mut up, &body)?;
                             count(stats, |s| *s.signed.entry(fp).or_default() += 1);
                             reply
@@ -325,19 +346,32 @@ fn serve(
                     }
                 }
             }
-            Request::SessionBind { host_key, .. } => {
-                // It only narrows what the user's agent allows (its destination constraints):
-                // passed on as sent.
+            Request::SessionBind {
+                host_key,
+                session_id,
+                ..
+            } => {
                 let fp = fingerprint(host_key);
-                let reply = ask(&mut up, &body)?;
-                // Only a binding the user's agent accepted (it checks the server's signature).
-                if reply.first() == Some(&super::SUCCESS) {
-                    bound = Some(fp.clone());
+                if hosts_named && !f.host_keys.contains(&fp) {
+                    tainted = true;
                     count(stats, |s| {
-                        s.hosts.insert(fp);
+                        *s.refused.entry("a host not named").or_default() += 1
                     });
+                    vec![FAILURE]
+                } else {
+                    // It only narrows what the user's agent allows (its own destination
+                    // constraints): passed on as sent.
+                    let reply = ask(&mut up, &body)?;
+                    // Only a binding the user's agent accepted: it checks the server's
+                    // signature of the session identifier.
+                    if reply.first() == Some(&super::SUCCESS) {
+                        bound = Some((fp.clone(), session_id.to_vec()));
+                        count(stats, |s| {
+                            s.hosts.insert(fp);
+                        });
+                    }
+                    reply
                 }
-                reply
             }
             Request::Refused(what) => {
                 count(stats, |s| *s.refused.entry(what).or_default() += 1);

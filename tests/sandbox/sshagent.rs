@@ -339,3 +339,100 @@ fn signatures_are_confirmed_on_the_host() {
         assert!(out.stderr().contains("SSH_ASKPASS"), "{}", out.stderr());
     });
 }
+
+/// Made on the host: a session-bind for a made-up session with the "other" key as the
+/// server's host key (the user's agent signs the session identifier with it, as a server
+/// would), saved for the sandbox to send.
+const MKBIND_PY: &str = r#"
+import base64, json, os, socket, struct, sys
+def string(b): return struct.pack(">I", len(b)) + b
+def ask(s, body):
+    s.sendall(string(body))
+    n = struct.unpack(">I", s.recv(4))[0]; r = b""
+    while len(r) < n: r += s.recv(n - len(r))
+    return r
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+host = base64.b64decode(open(sys.argv[2]).read().split()[1])
+sid = os.urandom(32)
+r = ask(s, bytes([13]) + string(host) + string(sid) + struct.pack(">I", 0))
+assert r[0] == 14, r
+sig = r[5:5 + struct.unpack(">I", r[1:5])[0]]
+json.dump({k: base64.b64encode(v).decode() for k, v in
+           {"host": host, "sid": sid, "sig": sig}.items()}, open(sys.argv[3], "w"))
+"#;
+
+/// Inside: binds a connection to that session, asks for a signature of data that starts with
+/// its identifier (user authentication) and of data that does not; then, on a connection never
+/// bound, the first again. Prints the four answers' types.
+const BOUND_PY: &str = r#"
+import base64, json, os, socket, struct, sys
+def string(b): return struct.pack(">I", len(b)) + b
+def ask(s, body):
+    s.sendall(string(body))
+    n = struct.unpack(">I", s.recv(4))[0]; r = b""
+    while len(r) < n: r += s.recv(n - len(r))
+    return r[0]
+b = {k: base64.b64decode(v) for k, v in json.load(open("bind.json")).items()}
+key = base64.b64decode(open("allowed.pub").read().split()[1])
+def sign(s, data): return ask(s, bytes([13]) + string(key) + string(data) + struct.pack(">I", 0))
+s = socket.socket(socket.AF_UNIX); s.connect(os.environ["SSH_AUTH_SOCK"])
+bind = bytes([27]) + string(b"session-bind@openssh.com") + string(b["host"]) + string(b["sid"]) \
+    + string(b["sig"]) + b"\0"
+auth = string(b["sid"]) + b"\x32userauth"
+out = [ask(s, bind), sign(s, auth), sign(s, string(b"another session") + b"\x32")]
+t = socket.socket(socket.AF_UNIX); t.connect(os.environ["SSH_AUTH_SOCK"])
+out.append(sign(t, auth))
+print(" ".join(map(str, out)))
+"#;
+
+/// `--ssh-host`: signatures only for user authentication in a session bound to a named
+/// server (session-bind, checked by the user's agent), by fingerprint or by its name in
+/// known_hosts. Control: without `--ssh-host` all four sign.
+#[test]
+fn signatures_only_for_the_named_hosts() {
+    each_user(|w| {
+        let a = agent(w);
+        let (allowed, other) = keys(w, &a);
+        w.write("home/mkbind.py", MKBIND_PY);
+        let bind = w.project.join("bind.json");
+        w.host_sh(&format!(
+            "python3 ../../mkbind.py {} ~/keys/other.pub {}",
+            a.sock.display(),
+            bind.display()
+        ))
+        .ok();
+        w.chown_all();
+        std::fs::write(w.project.join("bound.py"), BOUND_PY).unwrap();
+        let other_pub = std::fs::read_to_string(w.home.join("keys/other.pub")).unwrap();
+        let b64 = other_pub.split_whitespace().nth(1).unwrap();
+        w.write(
+            "home/.ssh/known_hosts",
+            &format!("testhost ssh-ed25519 {b64}\n"),
+        );
+        let go = |hosts: &[&str]| {
+            let mut flags = vec!["--ssh-agent", "--ssh-key", allowed.as_str()];
+            for h in hosts {
+                flags.extend(["--ssh-host", h]);
+            }
+            run(w, &a, &flags, "python3 bound.py")
+        };
+        // Bind accepted (6), the login signed (14), other data refused (5); unbound: 5.
+        assert_eq!(go(&[&other]).ok(), "6 14 5 5\n");
+        let out = go(&["testhost"]);
+        assert_eq!(out.ok(), "6 14 5 5\n");
+        assert!(
+            out.stderr().contains("not for a named host x2"),
+            "{}",
+            out.stderr()
+        );
+        // Another server named: the bind itself is refused, and so is everything after.
+        let unrelated = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(go(&[unrelated]).ok(), "5 5 5 5\n");
+        // Control: no host named, every signature of the named key is made.
+        assert_eq!(go(&[]).ok(), "6 14 14 14\n");
+        // A name known_hosts does not have: refused before the run.
+        let out = go(&["nowhere.example"]);
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(out.stderr().contains("known_hosts"), "{}", out.stderr());
+    });
+}
