@@ -11,7 +11,8 @@
 //! containers it did not create, bind mounts whose source (symlinks resolved on the host) is
 //! outside the project and the `--rw` paths, and mounts of the Docker socket; volumes with
 //! driver options (the local driver's `o=bind,device=/` is a bind of any host path); exec,
-//! attach and file copies into containers the sandbox did not create, and privileged execs;
+//! attach, file copies, exports, commits, logs and inspection of containers the sandbox did not
+//! create (their files, output and environment are the user's), and privileged execs;
 //! builds on the host's network; plugins; swarm services. The daemon decodes JSON keys without
 //! regard to case: the checks do too, and a key that is not ASCII is refused (Go folds some
 //! non-ASCII letters onto ASCII ones).
@@ -91,6 +92,9 @@ pub enum Route {
     ExecStart(String),
     Attach(String),
     ArchivePut(String),
+    /// What another container holds: its files (archive, export, commit), its output (logs),
+    /// its configuration with its environment (inspect).
+    ContainerRead(String),
     VolumeCreate,
     Build,
     Plugins,
@@ -139,6 +143,8 @@ pub fn route(method: &str, target: &str) -> Route {
         ["containers", _, "archive"] if method.eq_ignore_ascii_case("PUT") => {
             Route::ArchivePut(id(1))
         }
+        ["containers", _, "archive" | "export" | "logs" | "json"] => Route::ContainerRead(id(1)),
+        ["commit"] if post => Route::ContainerRead(query_value(target, "container")),
         ["exec", _, "start"] if post => Route::ExecStart(id(1)),
         ["volumes", "create"] if post => Route::VolumeCreate,
         ["build"] if post => Route::Build,
@@ -147,6 +153,17 @@ pub fn route(method: &str, target: &str) -> Route {
         ["session"] | ["grpc"] => Route::Upgraded,
         _ => Route::Other,
     }
+}
+
+/// The (decoded) value of `key` in `target`'s query; empty when absent.
+fn query_value(target: &str, key: &str) -> String {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| percent_decode(k) == key)
+        .map(|(_, v)| percent_decode(v))
+        .unwrap_or_default()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -482,7 +499,9 @@ pub fn check(
         },
         Route::ExecCreate(id) => check_exec(id, body, owned),
         Route::ExecStart(id) if !owned.exec(id) => Err("an exec the sandbox did not create".into()),
-        Route::Attach(id) | Route::ArchivePut(id) if !owned.container(id) => {
+        Route::Attach(id) | Route::ArchivePut(id) | Route::ContainerRead(id)
+            if !owned.container(id) =>
+        {
             Err("a container the sandbox did not create".into())
         }
         Route::VolumeCreate => check_volume(body),

@@ -178,6 +178,36 @@ fn routes() {
         ("POST", "/v1.43/swarm/init", Route::Swarm),
         ("POST", "/session", Route::Upgraded),
         ("GET", "/v1.43/containers/json", Route::Other),
+        (
+            "GET",
+            "/v1.43/containers/abc/json",
+            Route::ContainerRead("abc".into()),
+        ),
+        (
+            "GET",
+            "/v1.43/containers/abc/logs?follow=1",
+            Route::ContainerRead("abc".into()),
+        ),
+        (
+            "HEAD",
+            "/v1.43/containers/abc/archive?path=/",
+            Route::ContainerRead("abc".into()),
+        ),
+        (
+            "GET",
+            "/v1.43/containers/abc/export",
+            Route::ContainerRead("abc".into()),
+        ),
+        (
+            "POST",
+            "/v1.43/commit?repo=x&container=abc",
+            Route::ContainerRead("abc".into()),
+        ),
+        (
+            "POST",
+            "/v1.43/commit?repo=x",
+            Route::ContainerRead("".into()),
+        ),
         ("GET", "/_ping", Route::Other),
         // Escaped slashes and letters decode before routing.
         ("POST", "/v1.43/containers/%63reate", Route::ContainerCreate),
@@ -242,6 +272,12 @@ fn exec_attach_and_copies_only_into_the_sandboxs_containers() {
     );
     assert!(c(Route::Attach("theirs".into()), None, &owned).is_err());
     assert!(c(Route::ArchivePut("theirs".into()), None, &owned).is_err());
+    assert!(c(Route::ContainerRead("theirs".into()), None, &owned).is_err());
+    assert!(c(Route::ContainerRead("".into()), None, &owned).is_err());
+    assert_eq!(
+        c(Route::ContainerRead("mine-full-id".into()), None, &owned),
+        Ok(())
+    );
     // Start: no HostConfig smuggled in at start; an empty body or `{}` is fine.
     assert_eq!(c(Route::ContainerStart("x".into()), None, &owned), Ok(()));
     assert_eq!(

@@ -277,6 +277,14 @@ fn refused_shapes_never_reach_the_daemon() {
         assert!(d.requests().is_empty());
         assert_eq!(run(w, &d, "=raw", exec).ok(), "201\n");
         d.clear();
+        // Reading another container (its environment in inspect, its logs, its files).
+        let read = "for p in json logs?stdout=1 'archive?path=/etc' export; do \
+                    curl -sS --unix-socket \"${DOCKER_HOST#unix://}\" -o /dev/null \
+                    -w '%{http_code} ' \"http://d/v1.43/containers/somebody-elses/$p\"; done; echo";
+        assert_eq!(run(w, &d, "", read).ok(), "403 403 403 403 \n");
+        assert!(d.requests().is_empty());
+        assert_eq!(run(w, &d, "=raw", read).ok(), "200 200 200 200 \n");
+        d.clear();
 
         // A bind source in the project swapped for a symlink to / after the create: the
         // start is refused (the control: the same start before the swap passes).
