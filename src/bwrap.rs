@@ -67,6 +67,8 @@ pub enum Op {
     },
     Proc(PathBuf),
     Dev(PathBuf),
+    /// `--dev-bind`: a host device node (or a directory of them) with device access (`--gpu`).
+    DevBind(PathBuf),
     Tmpfs {
         dest: PathBuf,
         size: Option<u64>,

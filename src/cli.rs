@@ -171,6 +171,24 @@ pub enum InitShell {
     Fish,
 }
 
+/// `--ssh-agent[=MODE]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SshAgentArg {
+    /// Only the named keys, only listing and signing, through agentbox's filter.
+    Filtered,
+    /// The agent's socket itself: every key it holds, every operation.
+    Raw,
+}
+
+/// `--docker[=MODE]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DockerArg {
+    /// Through agentbox's filter.
+    Filtered,
+    /// The daemon's socket itself: root on the host.
+    Raw,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetArg {
     /// No network at all: the sandbox has its own empty network namespace.
@@ -239,14 +257,49 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub allow_telemetry: bool,
 
-    /// Forward your ssh-agent (only its socket: the key files stay hidden) and show
-    /// ~/.ssh/known_hosts read-only, for git over SSH.
-    #[arg(long)]
-    pub ssh_agent: bool,
+    /// Let the sandbox list and sign with the keys of your ssh-agent that --ssh-key (or
+    /// `ssh_keys` in config) names, through agentbox's filter (no adding, removing or locking),
+    /// and show ~/.ssh/known_hosts read-only, for git over SSH. `--ssh-agent=raw` hands over
+    /// the agent's socket itself: every key, every operation.
+    #[arg(
+        long,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "filtered"
+    )]
+    pub ssh_agent: Option<SshAgentArg>,
 
-    /// Give the sandbox the Docker socket. It is root-equivalent on the host.
+    /// A key of your ssh-agent the sandbox may use with --ssh-agent: its fingerprint
+    /// (SHA256:..., as `ssh-add -l` prints it) or its comment (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub ssh_key: Vec<String>,
+
+    /// With --ssh-agent: sign only for this server (repeatable), by name (its key from
+    /// ~/.ssh/known_hosts) or host key fingerprint, as `ssh` tells the agent; nothing else.
+    #[arg(long, value_name = "HOST")]
+    pub ssh_host: Vec<String>,
+
+    /// With --ssh-agent: ask before each signature, on the host, through $SSH_ASKPASS.
     #[arg(long)]
-    pub docker: bool,
+    pub ssh_confirm: bool,
+
+    /// Give the sandbox a Docker socket served by agentbox, which refuses what would turn a
+    /// container into the host (privileged, host namespaces, devices, binds outside the
+    /// project...). `--docker=raw` hands over the daemon's socket itself: root on the host.
+    #[arg(
+        long,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "filtered"
+    )]
+    pub docker: Option<DockerArg>,
+
+    /// Show the GPU device nodes (NVIDIA /dev/nvidia*, /dev/dri, AMD's /dev/kfd) and the sysfs
+    /// entries their drivers read. The GPU driver in the kernel becomes reachable.
+    #[arg(long)]
+    pub gpu: bool,
 
     /// The directory the agent may write [default: the current directory].
     #[arg(long, value_name = "DIR")]

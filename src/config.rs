@@ -68,6 +68,19 @@ pub struct Settings {
     /// once trusted (it would choose where the user's key goes).
     #[serde(default)]
     pub credential: Vec<crate::net::broker::Credential>,
+    /// The ssh-agent keys `--ssh-agent` lets the sandbox list and sign with: fingerprints
+    /// (`SHA256:...`) or comments. Added to `--ssh-key`.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    /// `true`: as `--gpu`.
+    pub gpu: Option<bool>,
+    /// `true`: every signature `--ssh-agent` would make is first confirmed on the host,
+    /// through `$SSH_ASKPASS`.
+    pub ssh_confirm: Option<bool>,
+    /// The servers `--ssh-agent` signs for (names in `known_hosts`, or `SHA256:` host key
+    /// fingerprints). Added to `--ssh-host`.
+    #[serde(default)]
+    pub ssh_hosts: Vec<String>,
 }
 
 /// The user's config file.
@@ -273,11 +286,19 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     args.allow_telemetry |= s.allow_telemetry.unwrap_or(false);
     args.allow_debug |= s.allow_debug.unwrap_or(false);
     args.allow_nested |= s.allow_nested.unwrap_or(false);
-    args.ssh_agent |= s.ssh_agent.unwrap_or(false);
-    args.docker |= s.docker.unwrap_or(false);
+    if args.ssh_agent.is_none() && s.ssh_agent == Some(true) {
+        args.ssh_agent = Some(crate::cli::SshAgentArg::Filtered);
+    }
+    front(&mut args.ssh_key, &s.ssh_keys);
+    front(&mut args.ssh_host, &s.ssh_hosts);
+    if args.docker.is_none() && s.docker == Some(true) {
+        args.docker = Some(crate::cli::DockerArg::Filtered);
+    }
     args.no_toolchains |= s.toolchains == Some(false);
     args.no_broker |= s.broker == Some(false);
     args.credentials.extend(s.credential.iter().cloned());
+    args.gpu |= s.gpu == Some(true);
+    args.ssh_confirm |= s.ssh_confirm == Some(true);
     if args.memory.is_none()
         && let Some(m) = &s.memory
     {
@@ -312,7 +333,7 @@ pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Ve
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 13] = [
+    let loosening: [(&'static str, bool); 15] = [
         ("allow_domains", !s.allow_domains.is_empty()),
         ("allow_registries", !s.allow_registries.is_empty()),
         ("allow_private_hosts", !s.allow_private_hosts.is_empty()),
@@ -329,6 +350,8 @@ pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Ve
         ),
         ("broker", s.broker == Some(false)),
         ("credential", !s.credential.is_empty()),
+        ("ssh_keys", !s.ssh_keys.is_empty()),
+        ("gpu", s.gpu == Some(true)),
     ];
     ignored.extend(loosening.iter().filter(|(_, set)| *set).map(|(k, _)| *k));
     (keep, ignored)

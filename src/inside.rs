@@ -12,6 +12,9 @@ pub const SHIM_DIR: &str = "/run/agentbox/bin";
 /// Where the forwarded ssh-agent socket appears.
 pub const SSH_AGENT_INSIDE: &str = "/run/agentbox/ssh-agent.sock";
 
+/// Where `--docker`'s filtered socket appears (`DOCKER_HOST` names it).
+pub const DOCKER_INSIDE: &str = "/run/agentbox/docker.sock";
+
 /// The relay's proxy port inside the sandbox (HTTP and SOCKS5 on the same port).
 pub const PROXY_PORT: u16 = 3128;
 

@@ -58,6 +58,10 @@ pub fn run(
     sys::cloexec_inherited()?;
     let areas = untrusted(facts);
     prepare(plan, &areas)?;
+    // `--ssh-agent`'s filter: its socket must exist before bwrap binds it (and is checked below).
+    let ssh =
+        crate::sshagent::serve::for_run(facts.agent.ssh_proxy.as_ref(), facts.user.uid, &areas)?;
+    let docker = crate::docker::serve::for_run(docker_proxy(facts), facts.user.uid, &areas)?;
     mount_paths_hold(plan, &areas)?;
     let enforcer = match policy.limits.any() {
         true => Some(limits::enforce(&policy.limits, facts.user.uid)?),
@@ -101,6 +105,12 @@ pub fn run(
     {
         eprintln!("{line}");
     }
+    if let Some(s) = ssh {
+        s.finish();
+    }
+    if let Some(d) = docker {
+        d.finish();
+    }
     let code = crate::error::exit_code(status);
     // bwrap is reaped and its cgroup and proxy are gone: from here on a signal is for agentbox
     // itself, and the audit below must end at Ctrl-C or `kill` like any program (ignored or
@@ -123,6 +133,25 @@ pub fn run(
     Ok(code)
 }
 
+/// `--docker`'s filter, when the plan binds one: its socket, the daemon's, and the host paths
+/// containers may bind (the writable roots, canonical).
+fn docker_proxy(facts: &HostFacts) -> Option<crate::docker::Proxy> {
+    let (Some(socket), Some(upstream)) = (&facts.agent.docker_proxy, &facts.agent.docker) else {
+        return None;
+    };
+    let roots = facts
+        .project
+        .roots
+        .iter()
+        .filter_map(|r| fs::canonicalize(&r.path).ok())
+        .collect();
+    Some(crate::docker::Proxy {
+        socket: socket.clone(),
+        upstream: upstream.clone(),
+        roots,
+    })
+}
+
 /// The common git dirs of linked worktrees in the writable roots (bound read-write).
 pub fn linked_commons(facts: &HostFacts) -> Vec<PathBuf> {
     facts.project.linked_commons()
@@ -136,6 +165,7 @@ fn mount_paths_hold(plan: &Plan, areas: &Untrusted) -> Result<()> {
     for step in &plan.steps {
         let paths: Vec<&Path> = match &step.op {
             Op::Bind(p)
+            | Op::DevBind(p)
             | Op::RoBind(p)
             | Op::EmptyFile(p)
             | Op::UnreadableFile(p)

@@ -124,6 +124,13 @@ pub struct Policy {
     /// The profile's keys the credential broker holds when the host sets them (empty with
     /// `--no-broker` or without the filtered network, whose relay serves the broker).
     pub credentials: Vec<crate::profile::Credential>,
+    /// `--ssh-agent` (filtered): the keys the sandbox may use. `None` with `--ssh-agent=raw`
+    /// (or without `--ssh-agent`).
+    pub ssh_filter: Option<crate::sshagent::KeyFilter>,
+    /// `--docker` through agentbox's filter (`false` with `--docker=raw` or without `--docker`).
+    pub docker_filtered: bool,
+    /// `--gpu`: the GPU device nodes and the sysfs entries their drivers read.
+    pub gpu: bool,
 }
 
 impl Policy {
@@ -276,8 +283,8 @@ impl Policy {
             },
             profile,
             handed: [
-                (args.ssh_agent, Handed::SshAgent),
-                (args.docker, Handed::Docker),
+                (args.ssh_agent.is_some(), Handed::SshAgent),
+                (args.docker.is_some(), Handed::Docker),
             ]
             .into_iter()
             .filter_map(|(on, h)| on.then_some(h))
@@ -290,6 +297,15 @@ impl Policy {
                 true => Toolchains::Off,
                 false => Toolchains::Shown,
             },
+            ssh_filter: (args.ssh_agent == Some(crate::cli::SshAgentArg::Filtered)).then_some(
+                crate::sshagent::KeyFilter {
+                    names: args.ssh_key,
+                    confirm: args.ssh_confirm,
+                    hosts: args.ssh_host,
+                },
+            ),
+            docker_filtered: args.docker == Some(crate::cli::DockerArg::Filtered),
+            gpu: args.gpu,
         };
         policy.validate()?;
         Ok(policy)
@@ -316,6 +332,14 @@ impl Policy {
             "--allow-domain and --learn filter the network; they cannot go with --net none, \
              --net host or --allow-net",
             "drop --net/--allow-net (or use --net filtered)",
+        )?;
+        // Every key of the agent is what `=raw` says it hands over; the filter never does
+        // that by default.
+        rule(
+            self.ssh_filter.as_ref().is_none_or(|f| !f.names.is_empty()),
+            "--ssh-agent: no key named: the sandbox would get none of your ssh-agent's keys",
+            "name the keys it may use: --ssh-key SHA256:... (as `ssh-add -l` lists them) or \
+             ssh_keys = [\"SHA256:...\"] in config; --ssh-agent=raw hands over every key",
         )?;
         for glob in self.hide.iter().chain(&self.unhide) {
             crate::secrets::check_glob(glob)?;
@@ -370,6 +394,52 @@ mod tests {
         };
         let profile = crate::profile::for_command(&run.command[0]);
         Policy::new(run.sandbox, run.command, run.bind_self, profile)
+    }
+
+    #[test]
+    fn ssh_agent_is_filtered_unless_raw_and_needs_named_keys() {
+        use crate::sshagent::KeyFilter;
+        let named = |names: &[&str]| KeyFilter {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            confirm: false,
+            hosts: vec![],
+        };
+        let p = policy(&[
+            "--ssh-agent",
+            "--ssh-key",
+            "SHA256:a",
+            "--ssh-key",
+            "me",
+            "x",
+        ])
+        .unwrap();
+        assert!(p.hands(Handed::SshAgent));
+        assert_eq!(p.ssh_filter, Some(named(&["SHA256:a", "me"])));
+        // `=raw` only with `=`: a bare word after the flag is the command.
+        let p = policy(&["--ssh-agent", "--ssh-key", "k", "raw"]).unwrap();
+        assert_eq!(
+            (p.ssh_filter, p.command),
+            (Some(named(&["k"])), vec!["raw".into()])
+        );
+        let p = policy(&["--ssh-agent=raw", "x"]).unwrap();
+        assert!(p.hands(Handed::SshAgent));
+        assert_eq!(p.ssh_filter, None);
+        let p = policy(&["--ssh-key", "k", "x"]).unwrap();
+        assert!(!p.hands(Handed::SshAgent) && p.ssh_filter.is_none());
+        // The filter with no key named would hand over nothing, or (worse) everything.
+        let e = policy(&["--ssh-agent", "x"]).unwrap_err();
+        assert!(format!("{e:#}").contains("no key named"), "{e:#}");
+        assert!(policy(&["--ssh-agent=all", "x"]).is_err());
+    }
+
+    #[test]
+    fn docker_is_filtered_unless_raw() {
+        let p = policy(&["--docker", "x"]).unwrap();
+        assert!(p.hands(Handed::Docker) && p.docker_filtered);
+        let p = policy(&["--docker=raw", "x"]).unwrap();
+        assert!(p.hands(Handed::Docker) && !p.docker_filtered);
+        let p = policy(&["x"]).unwrap();
+        assert!(!p.hands(Handed::Docker) && !p.docker_filtered);
     }
 
     #[test]

@@ -75,6 +75,11 @@ pub fn loosening(s: &Settings) -> Vec<String> {
     add("ro", "more paths shown read-only", &s.ro);
     add("rw", "more paths the agent may WRITE", &s.rw);
     add("env", "host variables passed in", &s.env);
+    add(
+        "ssh_keys",
+        "ssh-agent keys the agent may sign with (with ssh_agent)",
+        &s.ssh_keys,
+    );
     // Untrusted, a limit counts only below the user's own; trusted, as it is.
     if let Some(m) = &s.memory {
         out.push(format!(
@@ -116,6 +121,11 @@ pub fn loosening(s: &Settings) -> Vec<String> {
             "docker",
             s.docker,
             "the Docker socket: root-equivalent on this host",
+        ),
+        (
+            "gpu",
+            s.gpu,
+            "the GPU device nodes: the kernel's GPU driver",
         ),
     ];
     for (key, on, what) in flags {
@@ -349,7 +359,7 @@ mod tests {
              allow_private_hosts = [\"mirror.example\"]\nunhide = [\".env\"]\n\
              ro = [\"/srv\"]\nrw = [\"/srv\"]\nenv = [\"X\"]\nallow_telemetry = true\n\
              allow_debug = true\nallow_nested = true\nssh_agent = true\ndocker = true\n\
-             net = \"host\"\nmemory = \"1T\"\npids = 100000\nbroker = false\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
+             net = \"host\"\nmemory = \"1T\"\npids = 100000\nbroker = false\ngpu = true\nssh_keys = [\"SHA256:x\"]\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
              header = \"authorization\"\nbearer = true\nbase_url_var = \"GITHUB_API_URL\"\n\
              upstream = \"https://api.github.com\"\n",
         )
@@ -361,7 +371,7 @@ mod tests {
         for key in ignored.iter().flat_map(|k| k.split('/')) {
             assert!(preview.contains(key), "{key} missing from {preview}");
         }
-        assert!(ignored.len() >= 13, "{ignored:?}");
+        assert!(ignored.len() >= 15, "{ignored:?}");
     }
 
     #[test]

@@ -101,9 +101,52 @@ pub fn runtime(facts: &HostFacts, b: &mut Builder) {
     }
 }
 
+/// `--gpu`: the device nodes with device access, the sysfs the drivers read, read-only.
+pub fn gpu(facts: &HostFacts, b: &mut Builder) {
+    let Some(g) = &facts.agent.gpu else {
+        return;
+    };
+    for n in &g.nodes {
+        b.push(Op::DevBind(n.clone()), "--gpu: a GPU device node");
+    }
+    for s in &g.sys {
+        b.push(
+            Op::RoBind(s.clone()),
+            "--gpu: sysfs the GPU driver reads to find its device, read-only",
+        );
+    }
+    b.notes.push(format!(
+        "--gpu: the GPU ({}) is handed over: its device nodes, so the kernel's GPU driver is \
+         reachable from the sandbox, and GPU memory is not cleared between processes",
+        g.vendors.join(", ")
+    ));
+}
+
 /// `--ssh-agent` and `--docker`: sockets handed over on purpose, each with what it gives.
 pub fn integrations(facts: &HostFacts, b: &mut Builder) {
-    if let Some(sock) = &facts.agent.ssh_agent {
+    if let Some(proxy) = &facts.agent.ssh_proxy {
+        b.push(
+            Op::BindAt {
+                src: proxy.socket.clone(),
+                dest: SSH_AGENT_INSIDE.into(),
+            },
+            "--ssh-agent: agentbox's filtering agent, not yours: listing and signing with the \
+             named keys only",
+        );
+        let hosts = match proxy.filter.hosts.is_empty() {
+            true => "any SSH login those keys allow".to_owned(),
+            false => format!("only logins to {}", proxy.filter.hosts.join(", ")),
+        };
+        b.notes.push(format!(
+            "--ssh-agent: the agent can sign with {} of your ssh-agent ({hosts}) while the run \
+             lasts; no other key, no adding, removing or locking{}",
+            proxy.filter.names.join(", "),
+            match proxy.filter.confirm {
+                true => "; each signature asked first",
+                false => "",
+            }
+        ));
+    } else if let Some(sock) = &facts.agent.ssh_agent {
         b.push(
             Op::BindAt {
                 src: sock.clone(),
@@ -111,9 +154,10 @@ pub fn integrations(facts: &HostFacts, b: &mut Builder) {
             },
             "--ssh-agent: the agent socket only; the key files stay hidden",
         );
-        b.notes.push(
-            "--ssh-agent: the agent can have your ssh-agent sign with every key it holds (git \
-             push, and any SSH login those keys allow) while the run lasts"
+        b.warnings.push(
+            "--ssh-agent=raw: the agent can have your ssh-agent sign with every key it holds \
+             (git push, and any SSH login those keys allow), add and remove keys and lock it, \
+             while the run lasts"
                 .to_owned(),
         );
     }
@@ -126,7 +170,21 @@ pub fn integrations(facts: &HostFacts, b: &mut Builder) {
             "--ssh-agent: known hosts, read-only, so host keys are checked",
         );
     }
-    if let Some(sock) = &facts.agent.docker {
+    if let (Some(ours), Some(theirs)) = (&facts.agent.docker_proxy, &facts.agent.docker) {
+        b.push(
+            Op::BindAt {
+                src: ours.clone(),
+                dest: crate::inside::DOCKER_INSIDE.into(),
+            },
+            "--docker: agentbox's Docker filter, not the daemon's socket",
+        );
+        b.notes.push(format!(
+            "--docker: the agent can use the Docker daemon at {} through agentbox's filter: \
+             containers, images, networks and volumes, but no privileged container, host \
+             namespace, device or bind outside the project; its containers reach the network",
+            theirs.display()
+        ));
+    } else if let Some(sock) = &facts.agent.docker {
         b.push(
             Op::BindAt {
                 src: sock.clone(),
@@ -135,7 +193,7 @@ pub fn integrations(facts: &HostFacts, b: &mut Builder) {
             "--docker: the Docker socket (root-equivalent on the host)",
         );
         b.warnings.push(format!(
-            "--docker: {} is root on the host: a container the agent starts can mount /, so \
+            "--docker=raw: {} is root on the host: a container the agent starts can mount /, so \
              this sandbox no longer holds",
             sock.display()
         ));

@@ -29,6 +29,7 @@ pub(super) fn seen_depth(steps: &[Step], path: &Path, depth: u8) -> Seen {
         match &step.op {
             Op::RoBind(d)
             | Op::Bind(d)
+            | Op::DevBind(d)
             | Op::RoBindAt { dest: d, .. }
             | Op::BindAt { dest: d, .. }
             | Op::DataFile { dest: d, .. }

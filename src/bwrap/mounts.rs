@@ -55,6 +55,8 @@ pub(super) fn system(policy: &Policy, facts: &HostFacts, f: Features, b: &mut Bu
         Op::Dev("/dev".into()),
         "a minimal /dev: null, zero, random, tty, no disks",
     );
+    // Before /dev is made read-only: the mount points are made in its tmpfs.
+    super::agent::gpu(facts, b);
     // bwrap's /dev is a tmpfs with no size option: read-only, nothing can fill it (the device
     // nodes and /dev/pts are mounts of their own and stay writable). Shared memory gets a
     // bounded tmpfs of its own, mounted after the remount so it stays writable.

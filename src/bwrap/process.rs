@@ -197,7 +197,10 @@ pub(super) fn environment(
     }
     if let Some(sock) = &facts.agent.docker {
         let mut v = OsString::from("unix://");
-        v.push(sock);
+        match facts.agent.docker_proxy {
+            Some(_) => v.push(crate::inside::DOCKER_INSIDE),
+            None => v.push(sock),
+        }
         set("DOCKER_HOST".into(), v, false, "--docker");
     }
     if policy.net == NetMode::Filtered {

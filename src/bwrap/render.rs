@@ -75,6 +75,7 @@ pub(super) fn op_args(op: &Op, fd: i32) -> (Vec<OsString>, Option<FdData<'_>>) {
         Op::Symlink { target, link } => vec![o("--symlink"), p(target), p(link)],
         Op::Proc(d) => vec![o("--proc"), p(d)],
         Op::Dev(d) => vec![o("--dev"), p(d)],
+        Op::DevBind(d) => vec![o("--dev-bind"), p(d), p(d)],
         Op::Tmpfs { dest, size } => {
             let mut v = Vec::new();
             if let Some(s) = size {

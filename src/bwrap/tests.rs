@@ -33,6 +33,9 @@ fn policy(command: &[&str]) -> Policy {
         audit_json: None,
         toolchains: crate::policy::Toolchains::Off,
         credentials: vec![],
+        ssh_filter: None,
+        docker_filtered: false,
+        gpu: false,
     }
 }
 
@@ -1555,5 +1558,108 @@ fn toolchains_are_shown_read_only_and_caches_bound_outside_the_home() {
         !bare
             .iter()
             .any(|a| a.contains(".rustup") || a.contains("agentbox/cache"))
+    );
+}
+
+#[test]
+fn ssh_agent_filtered_binds_agentboxs_socket_raw_binds_the_users() {
+    let mut f = facts();
+    f.agent.ssh_agent = Some("/run/user/1000/ssh.sock".into());
+    let mut p = policy(&["x"]);
+    p.handed = vec![crate::policy::Handed::SshAgent];
+    let raw = argv(&p, &f);
+    let at = pos(
+        &raw,
+        &[
+            "--bind",
+            "/run/user/1000/ssh.sock",
+            crate::inside::SSH_AGENT_INSIDE,
+        ],
+    );
+    assert!(at > 0);
+    assert!(
+        plan(&p, &f)
+            .unwrap()
+            .warnings
+            .iter()
+            .any(|w| w.contains("=raw"))
+    );
+    // Filtered: agentbox's socket in its place, the user's nowhere in the argv.
+    let filter = crate::sshagent::KeyFilter {
+        names: vec!["SHA256:k".into()],
+        confirm: false,
+        hosts: vec![],
+    };
+    f.agent.ssh_proxy = Some(crate::sshagent::Proxy {
+        socket: "/run/user/1000/agentbox/ssh-1/agent.sock".into(),
+        upstream: "/run/user/1000/ssh.sock".into(),
+        filter: filter.clone(),
+        askpass: None,
+        host_keys: vec![],
+    });
+    p.ssh_filter = Some(filter);
+    let filtered = argv(&p, &f);
+    pos(
+        &filtered,
+        &[
+            "--bind",
+            "/run/user/1000/agentbox/ssh-1/agent.sock",
+            crate::inside::SSH_AGENT_INSIDE,
+        ],
+    );
+    assert!(!filtered.iter().any(|a| a == "/run/user/1000/ssh.sock"));
+    let plan = plan(&p, &f).unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    assert!(plan.notes.iter().any(|n| n.contains("SHA256:k")));
+}
+
+#[test]
+fn gpu_adds_its_nodes_and_sysfs_and_nothing_else() {
+    let t = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(t.path()).unwrap();
+    crate::host::gpu::tests::fake_tree(&root);
+    let p = policy(&["x"]);
+    let without = argv(&p, &facts());
+    let mut f = facts();
+    f.agent.gpu = Some(crate::host::gpu::probe_in(&root));
+    let with = argv(&p, &f);
+    // The GPU's steps, in order, right after the minimal /dev and before it is made read-only.
+    let at = pos(&with, &["--dev", "/dev"]) + 2;
+    let mut added: Vec<&str> = Vec::new();
+    for n in [
+        "/dev/nvidia-caps",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia0",
+        "/dev/nvidiactl",
+        "/dev/dri",
+        "/dev/kfd",
+    ] {
+        added.extend(["--dev-bind", n, n]);
+    }
+    for s in [
+        "/sys/class/drm",
+        "/sys/class/kfd",
+        "/sys/dev/char",
+        "/sys/devices/pci0000:00/0000:00:02.0",
+        "/sys/devices/virtual/kfd",
+    ] {
+        added.extend(["--ro-bind", s, s]);
+    }
+    assert_eq!(with[at..at + added.len()], added[..]);
+    assert!(pos(&with, &["--remount-ro", "/dev"]) > at);
+    // Nothing else changed: not /dev/sda, not all of /sys.
+    let mut rest = with.clone();
+    rest.drain(at..at + added.len());
+    assert_eq!(rest, without);
+    assert!(
+        !with
+            .iter()
+            .any(|a| a == "/dev/sda" || a == "/sys" || a == "/sys/devices")
+    );
+    let plan = plan(&p, &f).unwrap();
+    assert!(
+        plan.notes.iter().any(|n| n.starts_with("--gpu:")),
+        "{:?}",
+        plan.notes
     );
 }

@@ -79,7 +79,9 @@ fn entries(plan: &Plan) -> BTreeMap<PathBuf, Entry> {
         let why = s.why.as_str();
         match &s.op {
             Op::RoBind(d) | Op::RoBindAt { dest: d, .. } => put(m, d, Mark::Ro, why, None),
-            Op::Bind(d) | Op::BindAt { dest: d, .. } => put(m, d, Mark::Rw, why, None),
+            Op::Bind(d) | Op::BindAt { dest: d, .. } | Op::DevBind(d) => {
+                put(m, d, Mark::Rw, why, None)
+            }
             Op::EmptyFile(d) | Op::UnreadableFile(d) => put(m, d, Mark::Masked, why, None),
             Op::DataFile { dest, .. } => put(m, dest, Mark::File, why, None),
             Op::Tmpfs { dest, .. } => put(m, dest, Mark::Tmpfs, why, None),

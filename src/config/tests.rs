@@ -59,6 +59,34 @@ fn flags_win_and_lists_add_up() {
     assert_eq!(a.net, Some(NetArg::None));
 }
 
+#[test]
+fn ssh_agent_from_config_is_the_filter_with_its_keys() {
+    use crate::cli::SshAgentArg;
+    let u = user("[defaults]\nssh_agent = true\nssh_keys = [\"SHA256:a\"]\n");
+    let mut a = args(&["--ssh-key", "me"]);
+    merge(&mut a, &u, "generic", None, Path::new("/h")).unwrap();
+    assert_eq!(a.ssh_agent, Some(SshAgentArg::Filtered));
+    assert_eq!(a.ssh_key, ["SHA256:a", "me"]);
+    // `--ssh-agent=raw` on the command line wins over the config's filter.
+    let mut a = args(&["--ssh-agent=raw"]);
+    merge(&mut a, &u, "generic", None, Path::new("/h")).unwrap();
+    assert_eq!(a.ssh_agent, Some(SshAgentArg::Raw));
+    // An untrusted project file names no key (a key named there could be the user's deploy
+    // key for any host) and turns on no agent.
+    let mut a = args(&[]);
+    let text = "ssh_agent = true\nssh_keys = [\"SHA256:b\"]\n";
+    let w = merge(
+        &mut a,
+        &UserConfig::default(),
+        "generic",
+        Some(&project(text, false)),
+        Path::new("/h"),
+    )
+    .unwrap();
+    assert_eq!((a.ssh_agent, a.ssh_key.len()), (None, 0));
+    assert!(w[0].contains("ssh_keys"), "{w:?}");
+}
+
 fn project(text: &str, trusted: bool) -> ProjectConfig {
     ProjectConfig {
         file: "/p/.agentbox.toml".into(),

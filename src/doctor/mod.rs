@@ -208,7 +208,24 @@ fn checks(explicit: Option<&Path>, me: Me, env: &Env) -> Result<Vec<Check>> {
         ),
     });
     v.extend(host::agents(env));
+    v.push(gpu_check(&crate::host::gpu::probe()));
     Ok(v)
+}
+
+/// What `--gpu` would hand over on this host (nothing is not a problem: a note).
+fn gpu_check(g: &crate::host::gpu::Gpu) -> Check {
+    if g.is_empty() {
+        return Check::ok("gpu", "no GPU device nodes: --gpu would be refused");
+    }
+    let nodes: Vec<String> = g.nodes.iter().map(|p| p.display().to_string()).collect();
+    Check::ok(
+        "gpu",
+        format!(
+            "--gpu would hand over {} ({})",
+            nodes.join(", "),
+            g.vendors.join(", ")
+        ),
+    )
 }
 
 const SECCOMP_FIX: &str = "boot a kernel with seccomp filters (CONFIG_SECCOMP_FILTER): agentbox \

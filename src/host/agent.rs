@@ -32,6 +32,12 @@ pub struct Agent {
     pub ssh_agent: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub docker: Option<PathBuf>,
+    /// `--ssh-agent` filtered: where agentbox's filtering agent will listen (made at launch).
+    pub ssh_proxy: Option<crate::sshagent::Proxy>,
+    /// `--docker` filtered: where agentbox's Docker filter will listen (made at launch).
+    pub docker_proxy: Option<PathBuf>,
+    /// `--gpu`: what the host has.
+    pub gpu: Option<super::gpu::Gpu>,
 }
 
 impl Agent {
@@ -64,6 +70,25 @@ impl Agent {
             home: agent_home,
             state_dirs,
             exposed,
+            ssh_proxy: match (&ssh_agent, &policy.ssh_filter) {
+                (Some(upstream), Some(filter)) => Some(crate::sshagent::Proxy {
+                    socket: crate::sshagent::serve::socket_path(&super::runtime_base(user)),
+                    upstream: upstream.clone(),
+                    filter: filter.clone(),
+                    askpass: match filter.confirm {
+                        true => Some(askpass(&user.env)?),
+                        false => None,
+                    },
+                    host_keys: host_keys(&filter.hosts, known_hosts.as_deref())?,
+                }),
+                _ => None,
+            },
+            docker_proxy: (policy.hands(Handed::Docker) && policy.docker_filtered)
+                .then(|| crate::docker::serve::socket_path(&super::runtime_base(user))),
+            gpu: match policy.gpu {
+                true => Some(gpu_or_refuse()?),
+                false => None,
+            },
             ssh_agent,
             known_hosts,
             docker: policy
@@ -187,6 +212,50 @@ pub fn runtime_paths(home: &Path, entries: &[String]) -> Vec<PathBuf> {
         .filter_map(|e| fs::canonicalize(home.join(e.trim_end_matches('/'))).ok())
         .filter(|p| crate::broad::too_broad_to_show(p, home).is_none())
         .collect()
+}
+
+/// The host's GPUs, for `--gpu`: none found is an error, not an empty hand-over.
+fn gpu_or_refuse() -> Result<super::gpu::Gpu> {
+    let g = super::gpu::probe();
+    match g.is_empty() {
+        false => Ok(g),
+        true => Err(Fail::hint(
+            "--gpu: no GPU device found (no /dev/nvidia*, /dev/dri or /dev/kfd)",
+            "load the GPU driver, or run without --gpu",
+        )
+        .into()),
+    }
+}
+
+/// The host key fingerprints of `ssh_hosts`, names looked up in `known_hosts`.
+fn host_keys(hosts: &[String], known_hosts: Option<&Path>) -> Result<Vec<String>> {
+    let text = known_hosts
+        .and_then(|p| fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    crate::sshagent::hosts::resolve(hosts, &text).map_err(|h| {
+        Fail::hint(
+            format!(
+                "--ssh-host: no key for {} in ~/.ssh/known_hosts",
+                crate::text::printable_str(&h)
+            ),
+            "connect once with ssh to record it, or name its host key by fingerprint \
+             (ssh-keygen -lf of the key)",
+        )
+        .into()
+    })
+}
+
+/// The program `ssh_confirm` asks through: `$SSH_ASKPASS`, an executable file.
+fn askpass(env: &Env) -> Result<PathBuf> {
+    let p = env.var("SSH_ASKPASS").map(PathBuf::from);
+    match p.as_deref().map(fs::canonicalize) {
+        Some(Ok(p)) if fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) => Ok(p),
+        _ => Err(Fail::hint(
+            "--ssh-confirm: no program to ask with (SSH_ASKPASS is unset or not an executable)",
+            "set SSH_ASKPASS to an askpass program (ssh-askpass, ksshaskpass...), or drop ssh_confirm",
+        )
+        .into()),
+    }
 }
 
 /// The user's ssh-agent socket, for `--ssh-agent`.

@@ -14,6 +14,7 @@ pub mod agent;
 pub mod bwrap;
 pub mod git;
 pub mod git_keys;
+pub mod gpu;
 pub mod project;
 pub mod refs;
 pub mod registry;

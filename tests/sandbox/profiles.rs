@@ -211,7 +211,18 @@ fn ssh_agent_and_docker_hand_over_only_their_socket() {
              {connect} \"${{DOCKER_HOST#unix://}}\"; echo"
         );
         let out = Out(w
-            .cmd(&["run", "--ssh-agent", "--docker", "--", "sh", "-c", &script].map(OsStr::new))
+            .cmd(
+                &[
+                    "run",
+                    "--ssh-agent=raw",
+                    "--docker=raw",
+                    "--",
+                    "sh",
+                    "-c",
+                    &script,
+                ]
+                .map(OsStr::new),
+            )
             .env("SSH_AUTH_SOCK", &agent)
             .env("DOCKER_HOST", format!("unix://{}", docker.display()))
             .output()
@@ -223,8 +234,12 @@ fn ssh_agent_and_docker_hand_over_only_their_socket() {
             "{}",
             out.stderr()
         );
-        assert!(out.stderr().contains("--docker:"), "{}", out.stderr());
-        assert!(out.stderr().contains("--ssh-agent:"), "{}", out.stderr());
+        assert!(out.stderr().contains("--docker=raw:"), "{}", out.stderr());
+        assert!(
+            out.stderr().contains("--ssh-agent=raw:"),
+            "{}",
+            out.stderr()
+        );
         // Control: without the flags neither socket is there.
         let out = Out(w
             .cmd(
@@ -242,7 +257,7 @@ fn ssh_agent_and_docker_hand_over_only_their_socket() {
         assert_eq!(out.ok(), "down \n");
         // Asking for an agent that is not running is a clear error.
         let out = Out(w
-            .cmd(&["run", "--ssh-agent", "--", "true"].map(OsStr::new))
+            .cmd(&["run", "--ssh-agent", "--ssh-key", "k", "--", "true"].map(OsStr::new))
             .env_remove("SSH_AUTH_SOCK")
             .output()
             .unwrap());

@@ -201,6 +201,7 @@ fn p(
 use Expect::{Allowed, Blocked};
 
 /// Every probe that runs inside, in report order.
+mod brokered;
 mod files;
 mod io;
 mod kernel;
@@ -220,6 +221,7 @@ pub fn all() -> Vec<Probe> {
     v.extend(io::terminal());
     v.extend(io::privileges());
     v.extend(io::network());
+    v.extend(brokered::probes());
     v
 }
 
