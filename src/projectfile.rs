@@ -178,7 +178,8 @@ pub fn trust(project: Option<PathBuf>, yes: bool, env: &Env) -> Result<ExitCode>
         }
     }
     out.flush()?;
-    if !yes {
+    // A file that loosens nothing changes nothing once trusted: no consent to ask for.
+    if !yes && !loose.is_empty() {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() || !std::io::stderr().is_terminal() {
             return Err(Fail::hint(
@@ -229,16 +230,35 @@ pub fn ecosystems(project: &Path) -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// PLUG-IN POINT for toolchain and registry detection (issue 12, sections 1 and 3): lines
-/// (already TOML comments or keys, one per entry) that `init` writes under "Toolchains and
-/// registries". Today it only names what the marker files say; the detection of toolchains in
-/// the home and of the registries each tool is configured to use goes here, with the keys it
-/// would suggest (commented out).
+/// The lines `init` writes under "Toolchains and registries": each ecosystem the marker files
+/// show, with the `--allow-registry` preset that would let its package tool fetch (commented
+/// out: the registry is the one the tool on the host is configured to use, asked at launch).
+/// The toolchains in the home are not listed: every run shows them, whatever this file says.
 pub fn toolchain_lines(project: &Path) -> Vec<String> {
-    ecosystems(project)
-        .iter()
-        .map(|(e, m)| format!("# {e} ({m})"))
-        .collect()
+    let mut out = Vec::new();
+    let mut presets: Vec<&str> = Vec::new();
+    for (e, m) in ecosystems(project) {
+        out.push(format!("# {e} ({m})"));
+        let preset = match e {
+            "Rust" => "cargo",
+            "Node" => "npm",
+            "Python" => "pypi",
+            "Go" => "go",
+            _ => continue,
+        };
+        if !presets.contains(&preset) {
+            presets.push(preset);
+        }
+    }
+    if !presets.is_empty() {
+        let list: Vec<String> = presets.iter().map(|p| format!("\"{p}\"")).collect();
+        out.push(format!(
+            "# To let the package tools fetch from the registries they are configured to use:\n\
+             # allow_registries = [{}]",
+            list.join(", ")
+        ));
+    }
+    out
 }
 
 /// The text `init` writes: everything commented out but the header, for review.
@@ -388,5 +408,12 @@ mod tests {
         assert_eq!(s, Settings::default(), "{text}");
         assert!(text.contains("# Rust (Cargo.toml)"));
         assert!(text.contains(".env\\nrw"));
+        // The registry suggestion is one uncommenting away from a valid key.
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("# allow_registries"))
+            .unwrap();
+        let s: Settings = toml::from_str(&line[2..]).unwrap();
+        assert_eq!(s.allow_registries, ["cargo"]);
     }
 }
