@@ -490,6 +490,18 @@ mod tests {
             assert!(!p.env.contains(&EnvPass::IfSet("ANTHROPIC_API_KEY".into())));
             assert!(p.notes.iter().any(|n| n.contains("credential broker off")));
         }
+        // aider's keys too (litellm takes base URLs); its OpenAI base URL still passes.
+        let a = policy(&["aider"]).unwrap();
+        let c = a.credentials.iter().find(|c| c.var == "OPENAI_API_KEY");
+        assert_eq!(c.map(|c| c.base_url_var.as_str()), Some("OPENAI_API_BASE"));
+        assert!(!a.env.contains(&EnvPass::IfSet("OPENAI_API_KEY".into())));
+        assert!(a.env.contains(&EnvPass::IfSet("OPENAI_API_BASE".into())));
+        // An agent whose key cannot be brokered does not get it unless --env asks.
+        let c = policy(&["copilot"]).unwrap();
+        assert!(c.credentials.is_empty());
+        assert!(!c.env.contains(&EnvPass::IfSet("GH_TOKEN".into())));
+        let c = policy(&["--env", "GH_TOKEN", "copilot"]).unwrap();
+        assert!(c.env.contains(&EnvPass::Inherit("GH_TOKEN".into())));
         assert!(
             p.env
                 .contains(&EnvPass::Set("DISABLE_TELEMETRY".into(), "1".into()))

@@ -241,11 +241,58 @@ pub const PROFILES: &[Builtin] = &[
         telemetry: &[],
         nested: false,
         notes: &[
-            "aider reads keys from .env, which agentbox masks: pass them with --env instead",
+            "aider reads keys from .env, which agentbox masks: set them on the host instead \
+             (the credential broker holds OPENAI, ANTHROPIC, GEMINI, OPENROUTER and DEEPSEEK \
+             keys; its base URL for OpenAI is OPENAI_API_BASE)",
             "add your model provider's API host with --allow-domain if it is not OpenAI or \
-             Anthropic",
+             Anthropic and its key is not one the broker holds",
         ],
-        credentials: &[],
+        // aider talks to the APIs through litellm, which takes each provider's base URL from
+        // the environment (aider venv, site-packages/litellm/): OPENAI_BASE_URL, then
+        // OPENAI_API_BASE (main.py; aider's --openai-api-base sets the latter, aider/main.py),
+        // ANTHROPIC_API_BASE, then ANTHROPIC_BASE_URL, `/v1/messages` appended, `x-api-key`
+        // (main.py, llms/anthropic/common_utils.py), GEMINI_API_BASE + `/models/M:method` with
+        // `x-goog-api-key` (main.py, llms/vertex_ai/vertex_llm_base.py _check_custom_proxy),
+        // OPENROUTER_API_BASE (main.py), DEEPSEEK_API_BASE
+        // (llms/deepseek/chat/transformation.py). The defaults are litellm's own. OpenAI's is
+        // OPENAI_API_BASE, aider's documented name: the one a host already sets for aider.
+        credentials: &[
+            CredentialSpec {
+                var: "OPENAI_API_KEY",
+                header: "authorization",
+                bearer: true,
+                base_url_var: "OPENAI_API_BASE",
+                upstream: "https://api.openai.com/v1",
+            },
+            CredentialSpec {
+                var: "ANTHROPIC_API_KEY",
+                header: "x-api-key",
+                bearer: false,
+                base_url_var: "ANTHROPIC_BASE_URL",
+                upstream: "https://api.anthropic.com",
+            },
+            CredentialSpec {
+                var: "GEMINI_API_KEY",
+                header: "x-goog-api-key",
+                bearer: false,
+                base_url_var: "GEMINI_API_BASE",
+                upstream: "https://generativelanguage.googleapis.com/v1beta",
+            },
+            CredentialSpec {
+                var: "OPENROUTER_API_KEY",
+                header: "authorization",
+                bearer: true,
+                base_url_var: "OPENROUTER_API_BASE",
+                upstream: "https://openrouter.ai/api/v1",
+            },
+            CredentialSpec {
+                var: "DEEPSEEK_API_KEY",
+                header: "authorization",
+                bearer: true,
+                base_url_var: "DEEPSEEK_API_BASE",
+                upstream: "https://api.deepseek.com/beta",
+            },
+        ],
         project: &[
             // lint-cmd and test-cmd are shell commands aider runs after each edit.
             later(
@@ -265,7 +312,8 @@ pub const PROFILES: &[Builtin] = &[
             ".local/state/opencode/",
         ],
         runtime: &[],
-        env: &["OPENCODE_CONFIG", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"],
+        // Its keys are not brokered (see the note): they pass only with --env NAME.
+        env: &["OPENCODE_CONFIG"],
         quiet: &[],
         always: &[],
         domains: &["opencode.ai", "api.opencode.ai", "models.dev"],
@@ -275,6 +323,9 @@ pub const PROFILES: &[Builtin] = &[
             "opencode is built on Bun, which ignores proxy settings: agentbox's capture of \
              proxy-ignoring clients carries it",
             "add your model provider's API host with --allow-domain",
+            "its API keys are not brokered (no base-URL variable of opencode's is known to \
+             agentbox) and not passed: --env ANTHROPIC_API_KEY (or another) passes one, and \
+             it is then readable inside",
         ],
         credentials: &[],
         project: &[
@@ -299,13 +350,19 @@ pub const PROFILES: &[Builtin] = &[
         commands: &["cursor-agent", "agent"],
         state: &[".cursor/", ".config/cursor/"],
         runtime: &[],
-        env: &["CURSOR_API_KEY"],
+        // Not brokered (see the note): CURSOR_API_KEY passes only with --env.
+        env: &[],
         quiet: &[],
         always: &[("NO_OPEN_BROWSER", "1")],
         domains: &["*.cursor.sh", "*.cursorapi.com"],
         telemetry: &[],
         nested: false,
-        notes: &["Cursor's CLI ignores proxy settings: agentbox's capture carries it"],
+        notes: &[
+            "Cursor's CLI ignores proxy settings: agentbox's capture carries it",
+            "CURSOR_API_KEY is not brokered (no base-URL variable of Cursor's CLI is known to \
+             agentbox) and not passed: --env CURSOR_API_KEY passes it, readable inside; or log \
+             in inside",
+        ],
         credentials: &[],
         project: &[
             // mcp.json, hooks.json, rules, commands.
@@ -325,13 +382,19 @@ pub const PROFILES: &[Builtin] = &[
         commands: &["copilot"],
         state: &[".copilot/"],
         runtime: &[],
-        env: &["COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"],
+        // Not brokered (see the note): the tokens pass only with --env.
+        env: &[],
         quiet: &[],
         always: &[],
         domains: &["api.github.com", "github.com", "*.githubcopilot.com"],
         telemetry: &[],
         nested: false,
-        notes: &[],
+        notes: &[
+            "COPILOT_GITHUB_TOKEN, GH_TOKEN and GITHUB_TOKEN are not brokered (no \
+             base-URL variable of the Copilot CLI is known to agentbox) and not passed: --env COPILOT_GITHUB_TOKEN passes one, readable inside \
+             (a token that can push to your repositories: prefer a Copilot-only one); or log \
+             in inside",
+        ],
         credentials: &[],
         project: &[watch(
             ".github/copilot-instructions.md",
@@ -344,7 +407,8 @@ pub const PROFILES: &[Builtin] = &[
         commands: &["amp"],
         state: &[".config/amp/", ".local/share/amp/"],
         runtime: &[],
-        env: &["AMP_API_KEY"],
+        // Not brokered (see the note): AMP_API_KEY passes only with --env.
+        env: &[],
         quiet: &[],
         always: &[],
         domains: &["ampcode.com", "*.ampcode.com"],
@@ -352,6 +416,8 @@ pub const PROFILES: &[Builtin] = &[
         nested: false,
         notes: &[
             "Amp is built on Bun, which ignores proxy settings: agentbox's capture carries it",
+            "AMP_API_KEY is not brokered (no base-URL variable of Amp's is known to agentbox) \
+             and not passed: --env AMP_API_KEY passes it, readable inside; or log in inside",
         ],
         credentials: &[],
         project: &[

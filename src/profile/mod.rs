@@ -228,4 +228,86 @@ mod tests {
         }
         assert!(!builtin("claude").unwrap().nested);
     }
+
+    /// Whether a variable's name says it holds a secret.
+    fn looks_like_key(var: &str) -> bool {
+        ["KEY", "TOKEN", "AUTH", "SECRET", "PASSWORD", "CREDENTIAL"]
+            .iter()
+            .any(|w| var.contains(w))
+    }
+
+    #[test]
+    fn the_key_test_recognises_keys() {
+        // The test below is only as good as this: each profile's key variables, as they were
+        // passed raw before the broker, are keys; its other variables are not.
+        for v in [
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_AUTH_TOKEN",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "CURSOR_API_KEY",
+            "GH_TOKEN",
+            "COPILOT_GITHUB_TOKEN",
+            "AMP_API_KEY",
+        ] {
+            assert!(looks_like_key(v), "{v}");
+        }
+        for v in [
+            "ANTHROPIC_MODEL",
+            "OPENAI_API_BASE",
+            "CODEX_HOME",
+            "OPENCODE_CONFIG",
+        ] {
+            assert!(!looks_like_key(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn every_key_a_profile_passes_is_brokered() {
+        let mut keys = 0;
+        for b in builtin::PROFILES {
+            let brokered: Vec<&str> = b.credentials.iter().map(|c| c.var).collect();
+            for var in b.env.iter().filter(|v| looks_like_key(v)) {
+                keys += 1;
+                assert!(
+                    brokered.contains(var),
+                    "{}: {var} passes raw: broker it, or drop it from `env` (--env passes it) \
+                     and say so in the notes",
+                    b.name
+                );
+            }
+            // An agent whose keys are not brokered says so, and how to pass one (--env).
+            if b.credentials.is_empty() && b.name != "generic" {
+                assert!(
+                    b.notes
+                        .iter()
+                        .any(|n| n.contains("not brokered") && n.contains("--env")),
+                    "{}",
+                    b.name
+                );
+            }
+            for c in b.credentials {
+                // As strict as a user's `[[credential]]`: the checks a config file gets.
+                let toml = format!(
+                    "var = {:?}\nheader = {:?}\nbearer = {}\nbase_url_var = {:?}\nupstream = {:?}",
+                    c.var, c.header, c.bearer, c.base_url_var, c.upstream
+                );
+                let parsed: Credential =
+                    toml::from_str(&toml).unwrap_or_else(|e| panic!("{}: {}: {e}", b.name, c.var));
+                assert_eq!(parsed, Credential::from(c), "{}", b.name);
+                assert!(c.upstream.starts_with("https://"), "{}: {}", b.name, c.var);
+                assert!(!looks_like_key(c.base_url_var), "{}", c.base_url_var);
+                // Keys sharing a base-URL variable share a route, whose upstream is the
+                // first's: they must agree.
+                for d in b
+                    .credentials
+                    .iter()
+                    .filter(|d| d.base_url_var == c.base_url_var)
+                {
+                    assert_eq!(c.upstream, d.upstream, "{}: {}", b.name, c.base_url_var);
+                }
+            }
+        }
+        // Keys were seen: the test looked at something.
+        assert!(keys >= 10, "{keys}");
+    }
 }

@@ -29,6 +29,8 @@
 #     against the stand-in (aider must write a file in the project).
 #  6. The key on the host is unchanged, and the canary is in no request, output or file the
 #     agents wrote.
+#     aider's run is already through the credential broker (its key set on the host, checked
+#     as in 7).
 #  7. The credential broker: Claude Code, Codex CLI and Gemini CLI again, with a fresh key in
 #     agentbox's host environment (not --env). The stand-in must get that key, alone, on every
 #     request; a dump of the sandbox (every process's environment and command line, the home,
@@ -112,10 +114,8 @@ gemini_flags() {
   ARGS=(--allow-domain "127.0.0.1:$PORT" --env GEMINI_API_KEY=test-dummy
     --env "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:$PORT" --env GEMINI_CLI_TRUST_WORKSPACE=true)
 }
-aider_flags() {
-  ARGS=(--allow-domain "127.0.0.1:$PORT" --env OPENAI_API_KEY=sk-test-dummy
-    --env "OPENAI_API_BASE=http://127.0.0.1:$PORT/v1")
-}
+# aider's key and base URL are set on the host for its run (the broker holds the key): below.
+aider_flags() { ARGS=(--allow-domain "127.0.0.1:$PORT"); }
 
 TASK_MARKER='AGENTBOX-TASK:' # then a task id: the stand-in scripts one tool call per id
 # The credential broker's tool call (task ids broker-*): into the project, a dump of what the
@@ -469,20 +469,73 @@ else
   show gemini.out gemini.err
 fi
 
-if [[ -n $aider_ready ]]; then
+# aider through the credential broker: OPENAI_API_KEY (a fresh key) and OPENAI_API_BASE (the
+# stand-in) set on the host, not --env. The stand-in must get the key alone on every request;
+# the sandbox sees a phantom and the broker's URL (a second run of the profile dumps its
+# environment, and sends an attacker's key through the broker); the key is in no file or output.
+aider_broker() {
+  local key requests_before proj=$work/projects/aider
+  key="sk-aider-real-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
+  # `sandboxed` runs "${as_user[@]}": here with the key in agentbox's own environment.
+  local as_user=("${as_user[@]}" "OPENAI_API_KEY=$key" "OPENAI_API_BASE=http://127.0.0.1:$PORT/v1")
   flags_for aider
   version_check aider '^aider [0-9]'
-  sandboxed aider "$work/projects/aider" "$T_RUN" "${FLAGS[@]}" -- aider --model openai/gpt-standin \
+  requests_before=$(wc -l <"$out/requests.jsonl")
+  sandboxed aider "$proj" "$T_RUN" -v "${FLAGS[@]}" -- aider --model openai/gpt-standin \
     --message "${TASK_MARKER}aider create the file." --yes-always --no-git --no-check-update \
     --no-show-model-warnings --no-analytics --no-pretty
-  made=$(cat "$work/projects/aider/made_by_aider.txt" 2>/dev/null || true)
+  made=$(cat "$proj/made_by_aider.txt" 2>/dev/null || true)
   if ((RC == 0)) && [[ $made == made-by-aider ]]; then
     pass "aider: --message writes a file in the project through the stand-in"
   else
     fail "aider: --message writes a file in the project through the stand-in" "exit status $RC"
     show aider.out aider.err
   fi
-fi
+  if contains "$out/aider.err" "credential broker: OPENAI_API_KEY held by agentbox"; then
+    pass "aider: -v names the brokered key"
+  else
+    fail "aider: -v names the brokered key" "no such note"
+  fi
+  if python3 - "$out/requests.jsonl" "$requests_before" "$key" <<'EOF'; then
+import json, sys
+entries = [json.loads(l) for l in open(sys.argv[1]).readlines()[int(sys.argv[2]):]]
+bad = [e for e in entries if e.get("credentials") != {"authorization": ["Bearer " + sys.argv[3]]}]
+for e in bad:
+    print("  %s %s: %s" % (e["method"], e["path"], sorted(e.get("credentials") or {})),
+          file=sys.stderr)
+sys.exit(1 if bad or not entries else 0)
+EOF
+    pass "aider: every request reached the stand-in with the real key and no other"
+  else
+    fail "aider: every request reached the stand-in with the real key and no other" \
+      "see above (or no request)"
+  fi
+  # The same profile and host environment: what a process inside sees, and a request with an
+  # attacker's key to the base URL it was given.
+  requests_before=$(wc -l <"$out/requests.jsonl")
+  sandboxed aider-env "$proj" "$T_RUN" --profile aider "${FLAGS[@]}" -- sh -c \
+    'tr "\0" "\n" </proc/self/environ; curl -s -m 20 -o /dev/null -w "via-broker=%{http_code}\n" \
+     -H "Authorization: Bearer sk-attacker" "$OPENAI_API_BASE/models"'
+  local seen
+  seen=$(tail -n +"$((requests_before + 1))" "$out/requests.jsonl")
+  if ((RC == 0)) && grep -q '^OPENAI_API_KEY=sk-agentbox-phantom-' "$out/aider-env.out" \
+    && grep -qx 'OPENAI_API_BASE=http://127.0.0.3:3129/[a-z0-9_]*' "$out/aider-env.out" \
+    && contains "$out/aider-env.out" via-broker=200 \
+    && grep -qF "Bearer $key" <<<"$seen" && ! grep -q sk-attacker <<<"$seen"; then
+    pass "aider: inside, a phantom key and the broker's URL; an attacker's key arrives as the real one"
+  else
+    fail "aider: inside, a phantom key and the broker's URL; an attacker's key arrives as the real one" \
+      "exit status $RC"
+    show aider-env.out aider-env.err
+  fi
+  if ! grep -rqF -- "$key" "$proj" "$home" "$out/aider.out" "$out/aider.err" \
+    "$out/aider-env.out" "$out/aider-env.err" "$netlog"; then
+    pass "aider: the key is in no file it left, no output and not in the net log"
+  else
+    fail "aider: the key is in no file it left, no output and not in the net log" "it is"
+  fi
+}
+if [[ -n $aider_ready ]]; then aider_broker; fi
 
 # ---------------------------------------------------------------------------------------------
 step "credential broker: the key stays on the host (Claude Code, Codex CLI, Gemini CLI)"
