@@ -219,8 +219,9 @@ fn run(mut args: RunArgs, out: Output, env: &Env) -> Result<ExitCode> {
         let dropped = policy.filter.drop_login_hosts(&brokered, &apis);
         if !dropped.is_empty() && !out.quiet {
             eprintln!(
-                "agentbox: note: {} not allowed while the broker holds the key: login hosts, \
-                 where another account's login would be a way out (--allow-domain HOST allows one)",
+                "agentbox: note: {} not allowed while the broker holds the profile's key: the \
+                 profile's other hosts (logins, APIs whose key is not set) take another account's \
+                 login or key, a way out (--allow-domain HOST allows one)",
                 terminal(&dropped.join(", "))
             );
         }

@@ -365,9 +365,9 @@ impl NetFilter {
     /// With one of the profile's own keys brokered (`brokered` are the variables the broker
     /// holds this run), the profile's hosts other than the brokered APIs' (`apis`) are not
     /// allowed: they serve logins (claude.ai, chatgpt.com, Google's OAuth), which an agent
-    /// with a key does not need, and where an attacker's own login would be a way out that
-    /// no header replacement can close. A host the user named is kept. Returns the hosts
-    /// dropped.
+    /// with a key does not need, or another API whose key is not set (aider's), and each takes
+    /// an attacker's own login or key, a way out that no header replacement can close. A host
+    /// the user named is kept. Returns the hosts dropped.
     pub fn drop_login_hosts(&mut self, brokered: &[&str], apis: &[&str]) -> Vec<String> {
         if !brokered
             .iter()
