@@ -194,7 +194,7 @@ impl Builder {
 ///  7. `$HOME`: an empty tmpfs, or the agent's own persistent home (agent profiles); then
 ///     `~/.gitconfig` and git's config files read-only, the profile's runtime paths, the
 ///     command's executables where they really are (read-only) with their shims, and the
-///     sockets of `--ssh-agent` and `--docker`; the toolchains in the home read-only (their
+///     sockets of `--ssh-agent`, `--docker` and `--port`; the toolchains in the home read-only (their
 ///     credential files masked) and agentbox's package caches read-write, outside the home.
 ///  8. The project read-write, the `--ro`/`--rw` paths, and the common git dir of a worktree
 ///     project, all at their real paths, parents before children.
@@ -212,7 +212,7 @@ impl Builder {
 /// 13. The working directory: the current one when it is inside the project, else the project.
 /// 14. A literal `--`, then the command, through agentbox's shim (Ctrl-C back on a terminal,
 ///     then Landlock: writes only beneath what steps 6-11 made writable), and before it the
-///     relay with the filtered network.
+///     relay with the filtered network, then `--port`'s helper (`ports`).
 pub fn plan(policy: &Policy, facts: &HostFacts) -> Result<Plan> {
     plan_run(policy, facts, None)
 }
@@ -264,6 +264,7 @@ pub fn plan_run(policy: &Policy, facts: &HostFacts, net: Option<&NetSession>) ->
     system(policy, facts, features, &mut b);
     scratch(policy, facts, net, features, &mut b);
     home(facts, features, &mut b);
+    ports::plan(&policy.ports, facts.agent.ports_socket.as_deref(), &mut b);
     binds(facts, &mut b);
     protect(facts, &mut b)?;
     mask(facts, features, &mut b);
@@ -297,6 +298,9 @@ pub fn plan_run(policy: &Policy, facts: &HostFacts, net: Option<&NetSession>) ->
     let mut argv = command.0;
     if facts.system.self_exe.is_some() {
         argv.splice(0..0, shim(policy, facts, interactive, &mut b));
+        if facts.agent.ports_socket.is_some() {
+            argv.splice(0..0, ports::helper_argv(&policy.ports, interactive));
+        }
     }
     if let (NetMode::Filtered, Some(net)) = (policy.net, net) {
         let relay = network::relay_argv(policy, net, interactive)?;
@@ -356,6 +360,7 @@ mod agent;
 mod command;
 mod mounts;
 pub(crate) mod network;
+mod ports;
 mod process;
 mod protect;
 mod render;

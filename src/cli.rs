@@ -146,6 +146,17 @@ pub enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    /// (internal) Inside the sandbox: carry `--port`'s connections to the sandbox's loopback
+    /// ports while COMMAND runs.
+    #[command(name = "__ports", hide = true)]
+    Ports {
+        #[arg(long)]
+        tty: bool,
+        #[arg(long = "port")]
+        ports: Vec<u16>,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
     /// (internal) A process that sleeps, detached, for the leftover probe.
     #[command(name = "__sleeper", hide = true)]
     Sleeper { marker: String },
@@ -415,6 +426,12 @@ pub struct SandboxArgs {
     /// Credentials the config files add for the broker (`[[profile.NAME.credential]]`).
     #[arg(skip)]
     pub credentials: Vec<crate::net::broker::Credential>,
+
+    /// Publish a port the agent listens on inside to the host: `3000` (127.0.0.1:3000 on the
+    /// host), `8080:3000` (host port 8080), `127.0.0.2:3000`; another address than loopback
+    /// exposes the agent's server to your network (repeatable). The network stays as it is.
+    #[arg(long, value_name = "[HOST:]PORT[:PORT]")]
+    pub port: Vec<String>,
 }
 
 /// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead

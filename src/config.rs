@@ -81,6 +81,10 @@ pub struct Settings {
     /// fingerprints). Added to `--ssh-host`.
     #[serde(default)]
     pub ssh_hosts: Vec<String>,
+    /// Ports the agent listens on, published on the host as `--port` says them
+    /// (`["3000", "8080:3000"]`); a project file's only once trusted.
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 /// The user's config file.
@@ -291,6 +295,7 @@ fn layer(args: &mut SandboxArgs, s: &Settings, home: &Path, file: &str) -> Resul
     }
     front(&mut args.ssh_key, &s.ssh_keys);
     front(&mut args.ssh_host, &s.ssh_hosts);
+    front(&mut args.port, &s.ports);
     if args.docker.is_none() && s.docker == Some(true) {
         args.docker = Some(crate::cli::DockerArg::Filtered);
     }
@@ -333,7 +338,7 @@ pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Ve
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 15] = [
+    let loosening: [(&'static str, bool); 16] = [
         ("allow_domains", !s.allow_domains.is_empty()),
         ("allow_registries", !s.allow_registries.is_empty()),
         ("allow_private_hosts", !s.allow_private_hosts.is_empty()),
@@ -352,6 +357,7 @@ pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Ve
         ("credential", !s.credential.is_empty()),
         ("ssh_keys", !s.ssh_keys.is_empty()),
         ("gpu", s.gpu == Some(true)),
+        ("ports", !s.ports.is_empty()),
     ];
     ignored.extend(loosening.iter().filter(|(_, set)| *set).map(|(k, _)| *k));
     (keep, ignored)

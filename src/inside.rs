@@ -15,6 +15,9 @@ pub const SSH_AGENT_INSIDE: &str = "/run/agentbox/ssh-agent.sock";
 /// Where `--docker`'s filtered socket appears (`DOCKER_HOST` names it).
 pub const DOCKER_INSIDE: &str = "/run/agentbox/docker.sock";
 
+/// Where `--port`'s socket appears: the published ports' connections come in through it.
+pub const PORTS_INSIDE: &str = "/run/agentbox/ports.sock";
+
 /// The relay's proxy port inside the sandbox (HTTP and SOCKS5 on the same port).
 pub const PROXY_PORT: u16 = 3128;
 

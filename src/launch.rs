@@ -57,6 +57,13 @@ pub fn run(
     // Whatever agentbox inherited (a `3</` from the caller, a leaked pipe) must not reach bwrap.
     sys::cloexec_inherited()?;
     let areas = untrusted(facts);
+    // `--port`: first, so a taken host port is refused before anything else is made.
+    let ports = crate::ports::serve::for_run(
+        &policy.ports,
+        facts.agent.ports_socket.as_deref(),
+        facts.user.uid,
+        &areas,
+    )?;
     prepare(plan, &areas)?;
     // `--ssh-agent`'s filter: its socket must exist before bwrap binds it (and is checked below).
     let ssh =
@@ -110,6 +117,9 @@ pub fn run(
     }
     if let Some(d) = docker {
         d.finish();
+    }
+    if let Some(p) = ports {
+        p.finish();
     }
     let code = crate::error::exit_code(status);
     // bwrap is reaped and its cgroup and proxy are gone: from here on a signal is for agentbox

@@ -26,6 +26,7 @@ pub mod login;
 pub mod net;
 pub mod pickup;
 pub mod policy;
+pub mod ports;
 pub mod profile;
 pub mod projectfile;
 pub mod rough;

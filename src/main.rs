@@ -61,6 +61,11 @@ fn main() -> ExitCode {
             command,
         } => launch::exec_shim(tty, landlock.then_some(&write[..]), &command),
         Command::Relay { ctx, command } => agentbox::net::relay::relay_main(&ctx, &command),
+        Command::Ports {
+            tty,
+            ports,
+            command,
+        } => agentbox::ports::helper::helper_main(tty, ports, &command),
         Command::Doctor { json, bwrap } => agentbox::doctor::run(json, bwrap.as_deref(), &env),
         Command::Profiles => commands::profiles(&env),
         Command::Profile {

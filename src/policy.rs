@@ -131,6 +131,8 @@ pub struct Policy {
     pub docker_filtered: bool,
     /// `--gpu`: the GPU device nodes and the sysfs entries their drivers read.
     pub gpu: bool,
+    /// `--port`: the agent's ports published on the host.
+    pub ports: Vec<crate::ports::Publish>,
 }
 
 impl Policy {
@@ -306,6 +308,7 @@ impl Policy {
             ),
             docker_filtered: args.docker == Some(crate::cli::DockerArg::Filtered),
             gpu: args.gpu,
+            ports: crate::ports::parse_all(&args.port)?,
         };
         policy.validate()?;
         Ok(policy)
@@ -340,6 +343,14 @@ impl Policy {
             "--ssh-agent: no key named: the sandbox would get none of your ssh-agent's keys",
             "name the keys it may use: --ssh-key SHA256:... (as `ssh-add -l` lists them) or \
              ssh_keys = [\"SHA256:...\"] in config; --ssh-agent=raw hands over every key",
+        )?;
+        // With the host's network the agent's server is on the host already, and the helper's
+        // 127.0.0.1:PORT would be the host's own (the published port itself among them).
+        rule(
+            self.ports.is_empty() || self.net != NetMode::Host,
+            "--port publishes from the sandbox's own network; with --net host (--allow-net) the \
+             agent's servers are on the host's already",
+            "drop --port, or use --net filtered or --net none",
         )?;
         for glob in self.hide.iter().chain(&self.unhide) {
             crate::secrets::check_glob(glob)?;
@@ -394,6 +405,21 @@ mod tests {
         };
         let profile = crate::profile::for_command(&run.command[0]);
         Policy::new(run.sandbox, run.command, run.bind_self, profile)
+    }
+
+    #[test]
+    fn ports_are_parsed_repeatable_and_refused_with_the_hosts_network() {
+        let p = policy(&["--port", "3000", "--port", "8080:3000", "--", "true"]).unwrap();
+        let hp: Vec<(u16, u16)> = p.ports.iter().map(|p| (p.host_port, p.port)).collect();
+        assert_eq!(hp, [(3000, 3000), (8080, 3000)]);
+        assert_eq!(p.net, NetMode::None, "--port leaves the network as it was");
+        for net in [["--net", "host"].as_slice(), &["--allow-net"]] {
+            let mut a = net.to_vec();
+            a.extend(["--port", "3000", "--", "true"]);
+            let e = policy(&a).unwrap_err();
+            assert!(e.downcast_ref::<Fail>().is_some(), "{e:#}");
+        }
+        assert!(policy(&["--port", "3000:", "--", "true"]).is_err());
     }
 
     #[test]

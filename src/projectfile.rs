@@ -80,6 +80,11 @@ pub fn loosening(s: &Settings) -> Vec<String> {
         "ssh-agent keys the agent may sign with (with ssh_agent)",
         &s.ssh_keys,
     );
+    add(
+        "ports",
+        "the agent's servers published on this host (a non-loopback address: your network)",
+        &s.ports,
+    );
     // Untrusted, a limit counts only below the user's own; trusted, as it is.
     if let Some(m) = &s.memory {
         out.push(format!(
@@ -379,7 +384,7 @@ mod tests {
              allow_private_hosts = [\"mirror.example\"]\nunhide = [\".env\"]\n\
              ro = [\"/srv\"]\nrw = [\"/srv\"]\nenv = [\"X\"]\nallow_telemetry = true\n\
              allow_debug = true\nallow_nested = true\nssh_agent = true\ndocker = true\n\
-             net = \"host\"\nmemory = \"1T\"\npids = 100000\nbroker = false\ngpu = true\nssh_keys = [\"SHA256:x\"]\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
+             net = \"host\"\nmemory = \"1T\"\npids = 100000\nbroker = false\ngpu = true\nssh_keys = [\"SHA256:x\"]\nports = [\"3000\"]\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
              header = \"authorization\"\nbearer = true\nbase_url_var = \"GITHUB_API_URL\"\n\
              upstream = \"https://api.github.com\"\n",
         )

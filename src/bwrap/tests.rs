@@ -36,6 +36,7 @@ fn policy(command: &[&str]) -> Policy {
         ssh_filter: None,
         docker_filtered: false,
         gpu: false,
+        ports: Vec::new(),
     }
 }
 

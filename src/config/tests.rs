@@ -100,7 +100,7 @@ fn project(text: &str, trusted: bool) -> ProjectConfig {
 fn an_untrusted_project_file_only_tightens() {
     let text = "net = \"host\"\nallow_domains = [\"evil.example\"]\nunhide = [\".env\"]\n\
                 env = [\"AWS_SECRET_ACCESS_KEY\"]\nhide = [\"*.csv\"]\n\
-                deny_domains = [\"*.tracker.example\"]\npids = 64\n";
+                deny_domains = [\"*.tracker.example\"]\npids = 64\nports = [\"3000\"]\n";
     let mut a = args(&[]);
     let w = merge(
         &mut a,
@@ -116,6 +116,7 @@ fn an_untrusted_project_file_only_tightens() {
     assert_eq!(a.deny_domain, ["*.tracker.example"]);
     assert_eq!(a.pids, Some(64));
     assert!(w[0].contains("net, allow_domains, unhide, env"), "{w:?}");
+    assert!(a.port.is_empty() && w[0].contains("ports"), "{w:?}");
     assert!(w[0].contains("agentbox trust"), "{w:?}");
 
     // Trusted, all of it applies.
@@ -131,6 +132,7 @@ fn an_untrusted_project_file_only_tightens() {
     assert!(w.is_empty());
     assert_eq!(a.net, Some(NetArg::Host));
     assert_eq!(a.unhide, [".env"]);
+    assert_eq!(a.port, ["3000"]);
 
     // A stricter network is tightening.
     let u = user("[defaults]\nnet = \"host\"\n");

@@ -38,6 +38,8 @@ pub struct Agent {
     pub docker_proxy: Option<PathBuf>,
     /// `--gpu`: what the host has.
     pub gpu: Option<super::gpu::Gpu>,
+    /// `--port`: where agentbox's socket for the published ports will listen (made at launch).
+    pub ports_socket: Option<PathBuf>,
 }
 
 impl Agent {
@@ -89,6 +91,8 @@ impl Agent {
                 true => Some(gpu_or_refuse()?),
                 false => None,
             },
+            ports_socket: (!policy.ports.is_empty())
+                .then(|| crate::ports::serve::socket_path(&super::runtime_base(user))),
             ssh_agent,
             known_hosts,
             docker: policy

@@ -29,6 +29,7 @@ mod gpu;
 mod hostwrites;
 mod limits;
 mod net;
+mod ports;
 mod processes;
 mod profiles;
 mod project;
