@@ -94,7 +94,9 @@ pub(crate) async fn pump<R: Socket, W: Socket>(
             && let Some(pipe) = Pipe::new()
         {
             drop(buf);
-            return pipe.pump(from, to, count).await;
+            // Boxed: the splice loop's state lives on the heap only for the tunnels that
+            // reach it, not in every idle tunnel's task.
+            return Box::pin(pipe.pump(from, to, count)).await;
         }
         if n == buf.len() && buf.len() < MAX_BUF {
             buf.resize((buf.len() * 4).min(MAX_BUF), 0);
