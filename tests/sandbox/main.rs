@@ -39,4 +39,5 @@ mod secrets;
 mod sshagent;
 mod terminal;
 mod toolchains;
+mod tunnels;
 mod userconfig;
