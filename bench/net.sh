@@ -10,7 +10,8 @@
 # AGENTBOX=PATH (measure that binary instead of building one: to compare a candidate change).
 # LAUNCH_RUNS=0 or NET_ROUNDS=0 skips that part.
 #
-# 1. Throughput: a Python server on the host's loopback streams or swallows NET_MIB MiB; the
+# 1. Throughput: a Python server on the host's loopback streams or swallows NET_MIB MiB (one
+#    stream each way; "par": 100 parallel downloads of NET_MIB/100 each); the
 #    same Python client (and curl, as a cross-check) moves them directly on the host, and inside
 #    `agentbox run --allow-domain bulk.test:PORT --test-resolve bulk.test=127.0.0.1` through
 #    the proxy port (HTTP CONNECT to 127.0.0.1:3128), through capture (the name's synthetic

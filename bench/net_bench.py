@@ -180,8 +180,8 @@ def client(where, tasks, nbytes, conns, tunnels=0, idle=0.3, perf=None):
 ROUNDS, NBYTES, CONNS, TUNNELS = cfg["rounds"], cfg["mib"] << 20, cfg["conns"], cfg["tunnels"]
 SANDBOX_TASKS = ["down:proxy", "up:proxy", "down:capture", "up:capture", "down:inside",
                  "up:inside", "lat:proxy", "lat:capture", "lat:inside", "curl:proxy",
-                 "curl:capture", "curl:forward"]
-HOST_TASKS = ["down:direct", "up:direct", "lat:direct", "curl:direct"]
+                 "curl:capture", "curl:forward", "par:proxy", "par:capture"]
+HOST_TASKS = ["down:direct", "up:direct", "lat:direct", "curl:direct", "par:direct"]
 
 
 def rot(xs, k):
@@ -205,7 +205,7 @@ for rnd in range(ROUNDS):
         sys.exit(f"bench: the sandbox is not filtering: {bad}")
     runs.append(got)
     thr = {t: v for g in got.values() for t, v in g["results"].items()
-           if t.split(":")[0] in ("down", "up", "curl")}
+           if t.split(":")[0] in ("down", "up", "curl", "par")}
     print(f"  round {rnd + 1}: MB/s " + " ".join(f"{t}={v:.0f}" for t, v in sorted(thr.items())),
           flush=True)
 
@@ -217,7 +217,7 @@ report = {"throughput": {}, "latency": {}, "rss": {}, "cpu_per_gib": {}}
 print(f"  throughput, MB/s (10^6 bytes/s), {ROUNDS} transfers of {cfg['mib']} MiB each; "
       "ratio = median / median of the same client direct on the host")
 print(f"    {'client:path':<16} {'min':>7} {'median':>7} {'max':>7} {'ratio':>6} {'per-round':>9}")
-for kind in ("down", "up", "curl"):
+for kind in ("down", "up", "curl", "par"):
     base = series(f"{kind}:direct")
     for path in ("direct", "proxy", "capture", "forward", "inside"):
         xs = series(f"{kind}:{path}")
@@ -289,7 +289,7 @@ def peak(role, pred):
 
 phases = {
     "idle (before any connection)": lambda n: n == "idle",
-    "bulk transfers (proxy, capture)": lambda n: n.split(":")[0] in ("down", "up", "curl")
+    "bulk transfers (proxy, capture)": lambda n: n.split(":")[0] in ("down", "up", "curl", "par")
     and n.split(":")[1] != "inside",
     f"{TUNNELS} tunnels open": lambda n: n == "tunnels-open",
     "idle after": lambda n: n == "idle-after",

@@ -5,7 +5,7 @@ one JSON line: results, phases (for the sampler's memory and CPU), checks.
 
 Argument: one JSON object (port, bytes, conns, tasks, tunnels, hold, idle, where, server).
 """
-import json, os, resource, socket, subprocess, sys, time
+import json, os, resource, socket, subprocess, sys, threading, time
 
 cfg = json.loads(sys.argv[1])
 PORT, NBYTES, CONNS = cfg["port"], cfg["bytes"], cfg["conns"]
@@ -69,6 +69,37 @@ def download(path, n):
     dt = time.perf_counter() - t0
     s.close()
     return n / dt / 1e6
+
+
+def parallel(path, n, streams=100):
+    """`streams` downloads at once, n bytes in all: the aggregate MB/s."""
+    each, errors = n // streams, []
+
+    def one():
+        try:
+            buf = bytearray(1 << 18)
+            s = dial(path)
+            s.sendall(b"D %d\n" % each)
+            got = 0
+            while got < each:
+                k = s.recv_into(buf)
+                if not k:
+                    raise OSError(f"{path}: a parallel download ended at {got} of {each} bytes")
+                got += k
+            s.close()
+        except Exception as e:  # reported below, after every thread has ended
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(streams)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT * 4)
+    dt = time.perf_counter() - t0
+    if errors or any(t.is_alive() for t in threads):
+        raise OSError(f"{path}: parallel downloads failed: {errors[:1]}")
+    return each * streams / dt / 1e6
 
 
 def upload(path, n):
@@ -182,6 +213,8 @@ try:
                 results[task] = latency(path, CONNS)
             elif kind == "curl":
                 results[task] = curl(path, NBYTES)
+            elif kind == "par":
+                results[task] = parallel(path, NBYTES)
             elif kind == "tunnels":
                 results[task] = tunnels(cfg["tunnels"], cfg["hold"])
     with Phase("idle-after"):

@@ -356,7 +356,7 @@ async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
             .await
             .is_ok()
         {
-            tunnel::run(&mut client, &mut upstream, &record.up, &record.down).await;
+            tunnel::run(&client, &upstream, &record.up, &record.down).await;
         }
         return;
     }
@@ -366,11 +366,9 @@ async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
     {
         return;
     }
-    let (mut cr, cw) = client.split();
-    let (ur, mut uw) = upstream.split();
     let mut refused = None;
     let up = async {
-        let first = hello::first_flight(&mut cr, req.early, |h| {
+        let first = hello::first_flight(&mut tunnel::Reader(&client), req.early, |h| {
             crate::net::broker::bypass(routes, h)
         })
         .await?;
@@ -381,11 +379,12 @@ async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
                 return Err(std::io::ErrorKind::PermissionDenied.into());
             }
         };
-        uw.write_all(&first).await?;
+        tunnel::write_all(&upstream, &first).await?;
         record.add_up(first.len());
-        tunnel::pump(cr, uw, &record.up).await
+        // Checked: from here the kernel copies (`tunnel`), nothing else is read.
+        tunnel::pump(&client, &upstream, &record.up).await
     };
-    let _ = tokio::try_join!(up, tunnel::pump(ur, cw, &record.down));
+    let _ = tokio::try_join!(up, tunnel::pump(&upstream, &client, &record.down));
     if let Some(why) = refused {
         tally::lock(&ctx.tally).refused(entry(false, why));
     }

@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::inside::{BROKER_ADDR, BROKER_PORT, PROXY_PORT, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
 use crate::net::dns::{self, Answer};
-use crate::net::proxy::tunnel::pump;
+use crate::net::proxy::tunnel;
 use crate::net::rules::{Host, NetPolicy};
 use crate::seccomp;
 use crate::sys;
@@ -274,29 +274,28 @@ async fn upstream(shared: &Shared) -> std::io::Result<UnixStream> {
     Ok(up)
 }
 
-/// Copies both ways with the proxy's growing buffers (small while idle, large for bulk).
-async fn splice(client: &mut TcpStream, up: &mut UnixStream) {
+/// Copies both ways as the host proxy does (`tunnel`: small buffers while idle, the kernel's
+/// splice for bulk).
+async fn splice(client: &TcpStream, up: &UnixStream) {
     let (n1, n2) = (AtomicU64::new(0), AtomicU64::new(0));
-    let (cr, cw) = client.split();
-    let (ur, uw) = up.split();
-    let _ = tokio::try_join!(pump(cr, uw, &n1), pump(ur, cw, &n2));
+    tunnel::run(client, up, &n1, &n2).await;
 }
 
 /// A proxy-aware client (or the broker's, after `mark`): its bytes go to the host proxy as
 /// they are.
-async fn pipe(mut client: TcpStream, shared: &Shared, mark: Option<u8>) -> std::io::Result<()> {
+async fn pipe(client: TcpStream, shared: &Shared, mark: Option<u8>) -> std::io::Result<()> {
     let mut up = upstream(shared).await?;
     if let Some(m) = mark {
         up.write_all(&[m]).await?;
     }
     let _ = client.set_nodelay(true);
-    splice(&mut client, &mut up).await;
+    splice(&client, &up).await;
     Ok(())
 }
 
 /// A client that connected to a synthetic address: ask the host proxy for a tunnel to the
 /// name behind it, on the same port.
-async fn tunnel_by_name(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn tunnel_by_name(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let local: SocketAddr = client.local_addr()?;
     let SocketAddr::V4(v4) = local else {
         return Ok(());
@@ -324,7 +323,7 @@ async fn tunnel_by_name(mut client: TcpStream, shared: &Shared) -> std::io::Resu
     if !(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200")) {
         return Ok(());
     }
-    splice(&mut client, &mut up).await;
+    splice(&client, &up).await;
     Ok(())
 }
 

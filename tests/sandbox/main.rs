@@ -40,4 +40,5 @@ mod secrets;
 mod sshagent;
 mod terminal;
 mod toolchains;
+mod tunnels;
 mod userconfig;
