@@ -49,8 +49,11 @@ bench_record() {
     printf '%s\n%s\n' "$work/rec/$name" "$data_fds" >"$work/rec/out"
     "${run_env[@]}" "$agentbox" run "$@" --bwrap "$recorder" -- true 2>/dev/null
     printf '%s\n%s\n' "$work/rec/$name-dry" "$data_fds" >"$work/rec/out"
-    sed "s|^exec env -i $bwrap |exec env -i $recorder |" "$work/$name.dry.sh" \
-        >"$work/$name.dry-rec.sh"
+    # A filtered run's script stops at its top (it needs agentbox's proxy); the recorder only
+    # records what bwrap would get, so that guard goes.
+    sed -e "s|^exec env -i $bwrap |exec env -i $recorder |" \
+        -e "/^echo 'agentbox --dry-run: --net filtered needs agentbox run/,/^exit 2\$/d" \
+        "$work/$name.dry.sh" >"$work/$name.dry-rec.sh"
     "${run_env[@]}" bash "$work/$name.dry-rec.sh"
     [[ $(cat "$work/rec/$name.open") == "$data_fds" ]] ||
         fail "$name: agentbox run passes fds '$(cat "$work/rec/$name.open")'," \
