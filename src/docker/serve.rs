@@ -271,11 +271,8 @@ fn record(route: &Route, target: &str, payload: &[u8], sources: Vec<String>, own
     };
     match route {
         Route::ContainerCreate => {
-            let query = target.split_once('?').map_or("", |(_, q)| q);
-            for pair in query.split('&') {
-                if let Some(name) = pair.strip_prefix("name=") {
-                    owned.add_container_with(&super::percent_decode(name), sources.clone());
-                }
+            if let Some(name) = super::created_name(target) {
+                owned.add_container_with(&name, sources.clone());
             }
             owned.add_container_with(id, sources);
         }

@@ -336,3 +336,75 @@ fn volumes_builds_plugins_swarm() {
     assert!(check(&Route::Swarm, "/", None, &proxy(), &o, &fake).is_err());
     assert_eq!(check(&Route::Other, "/", None, &proxy(), &o, &fake), Ok(()));
 }
+
+#[test]
+fn host_config_fields_at_the_top_of_the_body_are_checked() {
+    // Daemons before 25.0 read these from the top of a body that has no `HostConfig`.
+    let o = Owned::default();
+    for body in [
+        json!({"Image": "a", "Privileged": true}),
+        json!({"Image": "a", "Binds": ["/:/host"]}),
+        json!({"Image": "a", "CapAdd": ["SYS_ADMIN"], "HostConfig": {}}),
+        json!({"Image": "a", "PidMode": "host"}),
+    ] {
+        assert!(check_create(&body, &proxy(), &o, &fake).is_err(), "{body}");
+    }
+    let body = json!({"Image": "a", "Binds": ["/home/u/p/d:/d"], "Volumes": {"/v": {}}});
+    assert_eq!(check_create(&body, &proxy(), &o, &fake), Ok(()));
+    assert_eq!(bind_sources(&body), ["/home/u/p/d"]);
+}
+
+#[test]
+fn security_options_only_keep_the_protections() {
+    for opt in [
+        r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#,
+        "seccomp=/etc/other.json",
+        "label=type:spc_t",
+        "label:type:unconfined_t",
+        "label=user:system_u",
+        "apparmor=some-host-profile",
+        "writable-cgroups=true",
+        "LABEL=disable",
+    ] {
+        assert!(create(json!({"SecurityOpt": [opt]})).is_err(), "{opt}");
+    }
+    for opt in [
+        "no-new-privileges",
+        "no-new-privileges:true",
+        "no-new-privileges=true",
+        "label=level:s0:c100,c200",
+        "seccomp=builtin",
+        "apparmor=docker-default",
+    ] {
+        assert_eq!(create(json!({"SecurityOpt": [opt]})), Ok(()), "{opt}");
+    }
+}
+
+#[test]
+fn the_name_recorded_is_the_one_the_daemon_gives() {
+    let name = |t: &str| created_name(t);
+    assert_eq!(name("/containers/create?name=mine"), Some("mine".into()));
+    // Go's FormValue takes the first value; a key without `=` is an empty one.
+    assert_eq!(
+        name("/containers/create?name=mine&name=theirs"),
+        Some("mine".into())
+    );
+    assert_eq!(name("/containers/create?name&name=theirs"), None);
+    assert_eq!(name("/containers/create?na%6De=x"), Some("x".into()));
+    // A pair Go skips (a `;`, a bad escape) does not count.
+    assert_eq!(name("/containers/create?name=a;b&name=c"), Some("c".into()));
+    assert_eq!(name("/containers/create?name=%zz&name=c"), Some("c".into()));
+    assert_eq!(name("/containers/create?name=%+f&name=c"), Some("c".into()));
+    // A name that is another container's full id stands for that container.
+    let id = "ab".repeat(32);
+    assert_eq!(name(&format!("/containers/create?name={id}")), None);
+    assert_eq!(name("/containers/create"), None);
+    // Renaming another container (to a name the sandbox's had) is refused.
+    let mut owned = Owned::default();
+    owned.add_container("mine");
+    let r = route("POST", "/v1.43/containers/theirs/rename?name=mine");
+    assert_eq!(r, Route::Rename("theirs".into()));
+    assert!(check(&r, "/", None, &proxy(), &owned, &fake).is_err());
+    let r = route("POST", "/v1.43/containers/mine/rename?name=x");
+    assert_eq!(check(&r, "/", None, &proxy(), &owned, &fake), Ok(()));
+}

@@ -410,3 +410,58 @@ fn the_escape_suite_shows_the_filter_refusing_what_raw_allows() {
         assert_eq!(d.requests().len(), 1);
     });
 }
+
+/// Shapes found in review: a body with HostConfig's fields at its top (read there by daemons
+/// before 25.0), an inline seccomp profile that allows everything, a create whose second
+/// `name` was recorded as the sandbox's (the daemon uses the first) and an exec into the
+/// container with that name, a rename of another container. The control: `=raw` passes all.
+#[test]
+fn review_shapes_are_refused_and_reach_the_daemon_raw() {
+    each_user(|w| {
+        let d = daemon(w);
+        w.write(
+            "home/src/project/top.json",
+            r#"{"Image":"a","Privileged":true}"#,
+        );
+        w.write(
+            "home/src/project/seccomp.json",
+            r#"{"Image":"a","HostConfig":{"SecurityOpt":["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"]}}"#,
+        );
+        w.write("home/src/project/plain.json", r#"{"Image":"a"}"#);
+        w.write("home/src/project/exec.json", r#"{"Cmd":["sh"]}"#);
+        let status = |path: &str, body: &str| {
+            format!(
+                "curl -sS --unix-socket \"${{DOCKER_HOST#unix://}}\" -o /dev/null \
+                 -w '%{{http_code}}\\n' -H 'Content-Type: application/json' \
+                 --data-binary @{body} 'http://d/v1.43{path}'\n"
+            )
+        };
+        let script = [
+            status("/containers/create", "top.json"),
+            status("/containers/create", "seccomp.json"),
+            status("/containers/create?name=mine&name=theirs", "plain.json"),
+            status("/containers/theirs/exec", "exec.json"),
+            status("/containers/theirs/rename?name=mine", "plain.json"),
+        ]
+        .concat();
+        let out = run(w, &d, "", &script);
+        let codes = out.ok();
+        let codes: Vec<&str> = codes.lines().collect();
+        assert_eq!(
+            codes,
+            ["403", "403", "201", "403", "403"],
+            "{}",
+            out.stderr()
+        );
+        // Only the plain create reached the daemon.
+        let got = d.requests();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].1.contains("name=mine&name=theirs"), "{got:?}");
+        d.clear();
+        let out = run(w, &d, "=raw", &script);
+        let codes = out.ok();
+        let codes: Vec<&str> = codes.lines().collect();
+        assert_eq!(codes, ["201", "201", "201", "201", "200"]);
+        assert_eq!(d.requests().len(), 5);
+    });
+}
