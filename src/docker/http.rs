@@ -179,8 +179,11 @@ pub fn copy_body(r: &mut impl BufRead, w: &mut impl Write, framing: Framing) -> 
                     }
                 }
             }
-            let copied = io::copy(&mut r.by_ref().take(size + 2), w)?;
-            if copied != size + 2 {
+            let with_crlf = size
+                .checked_add(2)
+                .ok_or_else(|| bad("a chunk too large"))?;
+            let copied = io::copy(&mut r.by_ref().take(with_crlf), w)?;
+            if copied != with_crlf {
                 return Err(ErrorKind::UnexpectedEof.into());
             }
             w.flush()?;
@@ -230,12 +233,13 @@ fn dechunk(mut raw: &[u8]) -> io::Result<Vec<u8>> {
             .iter()
             .position(|&b| b == b'\n')
             .ok_or_else(|| bad("truncated chunk"))?;
-        let size = chunk_size(&raw[..=end])? as usize;
+        let size =
+            usize::try_from(chunk_size(&raw[..=end])?).map_err(|_| bad("a chunk too large"))?;
         raw = &raw[end + 1..];
         if size == 0 {
             return Ok(out);
         }
-        if raw.len() < size + 2 {
+        if raw.len().saturating_sub(2) < size {
             return Err(bad("truncated chunk"));
         }
         out.extend_from_slice(&raw[..size]);
@@ -280,6 +284,15 @@ pub fn refusal(status: u16, message: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_size_at_the_limit_is_an_error_not_a_panic() {
+        let body = b"ffffffffffffffff\r\nab\r\n0\r\n\r\n";
+        let mut out = Vec::new();
+        assert!(copy_body(&mut &body[..], &mut out, Framing::Chunked).is_err());
+        assert!(read_body(&mut &body[..], Framing::Chunked, 1 << 20).is_err());
+        assert!(dechunk(b"fffffffffffffffe\r\nab\r\n").is_err());
+    }
 
     #[test]
     fn framing_of_requests_and_responses() {

@@ -97,16 +97,16 @@ pub fn start(proxy: Proxy, uid: u32, areas: &Untrusted) -> Result<Running> {
                     if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
                         continue;
                     }
-                    open.fetch_add(1, Ordering::SeqCst);
-                    let (shared, open) = (shared.clone(), open.clone());
+                    let slot = crate::sshagent::serve::Slot::take(&open);
+                    let shared = shared.clone();
                     let spawned = std::thread::Builder::new()
                         .name("docker-conn".into())
                         .spawn(move || {
+                            let _slot = slot;
                             let _ = serve(conn, &shared);
-                            open.fetch_sub(1, Ordering::SeqCst);
                         });
                     if spawned.is_err() {
-                        // The closure (and its count) never ran.
+                        // The closure never ran: its slot went with it.
                         continue;
                     }
                 }
