@@ -131,7 +131,13 @@ pub fn parse_response(head: &[u8], method: &str) -> io::Result<Response> {
             .iter()
             .any(|t| h.value.len() >= t.len() && h.value[..t.len()].eq_ignore_ascii_case(t))
     });
-    let hijacked = status == 101 || (status == 200 && stream);
+    // A hijacked stream is written straight on the connection, with no framing; the logs
+    // endpoint answers in a stream's type too, but framed (chunked), and stays HTTP.
+    let framed = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            || h.name.eq_ignore_ascii_case("content-length")
+    });
+    let hijacked = status == 101 || (status == 200 && stream && !framed);
     let framing = match (status, method) {
         _ if hijacked => Framing::UntilClose,
         (100..=199 | 204 | 304, _) => Framing::None,
@@ -338,6 +344,10 @@ mod tests {
         // An error to an exec start, or a detached start, stays HTTP.
         assert!(!hijacked(b"HTTP/1.1 409 Conflict\r\nContent-Type: application/vnd.docker.raw-stream\r\nContent-Length: 2\r\n\r\n"));
         assert!(!hijacked(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        // Logs: a stream's type, framed as HTTP.
+        assert!(!hijacked(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
         let r =
             parse_request(b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
                 .unwrap();

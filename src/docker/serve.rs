@@ -236,6 +236,15 @@ fn serve(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
         // on it is checked like any other.
         if resp.hijacked {
             client_w.flush()?;
+            // Only the endpoints that hijack (their checks passed above) get the client's
+            // bytes unchecked from here on; any other answers until the daemon closes.
+            if !matches!(
+                route,
+                Route::Attach(_) | Route::ExecStart(_) | Route::Upgraded
+            ) {
+                std::io::copy(&mut up_r, &mut client_w)?;
+                return client_w.shutdown(Shutdown::Both);
+            }
             return splice(client_r, client_w, up_r, up_w);
         }
         let records = matches!(route, Route::ContainerCreate | Route::ExecCreate(_));

@@ -66,6 +66,16 @@ class H(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if p.endswith("/start"): return self.send(204)
+        if p.endswith("/logs") and "mux=1" in self.path:
+            # As the daemon answers logs (API 1.42+): the stream's type, chunked, and the
+            # connection stays HTTP.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.docker.multiplexed-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            part = b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(part), part))
+            return
         if p.endswith("/logs"): return self.send(200, b"hello from the container\n", "text/plain")
         if p.endswith("/wait"): return self.send(200, b'{"StatusCode":0}')
         if self.command == "DELETE": return self.send(204)
@@ -131,6 +141,25 @@ cid = json.loads(call("/containers/create", {"Image": "a"}))["Id"]
 eid = json.loads(call("/containers/%s/exec" % cid, {"Cmd": ["true"]}))["Id"]
 call("/exec/%s/start" % eid, {"Detach": True})
 call("/containers/create", {"Image": "a", "HostConfig": {"Privileged": True}})
+"#;
+
+/// On one keep-alive connection: a container, its logs (a stream's content type, but framed
+/// HTTP), then a privileged create. Prints the statuses.
+const LOGS_PY: &str = r#"
+import http.client, json, os, socket
+path = os.environ["DOCKER_HOST"][len("unix://"):]
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(path)
+c = C("docker")
+def call(m, p, body=None):
+    c.request(m, "/v1.43" + p, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse(); data = r.read(); print(r.status)
+    return data
+cid = json.loads(call("POST", "/containers/create", {"Image": "a"}))["Id"]
+call("GET", "/containers/%s/logs?stdout=1&mux=1" % cid)
+call("POST", "/containers/create", {"Image": "a", "HostConfig": {"Privileged": True}})
 "#;
 
 struct Daemon {
@@ -463,5 +492,20 @@ fn review_shapes_are_refused_and_reach_the_daemon_raw() {
         let codes: Vec<&str> = codes.lines().collect();
         assert_eq!(codes, ["201", "201", "201", "201", "200"]);
         assert_eq!(d.requests().len(), 5);
+    });
+}
+
+/// The daemon answers logs with a stream's content type but in HTTP (chunked), and keeps
+/// reading requests: the filter must not take that for a hijacked connection and pass the
+/// next request (a privileged create) unchecked. The control: `=raw` passes it.
+#[test]
+fn logs_in_a_streams_type_do_not_end_the_checks() {
+    each_user(|w| {
+        let d = daemon(w);
+        w.write("home/src/project/logs.py", LOGS_PY);
+        let out = run(w, &d, "", "python3 logs.py");
+        assert_eq!(out.ok(), "201\n200\n403\n", "{}", out.stderr());
+        let out = run(w, &d, "=raw", "python3 logs.py");
+        assert_eq!(out.ok(), "201\n200\n201\n");
     });
 }
