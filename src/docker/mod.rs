@@ -14,7 +14,8 @@
 //! mounts of the Docker socket; volumes with driver options (the local driver's
 //! `o=bind,device=/` is a bind of any host path); exec, attach, file copies, exports, commits,
 //! logs, inspection and renaming of containers the sandbox did not create (their files,
-//! output and environment are the user's; renamed, one could take a name the sandbox's had),
+//! output and environment are the user's; renamed, one could take a name the sandbox's had;
+//! linked, its environment is the new container's),
 //! and privileged execs; builds on the host's network; plugins; swarm services. HostConfig's
 //! fields are checked at the top of a create body too (daemons before 25.0 read them there).
 //! The daemon decodes JSON keys without regard to case: the checks do too, and a key that is
@@ -379,6 +380,16 @@ pub fn check_host_config(
         if !owned.container(id) {
             return Err(
                 "HostConfig.VolumesFrom: the mounts of a container the sandbox did not create"
+                    .into(),
+            );
+        }
+    }
+    // A legacy link puts the linked container's environment in the new one's.
+    for link in flat("Links").into_iter().flat_map(strings) {
+        let id = link.split(':').next().unwrap_or("");
+        if !owned.container(id) {
+            return Err(
+                "HostConfig.Links: the environment of a container the sandbox did not create"
                     .into(),
             );
         }

@@ -443,7 +443,8 @@ fn the_escape_suite_shows_the_filter_refusing_what_raw_allows() {
 /// Shapes found in review: a body with HostConfig's fields at its top (read there by daemons
 /// before 25.0), an inline seccomp profile that allows everything, a create whose second
 /// `name` was recorded as the sandbox's (the daemon uses the first) and an exec into the
-/// container with that name, a rename of another container. The control: `=raw` passes all.
+/// container with that name, a rename of another container, a link to another container
+/// (its environment). The control: `=raw` passes all.
 #[test]
 fn review_shapes_are_refused_and_reach_the_daemon_raw() {
     each_user(|w| {
@@ -457,6 +458,10 @@ fn review_shapes_are_refused_and_reach_the_daemon_raw() {
             r#"{"Image":"a","HostConfig":{"SecurityOpt":["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"]}}"#,
         );
         w.write("home/src/project/plain.json", r#"{"Image":"a"}"#);
+        w.write(
+            "home/src/project/link.json",
+            r#"{"Image":"a","HostConfig":{"Links":["theirs:db"]}}"#,
+        );
         w.write("home/src/project/exec.json", r#"{"Cmd":["sh"]}"#);
         let status = |path: &str, body: &str| {
             format!(
@@ -471,6 +476,7 @@ fn review_shapes_are_refused_and_reach_the_daemon_raw() {
             status("/containers/create?name=mine&name=theirs", "plain.json"),
             status("/containers/theirs/exec", "exec.json"),
             status("/containers/theirs/rename?name=mine", "plain.json"),
+            status("/containers/create", "link.json"),
         ]
         .concat();
         let out = run(w, &d, "", &script);
@@ -478,7 +484,7 @@ fn review_shapes_are_refused_and_reach_the_daemon_raw() {
         let codes: Vec<&str> = codes.lines().collect();
         assert_eq!(
             codes,
-            ["403", "403", "201", "403", "403"],
+            ["403", "403", "201", "403", "403", "403"],
             "{}",
             out.stderr()
         );
@@ -490,8 +496,8 @@ fn review_shapes_are_refused_and_reach_the_daemon_raw() {
         let out = run(w, &d, "=raw", &script);
         let codes = out.ok();
         let codes: Vec<&str> = codes.lines().collect();
-        assert_eq!(codes, ["201", "201", "201", "201", "200"]);
-        assert_eq!(d.requests().len(), 5);
+        assert_eq!(codes, ["201", "201", "201", "201", "200", "201"]);
+        assert_eq!(d.requests().len(), 6);
     });
 }
 
