@@ -22,8 +22,11 @@
 //! not ASCII is refused (Go folds some non-ASCII letters onto ASCII ones).
 //!
 //! Not closed: a bind source in the project is checked when the container is created and when
-//! it starts; the agent could swap a directory for a symlink between that check and the
-//! daemon's mount. Containers reach the network through the daemon, whatever `--net` says.
+//! it starts (by any reference: one that is not exactly the sandbox's checks all its
+//! containers' sources); the agent could swap a directory for a symlink between that check
+//! and the daemon's mount, or before a restart the daemon makes on its own (a restart
+//! policy). Containers reach the network through the daemon, whatever `--net` says, and
+//! BuildKit's sessions (`/grpc`) pass unchecked (a build step may ask for the host's network).
 
 pub mod http;
 pub mod serve;
@@ -74,10 +77,14 @@ impl Owned {
             .contains_key(reference.trim_start_matches('/'))
     }
 
-    fn sources(&self, reference: &str) -> &[String] {
-        self.containers
-            .get(reference.trim_start_matches('/'))
-            .map_or(&[], Vec::as_slice)
+    /// The bind sources a start of `reference` mounts. A reference that is none of the
+    /// sandbox's full ids or names (an id prefix, a name its container was renamed to) may
+    /// still be one of its containers: then every one of its containers' sources.
+    fn sources(&self, reference: &str) -> Vec<&String> {
+        match self.containers.get(reference.trim_start_matches('/')) {
+            Some(own) => own.iter().collect(),
+            None => self.containers.values().flatten().collect(),
+        }
     }
 
     pub fn exec(&self, id: &str) -> bool {
@@ -133,10 +140,10 @@ pub fn route(method: &str, target: &str) -> Route {
             p => parts.push(p),
         }
     }
-    if parts
-        .first()
-        .is_some_and(|p| p.starts_with('v') && p[1..].contains('.'))
-    {
+    // The daemon's router takes `v` and digits and dots (`/v1/...` too) for the version.
+    if parts.first().is_some_and(|p| {
+        p.len() > 1 && p.starts_with('v') && p[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    }) {
         parts.remove(0);
     }
     let post = method.eq_ignore_ascii_case("POST");

@@ -315,6 +315,19 @@ fn bind_sources_are_checked_again_at_start() {
     };
     assert!(check(&start, "/", None, &proxy(), &owned, &swapped).is_err());
     assert_eq!(route("POST", "/v1.43/containers/c1/restart"), start);
+    // Started by an id prefix (or a name it was renamed to): every own source is checked.
+    let by_prefix = Route::ContainerStart("c".into());
+    assert_eq!(
+        check(&by_prefix, "/", None, &proxy(), &owned, &fake),
+        Ok(())
+    );
+    assert!(check(&by_prefix, "/", None, &proxy(), &owned, &swapped).is_err());
+    // A version without a dot is a version to the daemon's router.
+    assert_eq!(
+        route("POST", "/v1/containers/create"),
+        Route::ContainerCreate
+    );
+    assert_eq!(route("POST", "/vx/containers/create"), Route::Other);
 }
 
 #[test]

@@ -515,3 +515,25 @@ fn logs_in_a_streams_type_do_not_end_the_checks() {
         assert_eq!(out.ok(), "201\n200\n201\n");
     });
 }
+
+/// A bind source swapped for a symlink to / after the create, the container then started by
+/// an id prefix (which the daemon resolves too): refused; the control: `=raw` starts it.
+#[test]
+fn a_start_by_id_prefix_checks_the_bind_sources_again() {
+    each_user(|w| {
+        let d = daemon(w);
+        let p = w.project.to_str().unwrap();
+        w.write(
+            "home/src/project/bind.json",
+            &format!(r#"{{"Image":"a","HostConfig":{{"Binds":["{p}/sub:/s"]}}}}"#),
+        );
+        let script = "mkdir sub; \
+            curl -sS --unix-socket \"${DOCKER_HOST#unix://}\" -o /dev/null -w '%{http_code}\\n' \
+            -H 'Content-Type: application/json' --data-binary @bind.json \
+            http://d/v1.43/containers/create; rm -r sub; ln -s / sub; \
+            curl -sS --unix-socket \"${DOCKER_HOST#unix://}\" -o /dev/null -w '%{http_code}\\n' \
+            -X POST http://d/v1.43/containers/cccc/start";
+        assert_eq!(run(w, &d, "", script).ok(), "201\n403\n");
+        assert_eq!(run(w, &d, "=raw", script).ok(), "201\n204\n");
+    });
+}
