@@ -546,14 +546,23 @@ pub fn check_exec(id: &str, body: &Value, owned: &Owned) -> Result<(), Refusal> 
     }
 }
 
-/// `POST /build?networkmode=host`: the build's containers on the host's network.
-pub fn check_build(target: &str) -> Result<(), Refusal> {
+/// `POST /build?networkmode=host`: the build's containers on the host's network (or on the
+/// network of a container the sandbox did not create).
+pub fn check_build(target: &str, owned: &Owned) -> Result<(), Refusal> {
     let query = target.split_once('?').map_or("", |(_, q)| q);
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (percent_decode(k), percent_decode(v));
-        if k.eq_ignore_ascii_case("networkmode") && v.eq_ignore_ascii_case("host") {
+        if !k.eq_ignore_ascii_case("networkmode") {
+            continue;
+        }
+        if v.eq_ignore_ascii_case("host") {
             return Err("a build on the host's network".into());
+        }
+        if let Some(other) = v.strip_prefix("container:")
+            && !owned.container(other)
+        {
+            return Err("a build on the network of a container the sandbox did not create".into());
         }
     }
     Ok(())
@@ -596,7 +605,7 @@ pub fn check(
             Err("a container the sandbox did not create".into())
         }
         Route::VolumeCreate => check_volume(body),
-        Route::Build => check_build(target),
+        Route::Build => check_build(target, owned),
         Route::Plugins => Err("plugins run as root on the host".into()),
         Route::Swarm => Err("swarm services (their containers escape these checks)".into()),
         Route::Unparsable => Err("a request target that is not a path".into()),

@@ -341,13 +341,14 @@ fn volumes_builds_plugins_swarm() {
         Ok(())
     );
     assert_eq!(check_volume(&json!({"Name": "v"})), Ok(()));
-    assert!(check_build("/v1.43/build?t=x&networkmode=host").is_err());
-    assert!(check_build("/v1.43/build?networkmode=%68ost").is_err());
+    let o = Owned::default();
+    assert!(check_build("/v1.43/build?t=x&networkmode=host", &o).is_err());
+    assert!(check_build("/v1.43/build?networkmode=%68ost", &o).is_err());
+    assert!(check_build("/v1.43/build?networkmode=container:theirs", &o).is_err());
     assert_eq!(
-        check_build("/v1.43/build?networkmode=default&t=host"),
+        check_build("/v1.43/build?networkmode=default&t=host", &o),
         Ok(())
     );
-    let o = Owned::default();
     assert!(check(&Route::Plugins, "/", None, &proxy(), &o, &fake).is_err());
     assert!(check(&Route::Swarm, "/", None, &proxy(), &o, &fake).is_err());
     assert_eq!(check(&Route::Other, "/", None, &proxy(), &o, &fake), Ok(()));
