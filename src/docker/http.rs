@@ -103,6 +103,11 @@ pub fn parse_request(head: &[u8]) -> io::Result<Request> {
         _ => return Err(bad("not an HTTP/1.1 request head")),
     }
     let framing = framing(req.headers)?.unwrap_or(Framing::None);
+    // Go's server ignores Transfer-Encoding in an HTTP/1.0 request (its body is then empty
+    // and the chunks would be read as the next request): the two would frame it apart.
+    if framing == Framing::Chunked && req.version == Some(0) {
+        return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+    }
     let expect_continue = req.headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")
     });
@@ -352,6 +357,8 @@ mod tests {
             parse_request(b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
                 .unwrap();
         assert!(r.expect_continue);
+        assert!(parse_request(b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_request(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").is_ok());
     }
 
     #[test]
