@@ -103,6 +103,11 @@ pub fn parse_request(head: &[u8]) -> io::Result<Request> {
         _ => return Err(bad("not an HTTP/1.1 request head")),
     }
     let framing = framing(req.headers)?.unwrap_or(Framing::None);
+    // Go's server ignores Transfer-Encoding in an HTTP/1.0 request (its body is then empty
+    // and the chunks would be read as the next request): the two would frame it apart.
+    if framing == Framing::Chunked && req.version == Some(0) {
+        return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+    }
     let expect_continue = req.headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")
     });
@@ -131,7 +136,13 @@ pub fn parse_response(head: &[u8], method: &str) -> io::Result<Response> {
             .iter()
             .any(|t| h.value.len() >= t.len() && h.value[..t.len()].eq_ignore_ascii_case(t))
     });
-    let hijacked = status == 101 || (status == 200 && stream);
+    // A hijacked stream is written straight on the connection, with no framing; the logs
+    // endpoint answers in a stream's type too, but framed (chunked), and stays HTTP.
+    let framed = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            || h.name.eq_ignore_ascii_case("content-length")
+    });
+    let hijacked = status == 101 || (status == 200 && stream && !framed);
     let framing = match (status, method) {
         _ if hijacked => Framing::UntilClose,
         (100..=199 | 204 | 304, _) => Framing::None,
@@ -179,8 +190,11 @@ pub fn copy_body(r: &mut impl BufRead, w: &mut impl Write, framing: Framing) -> 
                     }
                 }
             }
-            let copied = io::copy(&mut r.by_ref().take(size + 2), w)?;
-            if copied != size + 2 {
+            let with_crlf = size
+                .checked_add(2)
+                .ok_or_else(|| bad("a chunk too large"))?;
+            let copied = io::copy(&mut r.by_ref().take(with_crlf), w)?;
+            if copied != with_crlf {
                 return Err(ErrorKind::UnexpectedEof.into());
             }
             w.flush()?;
@@ -230,12 +244,13 @@ fn dechunk(mut raw: &[u8]) -> io::Result<Vec<u8>> {
             .iter()
             .position(|&b| b == b'\n')
             .ok_or_else(|| bad("truncated chunk"))?;
-        let size = chunk_size(&raw[..=end])? as usize;
+        let size =
+            usize::try_from(chunk_size(&raw[..=end])?).map_err(|_| bad("a chunk too large"))?;
         raw = &raw[end + 1..];
         if size == 0 {
             return Ok(out);
         }
-        if raw.len() < size + 2 {
+        if raw.len().saturating_sub(2) < size {
             return Err(bad("truncated chunk"));
         }
         out.extend_from_slice(&raw[..size]);
@@ -282,6 +297,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_chunk_size_at_the_limit_is_an_error_not_a_panic() {
+        let body = b"ffffffffffffffff\r\nab\r\n0\r\n\r\n";
+        let mut out = Vec::new();
+        assert!(copy_body(&mut &body[..], &mut out, Framing::Chunked).is_err());
+        assert!(read_body(&mut &body[..], Framing::Chunked, 1 << 20).is_err());
+        assert!(dechunk(b"fffffffffffffffe\r\nab\r\n").is_err());
+    }
+
+    #[test]
     fn framing_of_requests_and_responses() {
         let r = parse_request(
             b"POST /v1.43/containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 12\r\n\r\n",
@@ -325,10 +349,16 @@ mod tests {
         // An error to an exec start, or a detached start, stays HTTP.
         assert!(!hijacked(b"HTTP/1.1 409 Conflict\r\nContent-Type: application/vnd.docker.raw-stream\r\nContent-Length: 2\r\n\r\n"));
         assert!(!hijacked(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        // Logs: a stream's type, framed as HTTP.
+        assert!(!hijacked(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
         let r =
             parse_request(b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
                 .unwrap();
         assert!(r.expect_continue);
+        assert!(parse_request(b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_request(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").is_ok());
     }
 
     #[test]

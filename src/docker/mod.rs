@@ -6,20 +6,27 @@
 //!
 //! Refused: containers created privileged, with added capabilities, devices (or device
 //! requests and cgroup rules), the host's network, pid, ipc, uts, user or cgroup namespace (or
-//! another container's, unless the sandbox created it), security options that switch off
-//! seccomp, AppArmor or SELinux labels, masked or read-only paths overridden, volumes from
-//! containers it did not create, bind mounts whose source (symlinks resolved on the host) is
-//! outside the project and the `--rw` paths, and mounts of the Docker socket; volumes with
-//! driver options (the local driver's `o=bind,device=/` is a bind of any host path); exec,
-//! attach, file copies, exports, commits, logs and inspection of containers the sandbox did not
-//! create (their files, output and environment are the user's), and privileged execs;
-//! builds on the host's network; plugins; swarm services. The daemon decodes JSON keys without
-//! regard to case: the checks do too, and a key that is not ASCII is refused (Go folds some
-//! non-ASCII letters onto ASCII ones).
+//! another container's, unless the sandbox created it), security options other than
+//! `no-new-privileges`, `label=level:`, `seccomp=builtin` and `apparmor=docker-default` (an
+//! inline seccomp profile can allow everything, `label=type:spc_t` is unconfined), masked or
+//! read-only paths overridden, volumes from containers it did not create, bind mounts whose
+//! source (symlinks resolved on the host) is outside the project and the `--rw` paths, and
+//! mounts of the Docker socket; volumes with driver options (the local driver's
+//! `o=bind,device=/` is a bind of any host path); exec, attach, file copies, exports, commits,
+//! logs, inspection and renaming of containers the sandbox did not create (their files,
+//! output and environment are the user's; renamed, one could take a name the sandbox's had;
+//! linked, its environment is the new container's),
+//! and privileged execs; builds on the host's network; plugins; swarm services. HostConfig's
+//! fields are checked at the top of a create body too (daemons before 25.0 read them there).
+//! The daemon decodes JSON keys without regard to case: the checks do too, and a key that is
+//! not ASCII is refused (Go folds some non-ASCII letters onto ASCII ones).
 //!
 //! Not closed: a bind source in the project is checked when the container is created and when
-//! it starts; the agent could swap a directory for a symlink between that check and the
-//! daemon's mount. Containers reach the network through the daemon, whatever `--net` says.
+//! it starts (by any reference: one that is not exactly the sandbox's checks all its
+//! containers' sources); the agent could swap a directory for a symlink between that check
+//! and the daemon's mount, or before a restart the daemon makes on its own (a restart
+//! policy). Containers reach the network through the daemon, whatever `--net` says, and
+//! BuildKit's sessions (`/grpc`) pass unchecked (a build step may ask for the host's network).
 
 pub mod http;
 pub mod serve;
@@ -70,10 +77,14 @@ impl Owned {
             .contains_key(reference.trim_start_matches('/'))
     }
 
-    fn sources(&self, reference: &str) -> &[String] {
-        self.containers
-            .get(reference.trim_start_matches('/'))
-            .map_or(&[], Vec::as_slice)
+    /// The bind sources a start of `reference` mounts. A reference that is none of the
+    /// sandbox's full ids or names (an id prefix, a name its container was renamed to) may
+    /// still be one of its containers: then every one of its containers' sources.
+    fn sources(&self, reference: &str) -> Vec<&String> {
+        match self.containers.get(reference.trim_start_matches('/')) {
+            Some(own) => own.iter().collect(),
+            None => self.containers.values().flatten().collect(),
+        }
     }
 
     pub fn exec(&self, id: &str) -> bool {
@@ -95,6 +106,9 @@ pub enum Route {
     /// What another container holds: its files (archive, export, commit), its output (logs),
     /// its configuration with its environment (inspect).
     ContainerRead(String),
+    /// Renaming: another container renamed to a name the sandbox gave its own would stand
+    /// for the sandbox's.
+    Rename(String),
     VolumeCreate,
     Build,
     Plugins,
@@ -126,10 +140,10 @@ pub fn route(method: &str, target: &str) -> Route {
             p => parts.push(p),
         }
     }
-    if parts
-        .first()
-        .is_some_and(|p| p.starts_with('v') && p[1..].contains('.'))
-    {
+    // The daemon's router takes `v` and digits and dots (`/v1/...` too) for the version.
+    if parts.first().is_some_and(|p| {
+        p.len() > 1 && p.starts_with('v') && p[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    }) {
         parts.remove(0);
     }
     let post = method.eq_ignore_ascii_case("POST");
@@ -139,6 +153,7 @@ pub fn route(method: &str, target: &str) -> Route {
         ["containers", _, "start" | "restart"] if post => Route::ContainerStart(id(1)),
         ["containers", _, "update"] if post => Route::ContainerUpdate(id(1)),
         ["containers", _, "exec"] if post => Route::ExecCreate(id(1)),
+        ["containers", _, "rename"] if post => Route::Rename(id(1)),
         ["containers", _, "attach"] | ["containers", _, "attach", "ws"] => Route::Attach(id(1)),
         ["containers", _, "archive"] if method.eq_ignore_ascii_case("PUT") => {
             Route::ArchivePut(id(1))
@@ -155,15 +170,57 @@ pub fn route(method: &str, target: &str) -> Route {
     }
 }
 
-/// The (decoded) value of `key` in `target`'s query; empty when absent.
+/// The name a create request gives its container, as the daemon reads it: the first `name`
+/// in the query (keys decoded). A name that looks like a full container id is not one the
+/// sandbox may use: the daemon looks a reference up as a full id before as a name, so that
+/// name would stand for the other container.
+pub fn created_name(target: &str) -> Option<String> {
+    let name = query_value(target, "name");
+    let name = name.trim_start_matches('/');
+    let id_like = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+    (!name.is_empty() && !id_like).then(|| name.to_owned())
+}
+
+/// The (decoded) value of `key` in `target`'s query as the daemon reads it (Go's
+/// `FormValue`): the first pair with that key, a key without `=` counting as an empty value;
+/// a pair with a `;` or a bad escape is skipped, `+` is a space. Empty when absent.
 fn query_value(target: &str, key: &str) -> String {
     let query = target.split_once('?').map_or("", |(_, q)| q);
     query
         .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| percent_decode(k) == key)
-        .map(|(_, v)| percent_decode(v))
+        .filter(|pair| !pair.is_empty() && !pair.contains(';'))
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((form_decode(k)?, form_decode(v)?))
+        })
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
         .unwrap_or_default()
+}
+
+/// A query component decoded as Go's `QueryUnescape` does; `None` where Go fails.
+fn form_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let digit = |j: usize| (*b.get(j)? as char).to_digit(16);
+                out.push((digit(i + 1)? * 16 + digit(i + 2)?) as u8);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn percent_decode(s: &str) -> String {
@@ -256,6 +313,9 @@ pub fn check_create(
 ) -> Result<(), Refusal> {
     let top = body.as_object().ok_or("the body is not a JSON object")?;
     ascii_keys(top, "container")?;
+    // Daemons before 25.0 also read HostConfig's fields at the top of the body (a deprecated
+    // embedded HostConfig, used when the body has no `HostConfig`): checked there too.
+    check_host_config(top, proxy, owned, resolve)?;
     for hc in fields(top, "HostConfig") {
         let hc = hc.as_object().ok_or("HostConfig is not an object")?;
         check_host_config(hc, proxy, owned, resolve)?;
@@ -316,10 +376,9 @@ pub fn check_host_config(
         }
     }
     for opt in flat("SecurityOpt").into_iter().flat_map(strings) {
-        let o = opt.to_ascii_lowercase().replace(':', "=");
-        if o.contains("unconfined") || o == "label=disable" || o.starts_with("label=disable") {
+        if !security_opt_keeps_protections(&opt) {
             return Err(format!(
-                "HostConfig.SecurityOpt {opt:?}: a protection switched off"
+                "HostConfig.SecurityOpt {opt:?}: a protection switched off or replaced"
             ));
         }
     }
@@ -328,6 +387,16 @@ pub fn check_host_config(
         if !owned.container(id) {
             return Err(
                 "HostConfig.VolumesFrom: the mounts of a container the sandbox did not create"
+                    .into(),
+            );
+        }
+    }
+    // A legacy link puts the linked container's environment in the new one's.
+    for link in flat("Links").into_iter().flat_map(strings) {
+        let id = link.split(':').next().unwrap_or("");
+        if !owned.container(id) {
+            return Err(
+                "HostConfig.Links: the environment of a container the sandbox did not create"
                     .into(),
             );
         }
@@ -342,6 +411,24 @@ pub fn check_host_config(
         }
     }
     Ok(())
+}
+
+/// The security options that leave the daemon's protections as they are; anything else
+/// (`unconfined`, `label=disable`, an inline seccomp profile that allows everything, an
+/// SELinux type such as `spc_t`, another AppArmor profile, `writable-cgroups`) is refused.
+fn security_opt_keeps_protections(opt: &str) -> bool {
+    // The daemon splits on the first `=`, or on `:` in the legacy form.
+    let (key, value) = opt
+        .split_once('=')
+        .or_else(|| opt.split_once(':'))
+        .unwrap_or((opt, ""));
+    match key {
+        "no-new-privileges" => true,
+        "seccomp" => value == "builtin",
+        "apparmor" => value == "docker-default",
+        "label" => value.starts_with("level:"),
+        _ => false,
+    }
 }
 
 fn check_mount(m: &Value, proxy: &Proxy, resolve: Resolve) -> Result<(), Refusal> {
@@ -414,10 +501,11 @@ pub fn bind_sources(body: &Value) -> Vec<String> {
     let Some(top) = body.as_object() else {
         return out;
     };
-    for hc in fields(top, "HostConfig")
+    // The top of the body too: older daemons read HostConfig's fields there.
+    let nested = fields(top, "HostConfig")
         .into_iter()
-        .filter_map(Value::as_object)
-    {
+        .filter_map(Value::as_object);
+    for hc in std::iter::once(top).chain(nested) {
         for bind in fields(hc, "Binds").into_iter().flat_map(strings) {
             out.extend(bind.split(':').next().map(str::to_owned));
         }
@@ -458,14 +546,23 @@ pub fn check_exec(id: &str, body: &Value, owned: &Owned) -> Result<(), Refusal> 
     }
 }
 
-/// `POST /build?networkmode=host`: the build's containers on the host's network.
-pub fn check_build(target: &str) -> Result<(), Refusal> {
+/// `POST /build?networkmode=host`: the build's containers on the host's network (or on the
+/// network of a container the sandbox did not create).
+pub fn check_build(target: &str, owned: &Owned) -> Result<(), Refusal> {
     let query = target.split_once('?').map_or("", |(_, q)| q);
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (percent_decode(k), percent_decode(v));
-        if k.eq_ignore_ascii_case("networkmode") && v.eq_ignore_ascii_case("host") {
+        if !k.eq_ignore_ascii_case("networkmode") {
+            continue;
+        }
+        if v.eq_ignore_ascii_case("host") {
             return Err("a build on the host's network".into());
+        }
+        if let Some(other) = v.strip_prefix("container:")
+            && !owned.container(other)
+        {
+            return Err("a build on the network of a container the sandbox did not create".into());
         }
     }
     Ok(())
@@ -499,13 +596,16 @@ pub fn check(
         },
         Route::ExecCreate(id) => check_exec(id, body, owned),
         Route::ExecStart(id) if !owned.exec(id) => Err("an exec the sandbox did not create".into()),
-        Route::Attach(id) | Route::ArchivePut(id) | Route::ContainerRead(id)
+        Route::Attach(id)
+        | Route::ArchivePut(id)
+        | Route::ContainerRead(id)
+        | Route::Rename(id)
             if !owned.container(id) =>
         {
             Err("a container the sandbox did not create".into())
         }
         Route::VolumeCreate => check_volume(body),
-        Route::Build => check_build(target),
+        Route::Build => check_build(target, owned),
         Route::Plugins => Err("plugins run as root on the host".into()),
         Route::Swarm => Err("swarm services (their containers escape these checks)".into()),
         Route::Unparsable => Err("a request target that is not a path".into()),

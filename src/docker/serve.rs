@@ -97,16 +97,16 @@ pub fn start(proxy: Proxy, uid: u32, areas: &Untrusted) -> Result<Running> {
                     if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
                         continue;
                     }
-                    open.fetch_add(1, Ordering::SeqCst);
-                    let (shared, open) = (shared.clone(), open.clone());
+                    let slot = crate::sshagent::serve::Slot::take(&open);
+                    let shared = shared.clone();
                     let spawned = std::thread::Builder::new()
                         .name("docker-conn".into())
                         .spawn(move || {
+                            let _slot = slot;
                             let _ = serve(conn, &shared);
-                            open.fetch_sub(1, Ordering::SeqCst);
                         });
                     if spawned.is_err() {
-                        // The closure (and its count) never ran.
+                        // The closure never ran: its slot went with it.
                         continue;
                     }
                 }
@@ -236,6 +236,15 @@ fn serve(client: UnixStream, shared: &Shared) -> std::io::Result<()> {
         // on it is checked like any other.
         if resp.hijacked {
             client_w.flush()?;
+            // Only the endpoints that hijack (their checks passed above) get the client's
+            // bytes unchecked from here on; any other answers until the daemon closes.
+            if !matches!(
+                route,
+                Route::Attach(_) | Route::ExecStart(_) | Route::Upgraded
+            ) {
+                std::io::copy(&mut up_r, &mut client_w)?;
+                return client_w.shutdown(Shutdown::Both);
+            }
             return splice(client_r, client_w, up_r, up_w);
         }
         let records = matches!(route, Route::ContainerCreate | Route::ExecCreate(_));
@@ -271,11 +280,8 @@ fn record(route: &Route, target: &str, payload: &[u8], sources: Vec<String>, own
     };
     match route {
         Route::ContainerCreate => {
-            let query = target.split_once('?').map_or("", |(_, q)| q);
-            for pair in query.split('&') {
-                if let Some(name) = pair.strip_prefix("name=") {
-                    owned.add_container_with(&super::percent_decode(name), sources.clone());
-                }
+            if let Some(name) = super::created_name(target) {
+                owned.add_container_with(&name, sources.clone());
             }
             owned.add_container_with(id, sources);
         }

@@ -69,6 +69,8 @@ fn refused_host_configs() {
         json!({"MaskedPaths": []}),
         json!({"ReadonlyPaths": []}),
         json!({"VolumesFrom": ["theirs:ro"]}),
+        json!({"Links": ["theirs:db"]}),
+        json!({"links": ["/theirs"]}),
         json!({"Binds": ["/:/host"]}),
         json!({"Binds": ["/etc:/etc:ro"]}),
         json!({"Binds": ["/home/u:/h"]}),
@@ -106,6 +108,7 @@ fn allowed_host_configs() {
         json!({"NetworkMode": "container:0123abc"}),
         json!({"PidMode": "container:mine"}),
         json!({"VolumesFrom": ["mine:ro"]}),
+        json!({"Links": ["mine:db", "/0123abc"]}),
         json!({"SecurityOpt": ["no-new-privileges"]}),
         json!({"Binds": ["/home/u/p:/src", "/home/u/p/sub/new:/x:ro", "/srv/rw/a:/a:rw"]}),
         json!({"Binds": ["cache:/root/.cache", "my_vol-1.x:/v"]}),
@@ -312,6 +315,19 @@ fn bind_sources_are_checked_again_at_start() {
     };
     assert!(check(&start, "/", None, &proxy(), &owned, &swapped).is_err());
     assert_eq!(route("POST", "/v1.43/containers/c1/restart"), start);
+    // Started by an id prefix (or a name it was renamed to): every own source is checked.
+    let by_prefix = Route::ContainerStart("c".into());
+    assert_eq!(
+        check(&by_prefix, "/", None, &proxy(), &owned, &fake),
+        Ok(())
+    );
+    assert!(check(&by_prefix, "/", None, &proxy(), &owned, &swapped).is_err());
+    // A version without a dot is a version to the daemon's router.
+    assert_eq!(
+        route("POST", "/v1/containers/create"),
+        Route::ContainerCreate
+    );
+    assert_eq!(route("POST", "/vx/containers/create"), Route::Other);
 }
 
 #[test]
@@ -325,14 +341,87 @@ fn volumes_builds_plugins_swarm() {
         Ok(())
     );
     assert_eq!(check_volume(&json!({"Name": "v"})), Ok(()));
-    assert!(check_build("/v1.43/build?t=x&networkmode=host").is_err());
-    assert!(check_build("/v1.43/build?networkmode=%68ost").is_err());
+    let o = Owned::default();
+    assert!(check_build("/v1.43/build?t=x&networkmode=host", &o).is_err());
+    assert!(check_build("/v1.43/build?networkmode=%68ost", &o).is_err());
+    assert!(check_build("/v1.43/build?networkmode=container:theirs", &o).is_err());
     assert_eq!(
-        check_build("/v1.43/build?networkmode=default&t=host"),
+        check_build("/v1.43/build?networkmode=default&t=host", &o),
         Ok(())
     );
-    let o = Owned::default();
     assert!(check(&Route::Plugins, "/", None, &proxy(), &o, &fake).is_err());
     assert!(check(&Route::Swarm, "/", None, &proxy(), &o, &fake).is_err());
     assert_eq!(check(&Route::Other, "/", None, &proxy(), &o, &fake), Ok(()));
+}
+
+#[test]
+fn host_config_fields_at_the_top_of_the_body_are_checked() {
+    // Daemons before 25.0 read these from the top of a body that has no `HostConfig`.
+    let o = Owned::default();
+    for body in [
+        json!({"Image": "a", "Privileged": true}),
+        json!({"Image": "a", "Binds": ["/:/host"]}),
+        json!({"Image": "a", "CapAdd": ["SYS_ADMIN"], "HostConfig": {}}),
+        json!({"Image": "a", "PidMode": "host"}),
+    ] {
+        assert!(check_create(&body, &proxy(), &o, &fake).is_err(), "{body}");
+    }
+    let body = json!({"Image": "a", "Binds": ["/home/u/p/d:/d"], "Volumes": {"/v": {}}});
+    assert_eq!(check_create(&body, &proxy(), &o, &fake), Ok(()));
+    assert_eq!(bind_sources(&body), ["/home/u/p/d"]);
+}
+
+#[test]
+fn security_options_only_keep_the_protections() {
+    for opt in [
+        r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#,
+        "seccomp=/etc/other.json",
+        "label=type:spc_t",
+        "label:type:unconfined_t",
+        "label=user:system_u",
+        "apparmor=some-host-profile",
+        "writable-cgroups=true",
+        "LABEL=disable",
+    ] {
+        assert!(create(json!({"SecurityOpt": [opt]})).is_err(), "{opt}");
+    }
+    for opt in [
+        "no-new-privileges",
+        "no-new-privileges:true",
+        "no-new-privileges=true",
+        "label=level:s0:c100,c200",
+        "seccomp=builtin",
+        "apparmor=docker-default",
+    ] {
+        assert_eq!(create(json!({"SecurityOpt": [opt]})), Ok(()), "{opt}");
+    }
+}
+
+#[test]
+fn the_name_recorded_is_the_one_the_daemon_gives() {
+    let name = |t: &str| created_name(t);
+    assert_eq!(name("/containers/create?name=mine"), Some("mine".into()));
+    // Go's FormValue takes the first value; a key without `=` is an empty one.
+    assert_eq!(
+        name("/containers/create?name=mine&name=theirs"),
+        Some("mine".into())
+    );
+    assert_eq!(name("/containers/create?name&name=theirs"), None);
+    assert_eq!(name("/containers/create?na%6De=x"), Some("x".into()));
+    // A pair Go skips (a `;`, a bad escape) does not count.
+    assert_eq!(name("/containers/create?name=a;b&name=c"), Some("c".into()));
+    assert_eq!(name("/containers/create?name=%zz&name=c"), Some("c".into()));
+    assert_eq!(name("/containers/create?name=%+f&name=c"), Some("c".into()));
+    // A name that is another container's full id stands for that container.
+    let id = "ab".repeat(32);
+    assert_eq!(name(&format!("/containers/create?name={id}")), None);
+    assert_eq!(name("/containers/create"), None);
+    // Renaming another container (to a name the sandbox's had) is refused.
+    let mut owned = Owned::default();
+    owned.add_container("mine");
+    let r = route("POST", "/v1.43/containers/theirs/rename?name=mine");
+    assert_eq!(r, Route::Rename("theirs".into()));
+    assert!(check(&r, "/", None, &proxy(), &owned, &fake).is_err());
+    let r = route("POST", "/v1.43/containers/mine/rename?name=x");
+    assert_eq!(check(&r, "/", None, &proxy(), &owned, &fake), Ok(()));
 }

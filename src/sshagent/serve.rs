@@ -148,25 +148,38 @@ pub fn start(proxy: &super::Proxy, uid: u32, areas: &Untrusted) -> Result<Runnin
                     if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
                         continue;
                     }
-                    open.fetch_add(1, Ordering::SeqCst);
-                    let (filter, stats, upstream, open) = (
-                        filter.clone(),
-                        stats.clone(),
-                        upstream.clone(),
-                        open.clone(),
-                    );
+                    let slot = Slot::take(&open);
+                    let (filter, stats, upstream) =
+                        (filter.clone(), stats.clone(), upstream.clone());
                     // A connection that misbehaves only ends itself.
                     let _ = std::thread::Builder::new()
                         .name("ssh-agent-conn".into())
                         .spawn(move || {
+                            let _slot = slot;
                             let _ = serve(conn, &upstream, &filter, &stats);
-                            open.fetch_sub(1, Ordering::SeqCst);
                         });
                 }
             })
             .context("starting the ssh-agent filter")?,
     );
     Ok(running)
+}
+
+/// One connection counted in `open` until it is dropped: when its thread ends, panics, or
+/// was never started (a count that only grew would refuse every connection after a while).
+pub(crate) struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    pub(crate) fn take(open: &Arc<std::sync::atomic::AtomicUsize>) -> Slot {
+        open.fetch_add(1, Ordering::SeqCst);
+        Slot(open.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Makes `base` (0700, ours) if needed; refuses one that another user could have prepared.

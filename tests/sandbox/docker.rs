@@ -66,6 +66,16 @@ class H(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if p.endswith("/start"): return self.send(204)
+        if p.endswith("/logs") and "mux=1" in self.path:
+            # As the daemon answers logs (API 1.42+): the stream's type, chunked, and the
+            # connection stays HTTP.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.docker.multiplexed-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            part = b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(part), part))
+            return
         if p.endswith("/logs"): return self.send(200, b"hello from the container\n", "text/plain")
         if p.endswith("/wait"): return self.send(200, b'{"StatusCode":0}')
         if self.command == "DELETE": return self.send(204)
@@ -131,6 +141,25 @@ cid = json.loads(call("/containers/create", {"Image": "a"}))["Id"]
 eid = json.loads(call("/containers/%s/exec" % cid, {"Cmd": ["true"]}))["Id"]
 call("/exec/%s/start" % eid, {"Detach": True})
 call("/containers/create", {"Image": "a", "HostConfig": {"Privileged": True}})
+"#;
+
+/// On one keep-alive connection: a container, its logs (a stream's content type, but framed
+/// HTTP), then a privileged create. Prints the statuses.
+const LOGS_PY: &str = r#"
+import http.client, json, os, socket
+path = os.environ["DOCKER_HOST"][len("unix://"):]
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(path)
+c = C("docker")
+def call(m, p, body=None):
+    c.request(m, "/v1.43" + p, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse(); data = r.read(); print(r.status)
+    return data
+cid = json.loads(call("POST", "/containers/create", {"Image": "a"}))["Id"]
+call("GET", "/containers/%s/logs?stdout=1&mux=1" % cid)
+call("POST", "/containers/create", {"Image": "a", "HostConfig": {"Privileged": True}})
 "#;
 
 struct Daemon {
@@ -408,5 +437,103 @@ fn the_escape_suite_shows_the_filter_refusing_what_raw_allows() {
         assert!(d.requests().is_empty());
         assert_eq!(probe("=raw"), "LEAK");
         assert_eq!(d.requests().len(), 1);
+    });
+}
+
+/// Shapes found in review: a body with HostConfig's fields at its top (read there by daemons
+/// before 25.0), an inline seccomp profile that allows everything, a create whose second
+/// `name` was recorded as the sandbox's (the daemon uses the first) and an exec into the
+/// container with that name, a rename of another container, a link to another container
+/// (its environment). The control: `=raw` passes all.
+#[test]
+fn review_shapes_are_refused_and_reach_the_daemon_raw() {
+    each_user(|w| {
+        let d = daemon(w);
+        w.write(
+            "home/src/project/top.json",
+            r#"{"Image":"a","Privileged":true}"#,
+        );
+        w.write(
+            "home/src/project/seccomp.json",
+            r#"{"Image":"a","HostConfig":{"SecurityOpt":["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"]}}"#,
+        );
+        w.write("home/src/project/plain.json", r#"{"Image":"a"}"#);
+        w.write(
+            "home/src/project/link.json",
+            r#"{"Image":"a","HostConfig":{"Links":["theirs:db"]}}"#,
+        );
+        w.write("home/src/project/exec.json", r#"{"Cmd":["sh"]}"#);
+        let status = |path: &str, body: &str| {
+            format!(
+                "curl -sS --unix-socket \"${{DOCKER_HOST#unix://}}\" -o /dev/null \
+                 -w '%{{http_code}}\\n' -H 'Content-Type: application/json' \
+                 --data-binary @{body} 'http://d/v1.43{path}'\n"
+            )
+        };
+        let script = [
+            status("/containers/create", "top.json"),
+            status("/containers/create", "seccomp.json"),
+            status("/containers/create?name=mine&name=theirs", "plain.json"),
+            status("/containers/theirs/exec", "exec.json"),
+            status("/containers/theirs/rename?name=mine", "plain.json"),
+            status("/containers/create", "link.json"),
+        ]
+        .concat();
+        let out = run(w, &d, "", &script);
+        let codes = out.ok();
+        let codes: Vec<&str> = codes.lines().collect();
+        assert_eq!(
+            codes,
+            ["403", "403", "201", "403", "403", "403"],
+            "{}",
+            out.stderr()
+        );
+        // Only the plain create reached the daemon.
+        let got = d.requests();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].1.contains("name=mine&name=theirs"), "{got:?}");
+        d.clear();
+        let out = run(w, &d, "=raw", &script);
+        let codes = out.ok();
+        let codes: Vec<&str> = codes.lines().collect();
+        assert_eq!(codes, ["201", "201", "201", "201", "200", "201"]);
+        assert_eq!(d.requests().len(), 6);
+    });
+}
+
+/// The daemon answers logs with a stream's content type but in HTTP (chunked), and keeps
+/// reading requests: the filter must not take that for a hijacked connection and pass the
+/// next request (a privileged create) unchecked. The control: `=raw` passes it.
+#[test]
+fn logs_in_a_streams_type_do_not_end_the_checks() {
+    each_user(|w| {
+        let d = daemon(w);
+        w.write("home/src/project/logs.py", LOGS_PY);
+        let out = run(w, &d, "", "python3 logs.py");
+        assert_eq!(out.ok(), "201\n200\n403\n", "{}", out.stderr());
+        let out = run(w, &d, "=raw", "python3 logs.py");
+        assert_eq!(out.ok(), "201\n200\n201\n");
+    });
+}
+
+/// A bind source swapped for a symlink to / after the create, the container then started by
+/// an id prefix (which the daemon resolves too): refused; the control: `=raw` starts it.
+#[test]
+fn a_start_by_id_prefix_checks_the_bind_sources_again() {
+    each_user(|w| {
+        let d = daemon(w);
+        let p = w.project.to_str().unwrap();
+        w.write(
+            "home/src/project/bind.json",
+            &format!(r#"{{"Image":"a","HostConfig":{{"Binds":["{p}/sub:/s"]}}}}"#),
+        );
+        let script = "mkdir sub; \
+            curl -sS --unix-socket \"${DOCKER_HOST#unix://}\" -o /dev/null -w '%{http_code}\\n' \
+            -H 'Content-Type: application/json' --data-binary @bind.json \
+            http://d/v1.43/containers/create; rm -r sub; ln -s / sub; \
+            curl -sS --unix-socket \"${DOCKER_HOST#unix://}\" -o /dev/null -w '%{http_code}\\n' \
+            -X POST http://d/v1.43/containers/cccc/start";
+        assert_eq!(run(w, &d, "", script).ok(), "201\n403\n");
+        assert_eq!(run(w, &d, "=raw", script).ok(), "201\n204\n");
     });
 }

@@ -436,3 +436,55 @@ fn signatures_only_for_the_named_hosts() {
         assert!(out.stderr().contains("known_hosts"), "{}", out.stderr());
     });
 }
+
+/// Several requests in one write, answered in order; then, each on its own connection, the
+/// named key's blob with a byte after it (another key to the filter), a request whose
+/// fields end before its length does, and an empty message. Prints each reply's type.
+const PIPELINE_PY: &str = r#"
+import base64, os, socket, struct, sys
+def string(b): return struct.pack(">I", len(b)) + b
+def blob(f): return base64.b64decode(open(f).read().split()[1])
+def sign(b): return bytes([13]) + string(b) + string(b"data") + struct.pack(">I", 0)
+def conn():
+    s = socket.socket(socket.AF_UNIX); s.connect(os.environ["SSH_AUTH_SOCK"]); return s
+def reply(s):
+    head = b""
+    while len(head) < 4:
+        d = s.recv(4 - len(head))
+        if not d: return "closed"
+        head += d
+    n = struct.unpack(">I", head)[0]; body = b""
+    while len(body) < n: body += s.recv(n - len(body))
+    return str(body[0])
+a, o = blob("allowed.pub"), blob("other.pub")
+s = conn()
+s.sendall(string(bytes([11])) + string(sign(a)) + string(sign(o)) + string(sign(a)))
+print(" ".join(reply(s) for _ in range(4)))
+if len(sys.argv) > 1: sys.exit()
+for msg in [string(sign(a + b"\0")), string(sign(a)[:-2]) , struct.pack(">I", 0)]:
+    s = conn(); s.sendall(msg); print(reply(s))
+"#;
+
+#[test]
+fn pipelined_and_malformed_requests() {
+    each_user(|w| {
+        let a = agent(w);
+        let (allowed, _) = keys(w, &a);
+        std::fs::write(w.project.join("pipe.py"), PIPELINE_PY).unwrap();
+        let out = run(
+            w,
+            &a,
+            &["--ssh-agent", "--ssh-key", &allowed],
+            "python3 pipe.py",
+        );
+        assert_eq!(
+            out.ok(),
+            "12 14 5 14\n5\nclosed\nclosed\n",
+            "{}",
+            out.stderr()
+        );
+        // The control: the user's agent itself signs the pipelined requests for both keys.
+        let out = run(w, &a, &["--ssh-agent=raw"], "python3 pipe.py only");
+        assert_eq!(out.ok(), "12 14 14 14\n", "{}", out.stderr());
+    });
+}
