@@ -338,7 +338,7 @@ pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Ve
             ignored.push("net");
         }
     }
-    let loosening: [(&'static str, bool); 16] = [
+    let loosening: [(&'static str, bool); 17] = [
         ("allow_domains", !s.allow_domains.is_empty()),
         ("allow_registries", !s.allow_registries.is_empty()),
         ("allow_private_hosts", !s.allow_private_hosts.is_empty()),
@@ -356,6 +356,7 @@ pub(crate) fn tightening(s: &Settings, current: Option<NetArg>) -> (Settings, Ve
         ("broker", s.broker == Some(false)),
         ("credential", !s.credential.is_empty()),
         ("ssh_keys", !s.ssh_keys.is_empty()),
+        ("ssh_hosts", !s.ssh_hosts.is_empty()),
         ("gpu", s.gpu == Some(true)),
         ("ports", !s.ports.is_empty()),
     ];

@@ -352,8 +352,33 @@ impl Policy {
              agent's servers are on the host's already",
             "drop --port, or use --net filtered or --net none",
         )?;
+        self.check_ports()?;
         for glob in self.hide.iter().chain(&self.unhide) {
             crate::secrets::check_glob(glob)?;
+        }
+        Ok(())
+    }
+
+    /// With the filter the relay holds these loopback ports inside (its proxy, its capture of
+    /// 80, 443 and each allowed pattern's port): published, host clients would use the
+    /// sandbox's way out, never the agent's server (which cannot bind them). Checked again
+    /// once the registries' patterns are added (`host::registry::allow`).
+    pub fn check_ports(&self) -> Result<()> {
+        if self.net != NetMode::Filtered {
+            return Ok(());
+        }
+        let mut held = vec![crate::inside::PROXY_PORT, 80, 443];
+        held.extend(self.filter.rules.extra_ports());
+        if let Some(p) = self.ports.iter().find(|p| held.contains(&p.port)) {
+            return Err(Fail::hint(
+                format!(
+                    "--port {}: with the network filtered, port {} inside is agentbox's own \
+                     (its proxy or its capture of the agent's traffic), not the agent's",
+                    p.port, p.port
+                ),
+                "run the agent's server on another port and publish that one",
+            )
+            .into());
         }
         Ok(())
     }
@@ -420,6 +445,20 @@ mod tests {
             assert!(e.downcast_ref::<Fail>().is_some(), "{e:#}");
         }
         assert!(policy(&["--port", "3000:", "--", "true"]).is_err());
+        // Filtered, the relay's own ports inside are not the agent's to publish.
+        let filtered = |port: &str, extra: &[&str]| {
+            let mut a = vec!["--net", "filtered", "--allow-domain", "a.example:8080"];
+            a.extend(extra);
+            a.extend(["--port", port, "--", "true"]);
+            policy(&a)
+        };
+        assert!(filtered("3000", &[]).is_ok(), "the control");
+        for held in ["3128", "8443:443", "80", "8080"] {
+            let e = filtered(held, &[]).unwrap_err();
+            assert!(e.downcast_ref::<Fail>().is_some(), "{held}: {e:#}");
+        }
+        // With the network off nothing of agentbox's listens inside.
+        assert!(policy(&["--port", "3128", "--", "true"]).is_ok());
     }
 
     #[test]

@@ -80,6 +80,12 @@ pub fn loosening(s: &Settings) -> Vec<String> {
         "ssh-agent keys the agent may sign with (with ssh_agent)",
         &s.ssh_keys,
     );
+    // Added to the user's own list: with one set, more servers the agent may sign for.
+    add(
+        "ssh_hosts",
+        "more servers the agent may sign for (with ssh_agent)",
+        &s.ssh_hosts,
+    );
     add(
         "ports",
         "the agent's servers published on this host (a non-loopback address: your network)",
@@ -384,7 +390,7 @@ mod tests {
              allow_private_hosts = [\"mirror.example\"]\nunhide = [\".env\"]\n\
              ro = [\"/srv\"]\nrw = [\"/srv\"]\nenv = [\"X\"]\nallow_telemetry = true\n\
              allow_debug = true\nallow_nested = true\nssh_agent = true\ndocker = true\n\
-             net = \"host\"\nmemory = \"1T\"\npids = 100000\nbroker = false\ngpu = true\nssh_keys = [\"SHA256:x\"]\nports = [\"3000\"]\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
+             net = \"host\"\nmemory = \"1T\"\npids = 100000\nbroker = false\ngpu = true\nssh_keys = [\"SHA256:x\"]\nssh_hosts = [\"git.example\"]\nports = [\"3000\"]\n[[credential]]\nvar = \"GITHUB_TOKEN\"\n\
              header = \"authorization\"\nbearer = true\nbase_url_var = \"GITHUB_API_URL\"\n\
              upstream = \"https://api.github.com\"\n",
         )
@@ -396,7 +402,10 @@ mod tests {
         for key in ignored.iter().flat_map(|k| k.split('/')) {
             assert!(preview.contains(key), "{key} missing from {preview}");
         }
-        assert!(ignored.len() >= 15, "{ignored:?}");
+        assert!(
+            ignored.len() >= 16 && ignored.contains(&"ssh_hosts"),
+            "{ignored:?}"
+        );
     }
 
     #[test]

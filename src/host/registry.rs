@@ -300,6 +300,8 @@ pub fn allow(
         policy.filter.add_allowed(&r.hosts)?;
         notes.push(r.note);
     }
+    // A registry on its own port makes the relay capture that port too: not publishable.
+    policy.check_ports()?;
     Ok(notes)
 }
 

@@ -3,7 +3,7 @@
 //! what was blocked. Pure: the exit status, the mode and the proxy's summary in, text out.
 
 use crate::net::proxy::Summary;
-use crate::net::rules::{IP_NOT_LISTED, NOT_LISTED, PRIVATE_ADDRESS};
+use crate::net::rules::{CLOSED_LOGIN, IP_NOT_LISTED, NOT_LISTED, PRIVATE_ADDRESS};
 use crate::text::printable_str;
 
 /// `host` or `host:port` as `--allow-domain` and `agentbox allow` take it (80 and 443 are
@@ -22,6 +22,20 @@ pub fn allowable(s: &Summary) -> Vec<String> {
         .denied
         .iter()
         .filter(|(_, _, why, _)| why == NOT_LISTED || why == IP_NOT_LISTED)
+        .map(|(h, p, _, _)| pattern_of(h, *p))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The profile's hosts refused as closed while the broker holds its key, as patterns, sorted,
+/// deduplicated: never offered for allowing (`--learn` names them apart).
+pub fn closed(s: &Summary) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .denied
+        .iter()
+        .filter(|(_, _, why, _)| why == CLOSED_LOGIN)
         .map(|(h, p, _, _)| pattern_of(h, *p))
         .collect();
     v.sort();
@@ -122,6 +136,10 @@ mod tests {
             ("evil.example", 443, "denied by --deny-domain evil.example"),
         ]);
         assert_eq!(allowable(&s), ["10.0.0.1", "a.example:8080", "b.example"]);
+        // A login closed while the broker holds the key is not offered for every run.
+        let c = summary(&[("login.example", 443, CLOSED_LOGIN)]);
+        assert!(allowable(&c).is_empty() && after_exit(1, false, Some(&c)).is_none());
+        assert_eq!(closed(&c), ["login.example"]);
         let line = after_exit(2, false, Some(&s)).unwrap();
         assert!(
             line.contains("`agentbox allow 10.0.0.1 a.example:8080 b.example`"),

@@ -10,6 +10,10 @@ use crate::error::Fail;
 /// these), and the start of the reason for an allowed name with only non-public addresses.
 pub const NOT_LISTED: &str = "not in the allowlist";
 pub const IP_NOT_LISTED: &str = "an IP address no --allow-domain names";
+/// The refusal of a profile host closed while the broker holds the profile's key
+/// (`NetFilter::drop_login_hosts`): not a host missing from the list, so the failure hint and
+/// `agentbox allow --from-learn` do not offer to allow it for every run.
+pub const CLOSED_LOGIN: &str = "closed while the broker holds the profile's key (a login or another API: a way out with another account)";
 pub const PRIVATE_ADDRESS: &str = "resolves to non-public address";
 
 /// Ports a pattern without one allows.
@@ -193,6 +197,9 @@ pub struct NetPolicy {
     /// Names (`--allow-private-host`) that may reach private addresses though they do not
     /// name one themselves: the user's own mirror behind split DNS.
     pub private: Vec<Pattern>,
+    /// The profile's hosts closed while its key is brokered (`NetFilter::drop_login_hosts`):
+    /// refused with their own reason where nothing else allows them.
+    pub closed: Vec<Pattern>,
 }
 
 impl NetPolicy {
@@ -207,6 +214,7 @@ impl NetPolicy {
                 .map(|p| Pattern::parse(p))
                 .collect::<Result<_, _>>()?,
             private: Vec::new(),
+            closed: Vec::new(),
         })
     }
 
@@ -265,6 +273,9 @@ impl NetPolicy {
         match self.allow.iter().position(|p| p.matches(host, port)) {
             Some(i) => Decision::Allow(i),
             None if matches!(host, Host::Ip(_)) => Decision::Deny(IP_NOT_LISTED.to_owned()),
+            None if self.closed.iter().any(|p| p.matches(host, port)) => {
+                Decision::Deny(CLOSED_LOGIN.to_owned())
+            }
             None => Decision::Deny(NOT_LISTED.to_owned()),
         }
     }
@@ -390,6 +401,7 @@ impl NetFilter {
         let gone: Vec<Pattern> = drop.iter().filter_map(|h| Pattern::parse(h).ok()).collect();
         self.rules.allow.retain(|p| !gone.contains(p));
         self.allow.retain(|h| !drop.contains(h));
+        self.rules.closed.extend(gone);
         drop
     }
 
@@ -444,6 +456,14 @@ mod tests {
         assert!(allowed(&f, "api.example.com") && allowed(&f, "mine.example.com"));
         assert!(!allowed(&f, "login.example.com") && !allowed(&f, "x.auth.example.com"));
         assert!(allowed(&filter, "login.example.com"), "the control");
+        // Refused as closed, not as unlisted: the failure hint and `--from-learn` take only
+        // the unlisted, so neither offers to allow a login for every run.
+        let why = |f: &NetFilter, h: &str| match f.rules.decide(&Host::parse(h).unwrap(), 443) {
+            Decision::Deny(w) => w,
+            Decision::Allow(_) => String::new(),
+        };
+        assert_eq!(why(&f, "login.example.com"), CLOSED_LOGIN);
+        assert_eq!(why(&f, "other.example.com"), NOT_LISTED);
     }
 
     fn host(s: &str) -> Host {

@@ -210,11 +210,14 @@ fn report(s: &Summary, learn: bool) {
         // A name refused for its private address is already allowed: saying "allow it" again
         // would not help, so it is named with its reason instead.
         let private = hint::private(s);
+        // The profile's logins closed while its key is brokered are named apart, not offered.
+        let closed = hint::closed(s);
         let hosts: Vec<String> = s
             .requested
             .iter()
             .filter(|(h, _)| !private.contains(&printable_str(h)))
             .map(|(h, p)| hint::pattern_of(h, *p))
+            .filter(|p| !closed.contains(p))
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -237,6 +240,9 @@ fn report(s: &Summary, learn: bool) {
             err,
             "  (with --net-log FILE, `agentbox allow --from-learn FILE` takes the refused ones)"
         );
+        for h in &closed {
+            let _ = writeln!(err, "  {h}: {}", crate::net::rules::CLOSED_LOGIN);
+        }
         for h in &private {
             let _ = writeln!(
                 err,

@@ -303,6 +303,12 @@ fn the_profiles_login_hosts_are_closed_while_the_key_is_brokered() {
             text.contains("\"host\":\"claude.ai\"") && text.contains("\"allowed\":false"),
             "{text}"
         );
+        // Refused as closed: neither the report nor `--from-learn` offers it for every run.
+        assert!(text.contains("closed while the broker"), "{text}");
+        assert!(
+            stderr.contains("blocked 1 request") && !stderr.contains("agentbox allow claude.ai"),
+            "{stderr}"
+        );
         for control in [&["--no-broker"][..], &["--allow-domain", "claude.ai"]] {
             let (_, text) = decision(control);
             assert!(
