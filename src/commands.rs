@@ -143,6 +143,28 @@ pub fn profile_show(name: &str, env: &Env) -> Result<ExitCode> {
         })
         .collect();
     writeln!(out, "  env passed:     {}", list(&env_passed))?;
+    // The keys the credential broker holds (when set on the host): never passed, a phantom
+    // instead, and the base URL pointing at the broker.
+    let brokered: Vec<String> = policy
+        .credentials
+        .iter()
+        .map(|c| {
+            let how = if c.bearer { "as Bearer " } else { "" };
+            format!(
+                "{} ({how}in {}, to {}; base URL from {})",
+                c.var, c.header, c.upstream, c.base_url_var
+            )
+        })
+        .collect();
+    match (brokered.is_empty(), p.credentials.is_empty()) {
+        (false, _) => writeln!(out, "  keys brokered:  {}", brokered.join("; "))?,
+        (true, false) => writeln!(
+            out,
+            "  keys brokered:  none: the broker is off here (it needs --net filtered, and no \
+             --no-broker); the keys are then passed only with --env NAME"
+        )?,
+        (true, true) => {}
+    }
     writeln!(out, "  env set:        {}", list(&set))?;
     writeln!(out, "  env set (no telemetry): {}", list(&quiet))?;
     let net = match policy.net {

@@ -112,6 +112,13 @@ fn profiles_shell_init_completions_and_man() {
             out.contains("ANTHROPIC_API_KEY") && out.contains("statsig"),
             "{out}"
         );
+        // The keys the broker holds are named, with where each goes.
+        assert!(
+            out.contains(
+                "keys brokered:  ANTHROPIC_API_KEY (in x-api-key, to https://api.anthropic.com"
+            ),
+            "{out}"
+        );
         assert_eq!(cmd(&["profile", "show", "nope"]).code(), 125);
         let out = cmd(&["shell-init", "bash"]).ok();
         assert!(
