@@ -258,6 +258,12 @@ impl World {
     }
 
     /// tmux as the scenario's user, on a server of its own (its socket in the home).
+    /// Kills this world's tmux server when dropped: a failed assertion must not leave one
+    /// running on the host (hold it for as long as the test uses tmux).
+    pub fn tmux_server(&self) -> TmuxServer<'_> {
+        TmuxServer(self)
+    }
+
     pub fn tmux(&self, args: &[&str]) -> Command {
         let mut c = self.program(OsStr::new("tmux"));
         c.arg("-S")
@@ -446,4 +452,18 @@ pub fn leaks(ids: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = ids.iter().map(|i| format!("LEAK:{i}")).collect();
     v.sort();
     v
+}
+
+/// See `World::tmux_server`.
+pub struct TmuxServer<'a>(&'a World);
+
+impl Drop for TmuxServer<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .tmux(&["kill-server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }

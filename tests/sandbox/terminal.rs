@@ -12,6 +12,7 @@ use crate::harness::{bin, each_user, shell_quote, wait_for};
 #[test]
 fn on_a_terminal_resize_reaches_the_sandbox_and_tiocsti_does_not() {
     each_user(|w| {
+        let _server = w.tmux_server();
         let tmux = |args: &[&str]| {
             let st = w.tmux(args).status().unwrap();
             assert!(st.success(), "tmux {args:?}");
@@ -69,6 +70,7 @@ fn on_a_terminal_resize_reaches_the_sandbox_and_tiocsti_does_not() {
 #[test]
 fn ctrl_c_belongs_to_the_agent() {
     each_user(|w| {
+        let _server = w.tmux_server();
         let tmux = |args: &[&str]| w.tmux(args).status().unwrap();
         let agent = "trap 'echo got-int >> int.txt; stop=1' INT; echo ready > ready.txt; i=0; \
                      while [ $i -lt 300 ] && [ -z \"$stop\" ]; do sleep 0.05; i=$((i+1)); done; \

@@ -215,6 +215,7 @@ fn import_login_copies_once_mode_0600_and_never_through_a_symlink() {
 #[test]
 fn trust_on_a_terminal_asks_first() {
     each_user(|w| {
+        let _server = w.tmux_server();
         w.write("home/src/project/.agentbox.toml", "env = [\"FOO=bar\"]\n");
         let bin = crate::harness::bin();
         let trust = |answer: &str, name: &str| {
