@@ -5,44 +5,15 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, TcpListener};
+use std::net::IpAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::{World, each_user};
+use crate::harness::{self, World, each_user, http_ok};
 
 /// An HTTP server on `ip` answering every request with 200; bounded in requests and time.
 fn http_server_on(ip: IpAddr, max: usize) -> u16 {
-    let listener = TcpListener::bind((ip, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut served = 0;
-        while served < max && Instant::now() < deadline {
-            let Ok((stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            served += 1;
-            stream.set_nonblocking(false).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let mut s = reader.into_inner();
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
-        }
-    });
-    port
+    harness::http_server(ip, max, |_, _| http_ok(b"ok"))
 }
 
 fn http_server(max: usize) -> u16 {

@@ -4,12 +4,11 @@
 //! brokered host is refused. The positive controls run the same requests with `--no-broker`.
 //! The upstream is a recording HTTP server on the host's loopback.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Out, World, each_user};
+use crate::harness::{self, Out, World, each_user, http_ok};
 
 /// The user's real key; the scripts below never spell it (it would be in their command line).
 const REAL: &str = "sk-real-broker-test-7f3a9c";
@@ -17,46 +16,11 @@ const REAL: &str = "sk-real-broker-test-7f3a9c";
 /// A loopback server recording each request's head, answering 200 "ok" and closing; bounded
 /// in connections and time.
 fn recorder(max: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut served = 0;
-        while served < max && Instant::now() < deadline {
-            let Ok((stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            served += 1;
-            stream.set_nonblocking(false).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut head = String::new();
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                head.push_str(&line);
-                line.clear();
-            }
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    n.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            record.lock().unwrap().push(head);
-            let mut s = reader.into_inner();
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-        }
+    let port = harness::http_server(IpAddr::from([127, 0, 0, 1]), max, move |head, _| {
+        record.lock().unwrap().push(head.to_owned());
+        http_ok(b"ok")
     });
     (port, seen)
 }

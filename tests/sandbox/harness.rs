@@ -4,8 +4,8 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -357,6 +357,66 @@ pub fn loopback_server(max_conns: usize) -> (u16, std::thread::JoinHandle<usize>
         served
     });
     (port, handle)
+}
+
+/// An HTTP server on `ip` (a loopback address): for each request it reads the head and the
+/// body (by Content-Length) and writes what `respond(head, body)` returns, then closes.
+/// Bounded: `max` connections, two minutes, 30 s per read.
+pub fn http_server(
+    ip: IpAddr,
+    max: usize,
+    respond: impl Fn(&str, Vec<u8>) -> Vec<u8> + Send + 'static,
+) -> u16 {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut served = 0;
+        while served < max && Instant::now() < deadline {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            served += 1;
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                head.push_str(&line);
+                line.clear();
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = reader.into_inner().write_all(&respond(&head, body));
+        }
+    });
+    port
+}
+
+/// A `200 OK` answer carrying `body`, closing the connection.
+pub fn http_ok(body: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
 }
 
 pub fn processes_with(marker: &str) -> Vec<u32> {

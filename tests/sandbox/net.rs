@@ -4,45 +4,19 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::IpAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::{each_user, escape_suite, loopback_server, processes_with, send_term};
+use crate::harness::{
+    self, each_user, escape_suite, http_ok, loopback_server, processes_with, send_term,
+};
 
 /// A loopback HTTP server answering every request with `body`; bounded in requests and time.
 fn http_server(body: &'static str, max: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut served = 0;
-        while served < max && Instant::now() < deadline {
-            let Ok((stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            served += 1;
-            stream.set_nonblocking(false).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let mut s = reader.into_inner();
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+    harness::http_server(IpAddr::from([127, 0, 0, 1]), max, move |_, _| {
+        http_ok(body.as_bytes())
+    })
 }
 
 /// One curl call printing its status code (000: no HTTP answer); never fails the script.

@@ -3,54 +3,14 @@
 //! These check that what arrives is exactly what was sent, both ways, on the CONNECT and the
 //! captured paths. Loopback only; bounded in size, connections and time.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
 
-use crate::harness::each_user;
+use crate::harness::{self, each_user, http_ok};
 
 /// A loopback HTTP server that answers each request with its own body (read by
 /// Content-Length): the upload comes back as the download. Bounded in connections and time.
 fn echo_server(max: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut served = 0;
-        while served < max && Instant::now() < deadline {
-            let Ok((stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            served += 1;
-            stream.set_nonblocking(false).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(30)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            let mut len = 0usize;
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0u8; len];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let mut s = reader.into_inner();
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
-            );
-            let _ = s.write_all(&body);
-        }
-    });
-    port
+    harness::http_server(IpAddr::from([127, 0, 0, 1]), max, |_, body| http_ok(&body))
 }
 
 #[test]
