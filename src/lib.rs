@@ -31,6 +31,7 @@ pub mod profile;
 pub mod projectfile;
 pub mod rough;
 pub mod rules;
+pub mod rundir;
 pub mod runlock;
 pub mod seccomp;
 pub mod secrets;

@@ -8,17 +8,16 @@
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::net::Shutdown;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::http::{self, Framing};
 use super::{MAX_CHECKED_BODY, Owned, Proxy, Route, check, checks_body, resolve_on_host, route};
-use crate::hostfs::{self, Untrusted};
+use crate::hostfs::Untrusted;
+use crate::rundir::SocketServer;
 
 pub const SOCKET: &str = "docker.sock";
 const MAX_CONNECTIONS: usize = 128;
@@ -37,11 +36,7 @@ struct Shared {
 }
 
 pub struct Running {
-    dir: PathBuf,
-    socket: PathBuf,
-    areas: Untrusted,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
+    server: SocketServer,
     shared: Arc<Shared>,
 }
 
@@ -58,90 +53,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub fn start(proxy: Proxy, uid: u32, areas: &Untrusted) -> Result<Running> {
-    let dir = proxy
-        .socket
-        .parent()
-        .context("docker socket has no directory")?;
-    let base = dir.parent().context("docker directory has no parent")?;
-    crate::sshagent::serve::private_base(base, uid, areas)?;
-    for old in crate::stale::orphans(base, "docker-") {
-        if let Err(e) = hostfs::remove_tree(&old, areas) {
-            eprintln!("agentbox: warning: leftover of an earlier run: {e:#}");
-        }
-    }
-    hostfs::create_dir(dir, 0o700, areas)?;
-    let mut running = Running {
-        dir: dir.to_owned(),
-        socket: proxy.socket.clone(),
-        areas: areas.clone(),
-        stop: Arc::new(AtomicBool::new(false)),
-        accept: None,
-        shared: Arc::new(Shared {
-            proxy,
-            owned: Mutex::default(),
-            refused: Mutex::default(),
-        }),
-    };
-    let listener = UnixListener::bind(&running.socket).context("binding the docker socket")?;
-    let (stop, shared) = (running.stop.clone(), running.shared.clone());
-    let open = Arc::new(AtomicUsize::new(0));
-    running.accept = Some(
-        std::thread::Builder::new()
-            .name("docker".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-                        continue;
-                    }
-                    let slot = crate::sshagent::serve::Slot::take(&open);
-                    let shared = shared.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("docker-conn".into())
-                        .spawn(move || {
-                            let _slot = slot;
-                            let _ = serve(conn, &shared);
-                        });
-                    if spawned.is_err() {
-                        // The closure never ran: its slot went with it.
-                        continue;
-                    }
-                }
-            })
-            .context("starting the docker filter")?,
-    );
-    Ok(running)
+    let socket = proxy.socket.clone();
+    let shared = Arc::new(Shared {
+        proxy,
+        owned: Mutex::default(),
+        refused: Mutex::default(),
+    });
+    let conn_shared = shared.clone();
+    let server = SocketServer::start(
+        &socket,
+        "docker-",
+        "docker",
+        MAX_CONNECTIONS,
+        uid,
+        areas,
+        move |conn| {
+            let _ = serve(conn, &conn_shared);
+        },
+    )?;
+    Ok(Running { server, shared })
 }
 
 impl Running {
     /// Stops accepting, removes the directory and says what was refused.
     pub fn finish(mut self) {
-        self.stop_accepting();
+        self.server.stop();
         let refused = lock(&self.shared.refused);
         if !refused.is_empty() {
             let parts: Vec<String> = refused.iter().map(|(w, n)| format!("{w} x{n}")).collect();
             let line = format!("agentbox: --docker: refused {}", parts.join("; "));
             eprintln!("{}", crate::text::terminal(&line));
-        }
-    }
-
-    fn stop_accepting(&mut self) {
-        if let Some(h) = self.accept.take() {
-            self.stop.store(true, Ordering::SeqCst);
-            let _ = UnixStream::connect(&self.socket);
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop_accepting();
-        if let Err(e) = hostfs::remove_tree(&self.dir, &self.areas) {
-            eprintln!("agentbox: warning: {e:#}");
         }
     }
 }

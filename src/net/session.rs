@@ -6,12 +6,10 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::error::Fail;
 use crate::hostfs::{self, Untrusted};
 use crate::inside::SOCKET_NAME;
 use crate::net::hint;
@@ -60,22 +58,6 @@ pub struct Running {
     learn: bool,
 }
 
-/// Makes `base` (0700, ours) if needed; refuses one that another user could have prepared.
-fn private_base(base: &Path, uid: u32, areas: &Untrusted) -> Result<()> {
-    hostfs::create_dir_all(base, 0o700, areas)?;
-    let meta = fs::symlink_metadata(base)?;
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        bail!(Fail::hint(
-            format!(
-                "{} is not a private directory of yours (another user may have made it)",
-                base.display()
-            ),
-            "remove it, or set XDG_RUNTIME_DIR; agentbox makes it 0700",
-        ));
-    }
-    Ok(())
-}
-
 /// Removes `net-PID` directories whose agentbox is gone, whatever was done inside them.
 fn sweep(base: &Path, areas: &Untrusted) {
     for dir in crate::stale::orphans(base, "net-") {
@@ -112,7 +94,7 @@ pub fn prepare(
     refresh: Option<proxy::Refresh>,
 ) -> Result<Pending> {
     let base = net.dir.parent().context("socket directory has no parent")?;
-    private_base(base, net.uid, areas)?;
+    crate::rundir::private_base(base, net.uid, areas)?;
     sweep(base, areas);
     hostfs::create_dir(&net.dir, 0o700, areas)?;
     // From here on, dropping `running` removes the directory again.

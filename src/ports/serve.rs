@@ -142,14 +142,7 @@ pub fn start(ports: &[Publish], socket: &Path, uid: u32, areas: &Untrusted) -> R
         .map(|p| Ok((*p, bind(p)?)))
         .collect::<Result<Vec<_>>>()?;
     let dir = socket.parent().context("ports socket has no directory")?;
-    let base = dir.parent().context("ports directory has no parent")?;
-    crate::sshagent::serve::private_base(base, uid, areas)?;
-    for old in crate::stale::orphans(base, "ports-") {
-        if let Err(e) = hostfs::remove_tree(&old, areas) {
-            eprintln!("agentbox: warning: leftover of an earlier run: {e:#}");
-        }
-    }
-    hostfs::create_dir(dir, 0o700, areas)?;
+    crate::rundir::make(dir, "ports-", uid, areas)?;
     let mut running = Running {
         dir: dir.to_owned(),
         areas: areas.clone(),

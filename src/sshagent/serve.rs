@@ -7,23 +7,19 @@
 //! reaches.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 use super::{
     FAILURE, Identity, KeyFilter, Malformed, REQUEST_IDENTITIES, Request, body_len, fingerprint,
     frame, identities_answer, parse_identities, parse_request,
 };
-use crate::error::Fail;
-use crate::hostfs::{self, Untrusted};
+use crate::hostfs::Untrusted;
+use crate::rundir::SocketServer;
 
 /// Connections served at once (`ssh`, `git` and `ssh-add` use one each).
 const MAX_CONNECTIONS: usize = 64;
@@ -80,11 +76,7 @@ struct Stats {
 }
 
 pub struct Running {
-    dir: PathBuf,
-    socket: PathBuf,
-    areas: Untrusted,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
+    server: SocketServer,
     stats: Arc<Mutex<Stats>>,
 }
 
@@ -103,129 +95,41 @@ pub fn for_run(
 /// Makes the directory, binds the socket (before bwrap starts, which binds it inside) and
 /// starts serving it. `upstream` is the user's agent.
 pub fn start(proxy: &super::Proxy, uid: u32, areas: &Untrusted) -> Result<Running> {
-    let socket = proxy.socket.as_path();
-    let dir = socket.parent().context("agent socket has no directory")?;
-    let base = dir.parent().context("agent directory has no parent")?;
-    private_base(base, uid, areas)?;
-    for old in crate::stale::orphans(base, "ssh-") {
-        if let Err(e) = hostfs::remove_tree(&old, areas) {
-            eprintln!("agentbox: warning: leftover of an earlier run: {e:#}");
-        }
-    }
-    hostfs::create_dir(dir, 0o700, areas)?;
-    let mut running = Running {
-        dir: dir.to_owned(),
-        socket: socket.to_owned(),
-        areas: areas.clone(),
-        stop: Arc::new(AtomicBool::new(false)),
-        accept: None,
-        stats: Arc::default(),
-    };
-    let listener = UnixListener::bind(socket).context("binding the ssh-agent socket")?;
-    let (stop, stats, upstream) = (
-        running.stop.clone(),
-        running.stats.clone(),
-        proxy.upstream.clone(),
-    );
-    let filter = Arc::new(Filter {
+    let stats: Arc<Mutex<Stats>> = Arc::default();
+    let upstream = proxy.upstream.clone();
+    let filter = Filter {
         keys: proxy.filter.clone(),
         askpass: proxy.askpass.clone(),
         host_keys: proxy.host_keys.clone(),
         asking: Mutex::new(()),
-    });
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    running.accept = Some(
-        std::thread::Builder::new()
-            .name("ssh-agent".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    // Each connection is a thread and a connection to the user's agent: a
-                    // sandbox opening them without end is stopped at this many.
-                    if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-                        continue;
-                    }
-                    let slot = Slot::take(&open);
-                    let (filter, stats, upstream) =
-                        (filter.clone(), stats.clone(), upstream.clone());
-                    // A connection that misbehaves only ends itself.
-                    let _ = std::thread::Builder::new()
-                        .name("ssh-agent-conn".into())
-                        .spawn(move || {
-                            let _slot = slot;
-                            let _ = serve(conn, &upstream, &filter, &stats);
-                        });
-                }
-            })
-            .context("starting the ssh-agent filter")?,
-    );
-    Ok(running)
-}
-
-/// One connection counted in `open` until it is dropped: when its thread ends, panics, or
-/// was never started (a count that only grew would refuse every connection after a while).
-pub(crate) struct Slot(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Slot {
-    pub(crate) fn take(open: &Arc<std::sync::atomic::AtomicUsize>) -> Slot {
-        open.fetch_add(1, Ordering::SeqCst);
-        Slot(open.clone())
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Makes `base` (0700, ours) if needed; refuses one that another user could have prepared.
-pub(crate) fn private_base(base: &Path, uid: u32, areas: &Untrusted) -> Result<()> {
-    hostfs::create_dir_all(base, 0o700, areas)?;
-    let meta = fs::symlink_metadata(base)?;
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        bail!(Fail::hint(
-            format!(
-                "{} is not a private directory of yours (another user may have made it)",
-                base.display()
-            ),
-            "remove it, or set XDG_RUNTIME_DIR; agentbox makes it 0700",
-        ));
-    }
-    Ok(())
+    };
+    let counts = stats.clone();
+    // Each connection is a thread and a connection to the user's agent (`ssh`, `git` and
+    // `ssh-add` use one each).
+    let server = SocketServer::start(
+        &proxy.socket,
+        "ssh-",
+        "ssh-agent",
+        MAX_CONNECTIONS,
+        uid,
+        areas,
+        move |conn| {
+            let _ = serve(conn, &upstream, &filter, &counts);
+        },
+    )?;
+    Ok(Running { server, stats })
 }
 
 impl Running {
     /// Stops accepting, removes the directory and says what the sandbox did with the agent.
     pub fn finish(mut self) {
-        self.stop_accepting();
+        self.server.stop();
         let s = match self.stats.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
         if let Some(line) = summary(&s) {
             eprintln!("agentbox: {line}");
-        }
-    }
-
-    fn stop_accepting(&mut self) {
-        if let Some(h) = self.accept.take() {
-            self.stop.store(true, Ordering::SeqCst);
-            // Wakes the accept loop, which then sees the flag.
-            let _ = UnixStream::connect(&self.socket);
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop_accepting();
-        if let Err(e) = hostfs::remove_tree(&self.dir, &self.areas) {
-            eprintln!("agentbox: warning: {e:#}");
         }
     }
 }
