@@ -79,9 +79,25 @@ pub(crate) async fn pump<R: Socket, W: Socket>(
     to: &W,
     count: &AtomicU64,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; MIN_BUF];
+    // The buffer exists only while bytes are in hand: an idle tunnel (most of a thousand open
+    // ones) holds none. `size` grows with full reads, for the next burst.
+    let mut size = MIN_BUF;
+    let mut buf = Vec::new();
     loop {
-        let n = read(from, &mut buf).await?;
+        let n = loop {
+            from.ready(Interest::READABLE).await?;
+            if buf.len() != size {
+                buf = vec![0u8; size];
+            }
+            match from.try_io(Interest::READABLE, || {
+                Ok(rustix::io::read(from.as_fd(), &mut buf)?)
+            }) {
+                // Nothing there after all (readiness is only cleared by a would-block, so this
+                // follows every drained read): wait without the buffer.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = Vec::new(),
+                other => break other?,
+            }
+        };
         if n == 0 {
             return shutdown(to);
         }
@@ -89,7 +105,7 @@ pub(crate) async fn pump<R: Socket, W: Socket>(
         count.fetch_add(n as u64, Ordering::Relaxed);
         // A full read means more is waiting: read more at a time, up to the cap; a bulk
         // transfer goes on in the kernel.
-        if n == buf.len()
+        if n == size
             && n >= SPLICE_AFTER
             && let Some(pipe) = Pipe::new()
         {
@@ -98,21 +114,8 @@ pub(crate) async fn pump<R: Socket, W: Socket>(
             // reach it, not in every idle tunnel's task.
             return Box::pin(pipe.pump(from, to, count)).await;
         }
-        if n == buf.len() && buf.len() < MAX_BUF {
-            buf.resize((buf.len() * 4).min(MAX_BUF), 0);
-        }
-    }
-}
-
-/// Reads what is there (0: end of input).
-async fn read<R: Socket>(from: &R, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        from.ready(Interest::READABLE).await?;
-        match from.try_io(Interest::READABLE, || {
-            Ok(rustix::io::read(from.as_fd(), &mut *buf)?)
-        }) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return other,
+        if n == size && size < MAX_BUF {
+            size = (size * 4).min(MAX_BUF);
         }
     }
 }
