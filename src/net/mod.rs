@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod dns;
+pub mod handoff;
 pub mod hint;
 pub mod proxy;
 pub mod relay;

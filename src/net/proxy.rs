@@ -28,10 +28,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::OwnedFd;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::net::handoff;
 use crate::net::rules::{Host, NetPolicy};
 use dial::{Dialer, Refusal};
 use tally::{Entry, Record, Tally};
@@ -232,6 +235,8 @@ enum Kind {
         head: Vec<u8>,
     },
     Socks,
+    /// A connection the relay captured on a synthetic address and handed over.
+    Captured,
 }
 
 impl Kind {
@@ -240,30 +245,104 @@ impl Kind {
             Kind::Connect => "CONNECT",
             Kind::Forward { method, .. } => method,
             Kind::Socks => "SOCKS5",
+            Kind::Captured => "captured",
         }
     }
 }
 
-async fn serve(mut client: UnixStream, ctx: &Ctx) {
+async fn serve(mut unix: UnixStream, ctx: &Ctx) {
     // One deadline over the token and the whole request head, not per read: a client sending
     // a byte a second must not hold a connection for hours.
     let deadline = tokio::time::Instant::now() + ctx.head_deadline;
-    let first = tokio::time::timeout_at(deadline, read_token(&mut client, ctx)).await;
-    let Ok(Some(first)) = first else { return };
+    let first = tokio::time::timeout_at(deadline, read_token(&mut unix, ctx)).await;
+    let Ok(Some((first, fd))) = first else { return };
+    let kind = handoff::Kind::from_byte(first);
+    let (kind, fd) = match (kind, fd) {
+        // A client on the UNIX socket itself.
+        (None, None) => return serve_client(unix, first, deadline, ctx).await,
+        (Some(kind), Some(fd)) => (kind, fd),
+        // A descriptor with anything else, or a handover without one: closed.
+        _ => return,
+    };
+    // The relay's handover: the agent's own connection, checked to be one.
+    let Ok(mut client) = handoff::tcp_stream(fd) else {
+        return;
+    };
+    match kind {
+        handoff::Kind::Proxy => {
+            drop(unix);
+            let mut first = [0u8; 1];
+            let read = tokio::time::timeout_at(deadline, client.read_exact(&mut first)).await;
+            if let Ok(Ok(_)) = read {
+                serve_client(client, first[0], deadline, ctx).await;
+            }
+        }
+        handoff::Kind::Broker => {
+            drop(unix);
+            Box::pin(serve_broker(client, ctx)).await;
+        }
+        handoff::Kind::Capture => {
+            let target = tokio::time::timeout_at(deadline, read_target(&mut unix)).await;
+            drop(unix);
+            if let Ok(Some((host, port))) = target {
+                let req = Request {
+                    kind: Kind::Captured,
+                    host,
+                    port,
+                    early: Vec::new(),
+                };
+                proceed(&mut client, req, ctx).await;
+            }
+        }
+    }
+}
+
+/// A client that speaks to the proxy itself (on the UNIX socket, or handed over from the
+/// relay's proxy port), whose first byte was `first`.
+async fn serve_client<C>(mut client: C, first: u8, deadline: tokio::time::Instant, ctx: &Ctx)
+where
+    C: tunnel::Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if first == crate::net::broker::MARK {
         // A request for the credential broker, through the relay's broker port: HTTP with
         // keep-alive from here, under no head deadline (an agent's connection idles between
         // requests).
-        if let Some(broker) = &ctx.broker {
-            let tally = ctx.tally.clone();
-            broker.clone().serve(client, broker_log(tally)).await;
-        }
-        return;
+        return Box::pin(serve_broker(client, ctx)).await;
     }
-    let req = tokio::time::timeout_at(deadline, read_request(&mut client, first)).await;
+    let req = Box::pin(tokio::time::timeout_at(
+        deadline,
+        read_request(&mut client, first),
+    ))
+    .await;
     if let Ok(Some(req)) = req {
-        proceed(client, req, ctx).await;
+        proceed(&mut client, req, ctx).await;
     }
+}
+
+async fn serve_broker<C>(client: C, ctx: &Ctx)
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if let Some(broker) = &ctx.broker {
+        let tally = ctx.tally.clone();
+        broker.clone().serve(client, broker_log(tally)).await;
+    }
+}
+
+/// A captured connection's destination, "name:port\n", as the relay sends it after the
+/// socket. `None`: malformed, too long or cut short.
+async fn read_target(unix: &mut UnixStream) -> Option<(Host, u16)> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        if line.len() > handoff::MAX_TARGET {
+            return None;
+        }
+        unix.read_exact(&mut byte).await.ok()?;
+        line.push(byte[0]);
+    }
+    let text = std::str::from_utf8(&line[..line.len() - 1]).ok()?;
+    http::authority(text, None)
 }
 
 /// The net log's line for a brokered request: host, method, path, status; never a header.
@@ -291,22 +370,24 @@ fn broker_log(tally: Arc<Mutex<Tally>>) -> Arc<dyn Fn(crate::net::broker::Event)
     })
 }
 
-/// The token line, then the first byte of what follows. `None`: the client is to be closed.
-async fn read_token(client: &mut UnixStream, ctx: &Ctx) -> Option<u8> {
+/// The token line, then the first byte of what follows with the descriptor the relay may
+/// have passed with it (`handoff`). `None`: the client is to be closed.
+async fn read_token(client: &mut UnixStream, ctx: &Ctx) -> Option<(u8, Option<OwnedFd>)> {
     let mut line = vec![0u8; ctx.token_line.len()];
     client.read_exact(&mut line).await.ok()?;
     // No reply at all to a wrong token: nothing for a stranger to learn.
     if !same_bytes(&line, &ctx.token_line) {
         return None;
     }
-    let mut first = [0u8; 1];
-    client.read_exact(&mut first).await.ok()?;
-    Some(first[0])
+    handoff::recv_byte(client).await.ok()?
 }
 
 /// The request whose first byte was `first`. `None`: the client is to be closed (anything it
 /// was owed, such as a 400, has been sent).
-async fn read_request(client: &mut UnixStream, first: u8) -> Option<Request> {
+async fn read_request<C>(client: &mut C, first: u8) -> Option<Request>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let first = [first];
     match first[0] {
         socks::VERSION => socks::read_request(client).await,
@@ -319,11 +400,40 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
+async fn proceed<C>(client: &mut C, req: Request, ctx: &Ctx)
+where
+    C: tunnel::Socket + AsyncWrite + Unpin,
+{
+    // Every step before the copy is boxed: an open tunnel's task then holds only what the copy
+    // needs, and a thousand idle tunnels are a thousand tasks.
+    let Some((mut upstream, record)) = Box::pin(open(client, &req, ctx)).await else {
+        return;
+    };
+    // While a broker runs, a tunnel's TLS hello must not name a brokered host (`hello`).
+    let routes = match (&ctx.broker, &req.kind) {
+        (Some(b), Kind::Connect | Kind::Socks | Kind::Captured) => b.routes(),
+        _ => &[],
+    };
+    if !routes.is_empty() {
+        return Box::pin(checked(client, upstream, req, routes, record, ctx)).await;
+    }
+    let greeted = Box::pin(greet(client, &mut upstream, &req, &req.early, &record)).await;
+    drop(req);
+    if greeted.is_ok() {
+        tunnel::run(&*client, &upstream, &record.up, &record.down).await;
+    }
+}
+
+/// Decides and dials: the upstream connection and the tunnel's record, or `None` once the
+/// client has been told why not.
+async fn open<C>(client: &mut C, req: &Request, ctx: &Ctx) -> Option<(TcpStream, Record)>
+where
+    C: AsyncWrite + Unpin,
+{
     let host = req.host.to_string();
-    let label = req.kind.label().to_owned();
+    let label = req.kind.label();
     tally::lock(&ctx.tally).request(&host, req.port);
-    let entry = |allowed, reason| Entry::new(&host, req.port, &label, allowed, reason);
+    let entry = |allowed, reason| Entry::new(&host, req.port, label, allowed, reason);
     // A brokered host is reached through the broker only: directly, the agent could send it
     // a key of its own (and the project to that key's account).
     let bypass = ctx
@@ -334,41 +444,45 @@ async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
         Some(why) => Err(Refusal::Denied(why)),
         None => ctx.dialer.open(&req.host, req.port).await,
     };
-    let (mut upstream, reason) = match opened {
-        Ok(opened) => opened,
+    match opened {
+        Ok((upstream, reason)) => {
+            tally::lock(&ctx.tally).connected();
+            Some((
+                upstream,
+                Record::new(ctx.tally.clone(), entry(true, reason)),
+            ))
+        }
         Err(refusal) => {
             tally::lock(&ctx.tally).refused(entry(refusal.allowed(), refusal.reason()));
-            let _ = client
-                .write_all(&refusal_reply(&req, &host, &refusal))
-                .await;
-            return;
+            let _ = client.write_all(&refusal_reply(req, &host, &refusal)).await;
+            None
         }
-    };
-    tally::lock(&ctx.tally).connected();
-    let record = Record::new(ctx.tally.clone(), entry(true, reason));
-    // While a broker runs, a tunnel's TLS hello must not name a brokered host (`hello`).
-    let routes = match (&ctx.broker, &req.kind) {
-        (Some(b), Kind::Connect | Kind::Socks) => b.routes(),
-        _ => &[],
-    };
-    if routes.is_empty() {
-        if greet(&mut client, &mut upstream, &req, &req.early, &record)
-            .await
-            .is_ok()
-        {
-            tunnel::run(&client, &upstream, &record.up, &record.down).await;
-        }
-        return;
     }
-    if greet(&mut client, &mut upstream, &req, &[], &record)
+}
+
+/// A tunnel whose TLS hello is checked first, while a broker runs: the hello must not name a
+/// brokered host.
+async fn checked<C>(
+    client: &mut C,
+    mut upstream: TcpStream,
+    req: Request,
+    routes: &[crate::net::broker::Route],
+    record: Record,
+    ctx: &Ctx,
+) where
+    C: tunnel::Socket + AsyncWrite + Unpin,
+{
+    if greet(client, &mut upstream, &req, &[], &record)
         .await
         .is_err()
     {
         return;
     }
+    let host = req.host.to_string();
+    let entry = |allowed, reason| Entry::new(&host, req.port, req.kind.label(), allowed, reason);
     let mut refused = None;
     let up = async {
-        let first = hello::first_flight(&mut tunnel::Reader(&client), req.early, |h| {
+        let first = hello::first_flight(&mut tunnel::Reader(&*client), req.early, |h| {
             crate::net::broker::bypass(routes, h)
         })
         .await?;
@@ -382,9 +496,9 @@ async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
         tunnel::write_all(&upstream, &first).await?;
         record.add_up(first.len());
         // Checked: from here the kernel copies (`tunnel`), nothing else is read.
-        tunnel::pump(&client, &upstream, &record.up).await
+        tunnel::pump(&*client, &upstream, &record.up).await
     };
-    let _ = tokio::try_join!(up, tunnel::pump(&upstream, &client, &record.down));
+    let _ = tokio::try_join!(up, tunnel::pump(&upstream, &*client, &record.down));
     if let Some(why) = refused {
         tally::lock(&ctx.tally).refused(entry(false, why));
     }
@@ -392,8 +506,8 @@ async fn proceed(mut client: UnixStream, req: Request, ctx: &Ctx) {
 
 /// Tells the client the tunnel is open (or sends the origin the rewritten request), then
 /// passes on `early`, what the client sent with its request.
-async fn greet(
-    client: &mut UnixStream,
+async fn greet<C: AsyncWrite + Unpin>(
+    client: &mut C,
     upstream: &mut TcpStream,
     req: &Request,
     early: &[u8],
@@ -401,6 +515,8 @@ async fn greet(
 ) -> std::io::Result<()> {
     match &req.kind {
         Kind::Connect => client.write_all(http::CONNECT_OK).await?,
+        // The client connected to the destination's (synthetic) address: nothing to say.
+        Kind::Captured => {}
         Kind::Socks => client.write_all(&socks::reply(socks::SUCCEEDED)).await?,
         Kind::Forward { head, .. } => {
             upstream.write_all(head).await?;
@@ -414,6 +530,8 @@ async fn greet(
 
 fn refusal_reply(req: &Request, host: &str, refusal: &Refusal) -> Vec<u8> {
     match (&req.kind, refusal) {
+        // It speaks its own protocol (TLS, mostly): it is closed, as the relay closed it.
+        (Kind::Captured, _) => Vec::new(),
         (Kind::Socks, Refusal::Denied(_)) => socks::reply(socks::NOT_ALLOWED).to_vec(),
         (Kind::Socks, Refusal::Unresolved(_)) => socks::reply(socks::HOST_UNREACHABLE).to_vec(),
         (Kind::Socks, Refusal::Unreachable(e)) => socks::reply(socks::dial_error_code(e)).to_vec(),

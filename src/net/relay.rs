@@ -1,11 +1,15 @@
 //! The sandbox's first process in filtered mode (`agentbox __relay`). It binds, while it still
-//! holds the two capabilities bwrap lent it: a proxy port on loopback that forwards every
-//! connection to the host proxy's UNIX socket, a DNS server on 127.0.0.1:53 that answers only
-//! allowed names (with synthetic loopback addresses, never asking another server), and
-//! listeners on 80, 443 and each port an allow pattern names, which tunnel connections to those
-//! synthetic addresses by name through the host proxy. That captures clients that ignore proxy
+//! holds the two capabilities bwrap lent it: a proxy port on loopback, a DNS server on
+//! 127.0.0.1:53 that answers only allowed names (with synthetic loopback addresses, never
+//! asking another server), and listeners on 80, 443 and each port an allow pattern names, for
+//! connections to those synthetic addresses. That captures clients that ignore proxy
 //! variables. Then it gives the agent back the user's own uid in a nested user namespace, drops
-//! every capability, loads the seccomp programs, starts the agent and relays until it exits.
+//! every capability, loads the seccomp programs and starts the agent.
+//!
+//! It carries no traffic: each connection it accepts is handed to the host proxy as it is
+//! (`handoff`: the socket itself, with what it is for and, if captured, the name behind its
+//! address), and the proxy decides and copies. So a tunnel costs the relay nothing after the
+//! handover, and the bytes take one proxy hop.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -16,14 +20,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
-
-use std::sync::atomic::AtomicU64;
 
 use crate::inside::{BROKER_ADDR, BROKER_PORT, PROXY_PORT, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
 use crate::net::dns::{self, Answer};
-use crate::net::proxy::tunnel;
+use crate::net::handoff;
 use crate::net::rules::{Host, NetPolicy};
 use crate::seccomp;
 use crate::sys;
@@ -31,8 +33,6 @@ use crate::sys;
 /// Synthetic addresses for allowed names: 127.80.0.0/16, all on the loopback interface.
 const SYNTH_BASE: u32 = u32::from_be_bytes([127, 80, 0, 0]);
 const SYNTH_SIZE: u32 = 1 << 16;
-/// A proxy's reply head is short; anything longer is refused.
-const MAX_REPLY_HEAD: usize = 8192;
 
 /// What the plan tells the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,8 +149,6 @@ fn become_user(ctx: &RelayCtx) -> Result<()> {
 
 pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
     let ctx: RelayCtx = serde_json::from_str(ctx_json).context("reading the relay context")?;
-    // Every tunnel holds two fds here: a 1024 soft limit would stop near 500 of them.
-    sys::raise_nofile_to_hard();
     let policy = NetPolicy::new(&ctx.allow, &ctx.deny)?;
     let token = std::fs::read_to_string(TOKEN_FILE).context("reading the proxy token")?;
     let bound = bind(&policy, ctx.broker)?;
@@ -260,41 +258,35 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, mode:
         tokio::spawn(async move {
             let _ = match mode {
                 Mode::Capture => tunnel_by_name(stream, &shared).await,
-                Mode::Proxy => pipe(stream, &shared, None).await,
-                Mode::Broker => pipe(stream, &shared, Some(crate::net::broker::MARK)).await,
+                Mode::Proxy => hand_over(stream, &shared, handoff::Kind::Proxy, None).await,
+                Mode::Broker => hand_over(stream, &shared, handoff::Kind::Broker, None).await,
             };
         });
     }
 }
 
-async fn upstream(shared: &Shared) -> std::io::Result<UnixStream> {
+/// Hands `client` to the host proxy (`handoff`) and keeps nothing: the proxy reads and writes
+/// the agent's connection itself from here. `target` is a captured connection's destination.
+async fn hand_over(
+    client: TcpStream,
+    shared: &Shared,
+    kind: handoff::Kind,
+    target: Option<String>,
+) -> std::io::Result<()> {
     let mut up = UnixStream::connect(&shared.socket).await?;
+    // The token in a write of its own: the proxy reads it with a plain read, which would
+    // discard a descriptor attached to it.
     up.write_all(format!("AGENTBOX {}\n", shared.token).as_bytes())
         .await?;
-    Ok(up)
-}
-
-/// Copies both ways as the host proxy does (`tunnel`: small buffers while idle, the kernel's
-/// splice for bulk).
-async fn splice(client: &TcpStream, up: &UnixStream) {
-    let (n1, n2) = (AtomicU64::new(0), AtomicU64::new(0));
-    tunnel::run(client, up, &n1, &n2).await;
-}
-
-/// A proxy-aware client (or the broker's, after `mark`): its bytes go to the host proxy as
-/// they are.
-async fn pipe(client: TcpStream, shared: &Shared, mark: Option<u8>) -> std::io::Result<()> {
-    let mut up = upstream(shared).await?;
-    if let Some(m) = mark {
-        up.write_all(&[m]).await?;
+    handoff::send(&up, kind, &client).await?;
+    if let Some(target) = target {
+        up.write_all(format!("{target}\n").as_bytes()).await?;
     }
-    let _ = client.set_nodelay(true);
-    splice(&client, &up).await;
     Ok(())
 }
 
-/// A client that connected to a synthetic address: ask the host proxy for a tunnel to the
-/// name behind it, on the same port.
+/// A client that connected to a synthetic address: the host proxy is to tunnel it to the name
+/// behind that address, on the same port.
 async fn tunnel_by_name(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let local: SocketAddr = client.local_addr()?;
     let SocketAddr::V4(v4) = local else {
@@ -308,23 +300,8 @@ async fn tunnel_by_name(client: TcpStream, shared: &Shared) -> std::io::Result<(
     let Some(name) = name else {
         return Ok(()); // not an address our DNS gave out: close
     };
-    let port = v4.port();
-    let mut up = upstream(shared).await?;
-    let req = format!("CONNECT {name}:{port} HTTP/1.1\r\nHost: {name}:{port}\r\n\r\n");
-    up.write_all(req.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > MAX_REPLY_HEAD || up.read(&mut byte).await? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    if !(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200")) {
-        return Ok(());
-    }
-    splice(&client, &up).await;
-    Ok(())
+    let target = format!("{name}:{}", v4.port());
+    hand_over(client, shared, handoff::Kind::Capture, Some(target)).await
 }
 
 fn answer(shared: &Shared, q: &dns::Question) -> Answer {

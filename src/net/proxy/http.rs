@@ -192,7 +192,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// `host:port`, `[v6]:port`, or without the port where there is a default. No userinfo:
 /// `http://allowed.com@evil.com/` is exactly the confusion to refuse.
-fn authority(s: &str, default_port: Option<u16>) -> Option<(Host, u16)> {
+pub(super) fn authority(s: &str, default_port: Option<u16>) -> Option<(Host, u16)> {
     if s.contains('@') {
         return None;
     }

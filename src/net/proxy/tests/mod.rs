@@ -4,6 +4,7 @@
 
 mod broker;
 mod flows;
+mod handoff;
 mod robust;
 
 use std::io;

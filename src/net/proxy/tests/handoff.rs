@@ -1,0 +1,190 @@
+//! Connections the relay hands over (`net::handoff`): the agent's own TCP socket, passed with
+//! what it is for. The agent's side here is a loopback TCP connection the test makes, as the
+//! relay's listener accepts it inside the sandbox.
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+
+use tokio::net::TcpStream;
+
+use super::*;
+use crate::net::handoff::{self, Kind};
+
+/// A loopback TCP connection: (the agent's end, the end the relay accepted).
+async fn agent_connection() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let agent = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (accepted, _) = l.accept().await.unwrap();
+    (agent, accepted)
+}
+
+/// What the relay does: token, the socket with its kind, the capture's target; then it keeps
+/// nothing.
+async fn hand_over(p: &Proxy, kind: Kind, target: Option<&str>) -> TcpStream {
+    let (agent, accepted) = agent_connection().await;
+    let mut unix = p.client().await;
+    within("handing over", handoff::send(&unix, kind, &accepted))
+        .await
+        .unwrap();
+    if let Some(t) = target {
+        unix.write_all(format!("{t}\n").as_bytes()).await.unwrap();
+    }
+    agent
+}
+
+/// Sends `byte` with `fd` attached, as a relay under the agent's control could.
+fn send_raw(unix: &UnixStream, byte: u8, fd: impl AsFd) {
+    let fds = [fd.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+    rustix::net::sendmsg(
+        unix,
+        &[IoSlice::new(&[byte])],
+        &mut control,
+        rustix::net::SendFlags::empty(),
+    )
+    .unwrap();
+}
+
+/// Everything until the proxy closes the agent's connection (a reset counts as a close).
+async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match within("reading to the end", s.read(&mut buf)).await {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handed_over_proxy_client_is_served_on_its_own_socket() {
+    let port = echo_server().await;
+    let p = Proxy::start(allow(&[format!("echo.test:{port}")]));
+    let mut agent = hand_over(&p, Kind::Proxy, None).await;
+    let req = format!("CONNECT echo.test:{port} HTTP/1.1\r\n\r\nearly|");
+    agent.write_all(req.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; crate::net::proxy::http::CONNECT_OK.len()];
+    within("reply", agent.read_exact(&mut head)).await.unwrap();
+    assert_eq!(head, crate::net::proxy::http::CONNECT_OK);
+    agent.write_all(b"ping").await.unwrap();
+    agent.shutdown().await.unwrap();
+    // Half-close passes through: the echo comes back whole after the agent's FIN.
+    assert_eq!(read_to_close(&mut agent).await, b"early|ping");
+    drop(agent);
+    let (summary, log) = p.stop();
+    assert_eq!((summary.allowed, summary.denied.len()), (1, 0));
+    assert_eq!(log[0]["method"], "CONNECT");
+    assert_eq!(
+        (log[0]["bytes_up"].as_u64(), log[0]["bytes_down"].as_u64()),
+        (Some(10), Some(10))
+    );
+}
+
+#[tokio::test]
+async fn a_captured_connection_goes_to_its_name_with_no_reply_head() {
+    let port = echo_server().await;
+    let p = Proxy::start(allow(&[format!("echo.test:{port}")]));
+    let target = format!("echo.test:{port}");
+    let mut agent = hand_over(&p, Kind::Capture, Some(&target)).await;
+    // The agent speaks its own protocol from the first byte, as to the server itself.
+    agent.write_all(b"\x16\x03\x01hello").await.unwrap();
+    agent.shutdown().await.unwrap();
+    assert_eq!(read_to_close(&mut agent).await, b"\x16\x03\x01hello");
+    drop(agent);
+    let (summary, log) = p.stop();
+    assert_eq!(summary.requested, [("echo.test".to_string(), port)]);
+    assert_eq!(summary.allowed, 1);
+    assert_eq!(log[0]["method"], "captured");
+}
+
+#[tokio::test]
+async fn a_captured_connection_to_a_denied_name_is_closed_unresolved() {
+    // Control: the same handover to an allowed name is served (test above); here the name is
+    // not allowed, so nothing is looked up and the agent's connection is closed silently.
+    let port = echo_server().await;
+    let p = Proxy::start(allow(&[format!("echo.test:{port}")]));
+    let mut agent = hand_over(&p, Kind::Capture, Some(&format!("rebind.test:{port}"))).await;
+    let _ = agent.write_all(b"\x16\x03\x01hello").await;
+    assert_eq!(read_to_close(&mut agent).await, b"");
+    assert_eq!(p.lookups.load(Ordering::SeqCst), 0);
+    let (summary, _) = p.stop();
+    assert_eq!(summary.allowed, 0);
+    assert_eq!(summary.denied.len(), 1, "{:?}", summary.denied);
+}
+
+#[tokio::test]
+async fn malformed_capture_targets_are_closed_unasked() {
+    let port = echo_server().await;
+    let p = Proxy::start(allow(&[format!("echo.test:{port}")]));
+    let long = format!("{}.test:{port}", "a".repeat(400));
+    for target in [
+        "echo.test",
+        "echo.test:",
+        "user@echo.test:1",
+        "echo.test:99999",
+        &long,
+    ] {
+        let mut agent = hand_over(&p, Kind::Capture, Some(target)).await;
+        let _ = agent.write_all(b"x").await;
+        assert_eq!(read_to_close(&mut agent).await, b"", "{target}");
+    }
+    let (summary, _) = p.stop();
+    assert!(summary.requested.is_empty(), "{:?}", summary.requested);
+}
+
+#[tokio::test]
+async fn a_handover_needs_the_token() {
+    // Control: `a_handed_over_proxy_client_is_served_on_its_own_socket`, with the token.
+    let port = echo_server().await;
+    let p = Proxy::start(allow(&[format!("echo.test:{port}")]));
+    let (mut agent, accepted) = agent_connection().await;
+    let mut unix = p.raw().await;
+    unix.write_all(b"AGENTBOX wr0ng\n").await.unwrap();
+    let _ = within("sending", handoff::send(&unix, Kind::Proxy, &accepted)).await;
+    drop(accepted);
+    let req = format!("CONNECT echo.test:{port} HTTP/1.1\r\n\r\n");
+    let _ = agent.write_all(req.as_bytes()).await;
+    assert_eq!(read_to_close(&mut agent).await, b"");
+    assert!(read_rest(&mut unix).await.is_empty());
+    let (summary, _) = p.stop();
+    assert!(summary.requested.is_empty());
+}
+
+#[tokio::test]
+async fn only_a_connected_tcp_socket_with_a_handover_byte_is_taken() {
+    let port = echo_server().await;
+    let p = Proxy::start(allow(&[format!("echo.test:{port}")]));
+    let req = format!("CONNECT echo.test:{port} HTTP/1.1\r\n\r\n");
+
+    // A UNIX socket instead of a TCP one: its other end gets nothing, and is closed.
+    let (mut other, passed) = UnixStream::pair().unwrap();
+    let unix = p.client().await;
+    send_raw(&unix, 0x02, &passed);
+    drop(passed);
+    let _ = other.write_all(req.as_bytes()).await;
+    assert!(read_rest(&mut other).await.is_empty());
+
+    // A TCP socket attached to a request's first byte ("C" of CONNECT on the UNIX socket):
+    // neither the socket nor the request on the UNIX socket is served.
+    let (mut agent, accepted) = agent_connection().await;
+    let mut unix = p.client().await;
+    send_raw(&unix, b'C', &accepted);
+    drop(accepted);
+    let _ = unix.write_all(&req.as_bytes()[1..]).await;
+    assert!(read_rest(&mut unix).await.is_empty());
+    let _ = agent.write_all(req.as_bytes()).await;
+    assert_eq!(read_to_close(&mut agent).await, b"");
+
+    // A handover byte without a socket: closed.
+    let mut unix = p.client().await;
+    unix.write_all(&[0x02]).await.unwrap();
+    let _ = unix.write_all(req.as_bytes()).await;
+    assert!(read_rest(&mut unix).await.is_empty());
+
+    let (summary, _) = p.stop();
+    assert!(summary.requested.is_empty(), "{:?}", summary.requested);
+}
