@@ -6,8 +6,9 @@
 #
 # PAIRS (default 4) rounds of bench/net.sh's network part, CAND then BASE each time (the
 # machine's load drifts: ratios are compared within a pair, medians over pairs), then the
-# launch ratio of both (bench/launch_ratio.py). Knobs as bench/net.sh (NET_ROUNDS default 3,
-# NET_MIB 256, NET_CONNS 10, NET_TUNNELS 1000 here). Prints each run's RESULT lines and the
+# launch ratio of both (bench/launch_ratio.py), then the ceiling of any proxy with one hop on
+# this machine (bench/hop.py). Knobs as bench/net.sh (NET_ROUNDS default 3, NET_MIB 256,
+# NET_CONNS 10, NET_TUNNELS 1000 here). Prints each run's RESULT lines and the
 # throughput, CPU-per-GiB and memory tables; keeps the full outputs in $CARGO_TARGET_DIR/bench/ab/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +31,5 @@ for i in $(seq "$pairs"); do
 done
 echo "== launch: agentbox run [--net filtered] -- true, both binaries interleaved"
 python3 -B bench/launch_ratio.py 25 "$base" "$cand"
+echo "== the ceiling of one proxy hop on this machine (bench/hop.py)"
+python3 -B bench/hop.py 3 "${NET_MIB:-256}"
