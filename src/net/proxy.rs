@@ -32,7 +32,7 @@ use std::os::fd::OwnedFd;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::net::handoff;
 use crate::net::rules::{Host, NetPolicy};
@@ -206,10 +206,7 @@ async fn accept_loop(
             Ok((conn, _)) => match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        serve(conn, &ctx).await;
-                        drop(permit);
-                    });
+                    tokio::spawn(async move { serve(conn, &ctx, permit).await });
                 }
                 Err(_) => drop(conn),
             },
@@ -250,7 +247,9 @@ impl Kind {
     }
 }
 
-async fn serve(mut unix: UnixStream, ctx: &Ctx) {
+/// One connection to the proxy's socket; `permit` is its place among `MAX_CONNS`, held until
+/// the connection (or the tunnel it becomes) ends.
+async fn serve(mut unix: UnixStream, ctx: &Ctx, permit: OwnedSemaphorePermit) {
     // One deadline over the token and the whole request head, not per read: a client sending
     // a byte a second must not hold a connection for hours.
     let deadline = tokio::time::Instant::now() + ctx.head_deadline;
@@ -259,7 +258,7 @@ async fn serve(mut unix: UnixStream, ctx: &Ctx) {
     let kind = handoff::Kind::from_byte(first);
     let (kind, fd) = match (kind, fd) {
         // A client on the UNIX socket itself.
-        (None, None) => return serve_client(unix, first, deadline, ctx).await,
+        (None, None) => return serve_client(unix, first, deadline, ctx, permit).await,
         (Some(kind), Some(fd)) => (kind, fd),
         // A descriptor with anything else, or a handover without one: closed.
         _ => return,
@@ -274,7 +273,7 @@ async fn serve(mut unix: UnixStream, ctx: &Ctx) {
             let mut first = [0u8; 1];
             let read = tokio::time::timeout_at(deadline, client.read_exact(&mut first)).await;
             if let Ok(Ok(_)) = read {
-                serve_client(client, first[0], deadline, ctx).await;
+                serve_client(client, first[0], deadline, ctx, permit).await;
             }
         }
         handoff::Kind::Broker => {
@@ -291,7 +290,7 @@ async fn serve(mut unix: UnixStream, ctx: &Ctx) {
                     port,
                     early: Vec::new(),
                 };
-                proceed(&mut client, req, ctx).await;
+                proceed(client, req, ctx, permit).await;
             }
         }
     }
@@ -299,8 +298,13 @@ async fn serve(mut unix: UnixStream, ctx: &Ctx) {
 
 /// A client that speaks to the proxy itself (on the UNIX socket, or handed over from the
 /// relay's proxy port), whose first byte was `first`.
-async fn serve_client<C>(mut client: C, first: u8, deadline: tokio::time::Instant, ctx: &Ctx)
-where
+async fn serve_client<C>(
+    mut client: C,
+    first: u8,
+    deadline: tokio::time::Instant,
+    ctx: &Ctx,
+    permit: OwnedSemaphorePermit,
+) where
     C: tunnel::Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if first == crate::net::broker::MARK {
@@ -315,7 +319,7 @@ where
     ))
     .await;
     if let Ok(Some(req)) = req {
-        proceed(&mut client, req, ctx).await;
+        proceed(client, req, ctx, permit).await;
     }
 }
 
@@ -400,13 +404,11 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn proceed<C>(client: &mut C, req: Request, ctx: &Ctx)
+async fn proceed<C>(mut client: C, req: Request, ctx: &Ctx, permit: OwnedSemaphorePermit)
 where
-    C: tunnel::Socket + AsyncWrite + Unpin,
+    C: tunnel::Socket + AsyncWrite + Unpin + Send + 'static,
 {
-    // Every step before the copy is boxed: an open tunnel's task then holds only what the copy
-    // needs, and a thousand idle tunnels are a thousand tasks.
-    let Some((mut upstream, record)) = Box::pin(open(client, &req, ctx)).await else {
+    let Some((mut upstream, record)) = Box::pin(open(&mut client, &req, ctx)).await else {
         return;
     };
     // While a broker runs, a tunnel's TLS hello must not name a brokered host (`hello`).
@@ -415,13 +417,18 @@ where
         _ => &[],
     };
     if !routes.is_empty() {
-        return Box::pin(checked(client, upstream, req, routes, record, ctx)).await;
+        return Box::pin(checked(&mut client, upstream, req, routes, record, ctx)).await;
     }
-    let greeted = Box::pin(greet(client, &mut upstream, &req, &req.early, &record)).await;
-    drop(req);
-    if greeted.is_ok() {
-        tunnel::run(&*client, &upstream, &record.up, &record.down).await;
+    let greeted = Box::pin(greet(&mut client, &mut upstream, &req, &req.early, &record)).await;
+    if greeted.is_err() {
+        return;
     }
+    // The copy gets a task of its own holding only what it needs; this one, sized for every
+    // step before, ends. A thousand idle tunnels are a thousand of these small tasks.
+    tokio::spawn(async move {
+        tunnel::run(&client, &upstream, &record.up, &record.down).await;
+        drop((record, permit));
+    });
 }
 
 /// Decides and dials: the upstream connection and the tunnel's record, or `None` once the

@@ -31,8 +31,11 @@ const SPLICE_AFTER: usize = 64 * 1024;
 const PIPE_SIZE: usize = 1024 * 1024;
 
 /// A connected socket tokio watches: what the copy needs of `TcpStream` and `UnixStream`.
-pub(crate) trait Socket: AsFd {
-    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<tokio::io::Ready>>;
+pub(crate) trait Socket: AsFd + Send + Sync {
+    fn ready(
+        &self,
+        interest: Interest,
+    ) -> impl Future<Output = io::Result<tokio::io::Ready>> + Send;
     fn try_io<T>(&self, interest: Interest, f: impl FnOnce() -> io::Result<T>) -> io::Result<T>;
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
@@ -43,7 +46,7 @@ macro_rules! socket {
             fn ready(
                 &self,
                 interest: Interest,
-            ) -> impl Future<Output = io::Result<tokio::io::Ready>> {
+            ) -> impl Future<Output = io::Result<tokio::io::Ready>> + Send {
                 <$t>::ready(self, interest)
             }
             fn try_io<T>(
