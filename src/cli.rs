@@ -434,6 +434,22 @@ pub struct SandboxArgs {
     pub port: Vec<String>,
 }
 
+/// `agentbox __relay CTX -- COMMAND...`, the exact form the plan writes (`bwrap::network`),
+/// as clap would read it: the relay's process skips clap's parser, whose pages it would keep
+/// for the whole run. `None` for anything else, which clap then reads.
+pub fn relay_argv(args: impl IntoIterator<Item = OsString>) -> Option<(String, Vec<OsString>)> {
+    let mut args = args.into_iter().skip(1);
+    if args.next()? != "__relay" {
+        return None;
+    }
+    let ctx = args.next()?.into_string().ok()?;
+    if args.next()? != "--" {
+        return None;
+    }
+    let command: Vec<OsString> = args.collect();
+    (!command.is_empty()).then_some((ctx, command))
+}
+
 /// An unknown option before the command, in agentbox's words (exit 125 with a hint), instead
 /// of clap's usage text: `--allow-domains x -- true` must never run `--allow-domains`.
 pub fn unknown_option(e: &clap::Error) -> Option<crate::error::Fail> {
@@ -455,4 +471,53 @@ pub fn unknown_option(e: &clap::Error) -> Option<crate::error::Fail> {
         format!("unknown option `{arg}` (a command that starts with `-` goes after `--`)"),
         hint,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    /// The plan's form gives what clap gives; every other form is left to clap.
+    #[test]
+    fn relay_argv_reads_the_plans_form_as_clap_does() {
+        let argv = os(&[
+            "agentbox",
+            "__relay",
+            "{\"a\":1}",
+            "--",
+            "cmd",
+            "--x",
+            "-y",
+            "--",
+        ]);
+        let Command::Relay { ctx, command } = Cli::try_parse_from(&argv).unwrap().command else {
+            panic!("clap did not read __relay");
+        };
+        assert_eq!(relay_argv(argv), Some((ctx, command)));
+        for other in [
+            &["agentbox", "__relay", "{}"][..],
+            &["agentbox", "__relay", "{}", "--"],
+            &["agentbox", "__relay", "{}", "cmd"],
+            &["agentbox", "-q", "__relay", "{}", "--", "cmd"],
+            &["agentbox", "run", "--", "__relay", "{}", "--", "cmd"],
+            &["agentbox", "__exec", "--", "cmd"],
+            &["agentbox"],
+        ] {
+            assert_eq!(relay_argv(os(other)), None, "{other:?}");
+        }
+        use std::os::unix::ffi::OsStringExt;
+        let bad = vec![
+            OsString::from("agentbox"),
+            OsString::from("__relay"),
+            OsString::from_vec(vec![0xff]),
+            OsString::from("--"),
+            OsString::from("cmd"),
+        ];
+        assert_eq!(relay_argv(bad), None);
+    }
 }

@@ -96,6 +96,8 @@ pub fn run(
         sys::raise_nofile_to_hard();
     }
     let leftovers = crate::homeclean::before(plan, facts.agent.home.as_deref(), &areas);
+    // Everything planning needed is built; the run may last hours.
+    sys::release_free_heap();
     let (status, net) = supervise(plan, &prefix, pending)?;
     if let Some(l) = leftovers {
         l.finish(&areas);

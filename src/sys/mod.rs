@@ -92,6 +92,18 @@ pub fn raise_nofile_to_hard() {
     }
 }
 
+/// Gives the kernel back the whole free pages of the C heap. `agentbox run` calls it once,
+/// before it waits for the sandbox: what planning freed (config, scan, git, the plan's text)
+/// would otherwise stay resident for the whole run, because glibc only shrinks the heap from
+/// its top. Measured: 60-90 KiB of a 6 MiB RSS, every run.
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim takes no pointer; it locks each of glibc's arenas and releases free
+    // pages that no allocation uses (MADV_DONTNEED), which any thread's malloc may run beside.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A limit as a number; rustix says `None` for unlimited (`RLIM_INFINITY`).
 fn limit(v: Option<u64>) -> u64 {
     v.unwrap_or(u64::MAX)
