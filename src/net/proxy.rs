@@ -23,6 +23,7 @@ mod tests;
 pub(crate) mod tunnel;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -161,6 +162,7 @@ fn start_with(
         dialer: Dialer::new(cfg.policy, cfg.reload, cfg.fixed, tuning.resolver),
         tally: tally.clone(),
         head_deadline: tuning.head_deadline,
+        relay: AtomicBool::new(false),
     });
     let (stop_tx, stop_rx) = oneshot::channel();
     let max_conns = tuning.max_conns;
@@ -187,6 +189,8 @@ struct Ctx {
     dialer: Dialer,
     tally: Arc<Mutex<Tally>>,
     head_deadline: Duration,
+    /// The relay's line is registered (`handoff::HELLO`): nobody else hands over a socket.
+    relay: AtomicBool,
 }
 
 async fn accept_loop(
@@ -205,9 +209,9 @@ async fn accept_loop(
         match accepted {
             Ok((conn, _)) => match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let ctx = ctx.clone();
+                    let (ctx, permits) = (ctx.clone(), permits.clone());
                     tokio::spawn(async move {
-                        serve(conn, &ctx).await;
+                        serve(conn, ctx, permits).await;
                         drop(permit);
                     });
                 }
@@ -250,41 +254,87 @@ impl Kind {
     }
 }
 
-async fn serve(mut unix: UnixStream, ctx: &Ctx) {
+async fn serve(mut unix: UnixStream, ctx: Arc<Ctx>, permits: Arc<Semaphore>) {
     // One deadline over the token and the whole request head, not per read: a client sending
     // a byte a second must not hold a connection for hours.
     let deadline = tokio::time::Instant::now() + ctx.head_deadline;
-    let first = tokio::time::timeout_at(deadline, read_token(&mut unix, ctx)).await;
+    let first = tokio::time::timeout_at(deadline, read_token(&mut unix, &ctx)).await;
     let Ok(Some((first, fd))) = first else { return };
-    let kind = handoff::Kind::from_byte(first);
-    let (kind, fd) = match (kind, fd) {
+    match (first, fd) {
+        (handoff::HELLO, None) => relay_line(unix, ctx, permits).await,
         // A client on the UNIX socket itself.
-        (None, None) => return serve_client(unix, first, deadline, ctx).await,
-        (Some(kind), Some(fd)) => (kind, fd),
-        // A descriptor with anything else, or a handover without one: closed.
-        _ => return,
-    };
-    // The relay's handover: the agent's own connection, checked to be one.
-    let Ok(mut client) = handoff::tcp_stream(fd) else {
+        (b, None) if handoff::Kind::from_byte(b).is_none() => {
+            serve_client(unix, first, deadline, &ctx).await
+        }
+        // A descriptor anywhere but on the relay's line: the agent can read the token and
+        // reach this socket, and a socket it passed itself is one it still holds (`handoff`).
+        // Or a handover byte without one. Closed.
+        _ => {}
+    }
+}
+
+/// The relay's line: registered once, by the relay before the agent starts (it waits for
+/// the answer), then one handover after another, each served on a task of its own. A line
+/// out of step (a byte without a socket, a target cut short) ends; a socket that is not a
+/// connected TCP socket, or one past `MAX_CONNS`, is closed and the line goes on.
+async fn relay_line(mut line: UnixStream, ctx: Arc<Ctx>, permits: Arc<Semaphore>) {
+    if ctx.relay.swap(true, Ordering::SeqCst) {
+        return; // taken: only the first comer, the relay, has a line
+    }
+    if line.write_all(&[handoff::HELLO]).await.is_err() {
         return;
-    };
+    }
+    loop {
+        let Ok(Some((byte, fd))) = handoff::recv_byte(&line).await else {
+            return;
+        };
+        let (Some(kind), Some(fd)) = (handoff::Kind::from_byte(byte), fd) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + ctx.head_deadline;
+        let target = match kind {
+            handoff::Kind::Capture => {
+                match tokio::time::timeout_at(deadline, read_target(&mut line)).await {
+                    Ok(Some(line)) => Some(line),
+                    _ => return,
+                }
+            }
+            _ => None,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let Ok(client) = handoff::tcp_stream(fd) else {
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            handed_over(client, kind, target, deadline, &ctx).await;
+            drop(permit);
+        });
+    }
+}
+
+/// The agent's own connection, which the relay accepted and handed over; `target` is a
+/// capture's line.
+async fn handed_over(
+    mut client: TcpStream,
+    kind: handoff::Kind,
+    target: Option<Vec<u8>>,
+    deadline: tokio::time::Instant,
+    ctx: &Ctx,
+) {
     match kind {
         handoff::Kind::Proxy => {
-            drop(unix);
             let mut first = [0u8; 1];
             let read = tokio::time::timeout_at(deadline, client.read_exact(&mut first)).await;
             if let Ok(Ok(_)) = read {
                 serve_client(client, first[0], deadline, ctx).await;
             }
         }
-        handoff::Kind::Broker => {
-            drop(unix);
-            Box::pin(serve_broker(client, ctx)).await;
-        }
+        handoff::Kind::Broker => Box::pin(serve_broker(client, ctx)).await,
         handoff::Kind::Capture => {
-            let target = tokio::time::timeout_at(deadline, read_target(&mut unix)).await;
-            drop(unix);
-            if let Ok(Some((host, port))) = target {
+            if let Some((host, port)) = target.as_deref().and_then(parse_target) {
                 let req = Request {
                     kind: Kind::Captured,
                     host,
@@ -329,9 +379,10 @@ where
     }
 }
 
-/// A captured connection's destination, "name:port\n", as the relay sends it after the
-/// socket. `None`: malformed, too long or cut short.
-async fn read_target(unix: &mut UnixStream) -> Option<(Host, u16)> {
+/// A captured connection's line, "name:port\n", as the relay sends it with the socket, read
+/// a byte at a time so that nothing of the next handover is taken. `None`: too long or cut
+/// short (the line is out of step).
+async fn read_target(unix: &mut UnixStream) -> Option<Vec<u8>> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     while !line.ends_with(b"\n") {
@@ -341,7 +392,12 @@ async fn read_target(unix: &mut UnixStream) -> Option<(Host, u16)> {
         unix.read_exact(&mut byte).await.ok()?;
         line.push(byte[0]);
     }
-    let text = std::str::from_utf8(&line[..line.len() - 1]).ok()?;
+    Some(line)
+}
+
+/// The destination in a capture's line. `None`: malformed.
+fn parse_target(line: &[u8]) -> Option<(Host, u16)> {
+    let text = std::str::from_utf8(line.strip_suffix(b"\n")?).ok()?;
     http::authority(text, None)
 }
 
