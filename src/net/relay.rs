@@ -182,6 +182,10 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
     let bound = bind(&policy, ctx.broker)?;
     become_user(&ctx)?;
     seccomp::apply(ctx.seccomp)?;
+    // The agent runs as the same user; where Landlock does not stand between them
+    // (--allow-nested leaves /proc writable too), it could write this process's memory and
+    // use the line for sockets of its own (`handoff`).
+    sys::not_dumpable()?;
     let line = register(token.trim())?;
     let shared = Arc::new(Shared {
         policy,

@@ -139,3 +139,36 @@ fn concurrent_handovers_share_the_relay_line() {
         assert_eq!(out.ok(), want.join(" ") + " ", "stderr: {}", out.stderr());
     });
 }
+
+#[test]
+fn the_relay_is_out_of_reach_even_with_nested_namespaces() {
+    // The relay holds the proxy's line; the agent runs as the same user. With
+    // --allow-nested there is no Landlock and /proc is writable, so only the relay being
+    // non-dumpable keeps the agent from writing its memory (and using the line).
+    each_user(|w| {
+        let probe = r#"
+import os, subprocess
+def try_open(pid):
+    try:
+        os.close(os.open("/proc/%d/mem" % pid, os.O_RDWR)); return "open"
+    except OSError as e:
+        return "denied" if e.errno in (1, 13) else "error %d" % e.errno
+relay = [int(p) for p in os.listdir("/proc") if p.isdigit()
+         and open("/proc/%s/cmdline" % p, "rb").read().split(b"\0")[1:2] == [b"__relay"]]
+child = subprocess.Popen(["sleep", "30"])
+print("child", try_open(child.pid))
+print("relay", [try_open(p) for p in relay])
+child.kill()
+"#;
+        w.write("home/src/project/probe.py", probe);
+        let flags = ["--net", "filtered", "--allow-nested"];
+        let out = sh_bounded(w, &flags, "python3 probe.py", Duration::from_secs(60));
+        // Control: the agent's own child's memory is writable this way.
+        assert_eq!(
+            out.ok(),
+            "child open\nrelay ['denied']\n",
+            "stderr: {}",
+            out.stderr()
+        );
+    });
+}
