@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{self, Out, World, each_user, http_ok, processes_with};
+use crate::harness::{self, Out, World, each_user, escape_suite, http_ok, processes_with};
 
 /// The agent's side of the attack. Prints one line per step: the control (the token and the
 /// socket serve it as a plain client), a line of its own, and the handover of its own socket.
@@ -169,6 +169,27 @@ child.kill()
             "child open\nrelay ['denied']\n",
             "stderr: {}",
             out.stderr()
+        );
+    });
+}
+
+#[test]
+fn the_escape_suite_probes_the_handover_with_its_control() {
+    // `agentbox test` with the filtered network: the probe's control (a plain client with the
+    // token is answered) ran, and the passed socket was not served.
+    each_user(|w| {
+        let (_, _, doc) = escape_suite(w, &["--allow-domain", "example.com"]);
+        let probe = doc["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "net-proxy-handover")
+            .cloned()
+            .unwrap();
+        assert_eq!(probe["result"], "PASS", "{probe}");
+        assert_eq!(
+            probe["detail"], "a plain client is served; a passed socket is not",
+            "{probe}"
         );
     });
 }
