@@ -122,9 +122,20 @@ pub async fn send(unix: &UnixStream, kind: Kind, socket: impl AsFd, tail: &[u8])
     Ok(())
 }
 
-/// Reads one byte, and the descriptors that came with it (closed on exec; more than one, or a
-/// truncated set, is refused and all of them closed). `None`: end of input.
-pub async fn recv_byte(unix: &UnixStream) -> io::Result<Option<(u8, Option<OwnedFd>)>> {
+/// The descriptors that came with a byte.
+#[derive(Debug)]
+pub enum Passed {
+    None,
+    /// Exactly one (closed on exec).
+    One(OwnedFd),
+    /// More than one, or a set the kernel cut short (this process out of descriptors, say):
+    /// all of them closed. The byte still counts, so that the relay's line stays in step
+    /// and goes on once descriptors are free again.
+    Refused,
+}
+
+/// Reads one byte, and the descriptors that came with it. `None`: end of input.
+pub async fn recv_byte(unix: &UnixStream) -> io::Result<Option<(u8, Passed)>> {
     // Room for a few: what does not fit is closed by the kernel and flagged as truncated.
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
     loop {
@@ -148,12 +159,9 @@ pub async fn recv_byte(unix: &UnixStream) -> io::Result<Option<(u8, Option<Owned
                 return Ok(None);
             }
             if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > 1 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "more than one descriptor",
-                ));
+                return Ok(Some((byte[0], Passed::Refused)));
             }
-            Ok(Some((byte[0], fds.pop())))
+            Ok(Some((byte[0], fds.pop().map_or(Passed::None, Passed::One))))
         });
         match got {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -212,13 +220,16 @@ mod tests {
             .await
             .unwrap();
         drop(accepted); // the relay keeps nothing
-        let (byte, fd) = recv_byte(&proxy).await.unwrap().unwrap();
+        let (byte, passed) = recv_byte(&proxy).await.unwrap().unwrap();
         assert_eq!(Kind::from_byte(byte), Some(Kind::Capture));
+        let Passed::One(fd) = passed else {
+            panic!("{passed:?}")
+        };
         // The target follows the byte, for plain reads.
         let mut tail = [0u8; 14];
         proxy.read_exact(&mut tail).await.unwrap();
         assert_eq!(&tail, b"echo.test:443\n");
-        let mut stream = tcp_stream(fd.expect("a descriptor")).unwrap();
+        let mut stream = tcp_stream(fd).unwrap();
         agent.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
         stream.read_exact(&mut got).await.unwrap();
@@ -236,8 +247,9 @@ mod tests {
         let (mut relay, proxy) = UnixStream::pair().unwrap();
         relay.write_all(b"C").await.unwrap();
         drop(relay);
-        let (byte, fd) = recv_byte(&proxy).await.unwrap().unwrap();
-        assert_eq!((byte, fd.is_none()), (b'C', true));
+        let (byte, passed) = recv_byte(&proxy).await.unwrap().unwrap();
+        assert_eq!(byte, b'C');
+        assert!(matches!(passed, Passed::None), "{passed:?}");
         assert!(recv_byte(&proxy).await.unwrap().is_none(), "end of input");
     }
 
@@ -289,7 +301,8 @@ mod tests {
             SendFlags::empty(),
         )
         .unwrap();
-        let err = recv_byte(&proxy).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let (byte, passed) = recv_byte(&proxy).await.unwrap().unwrap();
+        assert_eq!(byte, Kind::PROXY);
+        assert!(matches!(passed, Passed::Refused), "{passed:?}");
     }
 }

@@ -29,13 +29,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use std::os::fd::OwnedFd;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::net::handoff;
+use crate::net::handoff::{self, Passed};
 use crate::net::rules::{Host, NetPolicy};
 use dial::{Dialer, Refusal};
 use tally::{Entry, Record, Tally};
@@ -259,11 +258,13 @@ async fn serve(mut unix: UnixStream, ctx: Arc<Ctx>, permits: Arc<Semaphore>) {
     // a byte a second must not hold a connection for hours.
     let deadline = tokio::time::Instant::now() + ctx.head_deadline;
     let first = tokio::time::timeout_at(deadline, read_token(&mut unix, &ctx)).await;
-    let Ok(Some((first, fd))) = first else { return };
-    match (first, fd) {
-        (handoff::HELLO, None) => relay_line(unix, ctx, permits).await,
+    let Ok(Some((first, passed))) = first else {
+        return;
+    };
+    match (first, passed) {
+        (handoff::HELLO, Passed::None) => relay_line(unix, ctx, permits).await,
         // A client on the UNIX socket itself.
-        (b, None) if handoff::Kind::from_byte(b).is_none() => {
+        (b, Passed::None) if handoff::Kind::from_byte(b).is_none() => {
             serve_client(unix, first, deadline, &ctx).await
         }
         // A descriptor anywhere but on the relay's line: the agent can read the token and
@@ -276,7 +277,8 @@ async fn serve(mut unix: UnixStream, ctx: Arc<Ctx>, permits: Arc<Semaphore>) {
 /// The relay's line: registered once, by the relay before the agent starts (it waits for
 /// the answer), then one handover after another, each served on a task of its own. A line
 /// out of step (a byte without a socket, a target cut short) ends; a socket that is not a
-/// connected TCP socket, or one past `MAX_CONNS`, is closed and the line goes on.
+/// connected TCP socket, one past `MAX_CONNS`, or one the kernel could not give this process
+/// (out of descriptors: the agent can open many connections) is closed and the line goes on.
 async fn relay_line(mut line: UnixStream, ctx: Arc<Ctx>, permits: Arc<Semaphore>) {
     if ctx.relay.swap(true, Ordering::SeqCst) {
         return; // taken: only the first comer, the relay, has a line
@@ -285,11 +287,16 @@ async fn relay_line(mut line: UnixStream, ctx: Arc<Ctx>, permits: Arc<Semaphore>
         return;
     }
     loop {
-        let Ok(Some((byte, fd))) = handoff::recv_byte(&line).await else {
+        let Ok(Some((byte, passed))) = handoff::recv_byte(&line).await else {
             return;
         };
-        let (Some(kind), Some(fd)) = (handoff::Kind::from_byte(byte), fd) else {
+        let Some(kind) = handoff::Kind::from_byte(byte) else {
             return;
+        };
+        let fd = match passed {
+            Passed::None => return,
+            Passed::One(fd) => Some(fd),
+            Passed::Refused => None,
         };
         let deadline = tokio::time::Instant::now() + ctx.head_deadline;
         let target = match kind {
@@ -300,6 +307,10 @@ async fn relay_line(mut line: UnixStream, ctx: Arc<Ctx>, permits: Arc<Semaphore>
                 }
             }
             _ => None,
+        };
+        // The target is read even without a socket, for the line to stay in step.
+        let Some(fd) = fd else {
+            continue;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             continue;
@@ -428,7 +439,7 @@ fn broker_log(tally: Arc<Mutex<Tally>>) -> Arc<dyn Fn(crate::net::broker::Event)
 
 /// The token line, then the first byte of what follows with the descriptor the relay may
 /// have passed with it (`handoff`). `None`: the client is to be closed.
-async fn read_token(client: &mut UnixStream, ctx: &Ctx) -> Option<(u8, Option<OwnedFd>)> {
+async fn read_token(client: &mut UnixStream, ctx: &Ctx) -> Option<(u8, Passed)> {
     let mut line = vec![0u8; ctx.token_line.len()];
     client.read_exact(&mut line).await.ok()?;
     // No reply at all to a wrong token: nothing for a stranger to learn.

@@ -293,3 +293,39 @@ async fn only_a_connected_tcp_socket_with_a_handover_byte_is_taken() {
         summary.requested
     );
 }
+
+#[tokio::test]
+async fn a_refused_set_of_descriptors_leaves_the_line_in_step() {
+    // The kernel cuts a set short when the proxy is out of descriptors (the agent can open
+    // many connections), as it refuses more than one: the byte and a capture's target are
+    // still read, that connection is closed, and the line goes on (it used to end, and with
+    // it the network for the rest of the run).
+    let port = echo_server().await;
+    let p = Proxy::start(allow(&[format!("echo.test:{port}")]));
+    let line = relay_line(&p).await;
+    let (mut first, a) = agent_connection().await;
+    let (_second, b) = agent_connection().await;
+    let fds = [a.as_fd(), b.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+    let target = format!("echo.test:{port}\n");
+    rustix::net::sendmsg(
+        &line,
+        &[IoSlice::new(&[0x03]), IoSlice::new(target.as_bytes())],
+        &mut control,
+        rustix::net::SendFlags::empty(),
+    )
+    .unwrap();
+    drop((a, b));
+    let _ = first.write_all(b"x").await;
+    assert_eq!(read_to_close(&mut first).await, b"", "refused, closed");
+    // Control: the next handover on the same line is served.
+    let mut agent = hand_over(&line, Kind::Capture, Some(target.trim_end())).await;
+    agent.write_all(b"ping").await.unwrap();
+    agent.shutdown().await.unwrap();
+    assert_eq!(read_to_close(&mut agent).await, b"ping");
+    drop(agent);
+    let (summary, _) = p.stop();
+    assert_eq!(summary.allowed, 1);
+}
