@@ -193,3 +193,35 @@ fn the_escape_suite_probes_the_handover_with_its_control() {
         );
     });
 }
+
+#[test]
+fn a_relay_the_agent_stops_is_continued_and_the_run_ends() {
+    // The relay is the agent's parent and the same user: the agent can SIGSTOP it. Stopped,
+    // it carried no more connections and never reaped the agent, so agentbox never returned.
+    each_user(|w| {
+        let port = harness::http_server(IpAddr::from([127, 0, 0, 1]), 4, |_, _| http_ok(b"ok"));
+        // Control: the parent is the relay and the signal is delivered (that it takes effect
+        // shows without the watchdog: the run never ends). The state is not checked here: the
+        // watchdog may have continued the relay already.
+        let script = format!(
+            "tr '\\0' ' ' </proc/$PPID/cmdline | cut -d' ' -f2; \
+             kill -STOP $PPID && echo sent; \
+             curl -s -m 10 -p http://stop.test:{port}/ -w ' %{{http_code}}\\n'; \
+             kill -STOP $PPID"
+        );
+        let allow = format!("stop.test:{port}");
+        let flags = [
+            "--allow-domain",
+            &allow,
+            "--test-resolve",
+            "stop.test=127.0.0.1",
+        ];
+        let out = sh_bounded(w, &flags, &script, Duration::from_secs(30));
+        assert_eq!(
+            out.ok(),
+            "__relay\nsent\nok 200\n",
+            "stderr: {}",
+            out.stderr()
+        );
+    });
+}
