@@ -329,3 +329,36 @@ async fn a_refused_set_of_descriptors_leaves_the_line_in_step() {
     let (summary, _) = p.stop();
     assert_eq!(summary.allowed, 1);
 }
+
+#[tokio::test]
+async fn a_socket_riding_on_the_token_is_dropped() {
+    // The token, a handover byte and a socket in one message: the token's plain read takes
+    // the message's descriptor with it, and the kernel closes it; the byte then comes alone
+    // and is refused. Control: the same socket handed over on the relay's line is served
+    // (`a_handed_over_proxy_client_is_served_on_its_own_socket`).
+    let port = echo_server().await;
+    let p = Proxy::start(allow(&[format!("echo.test:{port}")]));
+    let _line = relay_line(&p).await;
+    let (mut agent, accepted) = agent_connection().await;
+    let mut unix = p.raw().await;
+    let mut msg = format!("AGENTBOX {TOKEN}\n").into_bytes();
+    msg.push(0x02);
+    let fds = [accepted.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+    rustix::net::sendmsg(
+        &unix,
+        &[IoSlice::new(&msg)],
+        &mut control,
+        rustix::net::SendFlags::empty(),
+    )
+    .unwrap();
+    drop(accepted);
+    let req = format!("CONNECT echo.test:{port} HTTP/1.1\r\n\r\n");
+    let _ = agent.write_all(req.as_bytes()).await;
+    assert_eq!(read_to_close(&mut agent).await, b"", "not served");
+    assert!(read_rest(&mut unix).await.is_empty());
+    let (summary, _) = p.stop();
+    assert!(summary.requested.is_empty(), "{:?}", summary.requested);
+}
