@@ -304,6 +304,8 @@ fn supervise(
     let status = child.wait().context("waiting for bwrap")?;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(w) = watchdog {
+        // Woken from its wait, so the end of the run is not delayed by it.
+        w.thread().unpark();
         let _ = w.join();
     }
     reap_orphans();
@@ -319,8 +321,11 @@ const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// Until `done`: sends SIGCONT to bwrap's grandchild (the relay) whenever it is stopped. The
 /// relay never stops itself, and Ctrl-Z on a terminal stops agentbox with it.
 fn keep_running(bwrap: i32, done: &std::sync::atomic::AtomicBool) {
-    while !done.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(WATCH_EVERY);
+    loop {
+        std::thread::park_timeout(WATCH_EVERY);
+        if done.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let Some(relay) = grandchild(bwrap) else {
             continue;
         };
