@@ -225,3 +225,35 @@ fn a_relay_the_agent_stops_is_continued_and_the_run_ends() {
         );
     });
 }
+
+#[test]
+fn the_relay_cannot_be_traced_with_debugging_allowed() {
+    // --allow-debug lets the agent ptrace (its own processes); with --allow-nested there is
+    // no Landlock either, so only the relay being non-dumpable keeps it out.
+    each_user(|w| {
+        let probe = r#"
+import ctypes, os, subprocess, time
+libc = ctypes.CDLL(None, use_errno=True)
+def attach(pid):
+    if libc.ptrace(16, pid, 0, 0) == 0:
+        libc.ptrace(17, pid, 0, 0)
+        return "attached"
+    return "refused"
+child = subprocess.Popen(["sleep", "30"])
+time.sleep(0.1)
+print("child", attach(child.pid))
+child.kill()
+print("relay", attach(os.getppid()))
+"#;
+        w.write("home/src/project/trace.py", probe);
+        let flags = ["--net", "filtered", "--allow-debug", "--allow-nested"];
+        let out = sh_bounded(w, &flags, "exec python3 trace.py", Duration::from_secs(60));
+        // Control: the agent's own child is traced this way.
+        assert_eq!(
+            out.ok(),
+            "child attached\nrelay refused\n",
+            "stderr: {}",
+            out.stderr()
+        );
+    });
+}
