@@ -295,11 +295,51 @@ fn supervise(
             sys::send_signal(target, sig);
         }
     });
+    // With the filtered network the sandbox's first process is the relay, which the agent (the
+    // same user) can stop with SIGSTOP: stopped, it never reaps the agent, and the sandbox (and
+    // agentbox) would never end. It is continued whenever it is found stopped.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = net.is_some().then(|| {
+        let done = done.clone();
+        std::thread::spawn(move || keep_running(pid, &done))
+    });
     let status = child.wait().context("waiting for bwrap")?;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(w) = watchdog {
+        // Woken from its wait, so the end of the run is not delayed by it.
+        w.thread().unpark();
+        let _ = w.join();
+    }
     reap_orphans();
     handle.close();
     let _ = forwarder.join();
     Ok((status, net))
+}
+
+/// How often the relay is looked at (`keep_running`): the most a stopped relay can delay
+/// the end of the run.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Until `done`: sends SIGCONT to bwrap's grandchild (the relay) whenever it is stopped. The
+/// relay never stops itself, and Ctrl-Z on a terminal stops agentbox with it.
+fn keep_running(bwrap: i32, done: &std::sync::atomic::AtomicBool) {
+    loop {
+        std::thread::park_timeout(WATCH_EVERY);
+        if done.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let Some(relay) = grandchild(bwrap) else {
+            continue;
+        };
+        // The state follows the command name, which is in parentheses and may hold anything.
+        let stat = fs::read_to_string(format!("/proc/{relay}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if matches!(state, Some("T" | "t")) {
+            sys::send_signal(relay, libc::SIGCONT);
+        }
+    }
 }
 
 /// Waits for what bwrap left to us (its pid 1, about to exit): the sandbox's pid namespace

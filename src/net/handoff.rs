@@ -12,6 +12,14 @@
 //! listener, no UNIX socket, no file, no pipe), exactly one, and reads it like any client: the
 //! same token, the same request parsing, the same policy. Anything the sandbox could pass
 //! instead is something it could already read and write itself.
+//!
+//! And only from the relay, on its line: one connection it opens and registers (`HELLO`)
+//! before the agent starts, the only one the proxy takes sockets from. The agent can read the
+//! token and reach the proxy's socket, so a socket it passed itself would be one it still
+//! holds: the file description is shared, and clearing `O_NONBLOCK` on its copy would make the
+//! proxy's next read, write or splice on it block the proxy's one thread, every tunnel with it,
+//! and `agentbox`'s exit (a socket the relay accepted it never holds: the relay closes its copy
+//! and nothing can take one from it, ptrace and pidfd_getfd being refused).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -63,38 +71,71 @@ impl Kind {
 /// Longest "name:port\n" a capture sends (a DNS name is at most 253 bytes).
 pub const MAX_TARGET: usize = 300;
 
-/// Sends `socket` with the byte for `kind` (the token line must have gone before, in a write
-/// of its own: a plain read of the token would discard a socket attached to it).
-pub async fn send(unix: &UnixStream, kind: Kind, socket: impl AsFd) -> io::Result<()> {
+/// The relay's first byte after the token on its line, and the proxy's answer once the line
+/// is registered. Neither a handover byte, the broker's mark, SOCKS's version nor an HTTP
+/// method's first byte.
+pub const HELLO: u8 = 0x06;
+
+/// Sends `socket` with the byte for `kind`, then `tail` (a capture's "name:port\n"), on the
+/// relay's line. The caller keeps the line to itself until this returns, so that one
+/// handover's bytes are not mixed with another's.
+pub async fn send(unix: &UnixStream, kind: Kind, socket: impl AsFd, tail: &[u8]) -> io::Result<()> {
     let fds = [socket.as_fd()];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    loop {
+    let byte = [kind.byte()];
+    // One message, so the socket and its target arrive together; the socket rides on the
+    // first byte, which the proxy reads alone with room for it.
+    let sent = loop {
         unix.ready(Interest::WRITABLE).await?;
         let sent = unix.try_io(Interest::WRITABLE, || {
             let mut control = SendAncillaryBuffer::new(&mut space);
             if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
                 return Err(io::ErrorKind::OutOfMemory.into());
             }
-            let byte = [kind.byte()];
             Ok(rustix::net::sendmsg(
                 unix,
-                &[IoSlice::new(&byte)],
+                &[IoSlice::new(&byte), IoSlice::new(tail)],
                 &mut control,
                 SendFlags::NOSIGNAL,
             )?)
         });
         match sent {
-            Ok(1) => return Ok(()),
-            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => break n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
+    };
+    // What did not fit in the socket's buffer follows (the descriptor went with the first).
+    let mut rest = &tail[sent - 1..];
+    while !rest.is_empty() {
+        unix.ready(Interest::WRITABLE).await?;
+        match unix.try_io(Interest::WRITABLE, || {
+            Ok(rustix::net::send(unix, rest, SendFlags::NOSIGNAL)?)
+        }) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
 
-/// Reads one byte, and the descriptors that came with it (closed on exec; more than one, or a
-/// truncated set, is refused and all of them closed). `None`: end of input.
-pub async fn recv_byte(unix: &UnixStream) -> io::Result<Option<(u8, Option<OwnedFd>)>> {
+/// The descriptors that came with a byte.
+#[derive(Debug)]
+pub enum Passed {
+    None,
+    /// Exactly one (closed on exec).
+    One(OwnedFd),
+    /// More than one, or a set the kernel cut short (this process out of descriptors, say):
+    /// all of them closed. The byte still counts, so that the relay's line stays in step
+    /// and goes on once descriptors are free again.
+    Refused,
+}
+
+/// Reads one byte, and the descriptors that came with it. `None`: end of input.
+pub async fn recv_byte(unix: &UnixStream) -> io::Result<Option<(u8, Passed)>> {
     // Room for a few: what does not fit is closed by the kernel and flagged as truncated.
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
     loop {
@@ -118,12 +159,9 @@ pub async fn recv_byte(unix: &UnixStream) -> io::Result<Option<(u8, Option<Owned
                 return Ok(None);
             }
             if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > 1 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "more than one descriptor",
-                ));
+                return Ok(Some((byte[0], Passed::Refused)));
             }
-            Ok(Some((byte[0], fds.pop())))
+            Ok(Some((byte[0], fds.pop().map_or(Passed::None, Passed::One))))
         });
         match got {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -176,13 +214,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_tcp_socket_crosses_and_works() {
-        let (relay, proxy) = UnixStream::pair().unwrap();
+        let (relay, mut proxy) = UnixStream::pair().unwrap();
         let (mut agent, accepted) = tcp_pair().await;
-        send(&relay, Kind::Capture, &accepted).await.unwrap();
+        send(&relay, Kind::Capture, &accepted, b"echo.test:443\n")
+            .await
+            .unwrap();
         drop(accepted); // the relay keeps nothing
-        let (byte, fd) = recv_byte(&proxy).await.unwrap().unwrap();
+        let (byte, passed) = recv_byte(&proxy).await.unwrap().unwrap();
         assert_eq!(Kind::from_byte(byte), Some(Kind::Capture));
-        let mut stream = tcp_stream(fd.expect("a descriptor")).unwrap();
+        let Passed::One(fd) = passed else {
+            panic!("{passed:?}")
+        };
+        // The target follows the byte, for plain reads.
+        let mut tail = [0u8; 14];
+        proxy.read_exact(&mut tail).await.unwrap();
+        assert_eq!(&tail, b"echo.test:443\n");
+        let mut stream = tcp_stream(fd).unwrap();
         agent.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
         stream.read_exact(&mut got).await.unwrap();
@@ -200,8 +247,9 @@ mod tests {
         let (mut relay, proxy) = UnixStream::pair().unwrap();
         relay.write_all(b"C").await.unwrap();
         drop(relay);
-        let (byte, fd) = recv_byte(&proxy).await.unwrap().unwrap();
-        assert_eq!((byte, fd.is_none()), (b'C', true));
+        let (byte, passed) = recv_byte(&proxy).await.unwrap().unwrap();
+        assert_eq!(byte, b'C');
+        assert!(matches!(passed, Passed::None), "{passed:?}");
         assert!(recv_byte(&proxy).await.unwrap().is_none(), "end of input");
     }
 
@@ -253,7 +301,8 @@ mod tests {
             SendFlags::empty(),
         )
         .unwrap();
-        let err = recv_byte(&proxy).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let (byte, passed) = recv_byte(&proxy).await.unwrap().unwrap();
+        assert_eq!(byte, Kind::PROXY);
+        assert!(matches!(passed, Passed::Refused), "{passed:?}");
     }
 }

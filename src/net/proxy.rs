@@ -23,18 +23,18 @@ mod tests;
 pub(crate) mod tunnel;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use std::os::fd::OwnedFd;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::net::handoff;
+use crate::net::handoff::{self, Passed};
 use crate::net::rules::{Host, NetPolicy};
 use dial::{Dialer, Refusal};
 use tally::{Entry, Record, Tally};
@@ -161,6 +161,7 @@ fn start_with(
         dialer: Dialer::new(cfg.policy, cfg.reload, cfg.fixed, tuning.resolver),
         tally: tally.clone(),
         head_deadline: tuning.head_deadline,
+        relay: AtomicBool::new(false),
     });
     let (stop_tx, stop_rx) = oneshot::channel();
     let max_conns = tuning.max_conns;
@@ -187,6 +188,8 @@ struct Ctx {
     dialer: Dialer,
     tally: Arc<Mutex<Tally>>,
     head_deadline: Duration,
+    /// The relay's line is registered (`handoff::HELLO`): nobody else hands over a socket.
+    relay: AtomicBool,
 }
 
 async fn accept_loop(
@@ -205,8 +208,8 @@ async fn accept_loop(
         match accepted {
             Ok((conn, _)) => match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move { serve(conn, &ctx, permit).await });
+                    let (ctx, permits) = (ctx.clone(), permits.clone());
+                    tokio::spawn(async move { serve(conn, ctx, permits, permit).await });
                 }
                 Err(_) => drop(conn),
             },
@@ -249,41 +252,104 @@ impl Kind {
 
 /// One connection to the proxy's socket; `permit` is its place among `MAX_CONNS`, held until
 /// the connection (or the tunnel it becomes) ends.
-async fn serve(mut unix: UnixStream, ctx: &Ctx, permit: OwnedSemaphorePermit) {
+async fn serve(
+    mut unix: UnixStream,
+    ctx: Arc<Ctx>,
+    permits: Arc<Semaphore>,
+    permit: OwnedSemaphorePermit,
+) {
     // One deadline over the token and the whole request head, not per read: a client sending
     // a byte a second must not hold a connection for hours.
     let deadline = tokio::time::Instant::now() + ctx.head_deadline;
-    let first = tokio::time::timeout_at(deadline, read_token(&mut unix, ctx)).await;
-    let Ok(Some((first, fd))) = first else { return };
-    let kind = handoff::Kind::from_byte(first);
-    let (kind, fd) = match (kind, fd) {
-        // A client on the UNIX socket itself.
-        (None, None) => return serve_client(unix, first, deadline, ctx, permit).await,
-        (Some(kind), Some(fd)) => (kind, fd),
-        // A descriptor with anything else, or a handover without one: closed.
-        _ => return,
-    };
-    // The relay's handover: the agent's own connection, checked to be one.
-    let Ok(mut client) = handoff::tcp_stream(fd) else {
+    let first = tokio::time::timeout_at(deadline, read_token(&mut unix, &ctx)).await;
+    let Ok(Some((first, passed))) = first else {
         return;
     };
+    match (first, passed) {
+        (handoff::HELLO, Passed::None) => relay_line(unix, ctx, permits).await,
+        // A client on the UNIX socket itself.
+        (b, Passed::None) if handoff::Kind::from_byte(b).is_none() => {
+            serve_client(unix, first, deadline, &ctx, permit).await
+        }
+        // A descriptor anywhere but on the relay's line: the agent can read the token and
+        // reach this socket, and a socket it passed itself is one it still holds (`handoff`).
+        // Or a handover byte without one. Closed.
+        _ => {}
+    }
+}
+
+/// The relay's line: registered once, by the relay before the agent starts (it waits for
+/// the answer), then one handover after another, each served on a task of its own. A line
+/// out of step (a byte without a socket, a target cut short) ends; a socket that is not a
+/// connected TCP socket, one past `MAX_CONNS`, or one the kernel could not give this process
+/// (out of descriptors: the agent can open many connections) is closed and the line goes on.
+async fn relay_line(mut line: UnixStream, ctx: Arc<Ctx>, permits: Arc<Semaphore>) {
+    if ctx.relay.swap(true, Ordering::SeqCst) {
+        return; // taken: only the first comer, the relay, has a line
+    }
+    if line.write_all(&[handoff::HELLO]).await.is_err() {
+        return;
+    }
+    loop {
+        let Ok(Some((byte, passed))) = handoff::recv_byte(&line).await else {
+            return;
+        };
+        let Some(kind) = handoff::Kind::from_byte(byte) else {
+            return;
+        };
+        let fd = match passed {
+            Passed::None => return,
+            Passed::One(fd) => Some(fd),
+            Passed::Refused => None,
+        };
+        let deadline = tokio::time::Instant::now() + ctx.head_deadline;
+        let target = match kind {
+            handoff::Kind::Capture => {
+                match tokio::time::timeout_at(deadline, read_target(&mut line)).await {
+                    Ok(Some(line)) => Some(line),
+                    _ => return,
+                }
+            }
+            _ => None,
+        };
+        // The target is read even without a socket, for the line to stay in step.
+        let Some(fd) = fd else {
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let Ok(client) = handoff::tcp_stream(fd) else {
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(
+            async move { handed_over(client, kind, target, deadline, &ctx, permit).await },
+        );
+    }
+}
+
+/// The agent's own connection, which the relay accepted and handed over; `target` is a
+/// capture's line.
+async fn handed_over(
+    mut client: TcpStream,
+    kind: handoff::Kind,
+    target: Option<Vec<u8>>,
+    deadline: tokio::time::Instant,
+    ctx: &Ctx,
+    permit: OwnedSemaphorePermit,
+) {
     match kind {
         handoff::Kind::Proxy => {
-            drop(unix);
             let mut first = [0u8; 1];
             let read = tokio::time::timeout_at(deadline, client.read_exact(&mut first)).await;
             if let Ok(Ok(_)) = read {
                 serve_client(client, first[0], deadline, ctx, permit).await;
             }
         }
-        handoff::Kind::Broker => {
-            drop(unix);
-            Box::pin(serve_broker(client, ctx)).await;
-        }
+        handoff::Kind::Broker => Box::pin(serve_broker(client, ctx)).await,
         handoff::Kind::Capture => {
-            let target = tokio::time::timeout_at(deadline, read_target(&mut unix)).await;
-            drop(unix);
-            if let Ok(Some((host, port))) = target {
+            if let Some((host, port)) = target.as_deref().and_then(parse_target) {
                 let req = Request {
                     kind: Kind::Captured,
                     host,
@@ -333,9 +399,10 @@ where
     }
 }
 
-/// A captured connection's destination, "name:port\n", as the relay sends it after the
-/// socket. `None`: malformed, too long or cut short.
-async fn read_target(unix: &mut UnixStream) -> Option<(Host, u16)> {
+/// A captured connection's line, "name:port\n", as the relay sends it with the socket, read
+/// a byte at a time so that nothing of the next handover is taken. `None`: too long or cut
+/// short (the line is out of step).
+async fn read_target(unix: &mut UnixStream) -> Option<Vec<u8>> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     while !line.ends_with(b"\n") {
@@ -345,7 +412,12 @@ async fn read_target(unix: &mut UnixStream) -> Option<(Host, u16)> {
         unix.read_exact(&mut byte).await.ok()?;
         line.push(byte[0]);
     }
-    let text = std::str::from_utf8(&line[..line.len() - 1]).ok()?;
+    Some(line)
+}
+
+/// The destination in a capture's line. `None`: malformed.
+fn parse_target(line: &[u8]) -> Option<(Host, u16)> {
+    let text = std::str::from_utf8(line.strip_suffix(b"\n")?).ok()?;
     http::authority(text, None)
 }
 
@@ -376,7 +448,7 @@ fn broker_log(tally: Arc<Mutex<Tally>>) -> Arc<dyn Fn(crate::net::broker::Event)
 
 /// The token line, then the first byte of what follows with the descriptor the relay may
 /// have passed with it (`handoff`). `None`: the client is to be closed.
-async fn read_token(client: &mut UnixStream, ctx: &Ctx) -> Option<(u8, Option<OwnedFd>)> {
+async fn read_token(client: &mut UnixStream, ctx: &Ctx) -> Option<(u8, Passed)> {
     let mut line = vec![0u8; ctx.token_line.len()];
     client.read_exact(&mut line).await.ok()?;
     // No reply at all to a wrong token: nothing for a stranger to learn.

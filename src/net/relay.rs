@@ -9,7 +9,8 @@
 //! It carries no traffic: each connection it accepts is handed to the host proxy as it is
 //! (`handoff`: the socket itself, with what it is for and, if captured, the name behind its
 //! address), and the proxy decides and copies. So a tunnel costs the relay nothing after the
-//! handover, and the bytes take one proxy hop.
+//! handover, and the bytes take one proxy hop. The handovers all go over one line to the
+//! proxy, registered before the agent starts: the proxy takes sockets from no other.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -20,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 
 use crate::inside::{BROKER_ADDR, BROKER_PORT, PROXY_PORT, SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
@@ -77,9 +77,37 @@ impl Synth {
 struct Shared {
     policy: NetPolicy,
     learn: bool,
-    token: String,
-    socket: std::path::PathBuf,
     synth: Mutex<Synth>,
+}
+
+/// The line to the host proxy, one handover at a time.
+type Line = Arc<tokio::sync::Mutex<UnixStream>>;
+
+/// How long the relay waits for the proxy to take its line.
+const REGISTER_LIMIT: Duration = Duration::from_secs(10);
+
+/// Opens and registers the relay's line (`handoff::HELLO`), before the agent exists: the proxy
+/// takes the first registration only and sockets from this line only, so nothing the agent
+/// passes the proxy itself is taken.
+fn register(token: &str) -> Result<std::os::unix::net::UnixStream> {
+    use std::io::{Read, Write};
+    let socket = std::path::Path::new(SOCKET_DIR).join(SOCKET_NAME);
+    let mut line =
+        std::os::unix::net::UnixStream::connect(&socket).context("connecting to the host proxy")?;
+    line.set_read_timeout(Some(REGISTER_LIMIT))?;
+    let mut hello = format!("AGENTBOX {token}\n").into_bytes();
+    hello.push(handoff::HELLO);
+    line.write_all(&hello)
+        .context("registering with the host proxy")?;
+    let mut answer = [0u8; 1];
+    line.read_exact(&mut answer)
+        .context("registering with the host proxy")?;
+    anyhow::ensure!(
+        answer[0] == handoff::HELLO,
+        "the host proxy refused the relay's line"
+    );
+    line.set_read_timeout(None)?;
+    Ok(line)
 }
 
 /// The sockets bound while privileged.
@@ -154,11 +182,14 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
     let bound = bind(&policy, ctx.broker)?;
     become_user(&ctx)?;
     seccomp::apply(ctx.seccomp)?;
+    // The agent runs as the same user; where Landlock does not stand between them
+    // (--allow-nested leaves /proc writable too), it could write this process's memory and
+    // use the line for sockets of its own (`handoff`).
+    sys::not_dumpable()?;
+    let line = register(token.trim())?;
     let shared = Arc::new(Shared {
         policy,
         learn: ctx.learn,
-        token: token.trim().to_owned(),
-        socket: std::path::Path::new(SOCKET_DIR).join(SOCKET_NAME),
         synth: Mutex::new(Synth::default()),
     });
     let (prog, args) = command.split_first().context("no command")?;
@@ -180,7 +211,7 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
         }
     };
     // The agent starts first: its connections wait in the bound sockets' queues meanwhile.
-    std::thread::spawn(move || serve(shared, bound));
+    std::thread::spawn(move || serve(shared, bound, line));
     // Termination requests agentbox passes on (or the user sends this process) go to the
     // agent, which may end cleanly; its exit ends the sandbox.
     let agent = child.id() as i32;
@@ -198,7 +229,7 @@ pub fn relay_main(ctx_json: &str, command: &[OsString]) -> Result<ExitCode> {
     Ok(crate::error::exit_code(status))
 }
 
-fn serve(shared: Arc<Shared>, bound: Bound) {
+fn serve(shared: Arc<Shared>, bound: Bound, line: std::os::unix::net::UnixStream) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -210,15 +241,29 @@ fn serve(shared: Arc<Shared>, bound: Bound) {
         }
     };
     rt.block_on(async move {
+        let line = match line
+            .set_nonblocking(true)
+            .and_then(|_| UnixStream::from_std(line))
+        {
+            Ok(l) => Arc::new(tokio::sync::Mutex::new(l)),
+            Err(e) => {
+                eprintln!("agentbox: relay: {e}");
+                return;
+            }
+        };
         let mut tasks = Vec::new();
+        let mut listen = |l, mode| {
+            let (shared, line) = (shared.clone(), line.clone());
+            tasks.push(tokio::spawn(accept_loop(l, shared, line, mode)));
+        };
         for l in bound.proxy {
-            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), Mode::Proxy)));
+            listen(l, Mode::Proxy);
         }
         for l in bound.capture {
-            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), Mode::Capture)));
+            listen(l, Mode::Capture);
         }
         if let Some(l) = bound.broker {
-            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), Mode::Broker)));
+            listen(l, Mode::Broker);
         }
         tasks.push(tokio::spawn(dns_loop(bound.dns, shared.clone())));
         for t in tasks {
@@ -238,7 +283,7 @@ enum Mode {
     Broker,
 }
 
-async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, mode: Mode) {
+async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, line: Line, mode: Mode) {
     let listener = match listener
         .set_nonblocking(true)
         .and_then(|_| TcpListener::from_std(listener))
@@ -254,12 +299,12 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, mode:
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let shared = shared.clone();
+        let (shared, line) = (shared.clone(), line.clone());
         tokio::spawn(async move {
             let _ = match mode {
-                Mode::Capture => tunnel_by_name(stream, &shared).await,
-                Mode::Proxy => hand_over(stream, &shared, handoff::Kind::Proxy, None).await,
-                Mode::Broker => hand_over(stream, &shared, handoff::Kind::Broker, None).await,
+                Mode::Capture => tunnel_by_name(stream, &shared, &line).await,
+                Mode::Proxy => hand_over(stream, &line, handoff::Kind::Proxy, None).await,
+                Mode::Broker => hand_over(stream, &line, handoff::Kind::Broker, None).await,
             };
         });
     }
@@ -269,25 +314,18 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, mode:
 /// the agent's connection itself from here. `target` is a captured connection's destination.
 async fn hand_over(
     client: TcpStream,
-    shared: &Shared,
+    line: &Line,
     kind: handoff::Kind,
     target: Option<String>,
 ) -> std::io::Result<()> {
-    let mut up = UnixStream::connect(&shared.socket).await?;
-    // The token in a write of its own: the proxy reads it with a plain read, which would
-    // discard a descriptor attached to it.
-    up.write_all(format!("AGENTBOX {}\n", shared.token).as_bytes())
-        .await?;
-    handoff::send(&up, kind, &client).await?;
-    if let Some(target) = target {
-        up.write_all(format!("{target}\n").as_bytes()).await?;
-    }
-    Ok(())
+    let tail = target.map(|t| format!("{t}\n")).unwrap_or_default();
+    let line = line.lock().await;
+    handoff::send(&line, kind, &client, tail.as_bytes()).await
 }
 
 /// A client that connected to a synthetic address: the host proxy is to tunnel it to the name
 /// behind that address, on the same port.
-async fn tunnel_by_name(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn tunnel_by_name(client: TcpStream, shared: &Shared, line: &Line) -> std::io::Result<()> {
     let local: SocketAddr = client.local_addr()?;
     let SocketAddr::V4(v4) = local else {
         return Ok(());
@@ -301,7 +339,7 @@ async fn tunnel_by_name(client: TcpStream, shared: &Shared) -> std::io::Result<(
         return Ok(()); // not an address our DNS gave out: close
     };
     let target = format!("{name}:{}", v4.port());
-    hand_over(client, shared, handoff::Kind::Capture, Some(target)).await
+    hand_over(client, line, handoff::Kind::Capture, Some(target)).await
 }
 
 fn answer(shared: &Shared, q: &dns::Question) -> Answer {

@@ -243,6 +243,14 @@ pub fn proc_read_only() -> Result<()> {
     mount_remount("/proc", flags, "").context("remounting /proc read-only")
 }
 
+/// Marks this process not dumpable: a process of the same user may then not ptrace it, open
+/// its `/proc/PID/mem` or take its descriptors, unless it holds CAP_SYS_PTRACE in the user
+/// namespace this process was started in. Children that exec are dumpable again.
+pub fn not_dumpable() -> Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("prctl(PR_SET_DUMPABLE)")
+}
+
 /// Drops every capability for good: effective, permitted, inheritable, ambient and bounding.
 pub fn drop_all_caps() -> Result<()> {
     // Fails on kernels before 4.3, which have no ambient set to clear.

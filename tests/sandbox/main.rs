@@ -26,6 +26,7 @@ mod files;
 mod flags;
 mod git;
 mod gpu;
+mod handoff_attack;
 mod hostwrites;
 mod limits;
 mod net;

@@ -403,6 +403,13 @@ pub(super) fn network() -> Vec<Probe> {
             },
         ),
         p(
+            "net-proxy-handover",
+            C,
+            Blocked,
+            "the host proxy takes no socket the agent passes itself, nor a line of its own",
+            |_| proxy_handover(),
+        ),
+        p(
             "net-loopback-inside",
             C,
             Allowed,
@@ -417,6 +424,78 @@ pub(super) fn network() -> Vec<Probe> {
             },
         ),
     ]
+}
+
+/// With the filtered network the agent can read the proxy token and reach the proxy's
+/// socket: as a plain client it is served (the control), but a TCP socket it passes and
+/// keeps a copy of must not be (on a shared file description it could turn the proxy's
+/// calls blocking), nor may it register a line of its own (the relay holds the only one).
+fn proxy_handover() -> Obs {
+    use crate::inside::{SOCKET_DIR, SOCKET_NAME, TOKEN_FILE};
+    let Ok(token) = fs::read_to_string(TOKEN_FILE) else {
+        return blocked("no proxy token here (not the filtered network)");
+    };
+    let path = Path::new(SOCKET_DIR).join(SOCKET_NAME);
+    let open = || -> std::io::Result<UnixStream> {
+        let mut u = UnixStream::connect(&path)?;
+        u.set_read_timeout(Some(Duration::from_secs(2)))?;
+        u.write_all(format!("AGENTBOX {}\n", token.trim()).as_bytes())?;
+        Ok(u)
+    };
+    // An IP literal: the proxy refuses it with a 403 and dials nothing.
+    let req = b"CONNECT 192.0.2.1:443 HTTP/1.1\r\n\r\n";
+    let first = |r: &mut dyn Read| -> String {
+        let mut buf = [0u8; 12];
+        match r.read(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(_) => String::new(),
+        }
+    };
+    let control = open().and_then(|mut u| {
+        u.write_all(req)?;
+        Ok(first(&mut u))
+    });
+    match control {
+        Ok(reply) if reply.starts_with("HTTP/1.1 ") => {}
+        Ok(reply) => return blocked(format!("the proxy answered no plain client ({reply:?})")),
+        Err(e) => return blocked(format!("proxy socket: {e}")),
+    }
+    let line = open().and_then(|mut u| {
+        u.write_all(&[crate::net::handoff::HELLO])?;
+        Ok(first(&mut u))
+    });
+    if let Ok(answer) = line
+        && !answer.is_empty()
+    {
+        return allowed("the proxy gave the agent a line of its own");
+    }
+    let passed = (|| -> std::io::Result<String> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let mut kept = TcpStream::connect(l.local_addr()?)?;
+        let (s, _) = l.accept()?;
+        let u = open()?;
+        let fds = [s.as_fd()];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+        control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+        // 0x02: a proxy client's handover byte (`net::handoff`).
+        rustix::net::sendmsg(
+            &u,
+            &[std::io::IoSlice::new(&[0x02])],
+            &mut control,
+            rustix::net::SendFlags::empty(),
+        )?;
+        kept.set_read_timeout(Some(Duration::from_secs(2)))?;
+        kept.write_all(req)?;
+        Ok(first(&mut kept))
+    })();
+    match passed {
+        Ok(reply) if !reply.is_empty() => allowed(format!(
+            "the proxy served a socket the agent keeps ({reply:?})"
+        )),
+        Ok(_) => blocked("a plain client is served; a passed socket is not"),
+        Err(e) => blocked(format!("passing a socket: {e}")),
+    }
 }
 
 pub(super) fn interfaces() -> Vec<String> {
