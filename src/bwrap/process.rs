@@ -87,7 +87,8 @@ pub(super) fn filters(policy: &Policy, b: &mut Builder) -> Result<()> {
     if policy.allow.debug {
         b.notes.push(
             "--allow-debug: ptrace, process_vm_readv/writev and perf_event_open are allowed; \
-             the agent can read and change the memory of any process in the sandbox"
+             the agent can read and change the memory of any process in the sandbox but the \
+             filtered network's relay (not dumpable)"
                 .to_owned(),
         );
     }
