@@ -6,7 +6,8 @@ line, writes the raw samples.
 
 Arguments: RUNS WARMUP AGENTBOX BWRAP WORK DATA_FDS OUT [NAME=VALUE...]: DATA_FDS is one
 space-separated word, OUT the JSON file for the samples, NAME=VALUE the environment of every
-timed agentbox command.
+timed agentbox command. AGENTBOX_BASE in the environment: another build whose `run -- true`
+and `run --dry-run` are timed in the same rounds (an interleaved A/B).
 """
 import json, os, subprocess, sys, time
 from benchlib import place, preload, q, table
@@ -45,6 +46,10 @@ cmds = {
                                          data_fds_like_agentbox),
     "floor: /usr/bin/true": (["/usr/bin/true"], env, (), None),
 }
+base = os.environ.get("AGENTBOX_BASE")
+if base:
+    cmds["A/B: base run -- true"] = ([base, "run", "--", "true"], env, (), None)
+    cmds["A/B: base run --dry-run"] = ([base, "run", "--dry-run", "--", "true"], env, (), None)
 
 names = list(cmds)
 samples = {n: [] for n in names}
@@ -75,6 +80,11 @@ bare = "bare: bwrap ARGV -- true"
 chain = "floor: env -i bwrap ARGV -- true"
 print(f"  one extra exec before bwrap (env -i) costs {med[chain] / med[bare]:.2f}x "
       f"(+{med[chain] - med[bare]:.2f} ms): the floor for any launcher that execs bwrap")
+if base:
+    paired = [a / b for a, b in zip(samples[ab], samples["A/B: base run -- true"])]
+    print(f"  A/B: this build / base, run -- true: {med[ab] / med['A/B: base run -- true']:.3f}x "
+          f"(median of per-round ratios {q(paired, .5):.3f}x); --dry-run: "
+          f"{med['part: agentbox run --dry-run'] / med['A/B: base run --dry-run']:.3f}x")
 ratio = med[ab] / med[bare]
 verdict = "MET" if ratio <= 1.2 else "MISSED"
 print(f"RESULT launch median {med[ab]:.2f} ms vs bare bwrap {med[bare]:.2f} ms: {ratio:.2f}x; "
