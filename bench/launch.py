@@ -20,8 +20,11 @@ argv = open(f"{work}/rec/run.argv", "rb").read().split(b"\0")[:-1]
 assert argv[-2:] == [b"--", b"true"], argv[-2:]
 data = {fd: open(f"{work}/rec/run.fd{fd}", "rb").read() for fd in data_fds}
 ARGS_FD = max(data_fds, default=2) + 1
+# bwrap's options go in the file; the command (agentbox's shim, then `true`) stays after `--` on
+# the command line: an argv that ended at the shim's own `--` would run a different command.
+opts_end = argv.index(b"--")
 with open(f"{work}/args", "wb") as f:
-    f.write(b"".join(a + b"\0" for a in argv[:-2]))
+    f.write(b"".join(a + b"\0" for a in argv[:opts_end]))
 
 def data_fds_like_agentbox():
     preload(data)
@@ -37,10 +40,13 @@ cmds = {
     "agentbox run -- true": ([agentbox, "run", "--", "true"], env, (), None),
     "bare: bwrap ARGV -- true": (direct, {}, data_fds, data_fds_like_agentbox),
     "bare: bwrap --args FD -- true": (
-        [bwrap, "--args", str(ARGS_FD), "--", "true"], {}, [*data_fds, ARGS_FD], with_args_file),
+        [bwrap, "--args", str(ARGS_FD), *argv[opts_end:]], {}, [*data_fds, ARGS_FD],
+        with_args_file),
     "bare: bash dry-run script": (["bash", f"{work}/run.dry.sh"], env, (), None),
     "part: agentbox run --dry-run": ([agentbox, "run", "--dry-run", "--", "true"], env, (), None),
     "part: bwrap --version": ([bwrap, "--version"], {}, (), None),
+    # The shim bwrap runs inside (Landlock, then exec), run on the host: its cost in both rows.
+    "part: agentbox __exec (shim) true": ([agentbox, *argv[opts_end + 2:]], {}, (), None),
     "part: agentbox --version": ([agentbox, "--version"], env, (), None),
     "floor: env -i bwrap ARGV -- true": (["/usr/bin/env", "-i", *direct], {}, data_fds,
                                          data_fds_like_agentbox),
