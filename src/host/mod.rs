@@ -26,7 +26,7 @@ pub mod user;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::error::Fail;
 use crate::hostenv::Env;
@@ -57,8 +57,7 @@ impl HostFacts {
     /// writable root), then what the agent needs.
     pub fn probe(policy: &Policy, env: &Env) -> Result<HostFacts> {
         let user = User::probe(env)?;
-        let system = System::probe(user.uid)?;
-        let project = Project::probe(policy, &user, &system.secrets)?;
+        let (system, project) = system_beside_project(policy, &user)?;
         let bwrap = Bwrap::probe(policy.bwrap.as_deref(), &user.env, &project.writable())?;
         let agent = Agent::probe(policy, &user)?;
         let tools = match policy.toolchains {
@@ -74,6 +73,30 @@ impl HostFacts {
             tools,
         })
     }
+}
+
+/// The system's probe in a thread of its own while the project's runs: as root it walks `/etc`
+/// (about 2 ms), which the project's probe needs only at its scan, after its own checks and
+/// git's start. Both read; neither writes.
+fn system_beside_project(policy: &Policy, user: &User) -> Result<(System, Project)> {
+    std::thread::scope(|s| {
+        let probing = s.spawn(|| System::probe(user.uid));
+        let mut system = None;
+        let project = Project::probe_beside(policy, user, || {
+            let done = join(probing)?;
+            let secrets = done.secrets.clone();
+            system = Some(done);
+            Ok(secrets)
+        })?;
+        let system = system.context("the system's probe was never asked for")?;
+        Ok((system, project))
+    })
+}
+
+/// A scoped thread's result (panics abort in release builds: a panic here is a test's).
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    h.join()
+        .map_err(|_| anyhow::anyhow!("the system's probe panicked"))?
 }
 
 /// Where agentbox keeps per-run directories: `$XDG_RUNTIME_DIR/agentbox`, or
