@@ -13,6 +13,11 @@ use anyhow::Result;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The shim inside every sandbox: its fixed argv is read without clap (see `shim`).
+    if let Some(s) = agentbox::shim::args(std::env::args_os().skip(1)) {
+        let result = launch::exec_shim(s.tty, s.landlock.then_some(&s.write[..]), &s.command);
+        return finish(result, false);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -104,6 +109,12 @@ fn main() -> ExitCode {
             action: Some(agentbox::cli::CacheAction::Clean { names }),
         } => agentbox::caches::clean(&names, &env),
     };
+    finish(result, prints)
+}
+
+/// The exit code of a command's `result`, its error printed once. `prints`: a command whose
+/// only output is what it prints (a closed stdout ends it quietly).
+fn finish(result: Result<ExitCode>, prints: bool) -> ExitCode {
     match result {
         Ok(code) => code,
         // The reader of stdout went away (`agentbox man | head`): nothing to report.
