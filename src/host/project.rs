@@ -37,7 +37,7 @@ impl Project {
 
     /// `probe`, asking for the masked system files only once git's calls have started, right
     /// before the scan (the first thing that needs them): the `/etc` walk that finds them as
-    /// root (about 2 ms) then runs in another thread, beside the checks and git's start.
+    /// root (about 2 ms) then runs while git does.
     pub fn probe_beside(
         policy: &Policy,
         user: &User,
