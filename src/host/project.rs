@@ -32,16 +32,17 @@ impl Project {
     /// finds. `system_secrets` are the masked system files: a hard link to one in a root is
     /// masked too.
     pub fn probe(policy: &Policy, user: &User, system_secrets: &[PathBuf]) -> Result<Project> {
-        Project::probe_beside(policy, user, || Ok(system_secrets.to_vec()))
+        Project::probe_beside(policy, user, |_| Ok(system_secrets.to_vec()))
     }
 
-    /// `probe`, asking for the masked system files only once git's calls have started, right
-    /// before the scan (the first thing that needs them): the `/etc` walk that finds them as
-    /// root (about 2 ms) then runs while git does.
+    /// `probe`, running `meanwhile` once git's calls have started, right before the scan:
+    /// it gets the writable roots (canonical, the project first) and returns the masked system
+    /// files, which the scan is the first to need. What it does (the `/etc` walk as root,
+    /// about 2 ms; bwrap's and the agent's probes) then runs while git does.
     pub fn probe_beside(
         policy: &Policy,
         user: &User,
-        system_secrets: impl FnOnce() -> Result<Vec<PathBuf>>,
+        meanwhile: impl FnOnce(&[PathBuf]) -> Result<Vec<PathBuf>>,
     ) -> Result<Project> {
         let project_raw = policy.project.clone().unwrap_or_else(|| user.cwd.clone());
         let project = canonical(&project_raw, "project directory")?;
@@ -95,7 +96,7 @@ impl Project {
             .collect();
         // A hard link in a writable root to a masked system file (root can make one to
         // /etc/shadow) is that file by another name: the scan masks it too.
-        let linked: Vec<(u64, u64)> = system_secrets()?
+        let linked: Vec<(u64, u64)> = meanwhile(&writable_roots)?
             .iter()
             .filter_map(|p| fs::metadata(p).ok())
             .filter(|m| std::os::unix::fs::MetadataExt::nlink(m) > 1)
@@ -324,8 +325,9 @@ mod tests {
         };
         // Asked for once, and the link to the system file is masked.
         let mut asked = 0;
-        let found = Project::probe_beside(&policy, &user, || {
+        let found = Project::probe_beside(&policy, &user, |roots| {
             asked += 1;
+            assert_eq!(roots, std::slice::from_ref(&project));
             Ok(vec![sys.join("shadow")])
         })
         .unwrap();
@@ -341,7 +343,7 @@ mod tests {
             "{found:?}"
         );
         // A system probe that failed fails the project's: no scan without its masks.
-        let failed = Project::probe_beside(&policy, &user, || anyhow::bail!("no /etc"));
+        let failed = Project::probe_beside(&policy, &user, |_| anyhow::bail!("no /etc"));
         assert!(failed.unwrap_err().to_string().contains("no /etc"));
     }
 }
