@@ -6,7 +6,8 @@ line, writes the raw samples.
 
 Arguments: RUNS WARMUP AGENTBOX BWRAP WORK DATA_FDS OUT [NAME=VALUE...]: DATA_FDS is one
 space-separated word, OUT the JSON file for the samples, NAME=VALUE the environment of every
-timed agentbox command.
+timed agentbox command. AGENTBOX_BASE in the environment: another build whose `run -- true`
+and `run --dry-run` are timed in the same rounds (an interleaved A/B).
 """
 import json, os, subprocess, sys, time
 from benchlib import place, preload, q, table
@@ -19,8 +20,11 @@ argv = open(f"{work}/rec/run.argv", "rb").read().split(b"\0")[:-1]
 assert argv[-2:] == [b"--", b"true"], argv[-2:]
 data = {fd: open(f"{work}/rec/run.fd{fd}", "rb").read() for fd in data_fds}
 ARGS_FD = max(data_fds, default=2) + 1
+# bwrap's options go in the file; the command (agentbox's shim, then `true`) stays after `--` on
+# the command line: an argv that ended at the shim's own `--` would run a different command.
+opts_end = argv.index(b"--")
 with open(f"{work}/args", "wb") as f:
-    f.write(b"".join(a + b"\0" for a in argv[:-2]))
+    f.write(b"".join(a + b"\0" for a in argv[:opts_end]))
 
 def data_fds_like_agentbox():
     preload(data)
@@ -36,15 +40,22 @@ cmds = {
     "agentbox run -- true": ([agentbox, "run", "--", "true"], env, (), None),
     "bare: bwrap ARGV -- true": (direct, {}, data_fds, data_fds_like_agentbox),
     "bare: bwrap --args FD -- true": (
-        [bwrap, "--args", str(ARGS_FD), "--", "true"], {}, [*data_fds, ARGS_FD], with_args_file),
+        [bwrap, "--args", str(ARGS_FD), *argv[opts_end:]], {}, [*data_fds, ARGS_FD],
+        with_args_file),
     "bare: bash dry-run script": (["bash", f"{work}/run.dry.sh"], env, (), None),
     "part: agentbox run --dry-run": ([agentbox, "run", "--dry-run", "--", "true"], env, (), None),
     "part: bwrap --version": ([bwrap, "--version"], {}, (), None),
+    # The shim bwrap runs inside (Landlock, then exec), run on the host: its cost in both rows.
+    "part: agentbox __exec (shim) true": ([agentbox, *argv[opts_end + 2:]], {}, (), None),
     "part: agentbox --version": ([agentbox, "--version"], env, (), None),
     "floor: env -i bwrap ARGV -- true": (["/usr/bin/env", "-i", *direct], {}, data_fds,
                                          data_fds_like_agentbox),
     "floor: /usr/bin/true": (["/usr/bin/true"], env, (), None),
 }
+base = os.environ.get("AGENTBOX_BASE")
+if base:
+    cmds["A/B: base run -- true"] = ([base, "run", "--", "true"], env, (), None)
+    cmds["A/B: base run --dry-run"] = ([base, "run", "--dry-run", "--", "true"], env, (), None)
 
 names = list(cmds)
 samples = {n: [] for n in names}
@@ -75,6 +86,11 @@ bare = "bare: bwrap ARGV -- true"
 chain = "floor: env -i bwrap ARGV -- true"
 print(f"  one extra exec before bwrap (env -i) costs {med[chain] / med[bare]:.2f}x "
       f"(+{med[chain] - med[bare]:.2f} ms): the floor for any launcher that execs bwrap")
+if base:
+    paired = [a / b for a, b in zip(samples[ab], samples["A/B: base run -- true"])]
+    print(f"  A/B: this build / base, run -- true: {med[ab] / med['A/B: base run -- true']:.3f}x "
+          f"(median of per-round ratios {q(paired, .5):.3f}x); --dry-run: "
+          f"{med['part: agentbox run --dry-run'] / med['A/B: base run --dry-run']:.3f}x")
 ratio = med[ab] / med[bare]
 verdict = "MET" if ratio <= 1.2 else "MISSED"
 print(f"RESULT launch median {med[ab]:.2f} ms vs bare bwrap {med[bare]:.2f} ms: {ratio:.2f}x; "

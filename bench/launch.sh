@@ -3,6 +3,10 @@
 #
 #   bash bench/launch.sh [RUNS]        # RUNS timed rounds, default 200 (WARMUP=20 before them)
 #
+# AGENTBOX=PATH measures that binary instead of building one; AGENTBOX_BASE=PATH adds its
+# `run -- true` (and `--dry-run`) as rows of the same rounds: an interleaved A/B of two builds.
+# SCAN=0 skips part 2.
+#
 # 1. Launch: `agentbox run -- true` against bwrap run bare with the very argv and data fds
 #    agentbox hands it, interleaved round by round in one process, so both see the same machine
 #    state. The figure is the ratio of medians; the target is <= 1.2x bare bwrap.
@@ -23,9 +27,16 @@ warmup=${WARMUP:-20}
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 export CARGO_TARGET_DIR=$target_dir
 
-echo "== building (cargo build --release)"
-cargo build --release --quiet
-agentbox=$target_dir/release/agentbox
+if [[ -n ${AGENTBOX:-} ]]; then
+    agentbox=$(realpath "$AGENTBOX")
+    echo "== using $agentbox (AGENTBOX set: not built)"
+else
+    echo "== building (cargo build --release)"
+    cargo build --release --quiet
+    agentbox=$target_dir/release/agentbox
+fi
+base=
+[[ -n ${AGENTBOX_BASE:-} ]] && base=$(realpath "$AGENTBOX_BASE")
 bwrap=$(realpath "$(command -v bwrap)")
 echo "   at $(git log -1 --format='%h %s' 2>/dev/null || echo '(not a git checkout)')" \
     "$(git status --porcelain -- src 2>/dev/null | grep -q . && echo '(src/ has uncommitted changes)')"
@@ -54,8 +65,11 @@ bench_same_as_dry run
 mkdir -p "$target_dir/bench"
 echo "== launch: $runs rounds after $warmup warm-up rounds, interleaved" \
     "($(wc -c <"$work/rec/run.argv") bytes of argv, data fds: $data_fds)"
-python3 -B "$bench_dir/launch.py" "$runs" "$warmup" "$agentbox" "$bwrap" "$work" "$data_fds" \
+AGENTBOX_BASE=$base \
+    python3 -B "$bench_dir/launch.py" "$runs" "$warmup" "$agentbox" "$bwrap" "$work" "$data_fds" \
     "$target_dir/bench/launch.json" "${run_env[@]:2}"
+
+[[ ${SCAN:-1} == 0 ]] && exit 0
 
 echo "== scan (cargo bench --bench scan)"
 cd "$repo"

@@ -343,22 +343,44 @@ fn keep_running(bwrap: i32, done: &std::sync::atomic::AtomicBool) {
 }
 
 /// Waits for what bwrap left to us (its pid 1, about to exit): the sandbox's pid namespace
-/// ends with that process, so this is short; bounded all the same.
+/// ends with that process, so this is short; bounded all the same. The wait blocks in a thread
+/// of its own, so it returns as soon as the last one is reaped: polling with a sleep between
+/// tries cost every run up to the sleep's length (2 ms) after bwrap's exit.
 fn reap_orphans() {
-    use rustix::process::{WaitOptions, wait};
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let bound = std::time::Duration::from_secs(5);
+    let (done, reaped) = std::sync::mpsc::channel();
+    let waiter = std::thread::Builder::new()
+        .name("reap".into())
+        .spawn(move || {
+            reap_all(rustix::process::WaitOptions::empty(), None);
+            let _ = done.send(());
+        });
+    let late = match waiter {
+        Ok(_) => reaped.recv_timeout(bound).is_err(),
+        // No thread to be had: the same, polling.
+        Err(_) => !reap_all(
+            rustix::process::WaitOptions::NOHANG,
+            Some(std::time::Instant::now() + bound),
+        ),
+    };
+    if late {
+        eprintln!("agentbox: warning: a process of the sandbox has not exited yet");
+    }
+}
+
+/// Reaps children until there are none left (true), or, polling, until `deadline` (false).
+fn reap_all(opts: rustix::process::WaitOptions, deadline: Option<std::time::Instant>) -> bool {
+    use rustix::io::Errno;
+    use rustix::process::wait;
     loop {
-        match wait(WaitOptions::NOHANG) {
-            Ok(Some(_)) => continue,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(2));
+        match wait(opts) {
+            Ok(Some(_)) | Err(Errno::INTR) => continue,
+            Ok(None) if deadline.is_some_and(|d| std::time::Instant::now() < d) => {
+                std::thread::sleep(std::time::Duration::from_micros(200));
             }
-            Ok(None) => {
-                eprintln!("agentbox: warning: a process of the sandbox has not exited yet");
-                return;
-            }
+            Ok(None) => return false,
             // ECHILD: nothing left.
-            Err(_) => return,
+            Err(_) => return true,
         }
     }
 }

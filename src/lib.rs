@@ -36,6 +36,7 @@ pub mod runlock;
 pub mod seccomp;
 pub mod secrets;
 pub mod selftest;
+pub mod shim;
 pub mod sshagent;
 mod stale;
 mod sys;

@@ -32,6 +32,18 @@ impl Project {
     /// finds. `system_secrets` are the masked system files: a hard link to one in a root is
     /// masked too.
     pub fn probe(policy: &Policy, user: &User, system_secrets: &[PathBuf]) -> Result<Project> {
+        Project::probe_beside(policy, user, |_| Ok(system_secrets.to_vec()))
+    }
+
+    /// `probe`, running `meanwhile` once git's calls have started, right before the scan:
+    /// it gets the writable roots (canonical, the project first) and returns the masked system
+    /// files, which the scan is the first to need. What it does (the `/etc` walk as root,
+    /// about 2 ms; bwrap's and the agent's probes) then runs while git does.
+    pub fn probe_beside(
+        policy: &Policy,
+        user: &User,
+        meanwhile: impl FnOnce(&[PathBuf]) -> Result<Vec<PathBuf>>,
+    ) -> Result<Project> {
         let project_raw = policy.project.clone().unwrap_or_else(|| user.cwd.clone());
         let project = canonical(&project_raw, "project directory")?;
         if !project.is_dir() {
@@ -77,9 +89,14 @@ impl Project {
         let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
         config_outside(user, &writable_roots)?;
         let git_host = git::GitHost::find(&user.env, &user.home, &writable_roots);
+        // git reads the top repositories' configuration while the scan runs.
+        let early: Vec<git::Reads> = writable
+            .iter()
+            .map(|r| git::start_early(r, &git_host))
+            .collect();
         // A hard link in a writable root to a masked system file (root can make one to
         // /etc/shadow) is that file by another name: the scan masks it too.
-        let linked: Vec<(u64, u64)> = system_secrets
+        let linked: Vec<(u64, u64)> = meanwhile(&writable_roots)?
             .iter()
             .filter_map(|p| fs::metadata(p).ok())
             .filter(|m| std::os::unix::fs::MetadataExt::nlink(m) > 1)
@@ -87,11 +104,6 @@ impl Project {
                 use std::os::unix::fs::MetadataExt;
                 (m.dev(), m.ino())
             })
-            .collect();
-        // git reads the top repositories' configuration while the scan runs.
-        let early: Vec<git::Reads> = writable
-            .iter()
-            .map(|r| git::start_early(r, &git_host))
             .collect();
         let reports = secrets::scan_roots(&writable, &matcher, &linked)?;
         let mut roots: Vec<Root> = writable
@@ -278,5 +290,60 @@ mod tests {
             super::super::resolved(&real.join("link")),
             Some(real.join("checkout"))
         );
+    }
+
+    /// `run`'s policy with no flags and no configuration, for `project`.
+    fn policy_for(project: &Path) -> Policy {
+        use clap::{Args, FromArgMatches};
+        let m = crate::cli::SandboxArgs::augment_args(clap::Command::new("t"))
+            .try_get_matches_from(["t"])
+            .unwrap();
+        let args = crate::cli::SandboxArgs::from_arg_matches(&m).unwrap();
+        let mut policy = Policy::new(args, vec!["true".into()], false, Default::default()).unwrap();
+        policy.project = Some(project.to_owned());
+        policy
+    }
+
+    #[test]
+    fn the_system_secrets_asked_for_late_still_mask_their_hard_links() {
+        let t = tempfile::tempdir().unwrap();
+        let real = fs::canonicalize(t.path()).unwrap();
+        let (sys, project, home) = (real.join("sys"), real.join("p"), real.join("home"));
+        for d in [&sys, &project, &home] {
+            fs::create_dir(d).unwrap();
+        }
+        fs::write(sys.join("shadow"), "root:$6$hash\n").unwrap();
+        fs::hard_link(sys.join("shadow"), project.join("notes.txt")).unwrap();
+        let user = User {
+            home: home.clone(),
+            env: crate::hostenv::Env::new(vec![("HOME".into(), home.into())], &project),
+            ..User::fixture(project.to_str().unwrap())
+        };
+        let policy = policy_for(&project);
+        let masked = |p: &Project| -> Vec<PathBuf> {
+            p.roots[0].secrets.iter().map(|f| f.path.clone()).collect()
+        };
+        // Asked for once, and the link to the system file is masked.
+        let mut asked = 0;
+        let found = Project::probe_beside(&policy, &user, |roots| {
+            asked += 1;
+            assert_eq!(roots, std::slice::from_ref(&project));
+            Ok(vec![sys.join("shadow")])
+        })
+        .unwrap();
+        assert_eq!(asked, 1);
+        assert!(
+            masked(&found).contains(&project.join("notes.txt")),
+            "{found:?}"
+        );
+        // The control: not a system secret, not masked.
+        let found = Project::probe(&policy, &user, &[]).unwrap();
+        assert!(
+            !masked(&found).contains(&project.join("notes.txt")),
+            "{found:?}"
+        );
+        // A system probe that failed fails the project's: no scan without its masks.
+        let failed = Project::probe_beside(&policy, &user, |_| anyhow::bail!("no /etc"));
+        assert!(failed.unwrap_err().to_string().contains("no /etc"));
     }
 }

@@ -440,3 +440,45 @@ fn fifos_in_the_git_dir_do_not_hang_the_probe() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert!(repo.anomalies.iter().any(|a| a.what.contains("commondir")));
 }
+
+/// The processes whose command line holds `needle`.
+fn running_with(needle: &Path) -> Vec<std::ffi::OsString> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                c.windows(needle.as_os_str().len())
+                    .any(|w| w == needle.as_os_str().as_bytes())
+            })
+        })
+        .map(|e| e.file_name())
+        .collect()
+}
+
+#[test]
+fn a_call_started_early_and_never_asked_for_is_killed_and_reaped_when_dropped() {
+    let t = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(t.path()).unwrap();
+    let p = base.join("p");
+    fs::create_dir_all(&p).unwrap();
+    git(&p, &["init", "-q"]);
+    // A FIFO include keeps git waiting until it is killed.
+    let st = Command::new("mkfifo").arg(p.join("f")).status().unwrap();
+    assert!(st.success());
+    let mut cfg = fs::read_to_string(p.join(".git/config")).unwrap();
+    cfg.push_str("[include]\n\tpath = ../f\n");
+    fs::write(p.join(".git/config"), cfg).unwrap();
+    let h = host(&base, &p);
+    let needle = p.join(".git/config");
+    let reads = start_early(&p, &h);
+    // The control: git is started and runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while running_with(&needle).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!running_with(&needle).is_empty(), "git never started");
+    drop(reads);
+    let left = running_with(&needle);
+    assert!(left.is_empty(), "git still running: {left:?}");
+}
