@@ -6,6 +6,7 @@ over). No policy, no sandbox, no tokio: what is left is the kernel's cost of a h
 sharing of the cores, which no proxy design with a hop avoids.
 
     python3 bench/hop.py [ROUNDS] [MIB]
+    python3 bench/hop.py forward PORT    (bench/net.sh's "hop" path: prints "PORT PID", serves)
 
 ROUNDS (default 5) rounds, each one download and one upload of MIB (default 512) MiB per path,
 in rotating order; the figure is the median MB/s and its ratio to the median of direct. (Many
@@ -14,8 +15,9 @@ there, not the hop.)
 """
 import fcntl, multiprocessing as mp, os, socket, statistics, sys, time
 
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-NBYTES = (int(sys.argv[2]) if len(sys.argv) > 2 else 512) << 20
+FORWARD = sys.argv[1:2] == ["forward"]
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 and not FORWARD else 5
+NBYTES = (int(sys.argv[2]) if len(sys.argv) > 2 and not FORWARD else 512) << 20
 CHUNK = 1 << 20
 TIMEOUT = 60  # seconds per socket operation: nothing here may hang
 F_SETPIPE_SZ = 1031
@@ -164,5 +166,9 @@ def main():
             print(f"    {label:4} {name:15} {v:7.0f} MB/s  {v / base:.2f}x")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and FORWARD:
+    ls = listener()
+    print(ls.getsockname()[1], os.getpid(), flush=True)
+    forwarder(ls, int(sys.argv[2]), splice_pump)
+elif __name__ == "__main__":
     main()

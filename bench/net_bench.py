@@ -8,7 +8,7 @@ Arguments: AGENTBOX PROJECT PORT SERVER_PID ROUNDS MIB CONNS TUNNELS DIAG WORK O
 SERVER_PID are the host server's, DIAG 0 skips the diagnosis, NAME=VALUE is the environment of
 every client run.
 """
-import json, os, signal, struct, subprocess, sys, threading, time
+import atexit, json, os, signal, struct, subprocess, sys, threading, time
 
 from benchlib import q
 
@@ -167,7 +167,7 @@ class Sampler(threading.Thread):
 def client(where, tasks, nbytes, conns, tunnels=0, idle=0.3, perf=None):
     """One run of the client, on the host or in the sandbox, sampled all along."""
     ccfg = {"where": where, "port": PORT, "bytes": nbytes, "conns": conns, "tasks": tasks,
-            "tunnels": tunnels, "hold": 1.0, "idle": idle, "server": SERVER}
+            "tunnels": tunnels, "hold": 1.0, "idle": idle, "server": SERVER, "hop": HOP_PORT}
     argv = ["/usr/bin/python3", CLIENT, json.dumps(ccfg)]
     if where == "sandbox":
         argv = SANDBOX + argv
@@ -213,7 +213,14 @@ ROUNDS, NBYTES, CONNS, TUNNELS = cfg["rounds"], cfg["mib"] << 20, cfg["conns"], 
 SANDBOX_TASKS = ["down:proxy", "up:proxy", "down:capture", "up:capture", "down:inside",
                  "up:inside", "lat:proxy", "lat:capture", "lat:inside", "curl:proxy",
                  "curl:capture", "curl:forward", "par:proxy", "par:capture"]
-HOST_TASKS = ["down:direct", "up:direct", "lat:direct", "curl:direct", "par:direct"]
+HOST_TASKS = ["down:direct", "up:direct", "lat:direct", "curl:direct", "par:direct", "down:hop",
+              "up:hop", "par:hop"]
+# The "hop" path: the same client and server on the host through a minimal splice forwarder
+# in a process of its own (bench/hop.py), the ceiling of any proxy with one hop here.
+HOP = subprocess.Popen([sys.executable, "-B", os.path.join(os.path.dirname(__file__), "hop.py"),
+                        "forward", str(PORT)], stdout=subprocess.PIPE, text=True)
+HOP_PORT = int(HOP.stdout.readline().split()[0])
+atexit.register(HOP.kill)
 
 
 def rot(xs, k):
@@ -251,7 +258,7 @@ print(f"  throughput, MB/s (10^6 bytes/s), {ROUNDS} transfers of {cfg['mib']} Mi
 print(f"    {'client:path':<16} {'min':>7} {'median':>7} {'max':>7} {'ratio':>6} {'per-round':>9}")
 for kind in ("down", "up", "curl", "par"):
     base = series(f"{kind}:direct")
-    for path in ("direct", "proxy", "capture", "forward", "inside"):
+    for path in ("direct", "hop", "proxy", "capture", "forward", "inside"):
         xs = series(f"{kind}:{path}")
         if not xs:
             continue
@@ -347,6 +354,12 @@ print(f"RESULT throughput through the sandbox: download proxy {t['down:proxy']['
       f"capture {t['down:capture']['ratio']:.2f}x; upload proxy {t['up:proxy']['ratio']:.2f}x, "
       f"capture {t['up:capture']['ratio']:.2f}x of direct loopback (worst {worst:.2f}x); "
       f"target >= 0.90x: {'MET' if worst >= 0.9 else 'MISSED'}")
+print("RESULT the ceiling of one proxy hop here (a minimal splice forwarder, bench/hop.py): "
+      + ", ".join(f"{k} {t[k + ':hop']['ratio']:.2f}x" for k in ("down", "up", "par"))
+      + " of direct; agentbox's proxy path at "
+      + ", ".join(f"{k} {t[k + ':proxy']['median'] / t[k + ':hop']['median']:.2f}x"
+                  for k in ("down", "up", "par"))
+      + " of that ceiling")
 print(f"RESULT added connect latency: proxy {report['latency']['proxy']['added_median']:+.3f} ms "
       f"median ({report['latency']['proxy']['added_p90']:+.3f} ms p90), capture "
       f"{report['latency']['capture']['added_median']:+.3f} ms median "

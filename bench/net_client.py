@@ -166,8 +166,8 @@ def tunnels(n, hold):
 
 
 inside = cfg["where"] == "sandbox"
-ADDR = {"direct": "127.0.0.1", "inside": "127.0.0.1"}
-PORTS = {"direct": PORT, "capture": PORT, "proxy": PORT, "forward": PORT}
+ADDR = {"direct": "127.0.0.1", "inside": "127.0.0.1", "hop": "127.0.0.1"}
+PORTS = {"direct": PORT, "capture": PORT, "proxy": PORT, "forward": PORT, "hop": cfg.get("hop")}
 ADDR_NAME = {"direct": "127.0.0.1", "inside": "127.0.0.1", "capture": "bulk.test",
              "proxy": "bulk.test", "forward": "bulk.test"}
 server = None
