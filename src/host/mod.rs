@@ -67,7 +67,7 @@ impl HostFacts {
             let system = System::probe(user.uid)?;
             let bwrap = Bwrap::probe(policy.bwrap.as_deref(), &user.env, writable)?;
             let agent = Agent::probe(policy, &user)?;
-            let secrets = system.secrets.clone();
+            let secrets = system.linked_sources();
             meanwhile = Some((system, bwrap, agent));
             Ok(secrets)
         })?;

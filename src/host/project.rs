@@ -346,4 +346,59 @@ mod tests {
         let failed = Project::probe_beside(&policy, &user, |_| anyhow::bail!("no /etc"));
         assert!(failed.unwrap_err().to_string().contains("no /etc"));
     }
+
+    #[test]
+    fn a_hard_link_to_a_file_in_a_masked_system_directory_is_masked() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let real = fs::canonicalize(t.path()).unwrap();
+        let (etc, project, home) = (real.join("etc"), real.join("p"), real.join("home"));
+        let private = etc.join("ssl/private");
+        for d in [&private, &project, &home] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(private.join("server.key"), "db password: hunter2\n").unwrap();
+        fs::write(private.join("alone.key"), "another\n").unwrap();
+        fs::hard_link(private.join("server.key"), project.join("notes.txt")).unwrap();
+        fs::write(project.join("readme.txt"), "hello\n").unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+        // As root sees /etc: the private directory is masked whole, its files not listed.
+        let masks = crate::secrets::etc_secrets(&etc);
+        assert_eq!(masks.dirs, std::slice::from_ref(&private));
+        assert!(masks.files.is_empty(), "{:?}", masks.files);
+        let system = super::super::System {
+            secrets: masks.files,
+            secret_dirs: masks.dirs,
+            ..super::super::System::fixture()
+        };
+        // Only the file with another name is a source; the one alone is not.
+        let sources = system.linked_sources();
+        assert!(sources.contains(&private.join("server.key")), "{sources:?}");
+        assert!(!sources.contains(&private.join("alone.key")), "{sources:?}");
+        let user = User {
+            home: home.clone(),
+            env: crate::hostenv::Env::new(vec![("HOME".into(), home.into())], &project),
+            ..User::fixture(project.to_str().unwrap())
+        };
+        let policy = policy_for(&project);
+        let masked = |p: &Project| -> Vec<PathBuf> {
+            p.roots[0].secrets.iter().map(|f| f.path.clone()).collect()
+        };
+        // What HostFacts::probe passes: the link is masked, the plain file is not (the control).
+        let found = Project::probe(&policy, &user, &sources).unwrap();
+        assert!(
+            masked(&found).contains(&project.join("notes.txt")),
+            "{found:?}"
+        );
+        assert!(
+            !masked(&found).contains(&project.join("readme.txt")),
+            "{found:?}"
+        );
+        // The masked files alone (what the scan was given before) leave the link readable.
+        let found = Project::probe(&policy, &user, &system.secrets).unwrap();
+        assert!(
+            !masked(&found).contains(&project.join("notes.txt")),
+            "{found:?}"
+        );
+    }
 }

@@ -88,6 +88,15 @@ impl System {
         })
     }
 
+    /// The masked files whose other names (hard links in a writable root) the scan masks
+    /// too: each masked file, and each file with other names inside a masked directory (as
+    /// root, a key in `/etc/ssl/private`, masked with its directory and not listed here).
+    pub fn linked_sources(&self) -> Vec<PathBuf> {
+        let mut files = self.secrets.clone();
+        files.extend(secrets::linked_below(&self.secret_dirs));
+        files
+    }
+
     /// A made-up system for tests: `/usr`, `/bin` a link to `usr/bin`, `/etc`; `/etc/shadow`
     /// masked; `/proc/sys` root's; Landlock ABI 6; agentbox in `/usr/local/bin`.
     #[cfg(test)]

@@ -400,7 +400,7 @@ impl RunsLaterNames {
 mod sniff;
 mod system;
 mod walk;
-pub use system::{Masks, etc_secrets};
+pub use system::{Masks, etc_secrets, linked_below};
 pub use walk::{scan, scan_lenient, scan_roots};
 
 #[cfg(test)]

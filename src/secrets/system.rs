@@ -84,6 +84,40 @@ pub fn etc_secrets(etc: &Path) -> Masks {
     out
 }
 
+/// The files with other names below the masked directories `dirs` (as root, the keys in
+/// `/etc/ssl/private`): a hard link to one in a writable root is that file by another name,
+/// to be masked there too, as the project's scan does for its own masked directories. Within
+/// bounds, as there: what cannot be read, or lies beyond them, is passed over (it is masked
+/// with its directory). Never follows a symlink.
+pub fn linked_below(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    const MAX_LINK_ENTRIES: usize = 10_000;
+    const MAX_LINK_DEPTH: usize = 8;
+    let mut out = Vec::new();
+    let mut seen = 0;
+    let mut stack: Vec<(PathBuf, usize)> = dirs.iter().map(|d| (d.clone(), 0)).collect();
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_LINK_ENTRIES {
+                return out;
+            }
+            let Ok(ft) = entry.file_type() else {
+                continue;
+            };
+            if ft.is_dir() && depth < MAX_LINK_DEPTH {
+                stack.push((entry.path(), depth + 1));
+            } else if ft.is_file() && entry.metadata().is_ok_and(|m| m.nlink() > 1) {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
 /// A name that may hold a private key: the key-or-certificate types, and `*_key` (sshd's
 /// host keys).
 fn key_file(path: &Path) -> bool {

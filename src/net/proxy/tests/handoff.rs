@@ -362,3 +362,55 @@ async fn a_socket_riding_on_the_token_is_dropped() {
     let (summary, _) = p.stop();
     assert!(summary.requested.is_empty(), "{:?}", summary.requested);
 }
+
+#[tokio::test]
+async fn each_handover_gives_its_place_back_however_it_ends() {
+    // Two places: the relay's line holds one, so every handover below needs the other, and
+    // one that kept it would leave the next closed at once.
+    let port = echo_server().await;
+    let p = Proxy::start(Opts {
+        max_conns: Some(2),
+        ..allow(&[format!("echo.test:{port}")])
+    });
+    let line = relay_line(&p).await;
+    let ok = crate::net::proxy::http::CONNECT_OK;
+    // A capture to a name not allowed: closed.
+    let mut a = hand_over(&line, Kind::Capture, Some(&format!("rebind.test:{port}"))).await;
+    assert_eq!(read_to_close(&mut a).await, b"");
+    // A proxy client asking for a name not allowed: refused with a reply.
+    let mut a = hand_over(&line, Kind::Proxy, None).await;
+    a.write_all(b"CONNECT denied.test:443 HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_to_close(&mut a).await;
+    assert!(got.starts_with(b"HTTP/1.1 403"), "{got:?}");
+    // A request head that is not one: 400.
+    let mut a = hand_over(&line, Kind::Proxy, None).await;
+    a.write_all(b"NONSENSE\r\n\r\n").await.unwrap();
+    assert!(!read_to_close(&mut a).await.is_empty());
+    // The broker's kind with no broker running: closed.
+    let mut a = hand_over(&line, Kind::Broker, None).await;
+    assert_eq!(read_to_close(&mut a).await, b"");
+    // Not a TCP socket: closed, and the line goes on.
+    let (mut other, passed) = UnixStream::pair().unwrap();
+    send_raw(&line, 0x02, &passed);
+    drop(passed);
+    assert!(read_rest(&mut other).await.is_empty());
+    // A tunnel served and ended by the agent.
+    for round in 0..3 {
+        let mut a = hand_over(&line, Kind::Proxy, None).await;
+        let req = format!("CONNECT echo.test:{port} HTTP/1.1\r\n\r\nround {round}");
+        a.write_all(req.as_bytes()).await.unwrap();
+        let mut head = vec![0u8; ok.len()];
+        within("reply", a.read_exact(&mut head)).await.unwrap();
+        assert_eq!(head, ok, "round {round}");
+        a.shutdown().await.unwrap();
+        assert_eq!(
+            read_to_close(&mut a).await,
+            format!("round {round}").as_bytes()
+        );
+    }
+    drop(line);
+    let (summary, _) = p.stop();
+    assert_eq!(summary.allowed, 3);
+}
