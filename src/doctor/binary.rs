@@ -34,8 +34,8 @@ impl Words for Refusal {
     fn fix(self, path: &Path, uid: u32) -> String {
         match self {
             Refusal::InWritableRoot => format!(
-                "install bubblewrap outside the project, or pass it with --bwrap PATH; \
-                 {} is not used from here",
+                "install bubblewrap outside the project and agentbox's own data (agent homes, \
+                 caches), or pass it with --bwrap PATH; {} is not used from there",
                 path.display()
             ),
             Refusal::Writable => format!("{}chmod go-w {}", sudo(uid), path.display()),
@@ -45,9 +45,13 @@ impl Words for Refusal {
 }
 
 /// Whether `agentbox run` refuses this bwrap, as `Bwrap::probe` decides (the current
-/// directory stands for the project).
-fn refusal(canon: &Path, mode: u32, project: Option<&Path>) -> Option<Refusal> {
-    Refusal::of(canon, mode, project.as_slice())
+/// directory stands for the project; `areas` are agentbox's own, which sandboxes write too).
+fn refusal(canon: &Path, mode: u32, project: Option<&Path>, areas: &[PathBuf]) -> Option<Refusal> {
+    let roots: Vec<&Path> = project
+        .into_iter()
+        .chain(areas.iter().map(PathBuf::as_path))
+        .collect();
+    Refusal::of(canon, mode, &roots)
 }
 
 /// The current directory, when `agentbox run` would take it as the project (the same rule).
@@ -105,9 +109,13 @@ pub(super) fn find(explicit: Option<&Path>, uid: u32, env: &Env) -> (Check, Opti
         .ok()
         .and_then(|c| fs::canonicalize(c).ok())
         .filter(|c| default_project(c, home.as_deref()));
+    let areas = match env.home() {
+        Ok(h) => crate::host::agentbox_areas_of(env, h, uid),
+        Err(_) => Vec::new(),
+    };
     let mut refused = Vec::new();
     for (canon, mode) in bwrap_candidates(explicit, env) {
-        if let Some(r) = refusal(&canon, mode, project.as_deref()) {
+        if let Some(r) = refusal(&canon, mode, project.as_deref(), &areas) {
             refused.push((canon, r));
             continue;
         }
@@ -258,13 +266,24 @@ mod tests {
     fn refuses_like_agentbox_run() {
         let cwd = Path::new("/home/u/project");
         let bin = Path::new("/usr/bin/bwrap");
-        assert_eq!(refusal(bin, 0o100755, Some(cwd)), None);
-        assert_eq!(refusal(bin, 0o104755, None), None);
-        assert_eq!(refusal(bin, 0o100775, None), Some(Refusal::Writable));
-        assert_eq!(refusal(bin, 0o100644, None), Some(Refusal::NotExecutable));
+        let areas = [PathBuf::from("/home/u/.local/share/agentbox")];
+        assert_eq!(refusal(bin, 0o100755, Some(cwd), &areas), None);
+        assert_eq!(refusal(bin, 0o104755, None, &[]), None);
+        assert_eq!(refusal(bin, 0o100775, None, &[]), Some(Refusal::Writable));
+        assert_eq!(
+            refusal(bin, 0o100644, None, &[]),
+            Some(Refusal::NotExecutable)
+        );
         let planted = Path::new("/home/u/project/bin/bwrap");
         assert_eq!(
-            refusal(planted, 0o100755, Some(cwd)),
+            refusal(planted, 0o100755, Some(cwd), &areas),
+            Some(Refusal::InWritableRoot)
+        );
+        // In an agent's home, which its sandboxes write: refused too, as `run` does.
+        let in_home = Path::new("/home/u/.local/share/agentbox/home/claude/bin/bwrap");
+        assert_eq!(refusal(in_home, 0o100755, None, &[]), None);
+        assert_eq!(
+            refusal(in_home, 0o100755, None, &areas),
             Some(Refusal::InWritableRoot)
         );
         assert_eq!(

@@ -89,14 +89,19 @@ impl Bwrap {
     /// root (a planted `./bwrap` would run unsandboxed with the user's rights) and is not
     /// writable by group or others (anyone who can rewrite it owns every sandbox).
     pub fn probe(explicit: Option<&Path>, env: &Env, writable: &[PathBuf]) -> Result<Bwrap> {
-        let hint = "install bubblewrap (apt-get install bubblewrap) or pass --bwrap PATH";
+        Bwrap::find(explicit, env, writable)?.read()
+    }
+
+    /// The bwrap `probe` would use, not yet run: its version may have to be asked of it, which
+    /// runs it, so the caller may check it against more places the sandbox writes first.
+    pub fn find(explicit: Option<&Path>, env: &Env, writable: &[PathBuf]) -> Result<Found> {
         let mut refused = Vec::new();
         for (canon, mode) in bwrap_candidates(explicit, env) {
             let roots: Vec<&Path> = writable.iter().map(PathBuf::as_path).collect();
             if let Some(refusal) = BwrapRefusal::of(&canon, mode, &roots) {
                 let why = match refusal {
                     BwrapRefusal::InWritableRoot => {
-                        "it is inside a writable root, where the agent can replace it"
+                        "it is inside a directory the sandbox writes, where the agent can replace it"
                     }
                     BwrapRefusal::Writable => "it is writable by group or others",
                     BwrapRefusal::NotExecutable => "it is not executable",
@@ -104,22 +109,40 @@ impl Bwrap {
                 refused.push(format!("{} ({why})", canon.display()));
                 continue;
             }
-            let version = version(&canon, |cmd| {
-                let out = cmd.output()?;
-                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-            })?;
-            return Ok(Bwrap {
-                path: canon,
-                version,
-                setuid: mode & 0o4000 != 0,
-            });
+            return Ok(Found { path: canon, mode });
         }
         let message = if refused.is_empty() {
             "bwrap (bubblewrap) not found".to_owned()
         } else {
             format!("refusing to use bwrap: {}", refused.join(", "))
         };
-        Err(Fail::hint(message, hint).into())
+        Err(Fail::hint(message, INSTALL_HINT).into())
+    }
+}
+
+/// How to get a bwrap agentbox will use.
+pub const INSTALL_HINT: &str =
+    "install bubblewrap (apt-get install bubblewrap) or pass --bwrap PATH";
+
+/// A bwrap found and accepted (`Bwrap::find`), before its version is read.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub path: PathBuf,
+    mode: u32,
+}
+
+impl Found {
+    /// Reads its version (from the binary, else by running `--version`).
+    pub fn read(self) -> Result<Bwrap> {
+        let version = version(&self.path, |cmd| {
+            let out = cmd.output()?;
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        })?;
+        Ok(Bwrap {
+            path: self.path,
+            version,
+            setuid: self.mode & 0o4000 != 0,
+        })
     }
 }
 

@@ -111,14 +111,16 @@ pub const GIT_TIMEOUT: Duration = Duration::from_secs(3);
 const FIXED_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 impl GitHost {
-    pub fn find(env: &Env, home: &Path, writable: &[PathBuf]) -> GitHost {
+    pub fn find(env: &Env, home: &Path, writable: &[PathBuf], sandboxed: &[PathBuf]) -> GitHost {
+        // Not a git the sandbox could have written: none in the writable roots nor in
+        // `sandboxed` (agentbox's own areas, agent homes among them).
         let git = env
             .path_dirs()
             .into_iter()
             .filter(|d| d.components().all(|c| c != Component::ParentDir))
             .filter_map(|d| fs::canonicalize(d.join("git")).ok())
             .find(|g| {
-                !writable.iter().any(|w| g.starts_with(w))
+                !writable.iter().chain(sandboxed).any(|w| g.starts_with(w))
                     && fs::metadata(g).is_ok_and(|m| m.is_file())
             });
         GitHost {

@@ -65,13 +65,36 @@ impl HostFacts {
         let mut meanwhile = None;
         let project = Project::probe_beside(policy, &user, |writable| {
             let system = System::probe(user.uid)?;
-            let bwrap = Bwrap::probe(policy.bwrap.as_deref(), &user.env, writable)?;
+            // Not from anywhere the sandbox writes: the project's roots, and agentbox's own
+            // areas (agent homes, state, caches, run directories).
+            let mut sandboxed = writable.to_vec();
+            sandboxed.extend(agentbox_areas(&user));
+            let bwrap = Bwrap::find(policy.bwrap.as_deref(), &user.env, &sandboxed)?;
             let agent = Agent::probe(policy, &user)?;
             let secrets = system.linked_sources();
             meanwhile = Some((system, bwrap, agent));
             Ok(secrets)
         })?;
         let (system, bwrap, agent) = meanwhile.context("the system's probe was never asked for")?;
+        // A linked worktree's common git directory is known only now, and the sandbox writes
+        // it too: checked before bwrap's version is read, which may run it.
+        if let Some(common) = project
+            .linked_commons()
+            .into_iter()
+            .find(|c| bwrap.path.starts_with(c))
+        {
+            return Err(Fail::hint(
+                format!(
+                    "refusing to use bwrap: {} (it is inside {}, a git directory the sandbox \
+                     writes, where the agent can replace it)",
+                    crate::rough::shown(&bwrap.path).display(),
+                    crate::rough::shown(&common).display()
+                ),
+                bwrap::INSTALL_HINT,
+            )
+            .into());
+        }
+        let bwrap = bwrap.read()?;
         let tools = match policy.toolchains {
             crate::policy::Toolchains::Shown => Tools::probe(&user, &untrusted(&user, &project)),
             crate::policy::Toolchains::Off => Tools::default(),
@@ -129,9 +152,22 @@ pub(crate) fn resolved(path: &Path) -> Option<PathBuf> {
 pub(crate) fn untrusted(user: &User, project: &Project) -> Vec<PathBuf> {
     let mut v = project.writable();
     v.extend(project.linked_commons());
-    let data = user.env.data_home(&user.home).join("agentbox");
-    v.extend(fs::canonicalize(&data).ok());
+    v.extend(agentbox_areas(user));
+    v
+}
+
+/// What sandboxes write outside the project: agentbox's data (agent homes, their state, the
+/// package caches) as written and canonical, and the per-run directories.
+fn agentbox_areas(user: &User) -> Vec<PathBuf> {
+    agentbox_areas_of(&user.env, &user.home, user.uid)
+}
+
+/// `agentbox_areas` before (or without) the user's probe: `agentbox doctor` applies the same
+/// rule.
+pub fn agentbox_areas_of(env: &Env, home: &Path, uid: u32) -> Vec<PathBuf> {
+    let data = env.data_home(home).join("agentbox");
+    let mut v: Vec<PathBuf> = fs::canonicalize(&data).ok().into_iter().collect();
     v.push(data);
-    v.push(runtime_base(user));
+    v.push(runtime_base_of(env, uid));
     v
 }

@@ -88,7 +88,12 @@ impl Project {
             .collect();
         let writable_roots: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
         config_outside(user, &writable_roots)?;
-        let git_host = git::GitHost::find(&user.env, &user.home, &writable_roots);
+        let git_host = git::GitHost::find(
+            &user.env,
+            &user.home,
+            &writable_roots,
+            &super::agentbox_areas(user),
+        );
         // git reads the top repositories' configuration while the scan runs.
         let early: Vec<git::Reads> = writable
             .iter()

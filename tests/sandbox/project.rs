@@ -5,6 +5,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 use crate::harness::{Out, World, each_user};
 
@@ -200,5 +201,48 @@ fn worktrees_and_submodules_are_their_own_top_level() {
             "{err}"
         );
         assert!(sub.join("mark").is_file());
+    });
+}
+
+/// Started in a linked worktree, the sandbox writes the main checkout's git directory: a bwrap
+/// there (planted by an earlier run) is refused with the reason; the same file elsewhere is
+/// used (the control).
+#[test]
+fn a_bwrap_in_a_linked_worktrees_common_git_dir_is_refused() {
+    each_user(|w| {
+        w.host_sh(
+            "git init -q -b main && git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init && \
+             git worktree add -q wt",
+        )
+        .ok();
+        let marker = w.home.join("planted-bwrap-ran");
+        let script = format!(
+            "#!/bin/sh\ntouch {}\nexec /usr/bin/bwrap \"$@\"\n",
+            marker.display()
+        );
+        let planted = w.project.join(".git/bwrap");
+        let elsewhere = w.base.join("tools/bwrap");
+        for p in [&planted, &elsewhere] {
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, &script).unwrap();
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let wt = w.project.join("wt");
+        let run = |bwrap: &std::path::Path| {
+            let args = ["run", "--bwrap", bwrap.to_str().unwrap(), "--", "true"];
+            run_in(w, &wt, &args)
+        };
+        // Control: the same bwrap outside anything the sandbox writes is used.
+        run(&elsewhere).ok();
+        assert!(marker.exists(), "control: the bwrap given was not used");
+        fs::remove_file(&marker).unwrap();
+        let out = run(&planted);
+        assert_eq!(out.code(), 125, "{}", out.stderr());
+        assert!(
+            out.stderr().contains("a git directory the sandbox writes"),
+            "{}",
+            out.stderr()
+        );
+        assert!(!marker.exists(), "the planted bwrap ran on the host");
     });
 }

@@ -14,7 +14,7 @@ fn found(p: PathBuf, kind: Kind) -> Found {
 fn host(home: &Path, writable: &Path) -> GitHost {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let env = crate::hostenv::Env::new(vec![("PATH".into(), path)], home);
-    let mut h = GitHost::find(&env, home, &[writable.to_owned()]);
+    let mut h = GitHost::find(&env, home, &[writable.to_owned()], &[]);
     h.xdg_config_home = Some(home.join(".config").into());
     h
 }
