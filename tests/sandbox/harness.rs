@@ -527,3 +527,12 @@ impl Drop for TmuxServer<'_> {
             .status();
     }
 }
+
+/// A shell script standing in for the program `real`: it touches `marker`, then runs `real`
+/// with its arguments, so a test sees whether the host ran it.
+pub fn spy_script(marker: &Path, real: &str) -> String {
+    format!(
+        "#!/bin/sh\ntouch {}\nexec {real} \"$@\"\n",
+        marker.display()
+    )
+}

@@ -424,58 +424,79 @@ fn every_run_returns_with_every_process_reaped() {
     });
 }
 
+/// A stand-in for the host tool `tool` (`/usr/bin/TOOL`), planted by run 1 in the agent's
+/// home (`~/bin`), and the same file copied where no sandbox writes, for the controls. Either
+/// one touches `marker` when the host runs it.
+struct Spy {
+    planted: std::path::PathBuf,
+    elsewhere: std::path::PathBuf,
+    marker: std::path::PathBuf,
+}
+
+fn plant_spy(w: &World, tool: &str) -> Spy {
+    // Where the scenario's user may write.
+    let marker = w.home.join(format!("planted-{tool}-ran"));
+    let script = crate::harness::spy_script(&marker, &format!("/usr/bin/{tool}"));
+    let plant = format!(
+        "mkdir -p ~/bin && printf '%s' '{script}' > ~/bin/{tool} && chmod 755 ~/bin/{tool}"
+    );
+    w.sh(&AGENT, &plant).ok();
+    let planted = w
+        .home
+        .join(".local/share/agentbox/home/claude/bin")
+        .join(tool);
+    assert!(planted.is_file(), "the plant did not land on the host");
+    let elsewhere = w.base.join("tools").join(tool);
+    fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    fs::copy(&planted, &elsewhere).unwrap();
+    fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o755)).unwrap();
+    Spy {
+        planted,
+        elsewhere,
+        marker,
+    }
+}
+
+/// `agentbox run -- true` with `dir` first on PATH.
+fn run_with_path_first(w: &World, dir: &Path) -> Out {
+    let path = format!("PATH={}:/usr/bin:/bin", dir.display());
+    let args = [
+        OsStr::new(&path),
+        OsStr::new(bin()),
+        OsStr::new("run"),
+        OsStr::new("--"),
+        OsStr::new("true"),
+    ];
+    Out(w
+        .program(OsStr::new("/usr/bin/env"))
+        .args(args)
+        .output()
+        .unwrap())
+}
+
 /// A bwrap planted by one run in the agent's home (which the sandbox writes) is never the one
 /// the next run executes on the host, found on PATH or named with `--bwrap`; the same file
 /// anywhere the sandbox does not write is used (the control).
 #[test]
 fn a_bwrap_planted_in_an_agent_home_is_not_run_by_the_next_run() {
     each_user(|w| {
-        let agent_home = w.home.join(".local/share/agentbox/home/claude");
-        // Where the scenario's user may write.
-        let marker = w.home.join("planted-bwrap-ran");
-        let script = format!(
-            "#!/bin/sh\ntouch {}\nexec /usr/bin/bwrap \"$@\"\n",
-            marker.display()
-        );
-        // Run 1, inside the agent's home: a bwrap of its own in ~/bin.
-        let plant = format!(
-            "mkdir -p ~/bin && printf '%s' '{script}' > ~/bin/bwrap && chmod 755 ~/bin/bwrap"
-        );
-        w.sh(&AGENT, &plant).ok();
-        let planted = agent_home.join("bin/bwrap");
-        assert!(planted.is_file(), "the plant did not land on the host");
+        let spy = plant_spy(w, "bwrap");
         // Control: the same file where no sandbox writes is found on PATH and run.
-        let tools = w.base.join("tools");
-        fs::create_dir_all(&tools).unwrap();
-        fs::copy(&planted, tools.join("bwrap")).unwrap();
-        fs::set_permissions(tools.join("bwrap"), fs::Permissions::from_mode(0o755)).unwrap();
-        let run_with_path = |dir: &Path| {
-            let path = format!("PATH={}:/usr/bin:/bin", dir.display());
-            let args = [
-                OsStr::new(&path),
-                OsStr::new(bin()),
-                OsStr::new("run"),
-                OsStr::new("--"),
-                OsStr::new("true"),
-            ];
-            Out(w
-                .program(OsStr::new("/usr/bin/env"))
-                .args(args)
-                .output()
-                .unwrap())
-        };
-        run_with_path(&tools).ok();
-        assert!(marker.exists(), "control: the bwrap on PATH was not used");
-        fs::remove_file(&marker).unwrap();
+        run_with_path_first(w, spy.elsewhere.parent().unwrap()).ok();
+        assert!(
+            spy.marker.exists(),
+            "control: the bwrap on PATH was not used"
+        );
+        fs::remove_file(&spy.marker).unwrap();
 
         // Run 2, the planted one first on PATH: passed over for the system's.
-        run_with_path(planted.parent().unwrap()).ok();
-        assert!(!marker.exists(), "the planted bwrap ran on the host");
+        run_with_path_first(w, spy.planted.parent().unwrap()).ok();
+        assert!(!spy.marker.exists(), "the planted bwrap ran on the host");
         // Named with --bwrap: refused, with the reason and the fix.
         let out = w.run_args(&[
             OsStr::new("run"),
             OsStr::new("--bwrap"),
-            planted.as_os_str(),
+            spy.planted.as_os_str(),
             OsStr::new("--"),
             OsStr::new("true"),
         ]);
@@ -486,7 +507,7 @@ fn a_bwrap_planted_in_an_agent_home_is_not_run_by_the_next_run() {
             out.stderr()
         );
         assert!(out.stderr().contains("hint: "), "{}", out.stderr());
-        assert!(!marker.exists(), "the planted bwrap ran on the host");
+        assert!(!spy.marker.exists(), "the planted bwrap ran on the host");
     });
 }
 
@@ -497,40 +518,11 @@ fn a_bwrap_planted_in_an_agent_home_is_not_run_by_the_next_run() {
 fn a_git_planted_in_an_agent_home_is_not_run_by_the_next_run() {
     each_user(|w| {
         w.host_sh("git init -q").ok();
-        let agent_home = w.home.join(".local/share/agentbox/home/claude");
-        let marker = w.home.join("planted-git-ran");
-        let script = format!(
-            "#!/bin/sh\ntouch {}\nexec /usr/bin/git \"$@\"\n",
-            marker.display()
-        );
-        let plant =
-            format!("mkdir -p ~/bin && printf '%s' '{script}' > ~/bin/git && chmod 755 ~/bin/git");
-        w.sh(&AGENT, &plant).ok();
-        let planted = agent_home.join("bin/git");
-        assert!(planted.is_file(), "the plant did not land on the host");
-        let tools = w.base.join("tools");
-        fs::create_dir_all(&tools).unwrap();
-        fs::copy(&planted, tools.join("git")).unwrap();
-        fs::set_permissions(tools.join("git"), fs::Permissions::from_mode(0o755)).unwrap();
-        let run_with_path = |dir: &Path| {
-            let path = format!("PATH={}:/usr/bin:/bin", dir.display());
-            let args = [
-                OsStr::new(&path),
-                OsStr::new(bin()),
-                OsStr::new("run"),
-                OsStr::new("--"),
-                OsStr::new("true"),
-            ];
-            Out(w
-                .program(OsStr::new("/usr/bin/env"))
-                .args(args)
-                .output()
-                .unwrap())
-        };
-        run_with_path(&tools).ok();
-        assert!(marker.exists(), "control: the git on PATH was not used");
-        fs::remove_file(&marker).unwrap();
-        run_with_path(planted.parent().unwrap()).ok();
-        assert!(!marker.exists(), "the planted git ran on the host");
+        let spy = plant_spy(w, "git");
+        run_with_path_first(w, spy.elsewhere.parent().unwrap()).ok();
+        assert!(spy.marker.exists(), "control: the git on PATH was not used");
+        fs::remove_file(&spy.marker).unwrap();
+        run_with_path_first(w, spy.planted.parent().unwrap()).ok();
+        assert!(!spy.marker.exists(), "the planted git ran on the host");
     });
 }

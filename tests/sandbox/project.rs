@@ -216,10 +216,7 @@ fn a_bwrap_in_a_linked_worktrees_common_git_dir_is_refused() {
         )
         .ok();
         let marker = w.home.join("planted-bwrap-ran");
-        let script = format!(
-            "#!/bin/sh\ntouch {}\nexec /usr/bin/bwrap \"$@\"\n",
-            marker.display()
-        );
+        let script = crate::harness::spy_script(&marker, "/usr/bin/bwrap");
         let planted = w.project.join(".git/bwrap");
         let elsewhere = w.base.join("tools/bwrap");
         for p in [&planted, &elsewhere] {
