@@ -45,19 +45,31 @@ async fn hand_over(line: &UnixStream, kind: Kind, target: Option<&str>) -> TcpSt
     agent
 }
 
-/// Sends `byte` with `fd` attached, as a relay under the agent's control could.
-fn send_raw(unix: &UnixStream, byte: u8, fd: impl AsFd) {
-    let fds = [fd.as_fd()];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+/// Sends `data` in one message with `fds` attached (up to two), as a relay under the agent's
+/// control could.
+fn send_with(unix: &UnixStream, data: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-    assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+    assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(fds)));
     rustix::net::sendmsg(
         unix,
-        &[IoSlice::new(&[byte])],
+        &[IoSlice::new(data)],
         &mut control,
         rustix::net::SendFlags::empty(),
     )
     .unwrap();
+}
+
+/// Sends `byte` with `fd` attached.
+fn send_raw(unix: &UnixStream, byte: u8, fd: impl AsFd) {
+    send_with(unix, &[byte], &[fd.as_fd()]);
+}
+
+/// Reads the answer to a CONNECT the proxy accepted.
+async fn expect_connect_ok(agent: &mut TcpStream) {
+    let mut head = vec![0u8; crate::net::proxy::http::CONNECT_OK.len()];
+    within("reply", agent.read_exact(&mut head)).await.unwrap();
+    assert_eq!(head, crate::net::proxy::http::CONNECT_OK);
 }
 
 /// Everything until the proxy closes the agent's connection (a reset counts as a close).
@@ -80,9 +92,7 @@ async fn a_handed_over_proxy_client_is_served_on_its_own_socket() {
     let mut agent = hand_over(&line, Kind::Proxy, None).await;
     let req = format!("CONNECT echo.test:{port} HTTP/1.1\r\n\r\nearly|");
     agent.write_all(req.as_bytes()).await.unwrap();
-    let mut head = vec![0u8; crate::net::proxy::http::CONNECT_OK.len()];
-    within("reply", agent.read_exact(&mut head)).await.unwrap();
-    assert_eq!(head, crate::net::proxy::http::CONNECT_OK);
+    expect_connect_ok(&mut agent).await;
     agent.write_all(b"ping").await.unwrap();
     agent.shutdown().await.unwrap();
     // Half-close passes through: the echo comes back whole after the agent's FIN.
@@ -168,9 +178,7 @@ async fn a_line_needs_the_token() {
     let mut agent = hand_over(&line, Kind::Proxy, None).await;
     let req = format!("CONNECT echo.test:{port} HTTP/1.1\r\n\r\n");
     agent.write_all(req.as_bytes()).await.unwrap();
-    let mut head = vec![0u8; crate::net::proxy::http::CONNECT_OK.len()];
-    within("reply", agent.read_exact(&mut head)).await.unwrap();
-    assert_eq!(head, crate::net::proxy::http::CONNECT_OK);
+    expect_connect_ok(&mut agent).await;
     drop(agent);
     let (summary, _) = p.stop();
     assert_eq!(summary.allowed, 1);
@@ -195,9 +203,7 @@ async fn only_the_first_comer_gets_a_line() {
     // Control: the first line still hands over.
     let mut agent = hand_over(&line, Kind::Proxy, None).await;
     agent.write_all(req.as_bytes()).await.unwrap();
-    let mut head = vec![0u8; crate::net::proxy::http::CONNECT_OK.len()];
-    within("reply", agent.read_exact(&mut head)).await.unwrap();
-    assert_eq!(head, crate::net::proxy::http::CONNECT_OK);
+    expect_connect_ok(&mut agent).await;
     drop(agent);
     let (summary, _) = p.stop();
     assert_eq!((summary.allowed, summary.requested.len()), (1, 1));
@@ -259,9 +265,7 @@ async fn only_a_connected_tcp_socket_with_a_handover_byte_is_taken() {
     // Control: the next handover on the line is served.
     let mut agent = hand_over(&line, Kind::Proxy, None).await;
     agent.write_all(req.as_bytes()).await.unwrap();
-    let mut head = vec![0u8; crate::net::proxy::http::CONNECT_OK.len()];
-    within("reply", agent.read_exact(&mut head)).await.unwrap();
-    assert_eq!(head, crate::net::proxy::http::CONNECT_OK);
+    expect_connect_ok(&mut agent).await;
     drop(agent);
 
     // A TCP socket attached to a request's first byte ("C" of CONNECT on the UNIX socket):
@@ -305,18 +309,9 @@ async fn a_refused_set_of_descriptors_leaves_the_line_in_step() {
     let line = relay_line(&p).await;
     let (mut first, a) = agent_connection().await;
     let (_second, b) = agent_connection().await;
-    let fds = [a.as_fd(), b.as_fd()];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-    assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
     let target = format!("echo.test:{port}\n");
-    rustix::net::sendmsg(
-        &line,
-        &[IoSlice::new(&[0x03]), IoSlice::new(target.as_bytes())],
-        &mut control,
-        rustix::net::SendFlags::empty(),
-    )
-    .unwrap();
+    let msg = [&[0x03][..], target.as_bytes()].concat();
+    send_with(&line, &msg, &[a.as_fd(), b.as_fd()]);
     drop((a, b));
     let _ = first.write_all(b"x").await;
     assert_eq!(read_to_close(&mut first).await, b"", "refused, closed");
@@ -343,17 +338,7 @@ async fn a_socket_riding_on_the_token_is_dropped() {
     let mut unix = p.raw().await;
     let mut msg = format!("AGENTBOX {TOKEN}\n").into_bytes();
     msg.push(0x02);
-    let fds = [accepted.as_fd()];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-    assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
-    rustix::net::sendmsg(
-        &unix,
-        &[IoSlice::new(&msg)],
-        &mut control,
-        rustix::net::SendFlags::empty(),
-    )
-    .unwrap();
+    send_with(&unix, &msg, &[accepted.as_fd()]);
     drop(accepted);
     let req = format!("CONNECT echo.test:{port} HTTP/1.1\r\n\r\n");
     let _ = agent.write_all(req.as_bytes()).await;
