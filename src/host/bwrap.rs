@@ -132,6 +132,24 @@ pub struct Found {
 }
 
 impl Found {
+    /// Refuses it inside one of `dirs`, places the sandbox writes that are known only after
+    /// the project's probe (`what` says which), before `read` may run it.
+    pub fn refuse_inside(&self, dirs: &[PathBuf], what: &str) -> Result<()> {
+        match dirs.iter().find(|d| self.path.starts_with(d)) {
+            Some(dir) => Err(Fail::hint(
+                format!(
+                    "refusing to use bwrap: {} (it is inside {}, {what}, where the agent can \
+                     replace it)",
+                    crate::rough::shown(&self.path).display(),
+                    crate::rough::shown(dir).display()
+                ),
+                INSTALL_HINT,
+            )
+            .into()),
+            None => Ok(()),
+        }
+    }
+
     /// Reads its version (from the binary, else by running `--version`).
     pub fn read(self) -> Result<Bwrap> {
         let version = version(&self.path, |cmd| {

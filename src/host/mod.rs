@@ -78,22 +78,10 @@ impl HostFacts {
         let (system, bwrap, agent) = meanwhile.context("the system's probe was never asked for")?;
         // A linked worktree's common git directory is known only now, and the sandbox writes
         // it too: checked before bwrap's version is read, which may run it.
-        if let Some(common) = project
-            .linked_commons()
-            .into_iter()
-            .find(|c| bwrap.path.starts_with(c))
-        {
-            return Err(Fail::hint(
-                format!(
-                    "refusing to use bwrap: {} (it is inside {}, a git directory the sandbox \
-                     writes, where the agent can replace it)",
-                    crate::rough::shown(&bwrap.path).display(),
-                    crate::rough::shown(&common).display()
-                ),
-                bwrap::INSTALL_HINT,
-            )
-            .into());
-        }
+        bwrap.refuse_inside(
+            &project.linked_commons(),
+            "a git directory the sandbox writes",
+        )?;
         let bwrap = bwrap.read()?;
         let tools = match policy.toolchains {
             crate::policy::Toolchains::Shown => Tools::probe(&user, &untrusted(&user, &project)),
