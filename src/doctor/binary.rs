@@ -44,7 +44,7 @@ impl Words for Refusal {
     }
 }
 
-/// Whether `agentbox run` refuses this bwrap, as `Bwrap::probe` decides (the current
+/// Whether `agentbox run` refuses this bwrap, as `Bwrap::find` decides (the current
 /// directory stands for the project; `areas` are agentbox's own, which sandboxes write too).
 fn refusal(canon: &Path, mode: u32, project: Option<&Path>, areas: &[PathBuf]) -> Option<Refusal> {
     let roots: Vec<&Path> = project

@@ -85,19 +85,15 @@ impl BwrapRefusal {
 }
 
 impl Bwrap {
-    /// Finds bwrap: the explicit path, else the first on PATH that is not inside a writable
-    /// root (a planted `./bwrap` would run unsandboxed with the user's rights) and is not
-    /// writable by group or others (anyone who can rewrite it owns every sandbox).
-    pub fn probe(explicit: Option<&Path>, env: &Env, writable: &[PathBuf]) -> Result<Bwrap> {
-        Bwrap::find(explicit, env, writable)?.read()
-    }
-
-    /// The bwrap `probe` would use, not yet run: its version may have to be asked of it, which
-    /// runs it, so the caller may check it against more places the sandbox writes first.
+    /// Finds bwrap, not yet run: the explicit path, else the first on PATH that is not inside
+    /// `writable`, where the sandbox writes (a planted `./bwrap` would run unsandboxed with the
+    /// user's rights), and is not writable by group or others (anyone who can rewrite it owns
+    /// every sandbox). Its version may have to be asked of it, which runs it (`Found::read`),
+    /// so the caller may first check it against more such places (`Found::refuse_inside`).
     pub fn find(explicit: Option<&Path>, env: &Env, writable: &[PathBuf]) -> Result<Found> {
+        let roots: Vec<&Path> = writable.iter().map(PathBuf::as_path).collect();
         let mut refused = Vec::new();
         for (canon, mode) in bwrap_candidates(explicit, env) {
-            let roots: Vec<&Path> = writable.iter().map(PathBuf::as_path).collect();
             if let Some(refusal) = BwrapRefusal::of(&canon, mode, &roots) {
                 let why = match refusal {
                     BwrapRefusal::InWritableRoot => {
