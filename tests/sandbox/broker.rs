@@ -6,7 +6,6 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::harness::{self, Out, World, each_user, http_ok};
 
@@ -356,7 +355,7 @@ fn a_credential_from_the_users_config_is_brokered_too() {
 /// An HTTPS server on 127.0.0.1 for `localhost` (its certificate self-signed, in `dir`), which
 /// writes each request's x-api-key to `dir/keys` and answers 200. Killed when dropped.
 struct Tls {
-    child: std::process::Child,
+    _child: crate::harness::Killed,
     port: u16,
     dir: std::path::PathBuf,
 }
@@ -448,16 +447,15 @@ impl Tls {
             .arg(dir)
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let port = loop {
-            if let Ok(p) = std::fs::read_to_string(dir.join("port")) {
-                break p.trim().parse().unwrap();
-            }
-            assert!(Instant::now() < deadline, "the TLS server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let child = crate::harness::Killed(child);
+        crate::harness::wait_until("the TLS server", || dir.join("port").exists());
+        let port = std::fs::read_to_string(dir.join("port"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         Tls {
-            child,
+            _child: child,
             port,
             dir: dir.to_owned(),
         }
@@ -465,13 +463,6 @@ impl Tls {
 
     fn keys(&self) -> String {
         std::fs::read_to_string(self.dir.join("keys")).unwrap_or_default()
-    }
-}
-
-impl Drop for Tls {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

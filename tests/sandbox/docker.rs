@@ -6,10 +6,8 @@
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::Child;
-use std::time::{Duration, Instant};
 
-use crate::harness::{Out, World, each_user};
+use crate::harness::{Killed, Out, World, each_user, wait_until};
 
 /// The stand-in daemon: answers like Docker's API and appends each request to `log` as one
 /// JSON line (method, path, body in base64).
@@ -163,16 +161,9 @@ call("POST", "/containers/create", {"Image": "a", "HostConfig": {"Privileged": T
 "#;
 
 struct Daemon {
-    child: Child,
+    _child: Killed,
     sock: PathBuf,
     log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn daemon(w: &World) -> Daemon {
@@ -186,15 +177,12 @@ fn daemon(w: &World) -> Daemon {
         .arg(&log)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the stand-in daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    wait_until("the stand-in daemon", || sock.exists());
+    Daemon {
+        _child: Killed(child),
+        sock,
+        log,
     }
-    Daemon { child, sock, log }
 }
 
 impl Daemon {

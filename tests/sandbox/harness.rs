@@ -536,3 +536,23 @@ pub fn spy_script(marker: &Path, real: &str) -> String {
         marker.display()
     )
 }
+
+/// A helper process of a test (a stand-in server, an agent), killed and reaped when dropped,
+/// so a failed assertion leaves nothing running.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `ready` until it holds; fails the test after 10 s, saying `what` did not start.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

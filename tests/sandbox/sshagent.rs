@@ -5,22 +5,13 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::time::{Duration, Instant};
 
-use crate::harness::{Out, World, each_user, shell_quote};
+use crate::harness::{Killed, Out, World, each_user, shell_quote, wait_until};
 
 /// A real ssh-agent run as the scenario's user (it only serves its own uid), killed at the end.
 struct Agent {
-    child: Child,
+    _child: Killed,
     sock: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn agent(w: &World) -> Agent {
@@ -33,12 +24,11 @@ fn agent(w: &World) -> Agent {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "ssh-agent did not start");
-        std::thread::sleep(Duration::from_millis(20));
+    wait_until("ssh-agent", || sock.exists());
+    Agent {
+        _child: Killed(child),
+        sock,
     }
-    Agent { child, sock }
 }
 
 /// Two keys made on the host (private halves in the home, hidden inside; public halves in the
