@@ -31,6 +31,25 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(st.success(), "git {args:?}");
 }
 
+/// A fresh repository `p` in a temp dir `base` (canonical); the guard removes it.
+fn repo() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(t.path()).unwrap();
+    let p = base.join("p");
+    fs::create_dir_all(&p).unwrap();
+    git(&p, &["init", "-q"]);
+    (t, base, p)
+}
+
+/// Makes `p`'s configuration include a FIFO, which keeps git reading it waiting.
+fn fifo_include(p: &Path) {
+    let st = Command::new("mkfifo").arg(p.join("f")).status().unwrap();
+    assert!(st.success());
+    let mut cfg = fs::read_to_string(p.join(".git/config")).unwrap();
+    cfg.push_str("[include]\n\tpath = ../f\n");
+    fs::write(p.join(".git/config"), cfg).unwrap();
+}
+
 fn probe(f: &Found, h: &GitHost) -> GitRepo {
     probe_all(std::slice::from_ref(f), h, Reads::default()).remove(0)
 }
@@ -80,11 +99,7 @@ fn command_words_include_arguments_and_option_values() {
 /// hooks path), command keys with script arguments, hook symlinks and husky's layout.
 #[test]
 fn configuration_is_read_as_git_reads_it() {
-    let t = tempfile::tempdir().unwrap();
-    let base = fs::canonicalize(t.path()).unwrap();
-    let p = base.join("p");
-    fs::create_dir_all(&p).unwrap();
-    git(&p, &["init", "-q"]);
+    let (_t, base, p) = repo();
     fs::create_dir_all(p.join("scripts")).unwrap();
     fs::create_dir_all(p.join(".husky/_")).unwrap();
     for f in [
@@ -142,11 +157,7 @@ fn configuration_is_read_as_git_reads_it() {
 
 #[test]
 fn worktree_config_without_its_file_refuses_with_the_touch_hint() {
-    let t = tempfile::tempdir().unwrap();
-    let base = fs::canonicalize(t.path()).unwrap();
-    let p = base.join("p");
-    fs::create_dir_all(&p).unwrap();
-    git(&p, &["init", "-q"]);
+    let (_t, base, p) = repo();
     git(&p, &["config", "extensions.worktreeConfig", "true"]);
     let h = host(&base, &p);
     let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
@@ -159,16 +170,8 @@ fn worktree_config_without_its_file_refuses_with_the_touch_hint() {
 
 #[test]
 fn a_fifo_include_times_out_and_refuses() {
-    let t = tempfile::tempdir().unwrap();
-    let base = fs::canonicalize(t.path()).unwrap();
-    let p = base.join("p");
-    fs::create_dir_all(&p).unwrap();
-    git(&p, &["init", "-q"]);
-    let st = Command::new("mkfifo").arg(p.join("f")).status().unwrap();
-    assert!(st.success());
-    let mut cfg = fs::read_to_string(p.join(".git/config")).unwrap();
-    cfg.push_str("[include]\n\tpath = ../f\n");
-    fs::write(p.join(".git/config"), cfg).unwrap();
+    let (_t, base, p) = repo();
+    fifo_include(&p);
     let mut h = host(&base, &p);
     h.timeout = Duration::from_millis(300);
     let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
@@ -195,11 +198,7 @@ fn a_fifo_include_times_out_and_refuses() {
 
 #[test]
 fn a_git_symlink_leads_to_the_real_git_dir() {
-    let t = tempfile::tempdir().unwrap();
-    let base = fs::canonicalize(t.path()).unwrap();
-    let p = base.join("p");
-    fs::create_dir_all(&p).unwrap();
-    git(&p, &["init", "-q"]);
+    let (_t, base, p) = repo();
     fs::rename(p.join(".git"), p.join("real-git")).unwrap();
     std::os::unix::fs::symlink("real-git", p.join(".git")).unwrap();
     let h = host(&base, &p);
@@ -213,11 +212,7 @@ fn a_git_symlink_leads_to_the_real_git_dir() {
 
 #[test]
 fn planted_control_files_are_found() {
-    let t = tempfile::tempdir().unwrap();
-    let base = fs::canonicalize(t.path()).unwrap();
-    let p = base.join("p");
-    fs::create_dir_all(&p).unwrap();
-    git(&p, &["init", "-q"]);
+    let (_t, base, p) = repo();
     let h = host(&base, &p);
     let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
     assert!(planted_control_files(&repo).is_empty());
@@ -299,11 +294,7 @@ fn a_planted_commondir_is_an_anomaly() {
 
 #[test]
 fn without_git_the_files_are_protected_and_a_warning_says_what_was_not_checked() {
-    let t = tempfile::tempdir().unwrap();
-    let base = fs::canonicalize(t.path()).unwrap();
-    let p = base.join("p");
-    fs::create_dir_all(&p).unwrap();
-    git(&p, &["init", "-q"]);
+    let (_t, base, p) = repo();
     let mut h = host(&base, &p);
     h.git = None;
     let repo = probe(&found(p.join(".git"), Kind::Dir), &h);
@@ -424,11 +415,7 @@ fn nested_repositories_read_together_keep_their_own_configuration() {
 /// FIFOs planted where git keeps small files (`commondir`, a hook) do not hang the probe.
 #[test]
 fn fifos_in_the_git_dir_do_not_hang_the_probe() {
-    let t = tempfile::tempdir().unwrap();
-    let base = fs::canonicalize(t.path()).unwrap();
-    let p = base.join("p");
-    fs::create_dir_all(&p).unwrap();
-    git(&p, &["init", "-q"]);
+    let (_t, base, p) = repo();
     for f in [".git/commondir", ".git/hooks/pre-commit"] {
         let st = Command::new("mkfifo").arg(p.join(f)).status().unwrap();
         assert!(st.success());
@@ -458,17 +445,9 @@ fn running_with(needle: &Path) -> Vec<std::ffi::OsString> {
 
 #[test]
 fn a_call_started_early_and_never_asked_for_is_killed_and_reaped_when_dropped() {
-    let t = tempfile::tempdir().unwrap();
-    let base = fs::canonicalize(t.path()).unwrap();
-    let p = base.join("p");
-    fs::create_dir_all(&p).unwrap();
-    git(&p, &["init", "-q"]);
+    let (_t, base, p) = repo();
     // A FIFO include keeps git waiting until it is killed.
-    let st = Command::new("mkfifo").arg(p.join("f")).status().unwrap();
-    assert!(st.success());
-    let mut cfg = fs::read_to_string(p.join(".git/config")).unwrap();
-    cfg.push_str("[include]\n\tpath = ../f\n");
-    fs::write(p.join(".git/config"), cfg).unwrap();
+    fifo_include(&p);
     let h = host(&base, &p);
     let needle = p.join(".git/config");
     let reads = start_early(&p, &h);
